@@ -1,0 +1,21 @@
+"""Handcrafted schedules and criterion-driven methods as fixed policies with SB3's ``predict`` signature."""
+
+from baselines.policies import SchedulePolicy
+from baselines.registry import Method, available_policies, env_kwargs, make_policy, register_method
+from baselines.schedules import SCHEDULES, constant, cosine, cubic, linear, polynomial, quadratic
+
+__all__ = [
+    "SCHEDULES",
+    "Method",
+    "SchedulePolicy",
+    "available_policies",
+    "constant",
+    "cosine",
+    "cubic",
+    "env_kwargs",
+    "linear",
+    "make_policy",
+    "polynomial",
+    "quadratic",
+    "register_method",
+]

@@ -1,0 +1,62 @@
+"""Fixed policies with stable-baselines3's ``predict`` signature.
+
+``predict(observation, state=None, episode_start=None, deterministic=True) -> (action, state)`` accepts one
+observation ``(L, F)`` or a batch ``(n, L, F)`` from a vectorised env, like an SB3 model, so SB3's
+``evaluate_policy`` and :func:`sparsity_gym.evaluation.evaluate` run baselines and learned models alike.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from baselines.schedules import SCHEDULES, Schedule
+
+
+class SchedulePolicy:
+    """Every layer follows ``schedule(progress, target)``, read from the observation's ``progress`` column.
+
+    Args:
+        env: The environment (or a wrapper of it) the policy acts in: gives the column layout, the target
+            density and the action map.
+        schedule: A pure function ``(p, target) -> density``.
+        name: A label for reports.
+    """
+
+    def __init__(self, env: gym.Env, schedule: Schedule, name: str = "schedule") -> None:
+        base = env.unwrapped
+        self.name = name
+        self.schedule = schedule
+        self.target = base.config.target_density if base.config.target_density is not None else 1.0
+        self._progress_col = base.layout.columns["progress"]
+        self._to_action = base.density_to_action
+
+    def density(self, progress: float) -> float:
+        """The density the schedule asks for at ``progress``."""
+        return float(self.schedule(progress, self.target))
+
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = True,
+    ) -> tuple[np.ndarray, Any]:
+        """The action for ``observation`` (single ``(L, F)`` or batched ``(n, L, F)``)."""
+        obs = np.asarray(observation)
+        batched = obs.ndim == 3
+        obs = obs if batched else obs[None]
+        progress = obs[:, 0, self._progress_col].astype(np.float64)
+        dens = np.array([[self.density(p)] * obs.shape[1] for p in progress])
+        action = self._to_action(dens)
+        return (action if batched else action[0]), state
+
+
+
+def make_schedule_policy(env: gym.Env, name: str, **schedule_kwargs: float) -> SchedulePolicy:
+    fn = SCHEDULES[name]
+    schedule = partial(fn, **schedule_kwargs) if schedule_kwargs else fn
+    return SchedulePolicy(env, schedule, name=name)

@@ -1,0 +1,56 @@
+"""The registry of fixed policies: ``make_policy(name, env)`` and the env settings each method needs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import gymnasium as gym
+
+from baselines.policies import make_schedule_policy
+from baselines.schedules import SCHEDULES
+from sparsity_gym.validation import check_choice
+
+
+@dataclass(frozen=True)
+class Method:
+    """A fixed policy: how many units per layer (``factory``) and the env settings it needs (``env_kwargs``)."""
+
+    name: str
+    factory: Callable[..., Any]
+    env_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    kind: str = "schedule"
+
+
+_METHODS: dict[str, Method] = {}
+
+
+def register_method(method: Method) -> Method:
+    """Add ``method`` to the registry."""
+    _METHODS[method.name] = method
+    return method
+
+
+for _name in SCHEDULES:
+    register_method(
+        Method(_name, lambda env, _n=_name, **kw: make_schedule_policy(env, _n, **kw), MappingProxyType({}))
+    )
+
+
+def available_policies(kind: str | None = None) -> tuple[str, ...]:
+    """Registered policy names (all, or only those of ``kind``: ``schedule`` or ``criterion``)."""
+    return tuple(n for n, m in _METHODS.items() if kind is None or m.kind == kind)
+
+
+def make_policy(name: str, env: gym.Env, **kwargs: Any) -> Any:
+    """The fixed policy ``name`` acting in ``env`` (an object with SB3's ``predict`` signature)."""
+    check_choice("policy", name, tuple(_METHODS))
+    return _METHODS[name].factory(env, **kwargs)
+
+
+def env_kwargs(name: str) -> dict[str, Any]:
+    """The env settings method ``name`` needs (selector, regrowth, effect...); empty for schedules."""
+    check_choice("policy", name, tuple(_METHODS))
+    return dict(_METHODS[name].env_kwargs)

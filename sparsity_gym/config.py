@@ -1,0 +1,165 @@
+"""The environment's frozen configuration, validated once when the environment is built."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import torch.nn as nn
+
+from sparsity_gym.validation import check_choice, check_number
+
+GRANULARITIES = ("weight", "neuron")
+ACTION_MODES = ("density",)
+EFFECTS = ("prune",)
+OPTIMIZERS = ("sgd", "adam", "adamw")
+REWARDS = ("final_accuracy", "delta_accuracy")
+OBSERVATION_FAMILIES: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Everything that defines an episode of :class:`sparsity_gym.env.SparsityEnv`.
+
+    Every field can be passed as a keyword to ``gym.make("SparsityGym/Schedule-v0", ...)``. Values are
+    checked when the config is built: a bad value raises ``ValueError`` naming the field, the value and what
+    is allowed.
+
+    Attributes:
+        network: A zoo name (``sparsity_gym.networks.available_networks()``) or a callable returning an
+            ``nn.Module``; the callable receives whichever of ``input_shape`` and ``num_classes`` it accepts,
+            plus ``network_kwargs``.
+        network_kwargs: Extra keyword arguments for the network builder (e.g. ``{"widths": (128, 128)}``).
+        dataset: A dataset name (``sparsity_gym.data.available_datasets()``); ``digits`` ships with scikit-learn.
+        data_root: Local folder for datasets that are read from disk (none of the built-in ones need it).
+        data_seed: Seed of the train/validation/test split; fixed across episodes so the test set never moves.
+        granularity: ``weight`` (unstructured) or ``neuron`` (rows of Linear, output channels of Conv2d; the
+            output layer is never pruned at neuron granularity).
+        selector: Which units go when a layer shrinks: ``magnitude`` (smallest |w| among the active, a
+            neuron's score is the l2 norm of its fan-in) or ``random``.
+        regrowth: How units return when a layer grows: ``random`` (chosen at random among the inactive) or
+            ``none`` (a layer's density can then only fall).
+        effect: ``prune``: a masked unit is exactly zero in the forward pass.
+        action_mode: ``density``: the action is each layer's target density.
+        exchange_fraction: Fraction f of the active units dropped and regrown at random at every mask update
+            on top of the density change (CRITERIA §5; 0 disables).
+        target_density: The density every layer ends the episode at (the last decision is projected onto it);
+            ``None`` leaves the final density to the policy.
+        min_density: Lowest density an action can ask for; an action of -1 maps here.
+        max_density: Highest density an action can ask for; an action of +1 maps here.
+        total_iterations: Optimizer steps in one episode (one full training run).
+        decision_interval: Optimizer steps between two decisions; must divide ``total_iterations``.
+        batch_size: Training mini-batch size.
+        optimizer: ``sgd`` (momentum, nesterov off), ``adam`` or ``adamw``.
+        lr: Learning rate.
+        momentum: SGD momentum (ignored by Adam).
+        weight_decay: L2 penalty (SGD, Adam) or decoupled decay (AdamW).
+        observations: Statistic families in the observation (added by later modules; empty means only the
+            static, state and global features).
+        reward: ``final_accuracy`` (validation accuracy at the episode's end, 0 before) or ``delta_accuracy``
+            (change of validation accuracy at every decision; sums to the final minus the initial accuracy).
+        density_cost: Subtracted from the final reward times the final global density.
+        flops_cost: Subtracted from the final reward times the final inference FLOPs as a fraction of dense.
+        divergence_reward: Reward of a step at which training diverged (non-finite loss).
+        eval_batch_size: Batch size of validation and test passes.
+        device: Torch device the network trains on (``cpu``, ``cuda``, ``cuda:1``...).
+    """
+
+    network: str | Callable[..., nn.Module] = "mlp"
+    network_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    dataset: str = "digits"
+    data_root: str | None = None
+    data_seed: int = 0
+    granularity: str = "weight"
+    selector: str = "magnitude"
+    regrowth: str = "random"
+    effect: str = "prune"
+    action_mode: str = "density"
+    exchange_fraction: float = 0.0
+    target_density: float | None = 0.1
+    min_density: float = 0.02
+    max_density: float = 1.0
+    total_iterations: int = 400
+    decision_interval: int = 40
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    observations: tuple[str, ...] = OBSERVATION_FAMILIES
+    reward: str = "final_accuracy"
+    density_cost: float = 0.0
+    flops_cost: float = 0.0
+    divergence_reward: float = 0.0
+    eval_batch_size: int = 1024
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "network_kwargs", MappingProxyType(dict(self.network_kwargs)))
+        object.__setattr__(self, "observations", tuple(self.observations))
+        self.validate()
+
+    @property
+    def num_decisions(self) -> int:
+        """Decisions (environment steps) in one episode."""
+        return self.total_iterations // self.decision_interval
+
+    @property
+    def network_name(self) -> str:
+        """A readable name for the network, also for user factories."""
+        if isinstance(self.network, str):
+            return self.network
+        return getattr(self.network, "__name__", type(self.network).__name__)
+
+    def replace(self, **changes: Any) -> EnvConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> None:
+        """Check every field; raise ``ValueError`` naming the first bad field, its value and what is allowed."""
+        from sparsity_gym.data import available_datasets
+        from sparsity_gym.masking import available_regrowth, available_selectors
+        from sparsity_gym.networks import available_networks
+
+        if isinstance(self.network, str):
+            check_choice("network", self.network, available_networks())
+        elif not callable(self.network):
+            raise ValueError(
+                f"network={self.network!r} is not allowed; expected a zoo name or a callable returning nn.Module"
+            )
+        check_choice("dataset", self.dataset, available_datasets())
+        check_number("data_seed", self.data_seed, low=0, integer=True)
+        check_choice("granularity", self.granularity, GRANULARITIES)
+        check_choice("selector", self.selector, available_selectors())
+        check_choice("regrowth", self.regrowth, available_regrowth())
+        check_choice("effect", self.effect, EFFECTS)
+        check_choice("action_mode", self.action_mode, ACTION_MODES)
+        check_number("exchange_fraction", self.exchange_fraction, low=0.0, high=1.0, high_inclusive=False)
+        check_number("min_density", self.min_density, low=0.0, high=1.0, low_inclusive=False)
+        check_number("max_density", self.max_density, low=self.min_density, high=1.0)
+        if self.target_density is not None:
+            check_number("target_density", self.target_density, low=0.0, high=1.0, low_inclusive=False)
+        check_number("total_iterations", self.total_iterations, low=1, integer=True)
+        check_number("decision_interval", self.decision_interval, low=1, high=self.total_iterations, integer=True)
+        if self.total_iterations % self.decision_interval:
+            raise ValueError(
+                f"decision_interval={self.decision_interval!r} is not allowed; expected a divisor of "
+                f"total_iterations={self.total_iterations}"
+            )
+        check_number("batch_size", self.batch_size, low=1, integer=True)
+        check_number("eval_batch_size", self.eval_batch_size, low=1, integer=True)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_number("lr", self.lr, low=0.0, low_inclusive=False)
+        check_number("momentum", self.momentum, low=0.0, high=1.0, high_inclusive=False)
+        check_number("weight_decay", self.weight_decay, low=0.0)
+        for family in self.observations:
+            check_choice("observations", family, OBSERVATION_FAMILIES)
+        check_choice("reward", self.reward, REWARDS)
+        check_number("density_cost", self.density_cost, low=0.0)
+        check_number("flops_cost", self.flops_cost, low=0.0)
+        check_number("divergence_reward", self.divergence_reward)
+        if not isinstance(self.device, str) or not self.device:
+            raise ValueError(f"device={self.device!r} is not allowed; expected a torch device string like 'cpu'")

@@ -1,0 +1,324 @@
+"""The training run of a network as a Gymnasium environment."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from sparsity_gym.config import EnvConfig
+from sparsity_gym.data import DatasetSplits, load_dataset
+from sparsity_gym.features import ObservationLayout
+from sparsity_gym.flops import dense_inference_flops, inference_flops, training_step_flops
+from sparsity_gym.masking import MaskedNetwork, SelectionContext
+from sparsity_gym.networks import LayerInfo, build_network, find_prunable_layers
+
+
+class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
+    """Prune a network while it trains: one episode is one full training run.
+
+    ## Description
+
+    The environment trains a network (a zoo name or a user factory, see :class:`EnvConfig`) on a classification
+    dataset for ``total_iterations`` optimizer steps. Every ``decision_interval`` steps the agent sets the
+    density of each prunable layer (``nn.Linear`` and ``nn.Conv2d``, found by walking the module; at neuron
+    granularity the output layer is excluded). The selector decides *which* units go, the regrowth rule how
+    units return (CRITERIA §5: random or magnitude pruning, random regrowth with zero weights and zero optimizer
+    state). After every optimizer step each layer holds exactly ``max(1, round(d * n))`` active units and
+    inactive weights are exactly zero (:mod:`sparsity_gym.masking`).
+
+    ## Action Space
+
+    ``Box(-1, 1, shape=(L,), float32)``, one value per controlled layer, in the order of
+    ``env.unwrapped.layer_names``. With ``action_mode="density"`` the value ``a`` maps affinely onto
+    ``[min_density, max_density]``: ``d = min_density + (a + 1) / 2 * (max_density - min_density)``.
+    When ``target_density`` is set, the last decision of the episode is replaced by ``target_density`` for every
+    layer (the projection), so every policy, learned or fixed, ends at the target. Non-finite or out-of-range
+    values are clipped (NaN keeps the layer's current density) and counted in ``info["invalid_actions"]``; an
+    action of the wrong shape raises ``ValueError``.
+
+    ## Observation Space
+
+    ``Box(shape=(L, F), float32)``: row ``l`` describes layer ``l``; the global features are repeated on every
+    row, so a policy with weights shared across rows acts on networks of any depth. Columns
+    (``env.unwrapped.layout.columns`` maps names to indices; statistic families named in ``observations`` are
+    inserted before the global features):
+
+    | Column           | Family | Meaning                                                     | Range   |
+    |------------------|--------|-------------------------------------------------------------|---------|
+    | relative_depth   | static | layer index / (number of prunable layers - 1)               | [0, 1]  |
+    | is_conv          | static | 1 for Conv2d, 0 for Linear                                  | {0, 1}  |
+    | is_output        | static | 1 for the output layer                                      | {0, 1}  |
+    | log_fan_in       | static | ln(fan-in) / 10                                             | [0, 2]  |
+    | log_fan_out      | static | ln(output units) / 10                                       | [0, 2]  |
+    | param_share      | static | the layer's weights / all prunable weights                  | [0, 1]  |
+    | density          | state  | active units / units                                        | [0, 1]  |
+    | target_density   | state  | the episode's target density, -1 when none is set           | [-1, 1] |
+    | progress         | global | optimizer steps done / total_iterations                     | [0, 1]  |
+    | train_loss       | global | mean training loss over the last interval / ln(classes)     | [0, 10] |
+    | val_accuracy     | global | validation accuracy                                         | [0, 1]  |
+    | global_density   | global | active weights / weights over all prunable layers           | [0, 1]  |
+    | flops_fraction   | global | inference FLOPs / dense inference FLOPs                     | [0, 1]  |
+
+    Before the first step ``train_loss`` is the validation loss of the fresh network. Every value is finite and
+    clipped into the declared bounds.
+
+    ## Rewards
+
+    ``reward="final_accuracy"`` (default): 0 at every step but the last, where it is the validation accuracy
+    minus ``density_cost * global_density`` minus ``flops_cost * flops_fraction``. ``"delta_accuracy"``: the
+    change of validation accuracy at every step (summing to final minus initial accuracy), with the same costs
+    at the last step. A step at which training diverged earns ``divergence_reward``.
+
+    ## Starting State
+
+    ``reset(seed=...)`` builds a fresh instance of the network (a new initialisation), a fresh optimizer and the
+    data order from the seed; every layer starts dense. All randomness comes from ``self.np_random`` and a
+    ``torch.Generator`` seeded from it; the global torch generator is only used inside ``fork_rng`` to initialise
+    the network, and is restored afterwards.
+
+    ## Episode End
+
+    Truncation after ``total_iterations / decision_interval`` steps (the training budget is spent);
+    ``info["test_accuracy"]`` is then set. Termination only when the training loss becomes non-finite
+    (divergence). The dataset split is fixed by ``data_seed``: the test set never changes between episodes.
+
+    ## Info
+
+    ``density`` (global, parameter-weighted), ``layer_densities``, ``target_density``,
+    ``requested_densities`` (this step's densities after clipping and projection), ``val_accuracy``,
+    ``train_loss``, ``flops`` (inference FLOPs per sample of the active network), ``dense_flops``,
+    ``training_flops`` (summed over the episode so far), ``invalid_actions``, ``iteration``, ``diverged``, and
+    at the end ``test_accuracy``.
+
+    ## Arguments
+
+    ``gym.make("SparsityGym/Schedule-v0", **fields)`` with any field of :class:`EnvConfig` (network, dataset,
+    target_density, granularity, selector, regrowth, total_iterations, decision_interval, batch_size, ...), or
+    ``SparsityEnv(config=EnvConfig(...))``.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 (Gymnasium's convention)
+
+    def __init__(self, config: EnvConfig | None = None, render_mode: str | None = None, **kwargs: Any) -> None:
+        if render_mode is not None:
+            raise ValueError(f"render_mode={render_mode!r} is not allowed; this environment does not render")
+        self.config = EnvConfig(**kwargs) if config is None else config.replace(**kwargs) if kwargs else config
+        self.device = _resolve_device(self.config.device)
+        self.data: DatasetSplits = load_dataset(self.config.dataset, self.config.data_seed, self.config.data_root).to(
+            self.device
+        )
+        self._generator = torch.Generator().manual_seed(0)
+        self._build_network(seed=0)
+        self.layer_names = tuple(m.info.name for m in self.masks.layers)
+        self.layout = ObservationLayout(len(self.layer_names), self.config.observations)
+        self.observation_space = self.layout.space
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(len(self.layer_names),), dtype=np.float32)
+        self._needs_reset = True
+
+    # ----------------------------------------------------------------------------------------------- episode
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        """Start a new training run: a new initialisation and data order drawn from the seed."""
+        super().reset(seed=seed)
+        torch_seed = int(self.np_random.integers(0, 2**62))
+        self._generator = torch.Generator().manual_seed(torch_seed)
+        self._build_network(torch_seed)
+        names = tuple(m.info.name for m in self.masks.layers)
+        if names != self.layer_names:
+            raise ValueError(
+                f"network={self.config.network_name!r} built layers {names} at reset; expected {self.layer_names}: "
+                "the network must keep the same prunable layers across resets"
+            )
+        self.last_val_accuracy, self.last_train_loss = self._evaluate(self.data.val_x, self.data.val_y)
+        self._invalid_actions = 0
+        self._needs_reset = False
+        return self._observation(), self._info(requested=self.masks.densities)
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        """Apply the layer densities of ``action``, train ``decision_interval`` steps, observe and reward."""
+        if self._needs_reset:
+            raise RuntimeError("call reset() before step(): the episode has ended or never started")
+        cfg = self.config
+        densities = self.densities_from_action(action)
+        if self.decision == cfg.num_decisions - 1 and cfg.target_density is not None:
+            densities = np.full(len(densities), cfg.target_density)
+        self.masks.set_densities(densities.tolist(), SelectionContext(self._generator))
+        diverged = not self._train(cfg.decision_interval)
+        self.decision += 1
+        previous_accuracy = self.last_val_accuracy
+        self.last_val_accuracy, _ = self._evaluate(self.data.val_x, self.data.val_y)
+        truncated = self.decision >= cfg.num_decisions and not diverged
+        reward = self._reward(previous_accuracy, last=truncated, diverged=diverged)
+        info = self._info(requested=densities.tolist(), diverged=diverged)
+        if truncated or diverged:
+            info["test_accuracy"], _ = self._evaluate(self.data.test_x, self.data.test_y)
+            self._needs_reset = True
+        return self._observation(), float(reward), diverged, truncated, info
+
+    def close(self) -> None:
+        """Release the network, the optimizer and the mask hooks."""
+        if getattr(self, "masks", None) is not None:
+            self.masks.detach()
+
+    # ----------------------------------------------------------------------------------------------- public
+    @property
+    def progress(self) -> float:
+        """Optimizer steps done / total_iterations."""
+        return self.iteration / self.config.total_iterations
+
+    @property
+    def layers(self) -> list[LayerInfo]:
+        """The controlled layers' static descriptions, in action order."""
+        return [m.info for m in self.masks.layers]
+
+    def inference_flops(self) -> int:
+        """Inference FLOPs per sample of the active network."""
+        return inference_flops(self.masks.all_layers)
+
+    def density_to_action(self, density: float | np.ndarray) -> np.ndarray:
+        """The action that asks for ``density`` (inverse of the affine map), clipped to [-1, 1]."""
+        lo, hi = self.config.min_density, self.config.max_density
+        span = hi - lo
+        a = 2.0 * (np.asarray(density, dtype=np.float64) - lo) / span - 1.0 if span > 0 else np.ones_like(density)
+        return np.clip(a, -1.0, 1.0).astype(np.float32)
+
+    def densities_from_action(self, action: np.ndarray) -> np.ndarray:
+        """Validate ``action``, clip what is invalid (counted) and map it onto layer densities."""
+        arr = np.asarray(action)
+        if arr.dtype.kind not in "fiub":
+            raise ValueError(f"action has dtype {arr.dtype}; expected a real-valued array of shape {self.action_space.shape}")
+        if arr.shape != self.action_space.shape:
+            raise ValueError(f"action has shape {arr.shape}; expected {self.action_space.shape} (one value per layer)")
+        arr = arr.astype(np.float64)
+        current = self.density_to_action(np.array(self.masks.densities)).astype(np.float64)
+        invalid = ~np.isfinite(arr) | (arr < -1.0) | (arr > 1.0)
+        self._invalid_actions = int(invalid.sum())
+        arr = np.where(np.isnan(arr), current, arr)
+        arr = np.clip(arr, -1.0, 1.0)
+        lo, hi = self.config.min_density, self.config.max_density
+        return lo + (arr + 1.0) / 2.0 * (hi - lo)
+
+    # ----------------------------------------------------------------------------------------------- internals
+    def _build_network(self, seed: int) -> None:
+        cfg = self.config
+        if getattr(self, "masks", None) is not None:
+            self.masks.detach()
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            model = build_network(cfg.network, self.data.input_shape, self.data.num_classes, cfg.network_kwargs)
+        self.model: nn.Module = model.to(self.device).train()
+        infos = find_prunable_layers(self.model, self.data.input_shape)
+        self.optimizer = _make_optimizer(cfg, self.model)
+        self.masks = MaskedNetwork(
+            infos,
+            granularity=cfg.granularity,
+            selector=cfg.selector,
+            regrowth=cfg.regrowth,
+            exchange_fraction=cfg.exchange_fraction,
+            generator=self._generator,
+            optimizer=self.optimizer,
+        )
+        self.dense_flops = dense_inference_flops(self.masks.all_layers)
+        self.iteration = 0
+        self.decision = 0
+        self.training_flops = 0
+        self._order = torch.empty(0, dtype=torch.long, device=self.device)
+        self._cursor = 0
+
+    def _next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        n, b = len(self.data.train_y), min(self.config.batch_size, len(self.data.train_y))
+        if self._cursor + b > len(self._order):
+            self._order = torch.randperm(n, generator=self._generator).to(self.device)
+            self._cursor = 0
+        idx = self._order[self._cursor : self._cursor + b]
+        self._cursor += b
+        return self.data.train_x[idx], self.data.train_y[idx]
+
+    def _train(self, steps: int) -> bool:
+        """Run ``steps`` optimizer steps; return False if the loss became non-finite."""
+        model, opt = self.model, self.optimizer
+        model.train()
+        step_flops = training_step_flops(self.inference_flops(), self.config.batch_size)
+        loss_sum = torch.zeros((), device=self.device)
+        for _ in range(steps):
+            x, y = self._next_batch()
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.detach()
+        self.iteration += steps
+        self.training_flops += steps * step_flops
+        self.last_train_loss = float(loss_sum) / steps
+        return math.isfinite(self.last_train_loss)
+
+    @torch.no_grad()
+    def _evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        """Accuracy and mean cross-entropy of the network on ``(x, y)`` in eval mode."""
+        was_training = self.model.training
+        self.model.eval()
+        correct = torch.zeros((), device=self.device)
+        loss = torch.zeros((), device=self.device)
+        bs = self.config.eval_batch_size
+        for i in range(0, len(y), bs):
+            out = self.model(x[i : i + bs])
+            correct += (out.argmax(1) == y[i : i + bs]).sum()
+            loss += F.cross_entropy(out, y[i : i + bs], reduction="sum")
+        self.model.train(was_training)
+        return float(correct) / len(y), float(loss) / len(y)
+
+    def _reward(self, previous_accuracy: float, *, last: bool, diverged: bool) -> float:
+        cfg = self.config
+        if diverged:
+            return cfg.divergence_reward
+        reward = self.last_val_accuracy - previous_accuracy if cfg.reward == "delta_accuracy" else 0.0
+        if last:
+            if cfg.reward == "final_accuracy":
+                reward = self.last_val_accuracy
+            reward -= cfg.density_cost * self.masks.global_density()
+            reward -= cfg.flops_cost * self.inference_flops() / self.dense_flops
+        return reward
+
+    def _observation(self) -> np.ndarray:
+        return self.layout.build(self)
+
+    def _info(self, requested: list[float], diverged: bool = False) -> dict[str, Any]:
+        return {
+            "density": self.masks.global_density(),
+            "layer_densities": np.array(self.masks.densities, dtype=np.float32),
+            "target_density": self.config.target_density,
+            "requested_densities": np.array(requested, dtype=np.float32),
+            "val_accuracy": self.last_val_accuracy,
+            "train_loss": self.last_train_loss,
+            "flops": self.inference_flops(),
+            "dense_flops": self.dense_flops,
+            "training_flops": self.training_flops,
+            "invalid_actions": self._invalid_actions,
+            "iteration": self.iteration,
+            "diverged": diverged,
+        }
+
+
+def _resolve_device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device={name!r} is not allowed; expected a torch device such as 'cpu' or 'cuda'") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={name!r} is not allowed here: torch.cuda.is_available() is False; use 'cpu'")
+    return device
+
+
+def _make_optimizer(cfg: EnvConfig, model: nn.Module) -> torch.optim.Optimizer:
+    params = list(model.parameters())
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)

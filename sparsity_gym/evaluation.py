@@ -1,0 +1,129 @@
+"""Run any policy (an SB3 model or a fixed policy) for several seeds and collect one row per episode."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from sparsity_gym.config import EnvConfig
+from sparsity_gym.env import SparsityEnv
+
+
+class Policy(Protocol):
+    """Anything with stable-baselines3's ``predict`` signature."""
+
+    def predict(
+        self, observation: np.ndarray, state: Any = None, episode_start: Any = None, deterministic: bool = True
+    ) -> tuple[np.ndarray, Any]:
+        """Return ``(action, state)``."""
+        ...
+
+
+PolicyLike = Policy | Callable[[SparsityEnv], Policy]
+
+
+@dataclass
+class EpisodeResult:
+    """One episode of one policy on one network and seed."""
+
+    policy: str
+    network: str
+    split: str
+    seed: int
+    selector: str
+    granularity: str
+    target_density: float | None
+    test_accuracy: float
+    val_accuracy: float
+    final_density: float
+    inference_flops: int
+    dense_flops: int
+    training_flops: int
+    wall_time_s: float
+    diverged: bool
+    invalid_actions: int
+    progress: list[float] = field(default_factory=list)
+    schedule: list[list[float]] = field(default_factory=list)
+
+    def row(self) -> dict[str, Any]:
+        """The flat fields (without the per-decision schedule), for CSV."""
+        d = asdict(self)
+        d.pop("progress")
+        d.pop("schedule")
+        return d
+
+
+def run_episode(env: SparsityEnv, policy: Policy, seed: int, deterministic: bool = True) -> tuple[dict, list, list]:
+    """Play one episode; return the last ``info``, the progress at each decision and the layer densities."""
+    obs, info = env.reset(seed=seed)
+    progress, schedule = [], []
+    done, invalid = False, 0
+    while not done:
+        action, _ = policy.predict(obs, deterministic=deterministic)
+        progress.append(env.progress)
+        obs, _, terminated, truncated, info = env.step(np.asarray(action, dtype=np.float32).reshape(env.action_space.shape))
+        invalid += info["invalid_actions"]
+        schedule.append([float(d) for d in info["layer_densities"]])
+        done = terminated or truncated
+    info["invalid_actions"] = invalid
+    return info, progress, schedule
+
+
+def evaluate(
+    policy: PolicyLike,
+    config: EnvConfig | Mapping[str, Any],
+    seeds: Iterable[int],
+    policy_name: str,
+    split: str = "train",
+    network_name: str | None = None,
+    progress_bar: Any = None,
+) -> list[EpisodeResult]:
+    """Run ``policy`` for each seed in a fresh env built from ``config``; one :class:`EpisodeResult` a seed.
+
+    ``policy`` is an object with ``predict`` or a factory ``env -> policy`` (how fixed policies are built, as
+    they read the env's layout). ``progress_bar`` (e.g. a ``tqdm``) is advanced once per episode.
+    """
+    cfg = config if isinstance(config, EnvConfig) else EnvConfig(**config)
+    env = SparsityEnv(config=cfg)
+    try:
+        agent = policy if hasattr(policy, "predict") else policy(env)  # type: ignore[operator]
+        results = []
+        for seed in seeds:
+            start = time.perf_counter()
+            info, progress, schedule = run_episode(env, agent, int(seed))
+            results.append(
+                EpisodeResult(
+                    policy=policy_name,
+                    network=network_name or cfg.network_name,
+                    split=split,
+                    seed=int(seed),
+                    selector=cfg.selector,
+                    granularity=cfg.granularity,
+                    target_density=cfg.target_density,
+                    test_accuracy=float(info["test_accuracy"]),
+                    val_accuracy=float(info["val_accuracy"]),
+                    final_density=float(info["density"]),
+                    inference_flops=int(info["flops"]),
+                    dense_flops=int(info["dense_flops"]),
+                    training_flops=int(info["training_flops"]),
+                    wall_time_s=time.perf_counter() - start,
+                    diverged=bool(info["diverged"]),
+                    invalid_actions=int(info["invalid_actions"]),
+                    progress=progress,
+                    schedule=schedule,
+                )
+            )
+            if progress_bar is not None:
+                progress_bar.update(1)
+        return results
+    finally:
+        env.close()
+
+
+def seeds_from(first: int, count: int) -> Sequence[int]:
+    """``count`` consecutive evaluation seeds starting at ``first``."""
+    return list(range(first, first + count))

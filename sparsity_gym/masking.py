@@ -1,0 +1,349 @@
+"""Masks: which units of each prunable layer are active, and how they change (CRITERIA §5).
+
+The mask contract, one for every method:
+
+* A *unit* is a weight (granularity ``weight``) or a neuron / conv output channel (granularity ``neuron``).
+  A layer at density d holds exactly ``k = max(1, round(d * n))`` active units after every mask update.
+* Masks are enforced on the parameters themselves, so parameters keep their identity (the optimizer built
+  before the masks keeps working): inactive weights are set to exactly zero when a mask changes and again by
+  an optimizer *step post-hook* after every ``optimizer.step()``, whoever calls it. The forward pass therefore
+  sees exact zeros with no per-forward cost.
+* At neuron granularity an inactive neuron's fan-in row and bias are zero, and so are the matching fan-out
+  columns of its successor layer (found by shape, see :func:`successor_columns`), so the neuron is removed
+  exactly whatever the activation function. The output layer is never pruned at neuron granularity.
+* *Which* units go is a selector's score (lowest go first, ties: the lower index goes first); *how* units
+  return is a regrowth rule. Both are registries: ``register_selector`` / ``register_regrowth``.
+* A regrown unit starts with optimizer state zero (every per-parameter state tensor of the parameter's shape:
+  momentum buffers, Adam moments). A regrown *weight* starts at 0. A regrown *neuron* starts with a freshly
+  drawn fan-in (uniform with bound 1/sqrt(fan_in), torch's default Linear/Conv2d bound), bias 0 and zero
+  fan-out: the network's function is unchanged at the moment of regrowth (CRITERIA §5's "weight 0"), while the
+  neuron can still learn (a neuron with an all-zero fan-in behind a ReLU would never receive a gradient).
+* Exchange fraction f > 0: every update also drops ``round(f * k)`` more active units by the selector and
+  regrows as many at random, chosen among units that were not dropped in this update (if enough exist).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from sparsity_gym.networks import LayerInfo
+from sparsity_gym.validation import check_choice
+
+
+@dataclass
+class SelectionContext:
+    """What selectors and regrowth rules may use: the env's generator and the latest statistics."""
+
+    generator: torch.Generator
+    stats: Mapping[str, Any] = field(default_factory=dict)
+
+
+SelectorFn = Callable[["LayerMask", SelectionContext], torch.Tensor]
+RegrowthFn = Callable[["LayerMask", torch.Tensor, int, SelectionContext], torch.Tensor]
+_SELECTORS: dict[str, SelectorFn] = {}
+_REGROWTH: dict[str, RegrowthFn] = {}
+
+
+def register_selector(name: str) -> Callable[[SelectorFn], SelectorFn]:
+    """Register ``fn(layer, ctx) -> scores`` (one score per unit, flat; higher = keep) under ``name``."""
+
+    def decorator(fn: SelectorFn) -> SelectorFn:
+        _SELECTORS[name] = fn
+        return fn
+
+    return decorator
+
+
+def register_regrowth(name: str) -> Callable[[RegrowthFn], RegrowthFn]:
+    """Register ``fn(layer, candidates, n, ctx) -> flat unit indices`` (``n`` of the candidates) under ``name``."""
+
+    def decorator(fn: RegrowthFn) -> RegrowthFn:
+        _REGROWTH[name] = fn
+        return fn
+
+    return decorator
+
+
+def available_selectors() -> tuple[str, ...]:
+    """Names accepted as ``selector=``."""
+    return tuple(sorted(_SELECTORS))
+
+
+def available_regrowth() -> tuple[str, ...]:
+    """Names accepted as ``regrowth=``."""
+    return tuple(sorted(_REGROWTH))
+
+
+@register_selector("magnitude")
+def magnitude_scores(layer: LayerMask, ctx: SelectionContext) -> torch.Tensor:
+    """|w| per weight, or the l2 norm of each neuron's fan-in (weights only, bias excluded)."""
+    w = layer.info.module.weight.detach()
+    if layer.granularity == "weight":
+        return w.abs().flatten()
+    return w.flatten(1).norm(dim=1)
+
+
+@register_selector("random")
+def random_scores(layer: LayerMask, ctx: SelectionContext) -> torch.Tensor:
+    """Uniform random scores from the env's generator: the units that go are a uniform random subset."""
+    return torch.rand(layer.num_units, generator=ctx.generator).to(layer.device)
+
+
+@register_regrowth("random")
+def random_regrowth(layer: LayerMask, candidates: torch.Tensor, n: int, ctx: SelectionContext) -> torch.Tensor:
+    """``n`` units drawn uniformly without replacement among ``candidates`` (a flat bool tensor)."""
+    pool = torch.nonzero(candidates.cpu().flatten()).flatten()
+    order = torch.randperm(len(pool), generator=ctx.generator)[:n]
+    return pool[order].to(layer.device)
+
+
+@register_regrowth("none")
+def no_regrowth(layer: LayerMask, candidates: torch.Tensor, n: int, ctx: SelectionContext) -> torch.Tensor:
+    """Never regrow: a layer's density can only fall."""
+    return torch.empty(0, dtype=torch.long, device=layer.device)
+
+
+def lowest_among(scores: torch.Tensor, active: torch.Tensor, n: int) -> torch.Tensor:
+    """Flat indices of the ``n`` lowest ``scores`` among ``active`` units (ties: the lower index first)."""
+    if n <= 0:
+        return torch.empty(0, dtype=torch.long, device=scores.device)
+    masked = torch.where(active, scores.float(), torch.full_like(scores, math.inf, dtype=torch.float32))
+    return torch.argsort(masked, stable=True)[:n]
+
+
+def zero_optimizer_state(optimizer: torch.optim.Optimizer | None, param: torch.Tensor, where: torch.Tensor) -> None:
+    """Zero every per-parameter optimizer state tensor of ``param``'s shape where ``where`` is True."""
+    if optimizer is None:
+        return
+    state = optimizer.state.get(param)
+    if not state:
+        return
+    where = where.expand_as(param)
+    for value in state.values():
+        if torch.is_tensor(value) and value.shape == param.shape:
+            value.masked_fill_(where, 0)
+
+
+def successor_columns(layer: LayerInfo, successor: LayerInfo) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """Map a neuron mask of ``layer`` to an input-column mask of ``successor``, or ``None`` if unknown.
+
+    Linear -> Linear and Conv2d -> Conv2d match when the successor's input units equal the layer's outputs;
+    Conv2d -> Linear matches a channel-major flatten (each channel owns ``in_features / channels`` columns).
+    """
+    if successor.in_units == layer.fan_out and successor.kind == layer.kind:
+        return lambda m: m
+    if layer.kind == "conv" and successor.kind == "linear" and successor.in_units % layer.fan_out == 0:
+        per_channel = successor.in_units // layer.fan_out
+        return lambda m: m.repeat_interleave(per_channel)
+    return None
+
+
+class LayerMask:
+    """The mask of one prunable layer: its units, which are active, and the cached masks of its tensors."""
+
+    def __init__(self, info: LayerInfo, granularity: str, controlled: bool) -> None:
+        self.info = info
+        self.granularity = granularity
+        self.controlled = controlled
+        weight = info.module.weight
+        self.device = weight.device
+        shape = weight.shape if granularity == "weight" else weight.shape[:1]
+        self.unit_mask = torch.ones(shape, dtype=torch.bool, device=self.device)
+        self.in_mask: torch.Tensor | None = None
+        self._inactive_weight: torch.Tensor | None = None
+        self._inactive_bias: torch.Tensor | None = None
+        self.num_units = int(self.unit_mask.numel())
+        self.num_active = self.num_units
+
+    @property
+    def density(self) -> float:
+        """Active units over units."""
+        return self.num_active / self.num_units
+
+    def target_count(self, density: float) -> int:
+        """Exactly ``max(1, round(density * n))`` (Python's round: halves to even)."""
+        return max(1, min(self.num_units, round(density * self.num_units)))
+
+    def weight_mask(self) -> torch.Tensor:
+        """Bool mask of the weight tensor's active entries (rows and input columns combined)."""
+        w = self.info.module.weight
+        mask = torch.ones(w.shape, dtype=torch.bool, device=self.device)
+        if self.granularity == "weight":
+            mask &= self.unit_mask
+        else:
+            mask &= self.unit_mask.view(-1, *([1] * (w.dim() - 1)))
+        if self.in_mask is not None:
+            mask &= self.in_mask.view(1, -1, *([1] * (w.dim() - 2)))
+        return mask
+
+    def active_weights(self) -> int:
+        """Weight entries that are active (what inference FLOPs and the global density count)."""
+        if self._inactive_weight is None:
+            return self.info.num_weights
+        return self.info.num_weights - int(self._inactive_weight.sum())
+
+    def refresh(self) -> None:
+        """Recompute the cached inactive masks after ``unit_mask`` or ``in_mask`` changed."""
+        mask = self.weight_mask()
+        self._inactive_weight = None if bool(mask.all()) else ~mask
+        bias = self.info.module.bias
+        if self.granularity == "neuron" and bias is not None and not bool(self.unit_mask.all()):
+            self._inactive_bias = ~self.unit_mask
+        else:
+            self._inactive_bias = None
+
+    @torch.no_grad()
+    def apply_(self) -> None:
+        """Set inactive weights (and biases of inactive neurons) to exactly zero."""
+        if self._inactive_weight is not None:
+            self.info.module.weight.masked_fill_(self._inactive_weight, 0.0)
+        if self._inactive_bias is not None:
+            self.info.module.bias.masked_fill_(self._inactive_bias, 0.0)
+
+
+class MaskedNetwork:
+    """Masks for every prunable layer of a model, kept exact through every optimizer step.
+
+    Args:
+        layers: The model's prunable layers (:func:`sparsity_gym.networks.find_prunable_layers`).
+        granularity: ``weight`` or ``neuron``.
+        selector: Registered selector name (which units go).
+        regrowth: Registered regrowth name (which units return).
+        exchange_fraction: Extra drop-and-regrow fraction per update (0 disables).
+        generator: The only source of randomness (a CPU ``torch.Generator``).
+        optimizer: If given, masks are re-applied after each of its steps and regrown units' state is zeroed.
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[LayerInfo],
+        granularity: str = "weight",
+        selector: str = "magnitude",
+        regrowth: str = "random",
+        exchange_fraction: float = 0.0,
+        generator: torch.Generator | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
+    ) -> None:
+        check_choice("granularity", granularity, ("weight", "neuron"))
+        check_choice("selector", selector, available_selectors())
+        check_choice("regrowth", regrowth, available_regrowth())
+        self.granularity = granularity
+        self.selector = selector
+        self.regrowth = regrowth
+        self.exchange_fraction = exchange_fraction
+        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        self.all_layers = [
+            LayerMask(info, granularity, controlled=granularity == "weight" or not info.is_output) for info in layers
+        ]
+        self.layers = [m for m in self.all_layers if m.controlled]
+        self._successors: dict[int, tuple[LayerMask, Callable[[torch.Tensor], torch.Tensor]]] = {}
+        if granularity == "neuron":
+            for a, b in zip(self.all_layers[:-1], self.all_layers[1:], strict=True):
+                cols = successor_columns(a.info, b.info)
+                if cols is not None:
+                    self._successors[id(a)] = (b, cols)
+        self.optimizer: torch.optim.Optimizer | None = None
+        self._hook: Any = None
+        if optimizer is not None:
+            self.attach(optimizer)
+
+    def attach(self, optimizer: torch.optim.Optimizer) -> None:
+        """Re-apply the masks after every ``optimizer.step()`` and zero regrown units' state in ``optimizer``."""
+        self.detach()
+        self.optimizer = optimizer
+        self._hook = optimizer.register_step_post_hook(lambda opt, args, kwargs: self.apply_())
+
+    def detach(self) -> None:
+        """Remove the optimizer hook (masks stay as they are on the parameters)."""
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+        self.optimizer = None
+
+    def apply_(self) -> None:
+        """Set every inactive weight to exactly zero."""
+        for layer in self.all_layers:
+            layer.apply_()
+
+    @property
+    def densities(self) -> list[float]:
+        """Density of each controlled layer (active units / units)."""
+        return [m.density for m in self.layers]
+
+    def global_density(self) -> float:
+        """Active weights over weights, over every prunable layer (parameter-weighted, biases excluded)."""
+        total = sum(m.info.num_weights for m in self.all_layers)
+        return sum(m.active_weights() for m in self.all_layers) / total
+
+    def set_densities(self, densities: Sequence[float], ctx: SelectionContext | None = None) -> None:
+        """Move every controlled layer to exactly ``round(d * n)`` active units (CRITERIA §5)."""
+        if len(densities) != len(self.layers):
+            raise ValueError(f"densities has {len(densities)} values; expected {len(self.layers)} (one per layer)")
+        ctx = ctx or SelectionContext(self.generator)
+        for layer, d in zip(self.layers, densities, strict=True):
+            self._update_layer(layer, layer.target_count(float(d)), ctx)
+        for layer in self.all_layers:
+            layer.refresh()
+        self.apply_()
+
+    def _update_layer(self, layer: LayerMask, k: int, ctx: SelectionContext) -> None:
+        active = layer.unit_mask.flatten().clone()
+        n_active = int(active.sum())
+        if self.regrowth == "none":
+            k = min(k, n_active)
+        n_exchange = round(self.exchange_fraction * k) if self.regrowth != "none" else 0
+        n_exchange = min(n_exchange, n_active, k)
+        n_drop = max(n_active - k, 0) + n_exchange
+        dropped = torch.zeros_like(active)
+        if n_drop > 0:
+            scores = _SELECTORS[self.selector](layer, ctx).flatten()
+            dropped[lowest_among(scores, active, n_drop)] = True
+            active &= ~dropped
+        n_grow = k - int(active.sum())
+        grown = torch.zeros_like(active)
+        if n_grow > 0:
+            candidates = ~active & ~dropped
+            if int(candidates.sum()) < n_grow:
+                candidates = ~active
+            grown[_REGROWTH[self.regrowth](layer, candidates, n_grow, ctx)] = True
+            active |= grown
+        if not bool(dropped.any()) and not bool(grown.any()):
+            return
+        layer.unit_mask = active.view_as(layer.unit_mask)
+        layer.num_active = int(active.sum())
+        succ = self._successors.get(id(layer))
+        if succ is not None:
+            successor, cols = succ
+            successor.in_mask = cols(layer.unit_mask)
+        if bool(grown.any()):
+            self._initialise_grown(layer, grown.view_as(layer.unit_mask), ctx)
+
+    @torch.no_grad()
+    def _initialise_grown(self, layer: LayerMask, grown: torch.Tensor, ctx: SelectionContext) -> None:
+        module = layer.info.module
+        w = module.weight
+        if layer.granularity == "weight":
+            w.masked_fill_(grown, 0.0)
+            zero_optimizer_state(self.optimizer, w, grown)
+            return
+        rows = grown.view(-1, *([1] * (w.dim() - 1)))
+        bound = 1.0 / math.sqrt(layer.info.fan_in)
+        fresh = (torch.rand(w.shape, generator=ctx.generator) * 2 - 1).mul_(bound).to(w.device, w.dtype)
+        w.copy_(torch.where(rows, fresh, w))
+        zero_optimizer_state(self.optimizer, w, rows)
+        if module.bias is not None:
+            module.bias.masked_fill_(grown, 0.0)
+            zero_optimizer_state(self.optimizer, module.bias, grown)
+        succ = self._successors.get(id(layer))
+        if succ is not None:
+            successor, cols = succ
+            sw = successor.info.module.weight
+            col = cols(grown).view(1, -1, *([1] * (sw.dim() - 2)))
+            sw.masked_fill_(col, 0.0)
+            zero_optimizer_state(self.optimizer, sw, col)

@@ -1,0 +1,164 @@
+"""The network zoo and the discovery of prunable layers.
+
+A network is a zoo name or any callable returning an ``nn.Module``. Prunable layers are found by walking the
+module in ``named_modules()`` order and keeping every ``nn.Linear`` and ``nn.Conv2d``; the data flow is assumed
+to follow that order (true for the zoo's sequential networks), which is what neuron granularity uses to find a
+layer's successor.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from sparsity_gym.validation import check_choice
+
+NetworkBuilder = Callable[..., nn.Module]
+_NETWORKS: dict[str, NetworkBuilder] = {}
+
+
+def register_network(name: str) -> Callable[[NetworkBuilder], NetworkBuilder]:
+    """Register ``builder(input_shape, num_classes, **kwargs) -> nn.Module`` under ``name`` (a decorator)."""
+
+    def decorator(builder: NetworkBuilder) -> NetworkBuilder:
+        _NETWORKS[name] = builder
+        return builder
+
+    return decorator
+
+
+def available_networks() -> tuple[str, ...]:
+    """Names accepted as ``network=``."""
+    return tuple(sorted(_NETWORKS))
+
+
+@register_network("mlp")
+def mlp(input_shape: Sequence[int], num_classes: int, widths: Sequence[int] = (256, 256)) -> nn.Module:
+    """Flatten, then Linear-ReLU blocks of ``widths``, then a Linear output (default 64-256-256-10 on digits)."""
+    in_features = 1
+    for d in input_shape:
+        in_features *= int(d)
+    layers: list[nn.Module] = [nn.Flatten()]
+    for width in widths:
+        layers += [nn.Linear(in_features, int(width)), nn.ReLU()]
+        in_features = int(width)
+    layers.append(nn.Linear(in_features, num_classes))
+    return nn.Sequential(*layers)
+
+
+@register_network("cnn")
+def small_cnn(input_shape: Sequence[int], num_classes: int, channels: Sequence[int] = (16, 32)) -> nn.Module:
+    """A small conv net for 8x8 inputs: 3x3 conv-ReLU blocks (padding 1), a 2x2 max-pool after the first,
+    then a Linear output over the flattened channels (channel-major)."""
+    c_in, h, w = int(input_shape[0]), int(input_shape[1]), int(input_shape[2])
+    layers: list[nn.Module] = []
+    for i, c_out in enumerate(channels):
+        layers += [nn.Conv2d(c_in, int(c_out), 3, padding=1), nn.ReLU()]
+        if i == 0 and h >= 4 and w >= 4:
+            layers.append(nn.MaxPool2d(2))
+            h, w = h // 2, w // 2
+        c_in = int(c_out)
+    layers += [nn.Flatten(), nn.Linear(c_in * h * w, num_classes)]
+    return nn.Sequential(*layers)
+
+
+def build_network(
+    network: str | NetworkBuilder,
+    input_shape: Sequence[int],
+    num_classes: int,
+    network_kwargs: Mapping[str, Any] | None = None,
+) -> nn.Module:
+    """Build a zoo network or call a user factory with the arguments it accepts.
+
+    A factory receives ``input_shape`` and ``num_classes`` only if its signature names them (or takes
+    ``**kwargs``), plus ``network_kwargs``. Initialisation uses torch's global generator: callers that need a
+    reproducible network wrap this in ``torch.random.fork_rng`` with a seed.
+    """
+    kwargs = dict(network_kwargs or {})
+    if isinstance(network, str):
+        check_choice("network", network, available_networks())
+        model = _NETWORKS[network](tuple(input_shape), num_classes, **kwargs)
+    else:
+        offered = {"input_shape": tuple(input_shape), "num_classes": num_classes}
+        try:
+            params = inspect.signature(network).parameters
+            takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+            accepted = {k: v for k, v in offered.items() if takes_all or k in params}
+        except (TypeError, ValueError):
+            accepted = {}
+        model = network(**accepted, **kwargs)
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"network={network!r} returned {type(model).__name__}; expected an nn.Module")
+    return model
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """Static description of one prunable layer (``nn.Linear`` or ``nn.Conv2d``)."""
+
+    name: str
+    module: nn.Module
+    index: int
+    kind: str  # "linear" or "conv"
+    fan_in: int  # inputs per output unit: in_features, or in_channels * kh * kw
+    fan_out: int  # output units: out_features or out_channels
+    in_units: int  # in_features or in_channels
+    output_positions: int  # 1 for Linear, h_out * w_out for Conv2d (measured on a probe input)
+    is_output: bool
+
+    @property
+    def num_weights(self) -> int:
+        """Entries of the weight tensor."""
+        return int(self.module.weight.numel())
+
+
+def find_prunable_layers(model: nn.Module, input_shape: Sequence[int]) -> list[LayerInfo]:
+    """Every ``nn.Linear`` / ``nn.Conv2d`` of ``model`` in ``named_modules()`` order, with output positions.
+
+    One probe forward pass of a single zero input (no gradient, modes restored) measures each layer's output
+    positions. The last layer found is marked as the output layer.
+    """
+    found = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    if not found:
+        raise ValueError("network has no nn.Linear or nn.Conv2d layer to prune")
+    positions: dict[str, int] = {}
+    hooks = [
+        m.register_forward_hook(lambda mod, inp, out, name=n: positions.__setitem__(name, _positions(out)))
+        for n, m in found
+    ]
+    device = next(model.parameters()).device
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros((1, *input_shape), device=device))
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    infos = []
+    for i, (name, m) in enumerate(found):
+        conv = isinstance(m, nn.Conv2d)
+        infos.append(
+            LayerInfo(
+                name=name,
+                module=m,
+                index=i,
+                kind="conv" if conv else "linear",
+                fan_in=int(m.weight[0].numel()),
+                fan_out=int(m.weight.shape[0]),
+                in_units=int(m.weight.shape[1]),
+                output_positions=positions.get(name, 1),
+                is_output=i == len(found) - 1,
+            )
+        )
+    return infos
+
+
+def _positions(out: torch.Tensor) -> int:
+    return int(out.shape[-1] * out.shape[-2]) if out.dim() == 4 else int(out[0].numel() // out.shape[-1])

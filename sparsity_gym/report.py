@@ -1,0 +1,161 @@
+"""Comparison reports: mean ± std over seeds as CSV and Markdown, and PNG plots.
+
+Standard deviations are sample standard deviations over seeds (ddof=1; 0 for a single seed). Every row says
+which split (``train`` or ``heldout``) its network comes from.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sparsity_gym.evaluation import EpisodeResult
+from sparsity_gym.io import atomic_write, atomic_write_text
+
+GROUP_KEYS = ("split", "network", "selector", "granularity", "target_density", "policy")
+METRICS = ("test_accuracy", "final_density", "inference_flops", "training_flops", "wall_time_s")
+SELECTOR_LABELS = {"magnitude": "MP-RR", "random": "RP-RR"}
+
+
+def _std(values: np.ndarray) -> float:
+    return float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
+def summarize(results: Sequence[EpisodeResult]) -> list[dict[str, Any]]:
+    """One row per (split, network, selector, granularity, target, policy) with mean and std of each metric."""
+    groups: dict[tuple, list[EpisodeResult]] = defaultdict(list)
+    for r in results:
+        groups[tuple(getattr(r, k) for k in GROUP_KEYS)].append(r)
+    rows = []
+    for key, members in groups.items():
+        row: dict[str, Any] = dict(zip(GROUP_KEYS, key, strict=True))
+        row["seeds"] = len(members)
+        for metric in METRICS:
+            values = np.array([getattr(m, metric) for m in members], dtype=np.float64)
+            row[f"{metric}_mean"] = float(values.mean())
+            row[f"{metric}_std"] = _std(values)
+        row["dense_flops"] = members[0].dense_flops
+        row["diverged"] = sum(m.diverged for m in members)
+        rows.append(row)
+    return rows
+
+
+def write_csv(path: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
+    """Write ``rows`` (dicts with the same keys) as CSV, atomically."""
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return atomic_write_text(path, buf.getvalue())
+
+
+def _method_label(row: dict[str, Any]) -> str:
+    label = SELECTOR_LABELS.get(row["selector"], row["selector"])
+    return label if row["granularity"] == "weight" else f"{label} ({row['granularity']})"
+
+
+def markdown(rows: Sequence[dict[str, Any]], title: str = "Results") -> str:
+    """Tables per (split, network): test accuracy (%) mean ± std by target density × policy × method, then
+    every metric per row."""
+    out = [f"# {title}", ""]
+    by_net: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        by_net[(row["split"], row["network"])].append(row)
+    for (split, network), members in by_net.items():
+        methods = sorted({_method_label(r) for r in members})
+        out += [f"## {network} ({split} split)", "", "Test accuracy (%), mean ± std over seeds.", ""]
+        out.append("| Target density | Policy | " + " | ".join(methods) + " |")
+        out.append("|---|---|" + "---|" * len(methods))
+        cells: dict[tuple, dict[str, str]] = defaultdict(dict)
+        for r in members:
+            cells[(r["target_density"], r["policy"])][_method_label(r)] = (
+                f"{100 * r['test_accuracy_mean']:.2f} ± {100 * r['test_accuracy_std']:.2f}"
+            )
+        for (target, policy), by_method in sorted(cells.items(), key=lambda kv: (_target_key(kv[0][0]), kv[0][1])):
+            target_txt = "none" if target is None else f"{100 * target:g}%"
+            out.append(f"| {target_txt} | {policy} | " + " | ".join(by_method.get(m, "") for m in methods) + " |")
+        out += ["", "| Target | Method | Policy | Seeds | Test acc. (%) | Final density | Inference MFLOPs | "
+                "Training GFLOPs | Wall time (s) |", "|---|---|---|---|---|---|---|---|---|"]
+        for r in sorted(members, key=lambda r: (_target_key(r["target_density"]), _method_label(r), r["policy"])):
+            out.append(
+                f"| {r['target_density']} | {_method_label(r)} | {r['policy']} | {r['seeds']} | "
+                f"{100 * r['test_accuracy_mean']:.2f} ± {100 * r['test_accuracy_std']:.2f} | "
+                f"{r['final_density_mean']:.3f} | {r['inference_flops_mean'] / 1e6:.4f} | "
+                f"{r['training_flops_mean'] / 1e9:.2f} | {r['wall_time_s_mean']:.2f} |"
+            )
+        out.append("")
+    return "\n".join(out)
+
+
+def _target_key(target: float | None) -> float:
+    return 2.0 if target is None else float(target)
+
+
+def write_markdown(path: str | Path, rows: Sequence[dict[str, Any]], title: str = "Results") -> Path:
+    """Write :func:`markdown` of ``rows`` atomically."""
+    return atomic_write_text(path, markdown(rows, title))
+
+
+def plot_schedules(path: str | Path, results: Sequence[EpisodeResult], title: str = "") -> Path:
+    """Per-layer density against training progress, mean over seeds, one line per policy, one panel a layer."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_policy: dict[str, list[EpisodeResult]] = defaultdict(list)
+    for r in results:
+        by_policy[r.policy].append(r)
+    n_layers = max(len(r.schedule[0]) for r in results)
+    fig, axes = plt.subplots(1, n_layers, figsize=(3.2 * n_layers, 3), squeeze=False, sharey=True)
+    for policy, members in sorted(by_policy.items()):
+        sched = np.mean([m.schedule for m in members], axis=0)  # (decisions, layers)
+        prog = np.asarray(members[0].progress)
+        for layer in range(sched.shape[1]):
+            axes[0, layer].step(prog, sched[:, layer], where="post", label=policy,
+                                lw=2.5 if policy.startswith("ppo") else 1.2)
+    for layer in range(n_layers):
+        axes[0, layer].set_title(f"layer {layer}")
+        axes[0, layer].set_xlabel("training progress")
+    axes[0, 0].set_ylabel("density")
+    axes[0, -1].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png")) and _close(fig, path)
+
+
+def plot_accuracy_vs_cost(path: str | Path, rows: Sequence[dict[str, Any]], title: str = "") -> Path:
+    """Test accuracy against final density and against inference FLOPs fraction, every policy and method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for row in rows:
+        label = f"{row['policy']} / {_method_label(row)}"
+        acc, err = 100 * row["test_accuracy_mean"], 100 * row["test_accuracy_std"]
+        marker = "*" if row["policy"].startswith("ppo") else "o"
+        axes[0].errorbar(row["final_density_mean"], acc, yerr=err, fmt=marker, capsize=2, label=label)
+        axes[1].errorbar(row["inference_flops_mean"] / row["dense_flops"], acc, yerr=err, fmt=marker, capsize=2)
+    axes[0].set_xlabel("final density")
+    axes[1].set_xlabel("inference FLOPs / dense")
+    axes[0].set_ylabel("test accuracy (%)")
+    axes[0].legend(fontsize=6, ncol=2)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png")) and _close(fig, path)
+
+
+def _close(fig: Any, path: str | Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return Path(path)

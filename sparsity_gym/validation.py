@@ -1,0 +1,43 @@
+"""Small shared validation helpers: every bad value becomes a ``ValueError`` naming field, value and allowed."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection
+from typing import Any
+
+
+def check_choice(field: str, value: Any, allowed: Collection[Any]) -> None:
+    """Raise ``ValueError`` unless ``value`` is one of ``allowed``."""
+    if value not in allowed:
+        choices = ", ".join(repr(a) for a in sorted(allowed, key=str))
+        raise ValueError(f"{field}={value!r} is not allowed; expected one of: {choices}")
+
+
+def check_number(
+    field: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+    integer: bool = False,
+) -> None:
+    """Raise ``ValueError`` unless ``value`` is a finite number (an int if ``integer``) inside the bounds."""
+    kind = "an integer" if integer else "a finite number"
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type or (not integer and not math.isfinite(value)):
+        raise ValueError(f"{field}={value!r} is not allowed; expected {kind}{_interval(low, high, low_inclusive, high_inclusive)}")
+    below = low is not None and (value < low if low_inclusive else value <= low)
+    above = high is not None and (value > high if high_inclusive else value >= high)
+    if below or above:
+        raise ValueError(f"{field}={value!r} is not allowed; expected {kind}{_interval(low, high, low_inclusive, high_inclusive)}")
+
+
+def _interval(low: float | None, high: float | None, low_inc: bool, high_inc: bool) -> str:
+    if low is None and high is None:
+        return ""
+    left = ("[" if low_inc else "(") + ("-inf" if low is None else f"{low:g}")
+    right = ("inf" if high is None else f"{high:g}") + ("]" if high_inc else ")")
+    return f" in {left}, {right}"

@@ -1,0 +1,27 @@
+"""Train a PPO agent on pruning schedules and compare it with the handcrafted schedules.
+
+Usage: ``python train_agent.py --help``. This file only parses the command line and calls the packages.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, run, and turn a bad value into a one-line message and exit status 2."""
+    from agents.config import parse_args
+    from agents.train import run
+
+    try:
+        config = parse_args(argv)
+        run(config)
+    except ValueError as exc:
+        print(f"train_agent.py: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
