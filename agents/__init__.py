@@ -1,0 +1,1 @@
+"""Agents that learn pruning schedules: PPO on the schedule env, its callbacks, training and evaluation."""

@@ -13,7 +13,7 @@ from typing import Any
 from sparsity_gym.validation import check_choice, check_number
 
 
-def _opt(default: Any, help: str) -> Any:  # noqa: A002 (argparse's word)
+def _opt(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
 
@@ -21,8 +21,10 @@ def _opt(default: Any, help: str) -> Any:  # noqa: A002 (argparse's word)
 class TrainConfig:
     """What ``train_agent.py`` runs: PPO on the schedule env, then the comparison with every baseline."""
 
-    total_timesteps: int = _opt(3000, "PPO environment steps (decisions) to train for; an episode is "
-                                "total_iterations / decision_interval decisions")
+    total_timesteps: int = _opt(
+        3000,
+        "PPO environment steps (decisions) to train for; an episode is total_iterations / decision_interval decisions",
+    )
     run_dir: str = _opt("runs/default", "folder for TensorBoard events, checkpoints, the model and the results")
     seed: int = _opt(0, "seed of PPO and of the training episodes (evaluation seeds are eval_seed_start + i)")
     device: str = _opt("cpu", "torch device the pruned network trains on (cpu, cuda); PPO itself runs on the CPU")

@@ -50,7 +50,10 @@ def train_ppo(cfg: TrainConfig, run_dir: Path) -> PPO:
     remaining = cfg.total_timesteps - model.num_timesteps
     if remaining > 0:
         layer_names = vec_env.get_attr("layer_names")[0]
-        callbacks = [EpisodeStatsCallback(layer_names), AtomicCheckpointCallback(checkpoint.parent, cfg.checkpoint_every)]
+        callbacks = [
+            EpisodeStatsCallback(layer_names),
+            AtomicCheckpointCallback(checkpoint.parent, cfg.checkpoint_every),
+        ]
         model.learn(
             remaining,
             callback=callbacks,
@@ -86,13 +89,20 @@ def write_reports(cfg: TrainConfig, results: list[EpisodeResult], run_dir: Path)
     rows = summarize(results)
     write_csv(run_dir / "results.csv", rows)
     write_csv(run_dir / "episodes.csv", [r.row() for r in results])
-    title = (f"sparsity-gym comparison: PPO trained on {cfg.network}/{cfg.dataset}, selector {cfg.selector}, "
-             f"target density {cfg.target_density}, {cfg.total_timesteps} timesteps")
+    title = (
+        f"sparsity-gym comparison: PPO trained on {cfg.network}/{cfg.dataset}, selector {cfg.selector}, "
+        f"target density {cfg.target_density}, {cfg.total_timesteps} timesteps"
+    )
     write_markdown(run_dir / "results.md", rows, title=title)
-    trained_setting = [r for r in results if r.selector == cfg.selector and r.target_density == cfg.target_density]
-    if trained_setting:
-        plot_schedules(run_dir / "schedules.png", trained_setting,
-                       title=f"{cfg.network}, {cfg.selector}, target {cfg.target_density}")
+    # The schedules of the setting PPO trained on, or of the first one compared if that one was not.
+    setting = (cfg.selector, cfg.target_density)
+    if not any((r.selector, r.target_density) == setting for r in results):
+        setting = (results[0].selector, results[0].target_density)
+    plot_schedules(
+        run_dir / "schedules.png",
+        [r for r in results if (r.selector, r.target_density) == setting],
+        title=f"{cfg.network}, selector {setting[0]}, target density {setting[1]}",
+    )
     plot_accuracy_vs_cost(run_dir / "accuracy_vs_density.png", rows, title=f"{cfg.network} on {cfg.dataset}")
     return rows
 

@@ -24,6 +24,7 @@ class SchedulePolicy:
             density and the action map.
         schedule: A pure function ``(p, target) -> density``.
         name: A label for reports.
+
     """
 
     def __init__(self, env: gym.Env, schedule: Schedule, name: str = "schedule") -> None:
@@ -55,8 +56,8 @@ class SchedulePolicy:
         return (action if batched else action[0]), state
 
 
-
 def make_schedule_policy(env: gym.Env, name: str, **schedule_kwargs: float) -> SchedulePolicy:
+    """The :class:`SchedulePolicy` of the named handcrafted schedule (``schedule_kwargs``: its window)."""
     fn = SCHEDULES[name]
     schedule = partial(fn, **schedule_kwargs) if schedule_kwargs else fn
     return SchedulePolicy(env, schedule, name=name)

@@ -33,8 +33,9 @@ def window_progress(p: float, p_start: float = DEFAULT_P_START, p_end: float = D
     return float(np.clip((p - p_start) / (p_end - p_start), 0.0, 1.0))
 
 
-def polynomial(p: float, target: float, power: int = 3, p_start: float = DEFAULT_P_START,
-               p_end: float = DEFAULT_P_END) -> float:
+def polynomial(
+    p: float, target: float, power: int = 3, p_start: float = DEFAULT_P_START, p_end: float = DEFAULT_P_END
+) -> float:
     """AGP: ``d_T + (1 - d_T) * (1 - q)**power``."""
     q = window_progress(p, p_start, p_end)
     return target + (1.0 - target) * (1.0 - q) ** power

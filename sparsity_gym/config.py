@@ -66,6 +66,7 @@ class EnvConfig:
         divergence_reward: Reward of a step at which training diverged (non-finite loss).
         eval_batch_size: Batch size of validation and test passes.
         device: Torch device the network trains on (``cpu``, ``cuda``, ``cuda:1``...).
+
     """
 
     network: str | Callable[..., nn.Module] = "mlp"

@@ -191,7 +191,9 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
         """Validate ``action``, clip what is invalid (counted) and map it onto layer densities."""
         arr = np.asarray(action)
         if arr.dtype.kind not in "fiub":
-            raise ValueError(f"action has dtype {arr.dtype}; expected a real-valued array of shape {self.action_space.shape}")
+            raise ValueError(
+                f"action has dtype {arr.dtype}; expected a real-valued array of shape {self.action_space.shape}"
+            )
         if arr.shape != self.action_space.shape:
             raise ValueError(f"action has shape {arr.shape}; expected {self.action_space.shape} (one value per layer)")
         arr = arr.astype(np.float64)

@@ -17,7 +17,11 @@ class Policy(Protocol):
     """Anything with stable-baselines3's ``predict`` signature."""
 
     def predict(
-        self, observation: np.ndarray, state: Any = None, episode_start: Any = None, deterministic: bool = True
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: Any = None,
+        deterministic: bool = True,
     ) -> tuple[np.ndarray, Any]:
         """Return ``(action, state)``."""
         ...
@@ -65,7 +69,9 @@ def run_episode(env: SparsityEnv, policy: Policy, seed: int, deterministic: bool
     while not done:
         action, _ = policy.predict(obs, deterministic=deterministic)
         progress.append(env.progress)
-        obs, _, terminated, truncated, info = env.step(np.asarray(action, dtype=np.float32).reshape(env.action_space.shape))
+        obs, _, terminated, truncated, info = env.step(
+            np.asarray(action, dtype=np.float32).reshape(env.action_space.shape)
+        )
         invalid += info["invalid_actions"]
         schedule.append([float(d) for d in info["layer_densities"]])
         done = terminated or truncated

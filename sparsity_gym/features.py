@@ -131,8 +131,10 @@ class ObservationLayout:
     def __init__(self, num_layers: int, families: Sequence[str] = ()) -> None:
         unknown = [f for f in families if f not in _FAMILIES]
         if unknown:
-            raise ValueError(f"observations={tuple(families)!r}: unknown family {unknown[0]!r}; "
-                             f"expected names from {registered_families()!r}")
+            raise ValueError(
+                f"observations={tuple(families)!r}: unknown family {unknown[0]!r}; "
+                f"expected names from {registered_families()!r}"
+            )
         self.num_layers = num_layers
         self.layer_families = (STATIC, STATE, *(_FAMILIES[f] for f in families))
         self.features = tuple(f for fam in (*self.layer_families, GLOBAL) for f in fam.features)
@@ -145,8 +147,11 @@ class ObservationLayout:
 
     def build(self, env: SparsityEnv) -> np.ndarray:
         """The observation of ``env`` now: finite, float32, clipped into the space."""
-        parts = [np.asarray(fam.compute(env), dtype=np.float64).reshape(self.num_layers, -1)
-                 for fam in self.layer_families]
-        parts.append(np.broadcast_to(np.asarray(GLOBAL.compute(env), dtype=np.float64), (self.num_layers, len(GLOBAL.features))))
+        parts = [
+            np.asarray(fam.compute(env), dtype=np.float64).reshape(self.num_layers, -1) for fam in self.layer_families
+        ]
+        parts.append(
+            np.broadcast_to(np.asarray(GLOBAL.compute(env), dtype=np.float64), (self.num_layers, len(GLOBAL.features)))
+        )
         obs = np.nan_to_num(np.concatenate(parts, axis=1), nan=0.0, posinf=self._high, neginf=self._low)
         return np.clip(obs, self._low, self._high).astype(np.float32)

@@ -85,8 +85,7 @@ class RowFreezer:
         self.thaw_reset_keys = tuple(thaw_reset_keys)
         self.zero_grads = bool(zero_grads)
         self._frozen: list[Tensor] = [
-            torch.zeros(layer.weight.shape[0], dtype=torch.bool, device=layer.weight.device)
-            for layer in self.layers
+            torch.zeros(layer.weight.shape[0], dtype=torch.bool, device=layer.weight.device) for layer in self.layers
         ]
         self._snapshot: list[tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]] = []
         self._handles = [
@@ -115,9 +114,7 @@ class RowFreezer:
         width = module.weight.shape[0]
         new = frozen.detach().to(device=module.weight.device, dtype=torch.bool).flatten()
         if new.shape != (width,):
-            raise ValueError(
-                f"frozen mask for layer {i} must have shape ({width},); got {tuple(frozen.shape)}"
-            )
+            raise ValueError(f"frozen mask for layer {i} must have shape ({width},); got {tuple(frozen.shape)}")
         thawed = self._frozen[i] & ~new
         if bool(thawed.any()) and self.thaw_reset_keys:
             rows = torch.nonzero(thawed).flatten()

@@ -53,8 +53,11 @@ def mlp(input_shape: Sequence[int], num_classes: int, widths: Sequence[int] = (2
 
 @register_network("cnn")
 def small_cnn(input_shape: Sequence[int], num_classes: int, channels: Sequence[int] = (16, 32)) -> nn.Module:
-    """A small conv net for 8x8 inputs: 3x3 conv-ReLU blocks (padding 1), a 2x2 max-pool after the first,
-    then a Linear output over the flattened channels (channel-major)."""
+    """A small conv net for 8x8 inputs.
+
+    3x3 conv-ReLU blocks (padding 1), a 2x2 max-pool after the first, then a Linear output over the flattened
+    channels (channel-major).
+    """
     c_in, h, w = int(input_shape[0]), int(input_shape[1]), int(input_shape[2])
     layers: list[nn.Module] = []
     for i, c_out in enumerate(channels):

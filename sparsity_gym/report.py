@@ -62,8 +62,10 @@ def _method_label(row: dict[str, Any]) -> str:
 
 
 def markdown(rows: Sequence[dict[str, Any]], title: str = "Results") -> str:
-    """Tables per (split, network): test accuracy (%) mean ± std by target density × policy × method, then
-    every metric per row."""
+    """Markdown tables per (split, network).
+
+    First test accuracy (%) mean ± std by target density × policy × method, then every metric per row.
+    """
     out = [f"# {title}", ""]
     by_net: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
@@ -81,8 +83,12 @@ def markdown(rows: Sequence[dict[str, Any]], title: str = "Results") -> str:
         for (target, policy), by_method in sorted(cells.items(), key=lambda kv: (_target_key(kv[0][0]), kv[0][1])):
             target_txt = "none" if target is None else f"{100 * target:g}%"
             out.append(f"| {target_txt} | {policy} | " + " | ".join(by_method.get(m, "") for m in methods) + " |")
-        out += ["", "| Target | Method | Policy | Seeds | Test acc. (%) | Final density | Inference MFLOPs | "
-                "Training GFLOPs | Wall time (s) |", "|---|---|---|---|---|---|---|---|---|"]
+        out += [
+            "",
+            "| Target | Method | Policy | Seeds | Test acc. (%) | Final density | Inference MFLOPs | "
+            "Training GFLOPs | Wall time (s) |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in sorted(members, key=lambda r: (_target_key(r["target_density"]), _method_label(r), r["policy"])):
             out.append(
                 f"| {r['target_density']} | {_method_label(r)} | {r['policy']} | {r['seeds']} | "
@@ -119,8 +125,9 @@ def plot_schedules(path: str | Path, results: Sequence[EpisodeResult], title: st
         sched = np.mean([m.schedule for m in members], axis=0)  # (decisions, layers)
         prog = np.asarray(members[0].progress)
         for layer in range(sched.shape[1]):
-            axes[0, layer].step(prog, sched[:, layer], where="post", label=policy,
-                                lw=2.5 if policy.startswith("ppo") else 1.2)
+            axes[0, layer].step(
+                prog, sched[:, layer], where="post", label=policy, lw=2.5 if policy.startswith("ppo") else 1.2
+            )
     for layer in range(n_layers):
         axes[0, layer].set_title(f"layer {layer}")
         axes[0, layer].set_xlabel("training progress")

@@ -28,11 +28,15 @@ def check_number(
     kind = "an integer" if integer else "a finite number"
     ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
     if isinstance(value, bool) or not ok_type or (not integer and not math.isfinite(value)):
-        raise ValueError(f"{field}={value!r} is not allowed; expected {kind}{_interval(low, high, low_inclusive, high_inclusive)}")
+        raise ValueError(
+            f"{field}={value!r} is not allowed; expected {kind}{_interval(low, high, low_inclusive, high_inclusive)}"
+        )
     below = low is not None and (value < low if low_inclusive else value <= low)
     above = high is not None and (value > high if high_inclusive else value >= high)
     if below or above:
-        raise ValueError(f"{field}={value!r} is not allowed; expected {kind}{_interval(low, high, low_inclusive, high_inclusive)}")
+        raise ValueError(
+            f"{field}={value!r} is not allowed; expected {kind}{_interval(low, high, low_inclusive, high_inclusive)}"
+        )
 
 
 def _interval(low: float | None, high: float | None, low_inc: bool, high_inc: bool) -> str:

@@ -1,0 +1,81 @@
+"""Ratio of an env episode's time to a plain training loop of the same network, data and iterations.
+
+Both run in this process, interleaved and repeated; the medians are compared (shared machines are noisy, the
+ratio holds). The plain loop is written without the env: same model, optimizer, batches and iterations, with
+no masks, no decisions and no validation passes.
+
+    python bench/env_overhead.py [--repeats 5] [--iterations 400] [--interval 40] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sparsity_gym.data import load_dataset
+from sparsity_gym.env import SparsityEnv
+from sparsity_gym.networks import build_network
+
+
+def plain_loop(iterations: int, batch_size: int, device: str, seed: int) -> float:
+    data = load_dataset("digits").to(device)
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = build_network("mlp", data.input_shape, data.num_classes).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    n = len(data.train_y)
+    start = time.perf_counter()
+    order, cursor = torch.randperm(n, generator=gen).to(device), 0
+    for _ in range(iterations):
+        if cursor + batch_size > n:
+            order, cursor = torch.randperm(n, generator=gen).to(device), 0
+        idx = order[cursor : cursor + batch_size]
+        cursor += batch_size
+        loss = F.cross_entropy(model(data.train_x[idx]), data.train_y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    float(loss.detach())  # synchronise
+    return time.perf_counter() - start
+
+
+def env_episode(env: SparsityEnv, seed: int) -> float:
+    start = time.perf_counter()
+    env.reset(seed=seed)
+    done = False
+    action = np.zeros(env.action_space.shape, dtype=np.float32)
+    while not done:
+        _, _, terminated, truncated, _ = env.step(action)
+        done = terminated or truncated
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--iterations", type=int, default=400)
+    parser.add_argument("--interval", type=int, default=40)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    env = SparsityEnv(total_iterations=args.iterations, decision_interval=args.interval, device=args.device)
+    env_episode(env, 0)  # warm-up
+    plain_loop(args.iterations, env.config.batch_size, args.device, 0)
+    env_times, plain_times = [], []
+    for r in range(args.repeats):
+        plain_times.append(plain_loop(args.iterations, env.config.batch_size, args.device, r))
+        env_times.append(env_episode(env, r))
+    e, p = statistics.median(env_times), statistics.median(plain_times)
+    print(f"torch threads: {torch.get_num_threads()}, device: {args.device}")
+    print(f"default env (mlp 64-256-256-10 on digits, {args.iterations} iterations, decisions every {args.interval})")
+    print(f"plain training loop: {1e3 * p / args.iterations:.3f} ms/iteration (median of {args.repeats})")
+    print(f"env episode:         {1e3 * e / args.iterations:.3f} ms/iteration")
+    print(f"env / plain ratio:   {e / p:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,587 @@
+"""Gradient signal-to-noise ratio per weight (Siems et al., seed 001; CRITERIA.md §1).
+
+Conventions (all named in CRITERIA.md §1):
+
+* **Per-sample gradients of the mean loss's terms.** With a loss that is the *mean* over a batch of B
+  samples, ``L = (1/B) Σ_n ℓ_n``, the per-sample gradient is ``g_n = ∇ℓ_n`` and ``ḡ = mean_n g_n`` is the
+  ``.grad`` of ``L``.  The output gradients ``δ = ∂L/∂y`` seen by a backward hook are ``(1/B)·∂ℓ_n/∂y_n``,
+  so a Linear layer's per-sample gradient is ``g_n = B·δ_n x_nᵀ`` (``grad_scale = B`` below).
+* **Population variance** ``s² = mean_n (g_n − ḡ)² = Σ_n g_n²/B − ḡ²`` (clamped at 0 against rounding);
+  ``unbiased=True`` multiplies it by ``B/(B−1)``.
+* ``snr = ḡ² / (s²/B)``; ``s² = 0`` and ``ḡ ≠ 0`` gives ``+inf`` (kept); ``0/0`` gives ``0``.
+* **No per-sample gradients for Linear layers**: ``Σ_n g_n² = grad_scale²·(δ²)ᵀ(x²)``, one extra matmul.
+  Conv2d layers materialise per-sample gradients through ``unfold`` + ``einsum``, chunked over the batch.
+* **Smoothing** (paper A.6): ``snr_t = γ·snr_{t−1} + (1−γ)·snr_now`` with ``γ = 0.01^(1/m)``,
+  ``m = r_m·T`` (not rounded), ``r_m = 0.02``; T=1000 gives γ ≈ 0.794.  Before smoothing, ``snr_now`` is
+  capped at ``inf_cap`` (default 1e12) so that the smoothed value stays finite; the unsmoothed value of the
+  last step, ``inf`` included, is still available as :attr:`GradientMomentCollector.snr_now`.
+
+The SNR is invariant to a common scale of all per-sample gradients, so a loss that is a scaled mean
+(e.g. divided by the number of gradient-accumulation steps) gives the same SNR; only the reported moments
+change.  The per-sample decomposition assumes that samples do not interact in the forward pass
+(BatchNorm in training mode couples them: the decomposition then attributes the batch gradient by
+output-gradient rows and is no longer the gradient of the per-sample loss).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sparsity_gym.stats._validation import as_float, check_positive_int
+
+__all__ = [
+    "GradientMomentCollector",
+    "conv2d_grad_moments",
+    "conv2d_grad_sq_sum",
+    "gradient_snr",
+    "linear_grad_moments",
+    "linear_grad_sq_sum",
+    "smoothing_gamma",
+    "snr_from_moments",
+]
+
+DEFAULT_INF_CAP = 1e12
+DEFAULT_CHUNK_SIZE = 32
+
+
+def snr_from_moments(grad_mean: Tensor, grad_sq_sum: Tensor, batch_size: int, unbiased: bool = False) -> Tensor:
+    """Per-weight gradient SNR from the first moment and the sum of squared per-sample gradients.
+
+    Parameters
+    ----------
+    grad_mean : Tensor
+        ``ḡ = mean_n g_n`` (the ``.grad`` of the mean loss).
+    grad_sq_sum : Tensor
+        ``Σ_n g_n²``, same shape as ``grad_mean``.
+    batch_size : int
+        B, the number of per-sample gradients.
+    unbiased : bool, default False
+        False: population variance ``s² = Σg²/B − ḡ²`` (the paper's convention). True: ``s²·B/(B−1)``
+        (needs B >= 2).
+
+    Returns
+    -------
+    Tensor
+        ``snr = ḡ² / (s²/B)`` (float32 or float64); ``+inf`` where ``s² = 0`` and ``ḡ ≠ 0``, ``0`` where
+        both are 0 (a NaN input also gives 0).  ``s²`` is clamped at 0 first (the difference
+        ``Σg²/B − ḡ²`` can round below 0).
+
+    """
+    check_positive_int(batch_size, "batch_size")
+    if unbiased and batch_size < 2:
+        raise ValueError("unbiased=True needs batch_size >= 2")
+    if grad_mean.shape != grad_sq_sum.shape:
+        raise ValueError(f"shape mismatch: {tuple(grad_mean.shape)} vs {tuple(grad_sq_sum.shape)}")
+    mean = as_float(grad_mean)
+    sq_sum = as_float(grad_sq_sum).to(mean.dtype)
+    # s² = Σg²/B − ḡ², clamped at 0; snr = ḡ²·B/s² (unbiased: s²·B/(B−1), i.e. snr = ḡ²·(B−1)/s²)
+    var = torch.addcmul(sq_sum / batch_size, mean, mean, value=-1.0).clamp_min_(0.0)
+    factor = float(batch_size - 1 if unbiased else batch_size)
+    snr = mean.square().mul_(factor).div_(var)  # x/0 -> +inf; 0/0 -> nan
+    # ḡ² ≥ 0 and s² ≥ 0, so the only NaN is 0/0 (or a NaN gradient): both become 0; +inf is kept
+    return snr.nan_to_num_(nan=0.0, posinf=math.inf)
+
+
+def smoothing_gamma(total_iterations: int, r_m: float = 0.02) -> float:
+    """Smoothing factor ``γ = 0.01^(1/m)`` with ``m = r_m·T`` (paper A.6; m is not rounded).
+
+    Parameters
+    ----------
+    total_iterations : int
+        T, the episode's number of training iterations.
+    r_m : float, default 0.02
+        Fraction of T over which the weight of an old value decays to 1 %.
+
+    Returns
+    -------
+    float
+        γ in (0, 1); T = 1000 gives m = 20 and γ ≈ 0.794.
+
+    """
+    check_positive_int(total_iterations, "total_iterations")
+    m = r_m * total_iterations
+    if not m > 0:
+        raise ValueError(f"r_m * total_iterations must be > 0; got {m}")
+    return 0.01 ** (1.0 / m)
+
+
+def _check_grad_inputs(out_grads: Tensor, inputs: Tensor) -> None:
+    if out_grads.ndim < 2 or inputs.ndim != out_grads.ndim:
+        raise ValueError(
+            "out_grads and inputs must both be (B, features) or (B, ..., features); got "
+            f"{tuple(out_grads.shape)} and {tuple(inputs.shape)}"
+        )
+    if out_grads.shape[:-1] != inputs.shape[:-1]:
+        raise ValueError(f"leading dims differ: {tuple(out_grads.shape)} vs {tuple(inputs.shape)}")
+
+
+def linear_grad_moments(
+    out_grads: Tensor, inputs: Tensor, grad_scale: float = 1.0, chunk_size: int = DEFAULT_CHUNK_SIZE
+) -> tuple[Tensor, Tensor]:
+    """First moment and sum of squares of a Linear weight's per-sample gradients.
+
+    The per-sample gradient is ``g_n = grad_scale · δ_nᵀ x_n`` (shape ``(out, in)``).
+
+    Parameters
+    ----------
+    out_grads : Tensor
+        δ, gradients w.r.t. the layer's outputs, ``(B, out)`` or ``(B, T, out)`` (any number of middle
+        dims, which are flattened into T).
+    inputs : Tensor
+        x, the layer's inputs, ``(B, in)`` or ``(B, T, in)``.
+    grad_scale : float, default 1.0
+        Factor that turns ``δ_n x_nᵀ`` into the per-sample gradient: 1 when δ holds per-sample output
+        gradients ``∂ℓ_n/∂y_n``; B when δ is the gradient of the *mean* loss over B samples.
+    chunk_size : int, default 32
+        Samples per chunk for the 3-D case.
+
+    Returns
+    -------
+    tuple of Tensor
+        ``(ḡ, Σ_n g_n²)``, each ``(out, in)``.  2-D inputs: ``ḡ = s·δᵀx/B`` and ``Σg² = s²·(δ²)ᵀ(x²)`` —
+        two matmuls, no per-sample gradient.  3-D inputs: the per-sample gradient is
+        ``s·Σ_t δ_{n,t} x_{n,t}ᵀ`` (summed over positions *before* squaring), so it is materialised with
+        an einsum, ``chunk_size`` samples at a time.
+
+    """
+    _check_grad_inputs(out_grads, inputs)
+    check_positive_int(chunk_size, "chunk_size")
+    delta = as_float(out_grads)
+    x = as_float(inputs).to(delta.dtype)
+    batch = delta.shape[0]
+    if delta.ndim == 2:
+        grad_mean = delta.T @ x
+        if grad_scale != batch:
+            grad_mean.mul_(grad_scale / batch)
+        # scale δ² (B×out), not the (out×in) result
+        grad_sq_sum = delta.square().mul_(grad_scale**2).T @ x.square()
+        return grad_mean, grad_sq_sum
+    else:
+        delta = delta.reshape(batch, -1, delta.shape[-1])
+        x = x.reshape(batch, -1, x.shape[-1])
+        grad_mean = torch.einsum("bto,bti->oi", delta, x)
+        grad_sq_sum = torch.zeros_like(grad_mean)
+        for start in range(0, batch, chunk_size):
+            per_sample = torch.einsum("bto,bti->boi", delta[start : start + chunk_size], x[start : start + chunk_size])
+            grad_sq_sum += per_sample.square().sum(0)
+    return grad_mean * (grad_scale / batch), grad_sq_sum * (grad_scale**2)
+
+
+def linear_grad_sq_sum(out_grads: Tensor, inputs: Tensor, grad_scale: float = 1.0) -> Tensor:
+    """``Σ_n g_n²`` for a Linear weight: ``grad_scale²·(δ²)ᵀ(x²)`` (see :func:`linear_grad_moments`).
+
+    Worked example (CRITERIA.md §1): δ=[[1,2],[3,−1]], x=[[1,0,2],[0,1,1]] → [[1,9,13],[4,1,17]].
+    Pass ``grad_scale=B`` when ``out_grads`` are gradients of the mean loss over B samples.
+    """
+    _check_grad_inputs(out_grads, inputs)
+    if out_grads.ndim == 2:
+        delta = as_float(out_grads)
+        return (delta.square().T @ as_float(inputs).to(delta.dtype).square()) * (grad_scale**2)
+    return linear_grad_moments(out_grads, inputs, grad_scale)[1]
+
+
+def _explicit_padding(module: nn.Conv2d) -> tuple[int, int, int, int]:
+    """Return the padding as ``F.pad`` wants it, ``(left, right, top, bottom)``; handles "same"/"valid"."""
+    kh, kw = module.kernel_size
+    dh, dw = module.dilation
+    if module.padding == "valid":
+        return (0, 0, 0, 0)
+    if module.padding == "same":  # same split as nn.Conv2d: the extra pixel goes right/bottom
+        th, tw = dh * (kh - 1), dw * (kw - 1)
+        return (tw // 2, tw - tw // 2, th // 2, th - th // 2)
+    ph, pw = module.padding  # type: ignore[misc]
+    return (pw, pw, ph, ph)
+
+
+def conv2d_grad_moments(
+    module: nn.Conv2d,
+    out_grads: Tensor,
+    inputs: Tensor,
+    grad_scale: float = 1.0,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> tuple[Tensor, Tensor]:
+    """First moment and sum of squares of a Conv2d weight's per-sample gradients.
+
+    Per-sample gradients are built with ``F.unfold`` and an einsum, ``chunk_size`` samples at a time, so
+    at most ``chunk_size × C_out × (C_in/groups)·kh·kw`` extra elements are alive.  Supports stride,
+    dilation, integer / tuple / ``"same"`` / ``"valid"`` padding, every ``padding_mode`` and any
+    ``groups``.
+
+    Parameters
+    ----------
+    module : nn.Conv2d
+        The layer (its hyper-parameters define the unfolding; its weight is not read).
+    out_grads : Tensor
+        δ, gradients w.r.t. the layer's output, ``(B, C_out, H_out, W_out)``.
+    inputs : Tensor
+        x, the layer's input, ``(B, C_in, H, W)``.
+    grad_scale : float, default 1.0
+        1 for per-sample output gradients; B when δ is the gradient of a mean loss over B samples.
+    chunk_size : int, default 32
+        Samples per chunk.
+
+    Returns
+    -------
+    tuple of Tensor
+        ``(ḡ, Σ_n g_n²)``, each shaped like ``module.weight``.
+
+    """
+    if not isinstance(module, nn.Conv2d):
+        raise TypeError(f"module must be nn.Conv2d; got {type(module).__name__}")
+    if inputs.ndim != 4 or out_grads.ndim != 4:
+        raise ValueError(
+            f"inputs and out_grads must be 4-D (batched); got {tuple(inputs.shape)}, {tuple(out_grads.shape)}"
+        )
+    if inputs.shape[0] != out_grads.shape[0]:
+        raise ValueError("inputs and out_grads must have the same batch size")
+    check_positive_int(chunk_size, "chunk_size")
+    groups = module.groups
+    c_out = module.out_channels
+    delta = as_float(out_grads)
+    x = as_float(inputs).to(delta.dtype)
+    unfold_padding: tuple[int, int] | int = 0
+    if module.padding_mode != "zeros":
+        mode = module.padding_mode
+        x = F.pad(x, _explicit_padding(module), mode=mode)
+    elif isinstance(module.padding, str):
+        x = F.pad(x, _explicit_padding(module))
+    else:
+        unfold_padding = module.padding  # type: ignore[assignment]
+    batch = x.shape[0]
+    weight_shape = (c_out, module.in_channels // groups, *module.kernel_size)
+    fan = weight_shape[1] * weight_shape[2] * weight_shape[3]
+    grad_sum = torch.zeros((groups, c_out // groups, fan), dtype=delta.dtype, device=delta.device)
+    grad_sq_sum = torch.zeros_like(grad_sum)
+    for start in range(0, batch, chunk_size):
+        xb = x[start : start + chunk_size]
+        db = delta[start : start + chunk_size]
+        cols = F.unfold(
+            xb, module.kernel_size, dilation=module.dilation, padding=unfold_padding, stride=module.stride
+        )  # (b, C_in·kh·kw, L), channel-major, so groups split it contiguously
+        b, _, length = cols.shape
+        if db.shape[2] * db.shape[3] != length:
+            raise ValueError("out_grads' spatial size does not match the unfolded input")
+        db = db.reshape(b, groups, c_out // groups, length)
+        per_sample = torch.einsum("bgol,bgkl->bgok", db, cols.reshape(b, groups, fan, length))
+        grad_sum += per_sample.sum(0)
+        grad_sq_sum += per_sample.square().sum(0)
+    grad_mean = (grad_sum * (grad_scale / batch)).reshape(weight_shape)
+    return grad_mean, (grad_sq_sum * grad_scale**2).reshape(weight_shape)
+
+
+def conv2d_grad_sq_sum(
+    module: nn.Conv2d,
+    out_grads: Tensor,
+    inputs: Tensor,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    grad_scale: float = 1.0,
+) -> Tensor:
+    """``Σ_n g_n²`` for a Conv2d weight (see :func:`conv2d_grad_moments` for conventions)."""
+    return conv2d_grad_moments(module, out_grads, inputs, grad_scale=grad_scale, chunk_size=chunk_size)[1]
+
+
+def _functorch_active() -> bool:
+    """Return True inside a torch.func transform (vmap/grad), where the collector does not capture."""
+    check = getattr(torch._C, "_are_functorch_transforms_active", None)
+    return bool(check()) if check is not None else False
+
+
+@dataclass
+class _Capture:
+    """One forward call of a tracked layer in an active step: its input and, after backward, δ."""
+
+    inputs: Tensor
+    out_grads: Tensor | None = None
+
+    def set_grad(self, grad: Tensor) -> None:
+        self.out_grads = grad.detach()
+
+
+NamedModules = Iterable[tuple[str, nn.Module]] | Mapping[str, nn.Module]
+
+
+class GradientMomentCollector:
+    """Accumulate per-weight gradient moments during ordinary training steps and smooth the SNR.
+
+    The collector does not run training steps itself.  It registers a forward hook on each given
+    ``nn.Linear`` / ``nn.Conv2d``; on a step where :attr:`active` is True (grad mode on, outside torch.func
+    transforms) the hook
+    keeps the layer's input (detached, no copy) and registers a tensor hook on the layer's output that keeps
+    the output gradient δ (detached).  :meth:`update`, called after ``loss.backward()``, turns them into
+    ``ḡ`` and ``Σg²`` per weight (``grad_scale = B``: **the loss must be a mean over the batch**, or a
+    common multiple of it — the SNR does not depend on a common scale), computes ``snr_now`` with
+    :func:`snr_from_moments` and smooths it (CRITERIA.md §1):
+
+    ``snr_t = γ·snr_{t−1} + (1−γ)·min(snr_now, inf_cap)``; the first update sets ``snr = min(snr_now,
+    inf_cap)``.  Smoothed values below the smallest normal float are flushed to 0.
+
+    The moments are those of the gradient w.r.t. the weight *as used in the forward pass* (e.g. θ⊙mask
+    under DPF, whose gradient is applied to the dense θ), computed from the captured tensors, so they do not
+    depend on ``.grad`` being zeroed between steps.  Several complete forward/backward pairs before one
+    :meth:`update` (gradient accumulation) are pooled as more samples, each pair treated as a mean over its
+    own batch; a forward that got no backward is replaced by the next forward and dropped at update.  A
+    module called several times inside one forward (weight sharing) is not supported: its calls would be
+    pooled as separate samples.
+
+    Parameters
+    ----------
+    modules : iterable of (name, module) or mapping name -> module
+        The prunable layers (``nn.Linear`` or ``nn.Conv2d``).
+    gamma : float, optional
+        Smoothing factor in [0, 1).  Mutually exclusive with ``total_iterations``; 0 (no smoothing) when
+        neither is given.
+    total_iterations : int, optional
+        T; sets ``gamma = smoothing_gamma(T, r_m)``.
+    r_m : float, default 0.02
+        See :func:`smoothing_gamma`.
+    unbiased : bool, default False
+        Variance convention of :func:`snr_from_moments`.
+    inf_cap : float, default 1e12
+        Cap applied to ``snr_now`` before smoothing, so the smoothed SNR is finite.
+    conv_chunk_size : int, default 32
+        Samples per chunk for Conv2d per-sample gradients.
+
+    Examples
+    --------
+    >>> collector = GradientMomentCollector(layers, total_iterations=1000).attach()
+    >>> collector.active = True          # on the steps where the SNR is wanted
+    >>> loss = loss_fn(model(x), y); loss.backward(); collector.update(); optimizer.step()
+    >>> collector.active = False
+
+    """
+
+    def __init__(
+        self,
+        modules: NamedModules,
+        *,
+        gamma: float | None = None,
+        total_iterations: int | None = None,
+        r_m: float = 0.02,
+        unbiased: bool = False,
+        inf_cap: float = DEFAULT_INF_CAP,
+        conv_chunk_size: int = DEFAULT_CHUNK_SIZE,
+    ) -> None:
+        items = list(modules.items()) if isinstance(modules, Mapping) else list(modules)
+        names = [name for name, _ in items]
+        if len(set(names)) != len(names):
+            raise ValueError("module names must be unique")
+        for name, module in items:
+            if not isinstance(module, (nn.Linear, nn.Conv2d)):
+                kind = type(module).__name__
+                raise TypeError(f"{name!r}: only nn.Linear and nn.Conv2d are supported, got {kind}")
+        if gamma is not None and total_iterations is not None:
+            raise ValueError("give gamma or total_iterations, not both")
+        if total_iterations is not None:
+            gamma = smoothing_gamma(total_iterations, r_m)
+        gamma = 0.0 if gamma is None else float(gamma)
+        if not 0.0 <= gamma < 1.0:
+            raise ValueError(f"gamma must be in [0, 1); got {gamma}")
+        if not inf_cap > 0:
+            raise ValueError("inf_cap must be > 0")
+        self._modules: dict[str, nn.Module] = dict(items)
+        self.gamma = gamma
+        self.unbiased = unbiased
+        self.inf_cap = float(inf_cap)
+        self.conv_chunk_size = check_positive_int(conv_chunk_size, "conv_chunk_size")
+        self.active = False
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._pending: dict[str, list[_Capture]] = {name: [] for name in self._modules}
+        self._snr: dict[str, Tensor] = {}
+        self._snr_now: dict[str, Tensor] = {}
+        self._moments: dict[str, tuple[Tensor, Tensor, int]] = {}
+        self.num_updates = 0
+
+    # -- hooks ---------------------------------------------------------------------------------------
+    def attach(self) -> GradientMomentCollector:
+        """Register the forward hooks (idempotent); returns ``self``."""
+        if not self._handles:
+            for name, module in self._modules.items():
+                self._handles.append(module.register_forward_hook(partial(self._forward_hook, name)))
+        return self
+
+    def detach(self) -> None:
+        """Remove every hook this collector registered and drop captured tensors."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self._clear_pending()
+
+    @property
+    def attached(self) -> bool:
+        """Whether the forward hooks are registered."""
+        return bool(self._handles)
+
+    def __enter__(self) -> GradientMomentCollector:
+        return self.attach()
+
+    def __exit__(self, *exc: object) -> None:
+        self.detach()
+
+    def _forward_hook(self, name: str, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        if not self.active or not torch.is_grad_enabled() or _functorch_active():
+            return
+        if not isinstance(output, Tensor) or not output.requires_grad:
+            return
+        captures = self._pending[name]
+        if captures and captures[-1].out_grads is None:
+            captures.pop()  # the previous forward never got a backward
+        if not args or not isinstance(args[0], Tensor):
+            raise RuntimeError(f"{name!r}: the layer's input must be passed positionally as a tensor")
+        capture = _Capture(args[0].detach())
+        captures.append(capture)
+        output.register_hook(capture.set_grad)
+
+    def _clear_pending(self) -> None:
+        for captures in self._pending.values():
+            captures.clear()
+
+    # -- statistics ----------------------------------------------------------------------------------
+    def _moments_of(self, module: nn.Module, captures: list[_Capture]) -> tuple[Tensor, Tensor, int]:
+        grad_sum: Tensor | None = None
+        sq_sum: Tensor | None = None
+        total = 0
+        for capture in captures:
+            assert capture.out_grads is not None
+            batch = capture.inputs.shape[0]
+            if isinstance(module, nn.Conv2d):
+                mean, sq = conv2d_grad_moments(
+                    module, capture.out_grads, capture.inputs, batch, chunk_size=self.conv_chunk_size
+                )
+            else:
+                mean, sq = linear_grad_moments(capture.out_grads, capture.inputs, grad_scale=batch)
+            if len(captures) == 1:
+                return mean, sq, batch
+            grad_sum = mean * batch if grad_sum is None else grad_sum + mean * batch
+            sq_sum = sq if sq_sum is None else sq_sum + sq
+            total += batch
+        assert grad_sum is not None and sq_sum is not None
+        return grad_sum / total, sq_sum, total
+
+    def update(self) -> dict[str, Tensor]:
+        """Turn this step's captures into ``snr_now`` and update the smoothed SNR.
+
+        Call after ``loss.backward()`` on a step with :attr:`active` True.  Layers without a complete
+        capture keep their previous smoothed value.  Captures are dropped afterwards.
+
+        Returns
+        -------
+        dict of str to Tensor
+            The smoothed SNR (:attr:`snr`).
+
+        Raises
+        ------
+        RuntimeError
+            If no layer has a complete capture (no active forward+backward since the last update).
+
+        """
+        updated = 0
+        for name, module in self._modules.items():
+            captures = [c for c in self._pending[name] if c.out_grads is not None]
+            if not captures:
+                continue
+            grad_mean, grad_sq_sum, batch = self._moments_of(module, captures)
+            snr_now = snr_from_moments(grad_mean, grad_sq_sum, batch, self.unbiased)
+            self._moments[name] = (grad_mean, grad_sq_sum, batch)
+            self._snr_now[name] = snr_now
+            capped = snr_now.clamp_max(self.inf_cap)  # +inf -> cap (snr_now has no NaN)
+            previous = self._snr.get(name)
+            if previous is None or previous.shape != capped.shape:
+                self._snr[name] = capped
+            else:
+                # γ·prev + (1−γ)·now in one op; values decaying below the smallest normal float are
+                # flushed to 0 (denormal arithmetic is very slow on CPUs)
+                smoothed = torch.lerp(capped, previous, self.gamma)
+                self._snr[name] = smoothed.masked_fill_(smoothed < torch.finfo(smoothed.dtype).tiny, 0.0)
+            updated += 1
+        self._clear_pending()
+        if updated == 0:
+            raise RuntimeError(
+                "nothing captured: set collector.active = True and run forward + backward before update()"
+            )
+        self.num_updates += 1
+        return self.snr
+
+    @property
+    def snr(self) -> dict[str, Tensor]:
+        """Smoothed SNR per layer name (finite: capped at ``inf_cap``)."""
+        return dict(self._snr)
+
+    @property
+    def snr_now(self) -> dict[str, Tensor]:
+        """Unsmoothed SNR of the last update per layer (``inf`` kept)."""
+        return dict(self._snr_now)
+
+    @property
+    def moments(self) -> dict[str, tuple[Tensor, Tensor, int]]:
+        """``(ḡ, Σg², B)`` of the last update per layer."""
+        return dict(self._moments)
+
+    @property
+    def names(self) -> list[str]:
+        """Names of the tracked layers, in the order given."""
+        return list(self._modules)
+
+    def reset(self) -> None:
+        """Forget the smoothed SNR, last moments and pending captures (hooks stay attached)."""
+        self._snr.clear()
+        self._snr_now.clear()
+        self._moments.clear()
+        self._clear_pending()
+        self.num_updates = 0
+
+
+def gradient_snr(
+    model: nn.Module,
+    inputs: Tensor,
+    targets: Any,
+    loss_fn: Callable[[Any, Any], Tensor],
+    unbiased: bool = False,
+    conv_chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> dict[str, Tensor]:
+    """Per-weight gradient SNR of every ``nn.Linear`` and ``nn.Conv2d`` weight of ``model`` on one batch.
+
+    One forward and one backward of ``loss_fn(model(inputs), targets)``, which **must be the mean over the
+    batch** (e.g. ``nn.CrossEntropyLoss()``; a common multiple of the mean gives the same SNR).  Moments
+    come from hooks (Linear: no per-sample gradient, see :func:`linear_grad_moments`).  The model runs in
+    its current train/eval mode (BatchNorm running statistics are updated in train mode, as by any forward).
+    All hooks are removed and every parameter's ``.grad`` is restored to the object it was before (None
+    included), also on error.
+
+    Returns
+    -------
+    dict of str to Tensor
+        Unsmoothed SNR (``inf`` kept) per weight, keyed by the module's name in ``model.named_modules()``
+        (``""`` if ``model`` itself is a Linear/Conv2d), shaped like the weight.  Layers that received no
+        gradient are absent.
+
+    """
+    layers = [(name, m) for name, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    if not layers:
+        raise ValueError("model has no nn.Linear or nn.Conv2d layer")
+    params = list(model.parameters())
+    saved = [p.grad for p in params]
+    collector = GradientMomentCollector(layers, unbiased=unbiased, conv_chunk_size=conv_chunk_size)
+    try:
+        collector.attach()
+        collector.active = True
+        for p in params:
+            p.grad = None
+        with torch.enable_grad():
+            loss = loss_fn(model(inputs), targets)
+            if loss.ndim != 0:
+                raise ValueError("loss_fn must return a scalar (the mean over the batch)")
+            loss.backward()
+        collector.update()
+        return collector.snr_now
+    finally:
+        collector.detach()
+        for p, grad in zip(params, saved, strict=True):
+            p.grad = grad
