@@ -48,21 +48,12 @@ def timed(fns: dict[str, Callable[[], object]], repeats: int, warmup: int, devic
     return {label: statistics.median(values) for label, values in samples.items()}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=200)
-    parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave as is)")
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+def kernel_times(batch: int, repeats: int, warmup: int, device: torch.device) -> dict[str, float]:
+    """Median seconds of a plain forward+backward, the same with the moment capture, and vmap(grad)."""
     gen = torch.Generator().manual_seed(0)
     model = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10)).to(device)
-    x = torch.randn(args.batch, 64, generator=gen).to(device)
-    y = torch.randint(0, 10, (args.batch,), generator=gen).to(device)
+    x = torch.randn(batch, 64, generator=gen).to(device)
+    y = torch.randint(0, 10, (batch,), generator=gen).to(device)
     loss_fn = nn.CrossEntropyLoss()
     layers = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
 
@@ -99,11 +90,26 @@ def main() -> None:
             "+ GradientMomentCollector (Linear (δ²)ᵀ(x²))": with_capture,
             "per-sample grads, torch.func vmap(grad)": with_vmap,
         },
-        args.repeats,
-        args.warmup,
+        repeats,
+        warmup,
         device,
     )
     collector.detach()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave as is)")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    results = kernel_times(args.batch, args.repeats, args.warmup, device)
     base = results["plain forward+backward"]
     print(
         f"MLP 64-256-256-10, batch {args.batch}, device {device}, threads {torch.get_num_threads()}, "

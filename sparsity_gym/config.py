@@ -17,7 +17,7 @@ ACTION_MODES = ("density",)
 EFFECTS = ("prune",)
 OPTIMIZERS = ("sgd", "adam", "adamw")
 REWARDS = ("final_accuracy", "delta_accuracy")
-OBSERVATION_FAMILIES: tuple[str, ...] = ()
+OBSERVATION_FAMILIES: tuple[str, ...] = ("snr", "rank", "contribution", "equilibrium")
 
 
 @dataclass(frozen=True)
@@ -57,8 +57,11 @@ class EnvConfig:
         lr: Learning rate.
         momentum: SGD momentum (ignored by Adam).
         weight_decay: L2 penalty (SGD, Adam) or decoupled decay (AdamW).
-        observations: Statistic families in the observation (added by later modules; empty means only the
-            static, state and global features).
+        observations: Statistic families in the observation, any subset of ``snr``, ``rank``,
+            ``contribution``, ``equilibrium`` (all by default; empty: only the static, state and global
+            features). See :mod:`sparsity_gym.observers`.
+        stats_window: The step-based statistics (snr, rank, contribution) are collected on the last
+            ``stats_window`` optimizer steps of each decision interval (at most ``decision_interval``).
         reward: ``final_accuracy`` (validation accuracy at the episode's end, 0 before) or ``delta_accuracy``
             (change of validation accuracy at every decision; sums to the final minus the initial accuracy).
         density_cost: Subtracted from the final reward times the final global density.
@@ -91,6 +94,7 @@ class EnvConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     observations: tuple[str, ...] = OBSERVATION_FAMILIES
+    stats_window: int = 1
     reward: str = "final_accuracy"
     density_cost: float = 0.0
     flops_cost: float = 0.0
@@ -158,6 +162,9 @@ class EnvConfig:
         check_number("weight_decay", self.weight_decay, low=0.0)
         for family in self.observations:
             check_choice("observations", family, OBSERVATION_FAMILIES)
+        if len(set(self.observations)) != len(self.observations):
+            raise ValueError(f"observations={self.observations!r} is not allowed; expected each family at most once")
+        check_number("stats_window", self.stats_window, low=1, high=self.decision_interval, integer=True)
         check_choice("reward", self.reward, REWARDS)
         check_number("density_cost", self.density_cost, low=0.0)
         check_number("flops_cost", self.flops_cost, low=0.0)

@@ -17,6 +17,7 @@ from sparsity_gym.features import ObservationLayout
 from sparsity_gym.flops import dense_inference_flops, inference_flops, training_step_flops
 from sparsity_gym.masking import MaskedNetwork, SelectionContext
 from sparsity_gym.networks import LayerInfo, build_network, find_prunable_layers
+from sparsity_gym.observers import OBSERVERS, Observer
 
 
 class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
@@ -49,24 +50,36 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
     (``env.unwrapped.layout.columns`` maps names to indices; statistic families named in ``observations`` are
     inserted before the global features):
 
-    | Column           | Family | Meaning                                                     | Range   |
-    |------------------|--------|-------------------------------------------------------------|---------|
-    | relative_depth   | static | layer index / (number of prunable layers - 1)               | [0, 1]  |
-    | is_conv          | static | 1 for Conv2d, 0 for Linear                                  | {0, 1}  |
-    | is_output        | static | 1 for the output layer                                      | {0, 1}  |
-    | log_fan_in       | static | ln(fan-in) / 10                                             | [0, 2]  |
-    | log_fan_out      | static | ln(output units) / 10                                       | [0, 2]  |
-    | param_share      | static | the layer's weights / all prunable weights                  | [0, 1]  |
-    | density          | state  | active units / units                                        | [0, 1]  |
-    | target_density   | state  | the episode's target density, -1 when none is set           | [-1, 1] |
-    | progress         | global | optimizer steps done / total_iterations                     | [0, 1]  |
-    | train_loss       | global | mean training loss over the last interval / ln(classes)     | [0, 10] |
-    | val_accuracy     | global | validation accuracy                                         | [0, 1]  |
-    | global_density   | global | active weights / weights over all prunable layers           | [0, 1]  |
-    | flops_fraction   | global | inference FLOPs / dense inference FLOPs                     | [0, 1]  |
+    | Column            | Family       | Meaning                                                  | Range   |
+    |-------------------|--------------|----------------------------------------------------------|---------|
+    | relative_depth    | static       | layer index / (number of prunable layers - 1)            | [0, 1]  |
+    | is_conv           | static       | 1 for Conv2d, 0 for Linear                               | {0, 1}  |
+    | is_output         | static       | 1 for the output layer                                   | {0, 1}  |
+    | log_fan_in        | static       | ln(fan-in) / 10                                          | [0, 2]  |
+    | log_fan_out       | static       | ln(output units) / 10                                    | [0, 2]  |
+    | param_share       | static       | the layer's weights / all prunable weights               | [0, 1]  |
+    | density           | state        | active units / units                                     | [0, 1]  |
+    | target_density    | state        | the episode's target density, -1 when none is set        | [-1, 1] |
+    | snr_above_one     | snr          | fraction of active weights with smoothed SNR > 1         | [0, 1]  |
+    | snr_log_mean      | snr          | mean log10(1 + smoothed SNR) / 4 over active weights     | [0, 3]  |
+    | rank_ed           | rank         | effective dimension φ_ED = E / N of the post-activations | [0, 1]  |
+    | rank_active_share | rank         | E / active units                                         | [0, 1]  |
+    | contribution_q10  | contribution | 10% quantile of C_avg / its mean (active units)           | [0, 10] |
+    | contribution_q50  | contribution | median of C_avg / its mean (active units)                 | [0, 10] |
+    | eq_similarity     | equilibrium  | mean NEq similarity φ of active neurons                  | [0, 1]  |
+    | eq_log_velocity   | equilibrium  | (log10(mean abs velocity + 1e-6) + 6) / 6                | [0, 1]  |
+    | eq_frozen_share   | equilibrium  | fraction of active neurons at equilibrium (abs v < 1e-3) | [0, 1]  |
+    | progress          | global       | optimizer steps done / total_iterations                  | [0, 1]  |
+    | train_loss        | global       | mean training loss over the last interval / ln(classes)  | [0, 10] |
+    | val_accuracy      | global       | validation accuracy                                      | [0, 1]  |
+    | global_density    | global       | active weights / weights over all prunable layers        | [0, 1]  |
+    | flops_fraction    | global       | inference FLOPs / dense inference FLOPs                  | [0, 1]  |
 
-    Before the first step ``train_loss`` is the validation loss of the fresh network. Every value is finite and
-    clipped into the declared bounds.
+    The statistic families (CRITERIA §1–§4, :mod:`sparsity_gym.observers`) are computed over each layer's active
+    units: SNR, effective rank and contribution from the last ``stats_window`` training steps of each interval,
+    equilibrium from the validation pass at each decision; they are 0 until first measured. Before the first
+    step ``train_loss`` is the validation loss of the fresh network. Every value is finite and clipped into the
+    declared bounds.
 
     ## Rewards
 
@@ -134,7 +147,7 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
                 f"network={self.config.network_name!r} built layers {names} at reset; expected {self.layer_names}: "
                 "the network must keep the same prunable layers across resets"
             )
-        self.last_val_accuracy, self.last_train_loss = self._evaluate(self.data.val_x, self.data.val_y)
+        self.last_val_accuracy, self.last_train_loss = self._validate()
         self._invalid_actions = 0
         self._needs_reset = False
         return self._observation(), self._info(requested=self.masks.densities)
@@ -151,7 +164,7 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
         diverged = not self._train(cfg.decision_interval)
         self.decision += 1
         previous_accuracy = self.last_val_accuracy
-        self.last_val_accuracy, _ = self._evaluate(self.data.val_x, self.data.val_y)
+        self.last_val_accuracy, _ = self._validate()
         truncated = self.decision >= cfg.num_decisions and not diverged
         reward = self._reward(previous_accuracy, last=truncated, diverged=diverged)
         info = self._info(requested=densities.tolist(), diverged=diverged)
@@ -161,7 +174,13 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
         return self._observation(), float(reward), diverged, truncated, info
 
     def close(self) -> None:
-        """Release the network, the optimizer and the mask hooks."""
+        """Release the hooks of the masks and the observers."""
+        self._release()
+
+    def _release(self) -> None:
+        for observer in getattr(self, "observers", {}).values():
+            observer.detach()
+        self.observers = {}
         if getattr(self, "masks", None) is not None:
             self.masks.detach()
 
@@ -208,8 +227,7 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
     # ----------------------------------------------------------------------------------------------- internals
     def _build_network(self, seed: int) -> None:
         cfg = self.config
-        if getattr(self, "masks", None) is not None:
-            self.masks.detach()
+        self._release()
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
@@ -227,6 +245,7 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
             optimizer=self.optimizer,
         )
         self.dense_flops = dense_inference_flops(self.masks.all_layers)
+        self.observers: dict[str, Observer] = {name: OBSERVERS[name](self) for name in cfg.observations}
         self.iteration = 0
         self.decision = 0
         self.training_flops = 0
@@ -243,22 +262,47 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
         return self.data.train_x[idx], self.data.train_y[idx]
 
     def _train(self, steps: int) -> bool:
-        """Run ``steps`` optimizer steps; return False if the loss became non-finite."""
-        model, opt = self.model, self.optimizer
-        model.train()
+        """Run ``steps`` optimizer steps, the last ``stats_window`` measured; False if the loss became non-finite."""
+        self.model.train()
         step_flops = training_step_flops(self.inference_flops(), self.config.batch_size)
+        window = min(self.config.stats_window, steps) if self.observers else 0
+        loss_sum = self._steps(steps - window, measured=False)
+        if window:
+            for observer in self.observers.values():
+                observer.set_measuring(True)
+            loss_sum = loss_sum + self._steps(window, measured=True)
+            for observer in self.observers.values():
+                observer.set_measuring(False)
+        self.iteration += steps
+        self.training_flops += steps * step_flops
+        self.last_train_loss = float(loss_sum) / steps
+        return math.isfinite(self.last_train_loss)
+
+    def _steps(self, steps: int, measured: bool) -> torch.Tensor:
+        """The training loop proper; observers see the backward pass of measured steps. Returns the loss sum."""
+        model, opt = self.model, self.optimizer
+        observers = list(self.observers.values()) if measured else []
         loss_sum = torch.zeros((), device=self.device)
         for _ in range(steps):
             x, y = self._next_batch()
             loss = F.cross_entropy(model(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            for observer in observers:
+                observer.after_backward()
             opt.step()
             loss_sum += loss.detach()
-        self.iteration += steps
-        self.training_flops += steps * step_flops
-        self.last_train_loss = float(loss_sum) / steps
-        return math.isfinite(self.last_train_loss)
+        return loss_sum
+
+    def _validate(self) -> tuple[float, float]:
+        """The validation pass (fixed order, eval mode) that rewards and the equilibrium family share."""
+        for observer in self.observers.values():
+            observer.begin_evaluation()
+        try:
+            return self._evaluate(self.data.val_x, self.data.val_y)
+        finally:
+            for observer in self.observers.values():
+                observer.end_evaluation()
 
     @torch.no_grad()
     def _evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:

@@ -156,6 +156,10 @@ class LayerMask:
         self.unit_mask = torch.ones(shape, dtype=torch.bool, device=self.device)
         self.in_mask: torch.Tensor | None = None
         self._inactive_count = 0
+        self.active_weight_mask = (
+            self.unit_mask if granularity == "weight" else torch.ones_like(weight, dtype=torch.bool)
+        )
+        self.active_outputs = torch.ones(weight.shape[0], dtype=torch.bool, device=self.device)
         self._weight_keep: torch.Tensor | None = None
         self._bias_keep: torch.Tensor | None = None
         self.num_units = int(self.unit_mask.numel())
@@ -171,7 +175,11 @@ class LayerMask:
         return max(1, min(self.num_units, round(density * self.num_units)))
 
     def weight_mask(self) -> torch.Tensor:
-        """Bool mask of the weight tensor's active entries (rows and input columns combined)."""
+        """Bool mask of the weight tensor's active entries (rows and input columns combined), computed anew.
+
+        :attr:`active_weight_mask` and :attr:`active_outputs` (output units with an active weight) hold it as
+        of the last mask update.
+        """
         w = self.info.module.weight
         mask = torch.ones(w.shape, dtype=torch.bool, device=self.device)
         if self.granularity == "weight":
@@ -193,6 +201,8 @@ class LayerMask:
         times faster than ``masked_fill_`` with a bool mask, and this runs after every optimizer step.
         """
         mask = self.weight_mask()
+        self.active_weight_mask = mask
+        self.active_outputs = self.unit_mask if self.granularity == "neuron" else mask.flatten(1).any(dim=1)
         self._inactive_count = int((~mask).sum())
         self._weight_keep = None if self._inactive_count == 0 else mask.to(self.info.module.weight.dtype)
         bias = self.info.module.bias
@@ -247,15 +257,19 @@ class MaskedNetwork:
         ]
         self.layers = [m for m in self.all_layers if m.controlled]
         self._successors: dict[int, tuple[LayerMask, Callable[[torch.Tensor], torch.Tensor]]] = {}
-        if granularity == "neuron":
-            for a, b in zip(self.all_layers[:-1], self.all_layers[1:], strict=True):
-                cols = successor_columns(a.info, b.info)
-                if cols is not None:
-                    self._successors[id(a)] = (b, cols)
+        for a, b in zip(self.all_layers[:-1], self.all_layers[1:], strict=True):
+            cols = successor_columns(a.info, b.info)
+            if cols is not None:
+                self._successors[id(a)] = (b, cols)
         self.optimizer: torch.optim.Optimizer | None = None
         self._hook: Any = None
         if optimizer is not None:
             self.attach(optimizer)
+
+    def successor(self, layer: LayerMask) -> LayerMask | None:
+        """The layer fed by ``layer``'s outputs, if found by shape (see :func:`successor_columns`)."""
+        succ = self._successors.get(id(layer))
+        return None if succ is None else succ[0]
 
     def attach(self, optimizer: torch.optim.Optimizer) -> None:
         """Re-apply the masks after every ``optimizer.step()`` and zero regrown units' state in ``optimizer``."""
@@ -330,7 +344,7 @@ class MaskedNetwork:
         layer.unit_mask = active.view_as(layer.unit_mask)
         layer.num_active = int(active.sum())
         succ = self._successors.get(id(layer))
-        if succ is not None:
+        if succ is not None and self.granularity == "neuron":
             successor, cols = succ
             successor.in_mask = cols(layer.unit_mask)
         if not bool(grown.any()):

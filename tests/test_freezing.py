@@ -26,9 +26,7 @@ def _mlp(seed: int = 0) -> nn.Sequential:
     return nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
 
 
-def _train(
-    model: nn.Module, opt: torch.optim.Optimizer, steps: int, in_shape: tuple[int, ...], seed: int = 1
-) -> None:
+def _train(model: nn.Module, opt: torch.optim.Optimizer, steps: int, in_shape: tuple[int, ...], seed: int = 1) -> None:
     g = torch.Generator().manual_seed(seed)
     for _ in range(steps):
         x = torch.randn(8, *in_shape, generator=g)

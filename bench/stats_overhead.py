@@ -1,0 +1,68 @@
+"""Overhead of the observed statistic families, as ratios to the same env with none, in one run.
+
+Episodes of the default task (mlp 64-256-256-10 on digits, 400 iterations, a decision every 40) with
+``observations=()`` (the baseline), each family alone, and all four; configurations are interleaved round by
+round and the medians compared. Then the Linear second-moment capture against a plain backward and against
+``torch.func`` per-sample gradients (``bench/stats_kernels.py``).
+
+    python bench/stats_overhead.py [--repeats 5] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stats_kernels import kernel_times
+
+from sparsity_gym.config import OBSERVATION_FAMILIES
+from sparsity_gym.env import SparsityEnv
+
+
+def episode(env: SparsityEnv, seed: int) -> float:
+    start = time.perf_counter()
+    env.reset(seed=seed)
+    done = False
+    action = np.zeros(env.action_space.shape, dtype=np.float32)
+    while not done:
+        _, _, terminated, truncated, _ = env.step(action)
+        done = terminated or truncated
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    configs = {"none": (), **{f: (f,) for f in OBSERVATION_FAMILIES}, "all four": OBSERVATION_FAMILIES}
+    envs = {name: SparsityEnv(observations=obs, device=args.device) for name, obs in configs.items()}
+    for env in envs.values():
+        episode(env, 0)  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in envs}
+    for r in range(args.repeats):
+        for name, env in envs.items():
+            times[name].append(episode(env, r))
+    base = statistics.median(times["none"])
+    print(f"default task, device {args.device}, torch threads {torch.get_num_threads()}, median of {args.repeats}")
+    print(f"stats_window = {envs['none'].config.stats_window} of {envs['none'].config.decision_interval} steps")
+    for name, values in times.items():
+        med = statistics.median(values)
+        print(f"observations={name:14s} {med:7.3f} s/episode   x{med / base:5.3f}")
+    kernels = kernel_times(128, 200, 20, torch.device(args.device))
+    plain, capture, vmapped = kernels.values()
+    print(
+        f"Linear second moment (δ²)ᵀ(x²): x{capture / plain:5.2f} a plain forward+backward, "
+        f"x{capture / vmapped:5.3f} torch.func per-sample gradients (those: x{vmapped / plain:5.1f} plain)"
+    )
+
+
+if __name__ == "__main__":
+    main()

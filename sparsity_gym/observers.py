@@ -1,0 +1,309 @@
+"""The four statistic families as observation columns, collected from the training the env runs anyway.
+
+Each observer hooks the network when an episode starts and turns what the hooks saw into a few finite,
+O(1) features per controlled layer at every decision (the columns are registered with
+:func:`sparsity_gym.features.register_family`; the env's docstring lists them):
+
+* ``snr`` (CRITERIA §1): per-weight gradient SNR from :class:`~sparsity_gym.stats.GradientMomentCollector`
+  (the ``(δ²)ᵀ(x²)`` second moment for Linear, unfold/einsum for conv), smoothed with γ = 0.01^(1/(0.02·T)).
+* ``rank`` (CRITERIA §2): effective dimension φ_ED (paper scaling 1/√n, ε = 1e-2, Gram-matrix eigenvalues)
+  of a FIFO buffer of the layer's post-activations.
+* ``contribution`` (CRITERIA §3): each neuron's C_avg over the window since the last decision, from
+  post-activations and the successor's weight. The observation leaves out C_max (λ2 = 0, the weighting of the
+  authors' code): it costs an S×M×N pass per batch, which made the episode 6× slower on the default task
+  (``bench/stats_overhead.py``); ``ContributionObserver(lambda2=0.5)`` and the library compute the paper's
+  λ1·C_avg + λ2·C_max.
+* ``equilibrium`` (CRITERIA §4): NEq's similarity φ and velocity v of each neuron's outputs on the validation
+  split (fixed order, eval mode), from the validation pass the env runs at every decision anyway.
+
+*Which steps are measured*: the step-based families (snr, rank, contribution) collect only on the last
+``stats_window`` optimizer steps of each decision interval, which is all the observation needs; the smoothing
+of the SNR runs over measured steps. A layer's post-activations are the input of its successor layer (found by
+shape, as for neuron masks: after the activation function, pooling and flattening); a layer without a known
+successor uses its own output. Features are computed over the layer's active units only, and are 0 until first
+measured.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from sparsity_gym.features import Feature, FeatureFamily, register_family
+from sparsity_gym.masking import LayerMask, MaskedNetwork
+from sparsity_gym.stats import (
+    ActivationBuffer,
+    ContributionAccumulator,
+    EquilibriumTracker,
+    GradientMomentCollector,
+    contribution_score,
+    effective_dimension_count,
+)
+
+if TYPE_CHECKING:
+    from sparsity_gym.env import SparsityEnv
+
+SNR_LOG_SCALE = 4.0  # log10(1 + snr) / 4: snr = 1e4 -> ~1, the 1e12 cap -> 3
+
+
+class Observer:
+    """Base class: hooks on the network for one episode, features at decisions."""
+
+    name = ""
+
+    def __init__(self, env: SparsityEnv) -> None:
+        self.env = env
+        self.masks: MaskedNetwork = env.masks
+        self.handles: list[Any] = []
+        self.measuring = False
+
+    def set_measuring(self, on: bool) -> None:
+        """Collect on the following training steps (or stop)."""
+        self.measuring = on
+
+    def after_backward(self) -> None:
+        """Called after ``loss.backward()`` of a measured step, before the optimizer step."""
+
+    def begin_evaluation(self) -> None:
+        """Called before the validation pass at reset and at every decision."""
+
+    def end_evaluation(self) -> None:
+        """Called after that validation pass."""
+
+    def features(self) -> np.ndarray:
+        """``(L, k)`` features of the controlled layers."""
+        raise NotImplementedError
+
+    def detach(self) -> None:
+        """Remove every hook."""
+        for h in self.handles:
+            h.remove()
+        self.handles.clear()
+
+
+def _post_activation_hook(
+    masks: MaskedNetwork, layer: LayerMask, fn: Callable[[torch.Tensor], None]
+) -> torch.utils.hooks.RemovableHandle:
+    """Call ``fn`` with ``layer``'s post-activations, shaped ``(n, N)`` or ``(n, C, h, w)``.
+
+    They are the successor's input (a conv map flattened for a Linear successor is reshaped back to
+    ``(n, C, p, 1)``, channel-major); without a known successor, the layer's own output.
+    """
+    succ = masks.successor(layer)
+    channels = layer.info.fan_out
+    if succ is None:
+        return layer.info.module.register_forward_hook(lambda m, args, out: fn(out))
+
+    def pre_hook(module: nn.Module, args: tuple[Any, ...]) -> None:
+        x = args[0]
+        if x.dim() == 2 and x.shape[1] != channels:
+            x = x.reshape(x.shape[0], channels, -1, 1)
+        fn(x)
+
+    return succ.info.module.register_forward_pre_hook(pre_hook)
+
+
+class SNRObserver(Observer):
+    """Fraction of active weights with smoothed SNR > 1 and mean log10(1 + SNR) / 4 over them."""
+
+    name = "snr"
+
+    def __init__(self, env: SparsityEnv) -> None:
+        super().__init__(env)
+        modules = [(m.info.name, m.info.module) for m in self.masks.layers]
+        self.collector = GradientMomentCollector(modules, total_iterations=env.config.total_iterations).attach()
+
+    def set_measuring(self, on: bool) -> None:  # noqa: D102
+        super().set_measuring(on)
+        self.collector.active = on
+
+    def after_backward(self) -> None:  # noqa: D102
+        self.collector.update()
+
+    def features(self) -> np.ndarray:  # noqa: D102
+        out = np.zeros((len(self.masks.layers), 2))
+        if self.collector.num_updates == 0:
+            return out
+        snr = self.collector.snr
+        for i, layer in enumerate(self.masks.layers):
+            values = snr[layer.info.name][layer.active_weight_mask]
+            if values.numel():
+                out[i, 0] = float((values > 1).float().mean())
+                out[i, 1] = float(torch.log10(1 + values.float()).mean()) / SNR_LOG_SCALE
+        return out
+
+    def detach(self) -> None:  # noqa: D102
+        self.collector.detach()
+        super().detach()
+
+
+class RankObserver(Observer):
+    """φ_ED = E / N of the post-activation buffer, and E / (active units) (the active units' effective share)."""
+
+    name = "rank"
+
+    def __init__(self, env: SparsityEnv) -> None:
+        super().__init__(env)
+        self.buffers = [ActivationBuffer(m.info.fan_out) for m in self.masks.layers]
+        for layer, buf in zip(self.masks.layers, self.buffers, strict=True):
+            self.handles.append(_post_activation_hook(self.masks, layer, self._pusher(buf)))
+
+    def _pusher(self, buf: ActivationBuffer) -> Callable[[torch.Tensor], None]:
+        def push(x: torch.Tensor) -> None:
+            if self.measuring and torch.is_grad_enabled():
+                buf.push(x.detach())
+
+        return push
+
+    def features(self) -> np.ndarray:  # noqa: D102
+        out = np.zeros((len(self.masks.layers), 2))
+        for i, (layer, buf) in enumerate(zip(self.masks.layers, self.buffers, strict=True)):
+            if buf.ready:
+                count = _safe_count(buf.rows)
+                out[i, 0] = count / layer.info.fan_out
+                out[i, 1] = min(count / max(int(layer.active_outputs.sum()), 1), 1.0)
+        return out
+
+
+def _safe_count(rows: torch.Tensor) -> int:
+    """Effective dimension count; 0 for non-finite activations (a diverged network), SVD if eigh fails."""
+    if not bool(torch.isfinite(rows).all()):
+        return 0
+    try:
+        return effective_dimension_count(rows)
+    except torch.linalg.LinAlgError:
+        sigma = torch.linalg.svdvals(rows.double() / math.sqrt(rows.shape[0]))
+        return int((sigma > 1e-2).sum())
+
+
+class ContributionObserver(Observer):
+    """Quantiles (10%, 50%) of the contribution score over active neurons, divided by its mean over them.
+
+    The score is ``λ1·C_avg + λ2·C_max``; the default λ2 = 0 skips the costly C_max (see the module docstring).
+    """
+
+    name = "contribution"
+
+    def __init__(self, env: SparsityEnv, lambda1: float = 1.0, lambda2: float = 0.0) -> None:
+        super().__init__(env)
+        self.lambdas = (lambda1, lambda2)
+        self.accumulators: list[ContributionAccumulator | None] = []
+        for layer in self.masks.layers:
+            succ = self.masks.successor(layer)
+            if succ is None:
+                self.accumulators.append(None)
+                continue
+            acc = ContributionAccumulator(layer.info.fan_out, track_max=lambda2 != 0)
+            self.accumulators.append(acc)
+            self.handles.append(_post_activation_hook(self.masks, layer, self._updater(acc, succ.info.module)))
+
+    def _updater(self, acc: ContributionAccumulator, successor: nn.Module) -> Callable[[torch.Tensor], None]:
+        def update(x: torch.Tensor) -> None:
+            if self.measuring and torch.is_grad_enabled():
+                acc.update(x.detach(), successor.weight.detach())
+
+        return update
+
+    def features(self) -> np.ndarray:  # noqa: D102
+        out = np.zeros((len(self.masks.layers), 2))
+        for i, (layer, acc) in enumerate(zip(self.masks.layers, self.accumulators, strict=True)):
+            if acc is None or acc.count == 0:
+                continue
+            l1, l2 = self.lambdas
+            score = (l1 * acc.c_avg if l2 == 0 else contribution_score(acc.c_avg, acc.c_max, l1, l2))[
+                layer.active_outputs
+            ]
+            mean = float(score.mean()) if score.numel() else 0.0
+            if mean > 0:
+                q = torch.quantile(score / mean, torch.tensor([0.1, 0.5], dtype=score.dtype, device=score.device))
+                out[i] = q.cpu().numpy()
+            acc.reset()
+        return out
+
+
+class EquilibriumObserver(Observer):
+    """Mean φ over active neurons, their mean |v| on a log scale, and the fraction at equilibrium."""
+
+    name = "equilibrium"
+
+    def __init__(self, env: SparsityEnv) -> None:
+        super().__init__(env)
+        self.trackers = [EquilibriumTracker(m.info.fan_out) for m in self.masks.layers]
+        self.outputs: list[list[torch.Tensor]] = [[] for _ in self.masks.layers]
+        self.capturing = False
+        for i, layer in enumerate(self.masks.layers):
+            self.handles.append(layer.info.module.register_forward_hook(self._catcher(i)))
+
+    def _catcher(self, i: int) -> Callable[..., None]:
+        def catch(module: nn.Module, args: tuple[Any, ...], out: torch.Tensor) -> None:
+            if self.capturing:
+                self.outputs[i].append(out.detach().float())
+
+        return catch
+
+    def begin_evaluation(self) -> None:  # noqa: D102
+        self.capturing = True
+
+    def end_evaluation(self) -> None:  # noqa: D102
+        self.capturing = False
+        for tracker, outs in zip(self.trackers, self.outputs, strict=True):
+            if outs:
+                tracker.update(torch.cat(outs))
+            outs.clear()
+
+    def features(self) -> np.ndarray:  # noqa: D102
+        out = np.zeros((len(self.masks.layers), 3))
+        for i, (layer, tracker) in enumerate(zip(self.masks.layers, self.trackers, strict=True)):
+            active = layer.active_outputs
+            if tracker.phi is not None:
+                out[i, 0] = float(tracker.phi[active].mean())
+            if tracker.velocity_ready:
+                mean_v = float(tracker.velocity[active].abs().mean())
+                out[i, 1] = min(max((math.log10(mean_v + 1e-6) + 6.0) / 6.0, 0.0), 1.0)
+                out[i, 2] = float(tracker.at_equilibrium[active].float().mean())
+        return out
+
+
+OBSERVERS: dict[str, type[Observer]] = {
+    cls.name: cls for cls in (SNRObserver, RankObserver, ContributionObserver, EquilibriumObserver)
+}
+
+
+def _family(name: str, features: tuple[Feature, ...]) -> FeatureFamily:
+    return register_family(FeatureFamily(name, features, lambda env: env.observers[name].features()))
+
+
+_family(
+    "snr",
+    (
+        Feature("snr_above_one", 0.0, 1.0, "fraction of active weights with smoothed SNR > 1"),
+        Feature("snr_log_mean", 0.0, 3.0, "mean of log10(1 + smoothed SNR) / 4 over active weights"),
+    ),
+)
+_family(
+    "rank",
+    (
+        Feature("rank_ed", 0.0, 1.0, "effective dimension φ_ED = E / N of the post-activations"),
+        Feature("rank_active_share", 0.0, 1.0, "E / active units"),
+    ),
+)
+_family(
+    "contribution",
+    (
+        Feature("contribution_q10", 0.0, 10.0, "10% quantile of the contribution score / its mean (active units)"),
+        Feature("contribution_q50", 0.0, 10.0, "median of the contribution score / its mean (active units)"),
+    ),
+)
+_family(
+    "equilibrium",
+    (
+        Feature("eq_similarity", 0.0, 1.0, "mean NEq similarity φ of active neurons (negative clipped to 0)"),
+        Feature("eq_log_velocity", 0.0, 1.0, "(log10(mean |v| + 1e-6) + 6) / 6"),
+        Feature("eq_frozen_share", 0.0, 1.0, "fraction of active neurons at equilibrium (|v| < 1e-3)"),
+    ),
+)
