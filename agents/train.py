@@ -112,6 +112,8 @@ def run(cfg: TrainConfig) -> Path:
     EnvConfig(**cfg.env_kwargs())  # fail fast on a bad env value, before any work
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in run_dir.rglob(".*.tmp"):  # left by a run killed while writing; the targets are intact
+        stale.unlink()
     atomic_write_text(run_dir / "config.json", cfg.to_json())
     start = time.perf_counter()
     model = train_ppo(cfg, run_dir)

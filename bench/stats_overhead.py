@@ -13,28 +13,16 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from env_overhead import env_episode as episode
 from stats_kernels import kernel_times
 
 from sparsity_gym.config import OBSERVATION_FAMILIES
 from sparsity_gym.env import SparsityEnv
-
-
-def episode(env: SparsityEnv, seed: int) -> float:
-    start = time.perf_counter()
-    env.reset(seed=seed)
-    done = False
-    action = np.zeros(env.action_space.shape, dtype=np.float32)
-    while not done:
-        _, _, terminated, truncated, _ = env.step(action)
-        done = terminated or truncated
-    return time.perf_counter() - start
 
 
 def main() -> None:

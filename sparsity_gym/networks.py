@@ -85,7 +85,13 @@ def build_network(
     kwargs = dict(network_kwargs or {})
     if isinstance(network, str):
         check_choice("network", network, available_networks())
-        model = _NETWORKS[network](tuple(input_shape), num_classes, **kwargs)
+        try:
+            model = _NETWORKS[network](tuple(input_shape), num_classes, **kwargs)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ValueError(
+                f"network_kwargs={kwargs!r} is not allowed for network={network!r}: {exc}; expected the keyword "
+                f"arguments of sparsity_gym.networks.{_NETWORKS[network].__name__}"
+            ) from exc
     else:
         offered = {"input_shape": tuple(input_shape), "num_classes": num_classes}
         try:

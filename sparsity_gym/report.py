@@ -123,7 +123,9 @@ def plot_schedules(path: str | Path, results: Sequence[EpisodeResult], title: st
     fig, axes = plt.subplots(1, n_layers, figsize=(3.2 * n_layers, 3), squeeze=False, sharey=True)
     for policy, members in sorted(by_policy.items()):
         sched = np.mean([m.schedule for m in members], axis=0)  # (decisions, layers)
-        prog = np.asarray(members[0].progress)
+        # each decision's density holds until the next one; the last holds until the end of training
+        prog = np.append(np.asarray(members[0].progress), 1.0)
+        sched = np.vstack([sched, sched[-1:]])
         for layer in range(sched.shape[1]):
             axes[0, layer].step(
                 prog, sched[:, layer], where="post", label=policy, lw=2.5 if policy.startswith("ppo") else 1.2
@@ -146,16 +148,29 @@ def plot_accuracy_vs_cost(path: str | Path, rows: Sequence[dict[str, Any]], titl
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    policies = sorted({row["policy"] for row in rows})
+    methods = sorted({_method_label(row) for row in rows})
+    colors = {p: plt.get_cmap("tab10")(i % 10) for i, p in enumerate(policies)}
+    markers = dict(zip(methods, "osD^vP", strict=False))
     for row in rows:
-        label = f"{row['policy']} / {_method_label(row)}"
         acc, err = 100 * row["test_accuracy_mean"], 100 * row["test_accuracy_std"]
-        marker = "*" if row["policy"].startswith("ppo") else "o"
-        axes[0].errorbar(row["final_density_mean"], acc, yerr=err, fmt=marker, capsize=2, label=label)
-        axes[1].errorbar(row["inference_flops_mean"] / row["dense_flops"], acc, yerr=err, fmt=marker, capsize=2)
+        style = {
+            "color": colors[row["policy"]],
+            "marker": markers.get(_method_label(row), "o"),
+            "capsize": 2,
+            "linestyle": "none",
+            "markersize": 9 if row["policy"].startswith("ppo") else 6,
+        }
+        axes[0].errorbar(row["final_density_mean"], acc, yerr=err, **style)
+        axes[1].errorbar(row["inference_flops_mean"] / row["dense_flops"], acc, yerr=err, **style)
+    handles = [plt.Line2D([], [], color=colors[p], marker="o", linestyle="none", label=p) for p in policies]
+    handles += [
+        plt.Line2D([], [], color="grey", marker=markers.get(m, "o"), linestyle="none", label=m) for m in methods
+    ]
+    axes[1].legend(handles=handles, fontsize=7, loc="lower right")
     axes[0].set_xlabel("final density")
     axes[1].set_xlabel("inference FLOPs / dense")
     axes[0].set_ylabel("test accuracy (%)")
-    axes[0].legend(fontsize=6, ncol=2)
     fig.suptitle(title)
     fig.tight_layout()
     return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png")) and _close(fig, path)

@@ -6,6 +6,8 @@ import math
 from collections.abc import Collection
 from typing import Any
 
+import torch
+
 
 def check_choice(field: str, value: Any, allowed: Collection[Any]) -> None:
     """Raise ``ValueError`` unless ``value`` is one of ``allowed``."""
@@ -45,3 +47,13 @@ def _interval(low: float | None, high: float | None, low_inc: bool, high_inc: bo
     left = ("[" if low_inc else "(") + ("-inf" if low is None else f"{low:g}")
     right = ("inf" if high is None else f"{high:g}") + ("]" if high_inc else ")")
     return f" in {left}, {right}"
+
+
+def unit_mask(active: torch.Tensor | None, size: int, device: torch.device, field: str = "active") -> torch.Tensor:
+    """``active`` as a bool mask of ``size`` units on ``device`` (all active when ``None``), shape-checked."""
+    if active is None:
+        return torch.ones(size, dtype=torch.bool, device=device)
+    mask = active.to(device=device, dtype=torch.bool)
+    if mask.shape != (size,):
+        raise ValueError(f"{field} has shape {tuple(mask.shape)}; expected ({size},)")
+    return mask

@@ -19,6 +19,8 @@ import math
 import torch
 from torch import Tensor
 
+from sparsity_gym.validation import unit_mask
+
 DEFAULT_FRACTION: float = 0.1
 _SNAP_RTOL: float = 1e-9
 
@@ -73,11 +75,7 @@ def lowest_fraction(
         raise ValueError(f"scores must be 1-D; got shape {tuple(scores.shape)}")
     m = scores.shape[0]
     device = scores.device
-    if active is None:
-        active = torch.ones(m, dtype=torch.bool, device=device)
-    active = active.to(device=device, dtype=torch.bool)
-    if active.shape != (m,):
-        raise ValueError(f"active must have shape ({m},); got {tuple(active.shape)}")
+    active = unit_mask(active, m, device)
     vals = scores.detach()
     if bool(torch.isnan(vals[active]).any()):
         raise ValueError("scores contain NaN among the active neurons")

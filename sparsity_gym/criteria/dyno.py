@@ -32,6 +32,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from sparsity_gym.validation import unit_mask
+
 DEFAULT_DELTA: float = 3e-2
 _SNAP_RTOL: float = 1e-9
 _TIE_RTOL: float = 1e-10
@@ -159,11 +161,7 @@ def select_prune(activations: Tensor, n_prune: int, active: Tensor | None = None
         raise ValueError(f"activations must be 2-D (n, M); got shape {tuple(activations.shape)}")
     m = activations.shape[1]
     device = activations.device
-    if active is None:
-        active = torch.ones(m, dtype=torch.bool, device=device)
-    active = active.to(device=device, dtype=torch.bool)
-    if active.shape != (m,):
-        raise ValueError(f"active must have shape ({m},); got {tuple(active.shape)}")
+    active = unit_mask(active, m, device)
     n_active = int(active.sum())
     if not 0 <= n_prune <= n_active:
         raise ValueError(f"n_prune={n_prune} must lie in [0, {n_active}] (the number of active neurons)")

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from sparsity_gym.validation import check_choice
+
 COMBINE_MODES: tuple[str, ...] = ("or", "and")
 MAGNITUDE_SCOPES: tuple[str, ...] = ("global", "layer")
 
@@ -46,11 +48,6 @@ __all__ = [
     "snr_keep_masks",
     "snr_smoothing_gamma",
 ]
-
-
-def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not allowed; expected one of {allowed}")
 
 
 def magnitude_keep_mask(weights: Tensor, k: int) -> Tensor:
@@ -115,8 +112,8 @@ def snr_keep_masks(
     lower flat index first (stable sort). See :func:`magnitude_keep_mask`.
 
     """
-    _check_choice("combine", combine, COMBINE_MODES)
-    _check_choice("magnitude_scope", magnitude_scope, MAGNITUDE_SCOPES)
+    check_choice("combine", combine, COMBINE_MODES)
+    check_choice("magnitude_scope", magnitude_scope, MAGNITUDE_SCOPES)
     if set(snr) != set(weights):
         raise ValueError(f"snr and weights must have the same layer names; got {sorted(snr)} vs {sorted(weights)}")
     names = list(weights)
@@ -260,8 +257,8 @@ class SNRPruningSchedule:
     loss_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
-        _check_choice("combine", self.combine, COMBINE_MODES)
-        _check_choice("magnitude_scope", self.magnitude_scope, MAGNITUDE_SCOPES)
+        check_choice("combine", self.combine, COMBINE_MODES)
+        check_choice("magnitude_scope", self.magnitude_scope, MAGNITUDE_SCOPES)
         if self.bin_steps < 0:
             raise ValueError(f"bin_steps={self.bin_steps} must be >= 0")
         if not self.r_m > 0:
