@@ -9,6 +9,7 @@ from typing import Any
 
 import gymnasium as gym
 
+from baselines.criteria import NEQ_ENV_KWARGS, make_neq_policy
 from baselines.policies import make_schedule_policy
 from baselines.schedules import SCHEDULES
 from sparsity_gym.validation import check_choice
@@ -37,6 +38,9 @@ for _name in SCHEDULES:
     register_method(
         Method(_name, lambda env, _n=_name, **kw: make_schedule_policy(env, _n, **kw), MappingProxyType({}))
     )
+
+
+register_method(Method("neq", make_neq_policy, MappingProxyType(NEQ_ENV_KWARGS), kind="criterion"))
 
 
 def available_policies(kind: str | None = None) -> tuple[str, ...]:

@@ -13,8 +13,8 @@ import torch.nn as nn
 from sparsity_gym.validation import check_choice, check_number
 
 GRANULARITIES = ("weight", "neuron")
-ACTION_MODES = ("density",)
-EFFECTS = ("prune",)
+ACTION_MODES = ("density", "threshold")
+EFFECTS = ("prune", "freeze")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 REWARDS = ("final_accuracy", "delta_accuracy")
 OBSERVATION_FAMILIES: tuple[str, ...] = ("snr", "rank", "contribution", "equilibrium")
@@ -39,11 +39,16 @@ class EnvConfig:
         granularity: ``weight`` (unstructured) or ``neuron`` (rows of Linear, output channels of Conv2d; the
             output layer is never pruned at neuron granularity).
         selector: Which units go when a layer shrinks: ``magnitude`` (smallest |w| among the active, a
-            neuron's score is the l2 norm of its fan-in) or ``random``.
+            neuron's score is the l2 norm of its fan-in), ``random``, or ``equilibrium`` (NEq: smallest
+            velocity |v| first, CRITERIA §4).
         regrowth: How units return when a layer grows: ``random`` (chosen at random among the inactive) or
             ``none`` (a layer's density can then only fall).
-        effect: ``prune``: a masked unit is exactly zero in the forward pass.
-        action_mode: ``density``: the action is each layer's target density.
+        effect: ``prune``: a masked unit is exactly zero in the forward pass. ``freeze`` (neuron granularity, no
+            target density): the units the action leaves out keep their forward pass but are not updated, their
+            fan-in rows and biases bit-identical through every optimizer step (NEq).
+        action_mode: ``density``: the action is each layer's target density. ``threshold``: the action is a
+            threshold on the selector's score scale (``sparsity_gym.masking.threshold_range``); the active units
+            whose score reaches it stay active (prune never regrows in this mode) or trainable (freeze).
         exchange_fraction: Fraction f of the active units dropped and regrown at random at every mask update
             on top of the density change (CRITERIA §5; 0 disables).
         target_density: The density every layer ends the episode at (the last decision is projected onto it);
@@ -142,6 +147,13 @@ class EnvConfig:
         check_choice("regrowth", self.regrowth, available_regrowth())
         check_choice("effect", self.effect, EFFECTS)
         check_choice("action_mode", self.action_mode, ACTION_MODES)
+        if self.effect == "freeze" and self.granularity != "neuron":
+            raise ValueError(f"granularity={self.granularity!r} is not allowed with effect='freeze'; expected 'neuron'")
+        if self.effect == "freeze" and self.target_density is not None:
+            raise ValueError(
+                f"target_density={self.target_density!r} is not allowed with effect='freeze'; expected None "
+                "(freezing does not remove units)"
+            )
         check_number("exchange_fraction", self.exchange_fraction, low=0.0, high=1.0, high_inclusive=False)
         check_number("min_density", self.min_density, low=0.0, high=1.0, low_inclusive=False)
         check_number("max_density", self.max_density, low=self.min_density, high=1.0)

@@ -15,9 +15,10 @@ from sparsity_gym.config import EnvConfig
 from sparsity_gym.data import DatasetSplits, load_dataset
 from sparsity_gym.features import ObservationLayout
 from sparsity_gym.flops import dense_inference_flops, inference_flops, training_step_flops
-from sparsity_gym.masking import MaskedNetwork, SelectionContext
+from sparsity_gym.freezing import RowFreezer
+from sparsity_gym.masking import MaskedNetwork, SelectionContext, threshold_range
 from sparsity_gym.networks import LayerInfo, build_network, find_prunable_layers
-from sparsity_gym.observers import OBSERVERS, Observer
+from sparsity_gym.observers import OBSERVERS, SELECTOR_STATISTICS, Observer
 
 
 class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
@@ -157,17 +158,14 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
         if self._needs_reset:
             raise RuntimeError("call reset() before step(): the episode has ended or never started")
         cfg = self.config
-        densities = self.densities_from_action(action)
-        if self.decision == cfg.num_decisions - 1 and cfg.target_density is not None:
-            densities = np.full(len(densities), cfg.target_density)
-        self.masks.set_densities(densities.tolist(), SelectionContext(self._generator))
+        requested = self._apply_action(action)
         diverged = not self._train(cfg.decision_interval)
         self.decision += 1
         previous_accuracy = self.last_val_accuracy
         self.last_val_accuracy, _ = self._validate()
         truncated = self.decision >= cfg.num_decisions and not diverged
         reward = self._reward(previous_accuracy, last=truncated, diverged=diverged)
-        info = self._info(requested=densities.tolist(), diverged=diverged)
+        info = self._info(requested=requested, diverged=diverged)
         if truncated or diverged:
             info["test_accuracy"], _ = self._evaluate(self.data.test_x, self.data.test_y)
             self._needs_reset = True
@@ -178,6 +176,9 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
         self._release()
 
     def _release(self) -> None:
+        if getattr(self, "freezer", None) is not None:
+            self.freezer.remove()
+        self.freezer = None
         for observer in getattr(self, "observers", {}).values():
             observer.detach()
         self.observers = {}
@@ -206,8 +207,38 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
         a = 2.0 * (np.asarray(density, dtype=np.float64) - lo) / span - 1.0 if span > 0 else np.ones_like(density)
         return np.clip(a, -1.0, 1.0).astype(np.float32)
 
-    def densities_from_action(self, action: np.ndarray) -> np.ndarray:
-        """Validate ``action``, clip what is invalid (counted) and map it onto layer densities."""
+    def _apply_action(self, action: np.ndarray) -> list[float]:
+        """Map ``action`` onto densities or thresholds and apply them (prune or freeze); return them."""
+        cfg = self.config
+        ctx = SelectionContext(self._generator, {name: obs.unit_scores() for name, obs in self.observers.items()})
+        if cfg.action_mode == "threshold":
+            values = self.thresholds_from_action(action)
+            # pruning keeps at least one unit per layer; freezing may freeze a whole layer (NEq does)
+            counts = self.masks.counts_from_thresholds(values.tolist(), ctx, minimum=0 if self.freezer else 1)
+        else:
+            values = self.densities_from_action(action)
+            if self.decision == cfg.num_decisions - 1 and cfg.target_density is not None:
+                values = np.full(len(values), cfg.target_density)
+            counts = [m.target_count(float(d)) for m, d in zip(self.masks.layers, values, strict=True)]
+        if self.freezer is None:
+            self.masks.set_counts(counts, ctx)
+        else:
+            for i, keep in enumerate(self.masks.keep_masks(counts, ctx)):
+                self.freezer.set_frozen(i, ~keep)
+        return values.tolist()
+
+    def threshold_to_action(self, threshold: float | np.ndarray) -> np.ndarray:
+        """The action that asks for ``threshold`` on the selector's score scale, clipped to [-1, 1]."""
+        lo, hi = threshold_range(self.config.selector)
+        return np.clip(2.0 * (np.asarray(threshold, dtype=np.float64) - lo) / (hi - lo) - 1.0, -1, 1).astype(np.float32)
+
+    def thresholds_from_action(self, action: np.ndarray) -> np.ndarray:
+        """Validate ``action``, clip what is invalid (counted) and map it onto thresholds (NaN: no change)."""
+        arr = self._validated(action)
+        lo, hi = threshold_range(self.config.selector)
+        return lo + (np.clip(arr, -1.0, 1.0) + 1.0) / 2.0 * (hi - lo)
+
+    def _validated(self, action: np.ndarray) -> np.ndarray:
         arr = np.asarray(action)
         if arr.dtype.kind not in "fiub":
             raise ValueError(
@@ -216,9 +247,13 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
         if arr.shape != self.action_space.shape:
             raise ValueError(f"action has shape {arr.shape}; expected {self.action_space.shape} (one value per layer)")
         arr = arr.astype(np.float64)
+        self._invalid_actions = int((~np.isfinite(arr) | (arr < -1.0) | (arr > 1.0)).sum())
+        return arr
+
+    def densities_from_action(self, action: np.ndarray) -> np.ndarray:
+        """Validate ``action``, clip what is invalid (counted) and map it onto layer densities."""
+        arr = self._validated(action)
         current = self.density_to_action(np.array(self.masks.densities)).astype(np.float64)
-        invalid = ~np.isfinite(arr) | (arr < -1.0) | (arr > 1.0)
-        self._invalid_actions = int(invalid.sum())
         arr = np.where(np.isnan(arr), current, arr)
         arr = np.clip(arr, -1.0, 1.0)
         lo, hi = self.config.min_density, self.config.max_density
@@ -245,7 +280,12 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
             optimizer=self.optimizer,
         )
         self.dense_flops = dense_inference_flops(self.masks.all_layers)
-        self.observers: dict[str, Observer] = {name: OBSERVERS[name](self) for name in cfg.observations}
+        needed = dict.fromkeys((*cfg.observations, *SELECTOR_STATISTICS.get(cfg.selector, ())))
+        self.observers: dict[str, Observer] = {name: OBSERVERS[name](self) for name in needed}
+        self.freezer = (
+            RowFreezer(self.optimizer, [m.info.module for m in self.masks.layers]) if cfg.effect == "freeze" else None
+        )
+        self.saved_backward_flops = 0
         self.iteration = 0
         self.decision = 0
         self.training_flops = 0
@@ -265,6 +305,11 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
         """Run ``steps`` optimizer steps, the last ``stats_window`` measured; False if the loss became non-finite."""
         self.model.train()
         step_flops = training_step_flops(self.inference_flops(), self.config.batch_size)
+        if self.freezer is not None:
+            positions = {i: m.info.output_positions for i, m in enumerate(self.masks.layers)}
+            saved = self.freezer.saved_backward_flops(self.config.batch_size, positions)
+            step_flops -= saved
+            self.saved_backward_flops += steps * saved
         window = min(self.config.stats_window, steps) if self.observers else 0
         loss_sum = self._steps(steps - window, measured=False)
         if window:
@@ -345,6 +390,8 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
             "flops": self.inference_flops(),
             "dense_flops": self.dense_flops,
             "training_flops": self.training_flops,
+            "saved_backward_flops": self.saved_backward_flops,
+            "frozen_fraction": 0.0 if self.freezer is None else self.freezer.frozen_fraction,
             "invalid_actions": self._invalid_actions,
             "iteration": self.iteration,
             "diverged": diverged,

@@ -47,6 +47,7 @@ SelectorFn = Callable[["LayerMask", SelectionContext], torch.Tensor]
 RegrowthFn = Callable[["LayerMask", torch.Tensor, int, SelectionContext], torch.Tensor]
 _SELECTORS: dict[str, SelectorFn] = {}
 _REGROWTH: dict[str, RegrowthFn] = {}
+_THRESHOLDS: dict[str, tuple[float, float, SelectorFn]] = {}
 
 
 def register_selector(name: str) -> Callable[[SelectorFn], SelectorFn]:
@@ -57,6 +58,28 @@ def register_selector(name: str) -> Callable[[SelectorFn], SelectorFn]:
         return fn
 
     return decorator
+
+
+def register_threshold_scale(name: str, low: float, high: float) -> Callable[[SelectorFn], SelectorFn]:
+    """Register how selector ``name`` is thresholded (``action_mode="threshold"``).
+
+    ``fn(layer, ctx)`` gives each unit's score on a fixed scale, monotone in the selector's own score, and
+    ``[low, high]`` is the range an action of -1..1 maps to. Units whose threshold score is at least the
+    threshold stay active.
+    """
+
+    def decorator(fn: SelectorFn) -> SelectorFn:
+        _THRESHOLDS[name] = (low, high, fn)
+        return fn
+
+    return decorator
+
+
+def threshold_range(selector: str) -> tuple[float, float]:
+    """The threshold range of ``selector`` (what actions -1 and +1 map to)."""
+    check_choice("selector", selector, tuple(_THRESHOLDS))
+    low, high, _ = _THRESHOLDS[selector]
+    return low, high
 
 
 def register_regrowth(name: str) -> Callable[[RegrowthFn], RegrowthFn]:
@@ -88,10 +111,44 @@ def magnitude_scores(layer: LayerMask, ctx: SelectionContext) -> torch.Tensor:
     return w.flatten(1).norm(dim=1)
 
 
+@register_threshold_scale("magnitude", 0.0, 3.0)
+def magnitude_threshold_scores(layer: LayerMask, ctx: SelectionContext) -> torch.Tensor:
+    """|w| (or a neuron's fan-in norm) over its root mean square among the layer's active units."""
+    scores = magnitude_scores(layer, ctx)
+    active = layer.unit_mask.flatten()
+    rms = scores[active].square().mean().sqrt() if bool(active.any()) else scores.new_tensor(0.0)
+    return scores / rms.clamp_min(torch.finfo(scores.dtype).tiny)
+
+
+@register_selector("equilibrium")
+def equilibrium_scores(layer: LayerMask, ctx: SelectionContext) -> torch.Tensor:
+    """NEq velocity |v| of each neuron (CRITERIA §4; +inf before v exists): the most settled go first.
+
+    Read from ``ctx.stats["equilibrium"][layer name]``, which the env fills from its equilibrium tracker. At
+    weight granularity a weight takes its neuron's score.
+    """
+    velocity = ctx.stats["equilibrium"][layer.info.name].to(layer.device)
+    if layer.granularity == "weight":
+        return velocity.repeat_interleave(layer.info.fan_in)
+    return velocity
+
+
+@register_threshold_scale("equilibrium", -6.0, 0.0)
+def equilibrium_threshold_scores(layer: LayerMask, ctx: SelectionContext) -> torch.Tensor:
+    """log10 |v|: NEq's rule |v| < ε = 1e-3 (frozen) is the threshold -3 (the action 0)."""
+    return torch.log10(equilibrium_scores(layer, ctx).double().clamp_min(1e-30)).float()
+
+
 @register_selector("random")
 def random_scores(layer: LayerMask, ctx: SelectionContext) -> torch.Tensor:
     """Uniform random scores from the env's generator: the units that go are a uniform random subset."""
     return torch.rand(layer.num_units, generator=ctx.generator).to(layer.device)
+
+
+@register_threshold_scale("random", 0.0, 1.0)
+def random_threshold_scores(layer: LayerMask, ctx: SelectionContext) -> torch.Tensor:
+    """Uniform random scores: a threshold t keeps each unit with probability 1 - t."""
+    return random_scores(layer, ctx)
 
 
 @register_regrowth("random")
@@ -298,6 +355,40 @@ class MaskedNetwork:
         """Active weights over weights, over every prunable layer (parameter-weighted, biases excluded)."""
         total = sum(m.info.num_weights for m in self.all_layers)
         return sum(m.active_weights() for m in self.all_layers) / total
+
+    def counts_from_thresholds(self, thresholds: Sequence[float], ctx: SelectionContext, minimum: int = 1) -> list[int]:
+        """Active units that pass each layer's threshold (at least ``minimum``; NaN keeps the layer as is).
+
+        The selector's threshold score (:func:`register_threshold_scale`) is compared with the threshold;
+        only units active now count, so a threshold never regrows units.
+        """
+        scale = _THRESHOLDS[self.selector][2]
+        counts = []
+        for layer, thr in zip(self.layers, thresholds, strict=True):
+            if math.isnan(thr):
+                counts.append(layer.num_active)
+                continue
+            passing = (scale(layer, ctx).flatten() >= thr) & layer.unit_mask.flatten()
+            counts.append(max(minimum, int(passing.sum())))
+        return counts
+
+    def keep_masks(self, counts: Sequence[int], ctx: SelectionContext) -> list[torch.Tensor]:
+        """Per controlled layer, the ``k`` units of highest selector score among all units (masks untouched).
+
+        What ``effect="freeze"`` uses: the others are frozen, not pruned.
+        """
+        keep = []
+        for layer, k in zip(self.layers, counts, strict=True):
+            scores = _SELECTORS[self.selector](layer, ctx).flatten()
+            everything = torch.ones_like(scores, dtype=torch.bool)
+            mask = torch.ones_like(everything)
+            mask[lowest_among(scores, everything, layer.num_units - k)] = False
+            keep.append(mask.view_as(layer.unit_mask))
+        return keep
+
+    def set_counts(self, counts: Sequence[int], ctx: SelectionContext | None = None) -> None:
+        """Move every controlled layer to exactly ``counts[i]`` active units (CRITERIA §5)."""
+        self.set_densities([k / m.num_units for k, m in zip(counts, self.layers, strict=True)], ctx)
 
     def set_densities(self, densities: Sequence[float], ctx: SelectionContext | None = None) -> None:
         """Move every controlled layer to exactly ``round(d * n)`` active units (CRITERIA §5)."""

@@ -79,6 +79,10 @@ class Observer:
         """``(L, k)`` features of the controlled layers."""
         raise NotImplementedError
 
+    def unit_scores(self) -> dict[str, torch.Tensor]:
+        """Per-unit statistics a selector reads (``SelectionContext.stats[self.name]``), by layer name."""
+        return {}
+
     def detach(self) -> None:
         """Remove every hook."""
         for h in self.handles:
@@ -249,6 +253,15 @@ class EquilibriumObserver(Observer):
     def begin_evaluation(self) -> None:  # noqa: D102
         self.capturing = True
 
+    def unit_scores(self) -> dict[str, torch.Tensor]:
+        """|v| per neuron (``+inf`` until the velocity exists, so nothing is frozen before the third pass)."""
+        return {
+            layer.info.name: tracker.velocity.abs()
+            if tracker.velocity_ready
+            else torch.full((layer.info.fan_out,), math.inf, dtype=torch.float64)
+            for layer, tracker in zip(self.masks.layers, self.trackers, strict=True)
+        }
+
     def end_evaluation(self) -> None:  # noqa: D102
         self.capturing = False
         for tracker, outs in zip(self.trackers, self.outputs, strict=True):
@@ -268,6 +281,9 @@ class EquilibriumObserver(Observer):
                 out[i, 2] = float(tracker.at_equilibrium[active].float().mean())
         return out
 
+
+# The statistics a selector needs collected, whether or not they are observed.
+SELECTOR_STATISTICS: dict[str, tuple[str, ...]] = {"equilibrium": ("equilibrium",)}
 
 OBSERVERS: dict[str, type[Observer]] = {
     cls.name: cls for cls in (SNRObserver, RankObserver, ContributionObserver, EquilibriumObserver)
