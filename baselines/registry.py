@@ -9,7 +9,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from baselines.criteria import NEQ_ENV_KWARGS, make_neq_policy
+from baselines.criteria import CONTRIBUTION_ENV_KWARGS, NEQ_ENV_KWARGS, make_contribution_policy, make_neq_policy
 from baselines.policies import make_schedule_policy
 from baselines.schedules import SCHEDULES
 from sparsity_gym.validation import check_choice
@@ -41,6 +41,9 @@ for _name in SCHEDULES:
 
 
 register_method(Method("neq", make_neq_policy, MappingProxyType(NEQ_ENV_KWARGS), kind="criterion"))
+register_method(
+    Method("contribution", make_contribution_policy, MappingProxyType(CONTRIBUTION_ENV_KWARGS), kind="criterion")
+)
 
 
 def available_policies(kind: str | None = None) -> tuple[str, ...]:

@@ -39,8 +39,9 @@ class EnvConfig:
         granularity: ``weight`` (unstructured) or ``neuron`` (rows of Linear, output channels of Conv2d; the
             output layer is never pruned at neuron granularity).
         selector: Which units go when a layer shrinks: ``magnitude`` (smallest |w| among the active, a
-            neuron's score is the l2 norm of its fan-in), ``random``, or ``equilibrium`` (NEq: smallest
-            velocity |v| first, CRITERIA §4).
+            neuron's score is the l2 norm of its fan-in), ``random``, ``equilibrium`` (NEq: smallest velocity
+            |v| first, CRITERIA §4) or ``contribution`` (smallest λ1·C_avg + λ2·C_max over the window, CRITERIA
+            §3; ties: the higher index goes first).
         regrowth: How units return when a layer grows: ``random`` (chosen at random among the inactive) or
             ``none`` (a layer's density can then only fall).
         effect: ``prune``: a masked unit is exactly zero in the forward pass. ``freeze`` (neuron granularity, no
@@ -66,7 +67,8 @@ class EnvConfig:
             ``contribution``, ``equilibrium`` (all by default; empty: only the static, state and global
             features). See :mod:`sparsity_gym.observers`.
         stats_window: The step-based statistics (snr, rank, contribution) are collected on the last
-            ``stats_window`` optimizer steps of each decision interval (at most ``decision_interval``).
+            ``stats_window`` optimizer steps of each decision interval (at most ``decision_interval``; ``None``:
+            every step, the whole window since the last decision).
         reward: ``final_accuracy`` (validation accuracy at the episode's end, 0 before) or ``delta_accuracy``
             (change of validation accuracy at every decision; sums to the final minus the initial accuracy).
         density_cost: Subtracted from the final reward times the final global density.
@@ -99,7 +101,7 @@ class EnvConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     observations: tuple[str, ...] = OBSERVATION_FAMILIES
-    stats_window: int = 1
+    stats_window: int | None = 1
     reward: str = "final_accuracy"
     density_cost: float = 0.0
     flops_cost: float = 0.0
@@ -176,7 +178,8 @@ class EnvConfig:
             check_choice("observations", family, OBSERVATION_FAMILIES)
         if len(set(self.observations)) != len(self.observations):
             raise ValueError(f"observations={self.observations!r} is not allowed; expected each family at most once")
-        check_number("stats_window", self.stats_window, low=1, high=self.decision_interval, integer=True)
+        if self.stats_window is not None:
+            check_number("stats_window", self.stats_window, low=1, high=self.decision_interval, integer=True)
         check_choice("reward", self.reward, REWARDS)
         check_number("density_cost", self.density_cost, low=0.0)
         check_number("flops_cost", self.flops_cost, low=0.0)

@@ -310,7 +310,7 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
             saved = self.freezer.saved_backward_flops(self.config.batch_size, positions)
             step_flops -= saved
             self.saved_backward_flops += steps * saved
-        window = min(self.config.stats_window, steps) if self.observers else 0
+        window = min(self.config.stats_window or steps, steps) if self.observers else 0
         loss_sum = self._steps(steps - window, measured=False)
         if window:
             for observer in self.observers.values():

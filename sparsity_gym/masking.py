@@ -145,6 +145,30 @@ def random_scores(layer: LayerMask, ctx: SelectionContext) -> torch.Tensor:
     return torch.rand(layer.num_units, generator=ctx.generator).to(layer.device)
 
 
+@register_selector("contribution")
+def contribution_scores(layer: LayerMask, ctx: SelectionContext) -> torch.Tensor:
+    """λ1·C_avg + λ2·C_max of each neuron over the window since the last decision (CRITERIA §3).
+
+    Read from ``ctx.stats["contribution"]``; a layer without contributions (no known successor, or no window
+    measured yet) falls back to magnitude. At weight granularity a weight takes its neuron's score. Ties: the
+    higher index goes first (registered in ``TIES_HIGH_INDEX_FIRST``).
+    """
+    scores = ctx.stats.get("contribution", {}).get(layer.info.name)
+    if scores is None:
+        return magnitude_scores(layer, ctx)
+    scores = scores.to(layer.device)
+    return scores.repeat_interleave(layer.info.fan_in) if layer.granularity == "weight" else scores
+
+
+@register_threshold_scale("contribution", 0.0, 2.0)
+def contribution_threshold_scores(layer: LayerMask, ctx: SelectionContext) -> torch.Tensor:
+    """The contribution score over its mean among the layer's active units (1: an average neuron)."""
+    scores = contribution_scores(layer, ctx).double()
+    active = layer.unit_mask.flatten()
+    mean = scores[active].mean() if bool(active.any()) else scores.new_tensor(1.0)
+    return (scores / mean.clamp_min(1e-300)).float()
+
+
 @register_threshold_scale("random", 0.0, 1.0)
 def random_threshold_scores(layer: LayerMask, ctx: SelectionContext) -> torch.Tensor:
     """Uniform random scores: a threshold t keeps each unit with probability 1 - t."""
@@ -165,11 +189,21 @@ def no_regrowth(layer: LayerMask, candidates: torch.Tensor, n: int, ctx: Selecti
     return torch.empty(0, dtype=torch.long, device=layer.device)
 
 
-def lowest_among(scores: torch.Tensor, active: torch.Tensor, n: int) -> torch.Tensor:
-    """Flat indices of the ``n`` lowest ``scores`` among ``active`` units (ties: the lower index first)."""
+# Selectors whose ties go the other way: among equal scores the higher index goes first (CRITERIA §3).
+TIES_HIGH_INDEX_FIRST: set[str] = {"contribution"}
+
+
+def lowest_among(scores: torch.Tensor, active: torch.Tensor, n: int, high_index_first: bool = False) -> torch.Tensor:
+    """Flat indices of the ``n`` lowest ``scores`` among ``active`` units.
+
+    Ties: the lower index goes first, or the higher with ``high_index_first``.
+    """
     if n <= 0:
         return torch.empty(0, dtype=torch.long, device=scores.device)
-    masked = torch.where(active, scores.float(), torch.full_like(scores, math.inf, dtype=torch.float32))
+    masked = torch.where(active, scores.double(), torch.full_like(scores, math.inf, dtype=torch.float64))
+    if high_index_first:
+        flipped = torch.argsort(masked.flip(0), stable=True)[:n]
+        return masked.numel() - 1 - flipped
     return torch.argsort(masked, stable=True)[:n]
 
 
@@ -382,7 +416,7 @@ class MaskedNetwork:
             scores = _SELECTORS[self.selector](layer, ctx).flatten()
             everything = torch.ones_like(scores, dtype=torch.bool)
             mask = torch.ones_like(everything)
-            mask[lowest_among(scores, everything, layer.num_units - k)] = False
+            mask[lowest_among(scores, everything, layer.num_units - k, self.selector in TIES_HIGH_INDEX_FIRST)] = False
             keep.append(mask.view_as(layer.unit_mask))
         return keep
 
@@ -420,7 +454,7 @@ class MaskedNetwork:
         dropped = torch.zeros_like(active)
         if n_drop > 0:
             scores = _SELECTORS[self.selector](layer, ctx).flatten()
-            dropped[lowest_among(scores, active, n_drop)] = True
+            dropped[lowest_among(scores, active, n_drop, self.selector in TIES_HIGH_INDEX_FIRST)] = True
             active &= ~dropped
         n_grow = k - int(active.sum())
         grown = torch.zeros_like(active)

@@ -193,9 +193,15 @@ class ContributionObserver(Observer):
 
     name = "contribution"
 
-    def __init__(self, env: SparsityEnv, lambda1: float = 1.0, lambda2: float = 0.0) -> None:
+    def __init__(self, env: SparsityEnv, lambda1: float | None = None, lambda2: float | None = None) -> None:
         super().__init__(env)
-        self.lambdas = (lambda1, lambda2)
+        # the paper's weighting when it selects units (the method's cost), C_avg alone when only observed
+        selecting = env.config.selector == "contribution"
+        self.lambdas = (
+            (0.5 if selecting else 1.0) if lambda1 is None else lambda1,
+            (0.5 if selecting else 0.0) if lambda2 is None else lambda2,
+        )
+        lambda2 = self.lambdas[1]
         self.accumulators: list[ContributionAccumulator | None] = []
         for layer in self.masks.layers:
             succ = self.masks.successor(layer)
@@ -213,20 +219,36 @@ class ContributionObserver(Observer):
 
         return update
 
+    def set_measuring(self, on: bool) -> None:
+        """A new window starts with each interval's measured steps."""
+        if on:
+            for acc in self.accumulators:
+                if acc is not None:
+                    acc.reset()
+        super().set_measuring(on)
+
+    def _score(self, acc: ContributionAccumulator) -> torch.Tensor:
+        l1, l2 = self.lambdas
+        return l1 * acc.c_avg if l2 == 0 else contribution_score(acc.c_avg, acc.c_max, l1, l2)
+
+    def unit_scores(self) -> dict[str, torch.Tensor]:
+        """λ1·C_avg + λ2·C_max per neuron over the last window (layers with no window yet: absent)."""
+        return {
+            layer.info.name: self._score(acc)
+            for layer, acc in zip(self.masks.layers, self.accumulators, strict=True)
+            if acc is not None and acc.count > 0
+        }
+
     def features(self) -> np.ndarray:  # noqa: D102
         out = np.zeros((len(self.masks.layers), 2))
         for i, (layer, acc) in enumerate(zip(self.masks.layers, self.accumulators, strict=True)):
             if acc is None or acc.count == 0:
                 continue
-            l1, l2 = self.lambdas
-            score = (l1 * acc.c_avg if l2 == 0 else contribution_score(acc.c_avg, acc.c_max, l1, l2))[
-                layer.active_outputs
-            ]
+            score = self._score(acc)[layer.active_outputs]
             mean = float(score.mean()) if score.numel() else 0.0
             if mean > 0:
                 q = torch.quantile(score / mean, torch.tensor([0.1, 0.5], dtype=score.dtype, device=score.device))
                 out[i] = q.cpu().numpy()
-            acc.reset()
         return out
 
 
@@ -283,7 +305,10 @@ class EquilibriumObserver(Observer):
 
 
 # The statistics a selector needs collected, whether or not they are observed.
-SELECTOR_STATISTICS: dict[str, tuple[str, ...]] = {"equilibrium": ("equilibrium",)}
+SELECTOR_STATISTICS: dict[str, tuple[str, ...]] = {
+    "equilibrium": ("equilibrium",),
+    "contribution": ("contribution",),
+}
 
 OBSERVERS: dict[str, type[Observer]] = {
     cls.name: cls for cls in (SNRObserver, RankObserver, ContributionObserver, EquilibriumObserver)
