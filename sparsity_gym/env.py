@@ -210,7 +210,8 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
     def _apply_action(self, action: np.ndarray) -> list[float]:
         """Map ``action`` onto densities or thresholds and apply them (prune or freeze); return them."""
         cfg = self.config
-        ctx = SelectionContext(self._generator, {name: obs.unit_scores() for name, obs in self.observers.items()})
+        needed = SELECTOR_STATISTICS.get(cfg.selector, ())
+        ctx = SelectionContext(self._generator, {name: self.observers[name].unit_scores() for name in needed})
         if cfg.action_mode == "threshold":
             values = self.thresholds_from_action(action)
             # pruning keeps at least one unit per layer; freezing may freeze a whole layer (NEq does)

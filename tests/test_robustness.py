@@ -4,20 +4,17 @@ import gc
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import weakref
-from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import TINY_ARGS, start
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sparsity_gym.env import SparsityEnv
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = {"dataset": "synthetic", "total_iterations": 20, "decision_interval": 5, "batch_size": 16}
 
 action_values = st.one_of(
@@ -122,46 +119,11 @@ def test_resets_release_network_optimizer_and_hooks():
     assert len(env.optimizer._optimizer_step_post_hooks) == 1
 
 
-def _train(args, **kwargs):
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "train_agent.py"), *args],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        **kwargs,
-    )
-
-
 @pytest.mark.slow
 def test_sigkill_then_resume(tmp_path):
     run = tmp_path / "run"
-    common = [
-        "--run-dir",
-        str(run),
-        "--dataset",
-        "synthetic",
-        "--total-iterations",
-        "20",
-        "--decision-interval",
-        "10",
-        "--n-steps",
-        "8",
-        "--batch-size",
-        "4",
-        "--n-epochs",
-        "1",
-        "--checkpoint-every",
-        "8",
-        "--eval-seeds",
-        "1",
-        "--eval-targets",
-        "0.5",
-        "--eval-selectors",
-        "magnitude",
-        "--no-progress-bar",
-    ]
-    proc = _train(["--total-timesteps", "100000", *common])
+    common = ["--run-dir", str(run), *TINY_ARGS]
+    proc = start("--total-timesteps", "100000", *common)
     state = run / "checkpoints" / "state.json"
     deadline = time.time() + 240
     while time.time() < deadline:
@@ -175,7 +137,7 @@ def test_sigkill_then_resume(tmp_path):
     for path in run.rglob("*.zip"):  # complete archives only
         assert path.read_bytes()[:2] == b"PK" and path.stat().st_size > 1000
     target = saved + 16
-    out = _train(["--total-timesteps", str(target), "--resume", *common]).communicate(timeout=300)[0]
+    out = start("--total-timesteps", str(target), "--resume", *common).communicate(timeout=300)[0]
     assert f"at timestep {saved}" in out, out
     assert json.loads(state.read_text())["num_timesteps"] == target
     assert [p.name for p in (run / "tb").iterdir()] == ["PPO_1"]

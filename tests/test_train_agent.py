@@ -2,59 +2,20 @@
 
 import csv
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "--dataset",
-    "synthetic",
-    "--total-iterations",
-    "20",
-    "--decision-interval",
-    "10",
-    "--n-steps",
-    "8",
-    "--batch-size",
-    "4",
-    "--n-epochs",
-    "1",
-    "--eval-seeds",
-    "1",
-    "--eval-targets",
-    "0.5",
-    "--eval-selectors",
-    "magnitude",
-    "--no-progress-bar",
-    "--checkpoint-every",
-    "8",
-]
-
-
-def _run(*args, check=True):
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "train_agent.py"), *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=600,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(proc.stdout + proc.stderr)
-    return proc
+from cli_helpers import TINY_ARGS
+from cli_helpers import run as train_agent
 
 
 def test_help_explains_the_flags():
-    out = _run("--help").stdout
+    out = train_agent("--help").stdout
     for flag in ("--total-timesteps", "--run-dir", "--seed", "--device", "--resume"):
         assert flag in out
 
 
 def test_bad_value_is_a_message_not_a_traceback(tmp_path):
-    proc = _run("--target-density", "2", "--run-dir", str(tmp_path), check=False)
+    proc = train_agent("--target-density", "2", "--run-dir", str(tmp_path), check=False)
     assert proc.returncode == 2
     assert "target_density=2.0" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -62,7 +23,7 @@ def test_bad_value_is_a_message_not_a_traceback(tmp_path):
 @pytest.mark.slow
 def test_train_compare_and_resume(tmp_path):
     run = tmp_path / "run"
-    _run("--total-timesteps", "16", "--run-dir", str(run), *TINY)
+    train_agent("--total-timesteps", "16", "--run-dir", str(run), *TINY_ARGS)
     for name in (
         "model.zip",
         "results.csv",
@@ -80,7 +41,7 @@ def test_train_compare_and_resume(tmp_path):
     assert policies == {"linear", "quadratic", "cubic", "cosine", "constant", "ppo"}
     assert json.loads((run / "checkpoints/state.json").read_text())["num_timesteps"] == 16
     # resume continues the timestep count and writes into the same TensorBoard run
-    out = _run("--total-timesteps", "24", "--run-dir", str(run), "--resume", *TINY).stdout
+    out = train_agent("--total-timesteps", "24", "--run-dir", str(run), "--resume", *TINY_ARGS).stdout
     assert "resuming from" in out and "at timestep 16" in out
     assert json.loads((run / "checkpoints/state.json").read_text())["num_timesteps"] == 24
     assert [p.name for p in (run / "tb").iterdir()] == ["PPO_1"]
