@@ -12,7 +12,7 @@ import gymnasium as gym
 from baselines.criteria import CONTRIBUTION_ENV_KWARGS, NEQ_ENV_KWARGS, make_contribution_policy, make_neq_policy
 from baselines.policies import make_schedule_policy
 from baselines.schedules import SCHEDULES
-from sparsity_gym.validation import check_choice
+from sparsity_gym.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -25,12 +25,12 @@ class Method:
     kind: str = "schedule"
 
 
-_METHODS: dict[str, Method] = {}
+METHODS: Registry[Method] = Registry("policy")
 
 
 def register_method(method: Method) -> Method:
     """Add ``method`` to the registry."""
-    _METHODS[method.name] = method
+    METHODS.add(method.name, method)
     return method
 
 
@@ -48,16 +48,14 @@ register_method(
 
 def available_policies(kind: str | None = None) -> tuple[str, ...]:
     """Registered policy names (all, or only those of ``kind``: ``schedule`` or ``criterion``)."""
-    return tuple(n for n, m in _METHODS.items() if kind is None or m.kind == kind)
+    return tuple(n for n, m in METHODS.items() if kind is None or m.kind == kind)
 
 
 def make_policy(name: str, env: gym.Env, **kwargs: Any) -> Any:
     """The fixed policy ``name`` acting in ``env`` (an object with SB3's ``predict`` signature)."""
-    check_choice("policy", name, tuple(_METHODS))
-    return _METHODS[name].factory(env, **kwargs)
+    return METHODS.get(name).factory(env, **kwargs)
 
 
 def env_kwargs(name: str) -> dict[str, Any]:
     """The env settings method ``name`` needs (selector, regrowth, effect...); empty for schedules."""
-    check_choice("policy", name, tuple(_METHODS))
-    return dict(_METHODS[name].env_kwargs)
+    return dict(METHODS.get(name).env_kwargs)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from sparsity_gym.validation import check_choice
+from sparsity_gym.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -41,28 +41,22 @@ class DatasetSplits:
 
 
 DatasetLoader = Callable[[int, "str | None"], DatasetSplits]
-_DATASETS: dict[str, DatasetLoader] = {}
+DATASETS: Registry[DatasetLoader] = Registry("dataset")
 
 
 def register_dataset(name: str) -> Callable[[DatasetLoader], DatasetLoader]:
     """Register ``loader(seed, root) -> DatasetSplits`` under ``name`` (a decorator)."""
-
-    def decorator(loader: DatasetLoader) -> DatasetLoader:
-        _DATASETS[name] = loader
-        return loader
-
-    return decorator
+    return DATASETS.register(name)
 
 
 def available_datasets() -> tuple[str, ...]:
     """Names accepted by :func:`load_dataset`."""
-    return tuple(sorted(_DATASETS))
+    return DATASETS.names()
 
 
 def load_dataset(name: str, seed: int = 0, root: str | None = None) -> DatasetSplits:
     """Load dataset ``name`` with the split of ``seed`` (``root`` for datasets read from disk)."""
-    check_choice("dataset", name, available_datasets())
-    return _DATASETS[name](seed, root)
+    return DATASETS.get(name)(seed, root)
 
 
 def stratified_split(

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from sparsity_gym.networks import LayerInfo
+from sparsity_gym.registry import Registry
 from sparsity_gym.validation import check_choice
 
 
@@ -45,19 +46,14 @@ class SelectionContext:
 
 SelectorFn = Callable[["LayerMask", SelectionContext], torch.Tensor]
 RegrowthFn = Callable[["LayerMask", torch.Tensor, int, SelectionContext], torch.Tensor]
-_SELECTORS: dict[str, SelectorFn] = {}
-_REGROWTH: dict[str, RegrowthFn] = {}
-_THRESHOLDS: dict[str, tuple[float, float, SelectorFn]] = {}
+SELECTORS: Registry[SelectorFn] = Registry("selector")
+REGROWTH: Registry[RegrowthFn] = Registry("regrowth")
+THRESHOLD_SCALES: Registry[tuple[float, float, SelectorFn]] = Registry("selector")
 
 
 def register_selector(name: str) -> Callable[[SelectorFn], SelectorFn]:
     """Register ``fn(layer, ctx) -> scores`` (one score per unit, flat; higher = keep) under ``name``."""
-
-    def decorator(fn: SelectorFn) -> SelectorFn:
-        _SELECTORS[name] = fn
-        return fn
-
-    return decorator
+    return SELECTORS.register(name)
 
 
 def register_threshold_scale(name: str, low: float, high: float) -> Callable[[SelectorFn], SelectorFn]:
@@ -69,7 +65,7 @@ def register_threshold_scale(name: str, low: float, high: float) -> Callable[[Se
     """
 
     def decorator(fn: SelectorFn) -> SelectorFn:
-        _THRESHOLDS[name] = (low, high, fn)
+        THRESHOLD_SCALES.add(name, (low, high, fn))
         return fn
 
     return decorator
@@ -77,29 +73,23 @@ def register_threshold_scale(name: str, low: float, high: float) -> Callable[[Se
 
 def threshold_range(selector: str) -> tuple[float, float]:
     """The threshold range of ``selector`` (what actions -1 and +1 map to)."""
-    check_choice("selector", selector, tuple(_THRESHOLDS))
-    low, high, _ = _THRESHOLDS[selector]
+    low, high, _ = THRESHOLD_SCALES.get(selector)
     return low, high
 
 
 def register_regrowth(name: str) -> Callable[[RegrowthFn], RegrowthFn]:
     """Register ``fn(layer, candidates, n, ctx) -> flat unit indices`` (``n`` of the candidates) under ``name``."""
-
-    def decorator(fn: RegrowthFn) -> RegrowthFn:
-        _REGROWTH[name] = fn
-        return fn
-
-    return decorator
+    return REGROWTH.register(name)
 
 
 def available_selectors() -> tuple[str, ...]:
     """Names accepted as ``selector=``."""
-    return tuple(sorted(_SELECTORS))
+    return SELECTORS.names()
 
 
 def available_regrowth() -> tuple[str, ...]:
     """Names accepted as ``regrowth=``."""
-    return tuple(sorted(_REGROWTH))
+    return REGROWTH.names()
 
 
 @register_selector("magnitude")
@@ -336,8 +326,8 @@ class MaskedNetwork:
         optimizer: torch.optim.Optimizer | None = None,
     ) -> None:
         check_choice("granularity", granularity, ("weight", "neuron"))
-        check_choice("selector", selector, available_selectors())
-        check_choice("regrowth", regrowth, available_regrowth())
+        self._select = SELECTORS.get(selector)
+        self._regrow = REGROWTH.get(regrowth)
         self.granularity = granularity
         self.selector = selector
         self.regrowth = regrowth
@@ -396,7 +386,7 @@ class MaskedNetwork:
         The selector's threshold score (:func:`register_threshold_scale`) is compared with the threshold;
         only units active now count, so a threshold never regrows units.
         """
-        scale = _THRESHOLDS[self.selector][2]
+        scale = THRESHOLD_SCALES.get(self.selector)[2]
         counts = []
         for layer, thr in zip(self.layers, thresholds, strict=True):
             if math.isnan(thr):
@@ -413,7 +403,7 @@ class MaskedNetwork:
         """
         keep = []
         for layer, k in zip(self.layers, counts, strict=True):
-            scores = _SELECTORS[self.selector](layer, ctx).flatten()
+            scores = self._select(layer, ctx).flatten()
             everything = torch.ones_like(scores, dtype=torch.bool)
             mask = torch.ones_like(everything)
             mask[lowest_among(scores, everything, layer.num_units - k, self.selector in TIES_HIGH_INDEX_FIRST)] = False
@@ -453,7 +443,7 @@ class MaskedNetwork:
         n_drop = max(n_active - k, 0) + n_exchange
         dropped = torch.zeros_like(active)
         if n_drop > 0:
-            scores = _SELECTORS[self.selector](layer, ctx).flatten()
+            scores = self._select(layer, ctx).flatten()
             dropped[lowest_among(scores, active, n_drop, self.selector in TIES_HIGH_INDEX_FIRST)] = True
             active &= ~dropped
         n_grow = k - int(active.sum())
@@ -462,7 +452,7 @@ class MaskedNetwork:
             candidates = ~active & ~dropped
             if int(candidates.sum()) < n_grow:
                 candidates = ~active
-            grown[_REGROWTH[self.regrowth](layer, candidates, n_grow, ctx)] = True
+            grown[self._regrow(layer, candidates, n_grow, ctx)] = True
             active |= grown
         if not bool(dropped.any()) and not bool(grown.any()):
             return None

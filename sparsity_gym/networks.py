@@ -16,25 +16,20 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from sparsity_gym.validation import check_choice
+from sparsity_gym.registry import Registry
 
 NetworkBuilder = Callable[..., nn.Module]
-_NETWORKS: dict[str, NetworkBuilder] = {}
+NETWORKS: Registry[NetworkBuilder] = Registry("network")
 
 
 def register_network(name: str) -> Callable[[NetworkBuilder], NetworkBuilder]:
     """Register ``builder(input_shape, num_classes, **kwargs) -> nn.Module`` under ``name`` (a decorator)."""
-
-    def decorator(builder: NetworkBuilder) -> NetworkBuilder:
-        _NETWORKS[name] = builder
-        return builder
-
-    return decorator
+    return NETWORKS.register(name)
 
 
 def available_networks() -> tuple[str, ...]:
     """Names accepted as ``network=``."""
-    return tuple(sorted(_NETWORKS))
+    return NETWORKS.names()
 
 
 @register_network("mlp")
@@ -84,13 +79,13 @@ def build_network(
     """
     kwargs = dict(network_kwargs or {})
     if isinstance(network, str):
-        check_choice("network", network, available_networks())
+        builder = NETWORKS.get(network)
         try:
-            model = _NETWORKS[network](tuple(input_shape), num_classes, **kwargs)
+            model = builder(tuple(input_shape), num_classes, **kwargs)
         except (TypeError, ValueError, RuntimeError) as exc:
             raise ValueError(
                 f"network_kwargs={kwargs!r} is not allowed for network={network!r}: {exc}; expected the keyword "
-                f"arguments of sparsity_gym.networks.{_NETWORKS[network].__name__}"
+                f"arguments of sparsity_gym.networks.{builder.__name__}"
             ) from exc
     else:
         offered = {"input_shape": tuple(input_shape), "num_classes": num_classes}
