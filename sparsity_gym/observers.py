@@ -175,14 +175,8 @@ class RankObserver(Observer):
 
 
 def _safe_count(rows: torch.Tensor) -> int:
-    """Effective dimension count; 0 for non-finite activations (a diverged network), SVD if eigh fails."""
-    if not bool(torch.isfinite(rows).all()):
-        return 0
-    try:
-        return effective_dimension_count(rows)
-    except torch.linalg.LinAlgError:
-        sigma = torch.linalg.svdvals(rows.double() / math.sqrt(rows.shape[0]))
-        return int((sigma > 1e-2).sum())
+    """Effective dimension count; 0 for non-finite activations (a diverged network)."""
+    return effective_dimension_count(rows) if bool(torch.isfinite(rows).all()) else 0
 
 
 class ContributionObserver(Observer):

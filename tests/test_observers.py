@@ -211,3 +211,11 @@ def test_features_are_finite_and_inside_bounds_on_every_step():
         assert env.observation_space.contains(obs)
         stats = obs[:, env.layout.columns["snr_above_one"] : env.layout.columns["progress"]]
         assert np.isfinite(stats).all() and np.abs(stats).sum() > 0
+
+
+def test_inertia_count_survives_an_exactly_singular_shifted_gram():
+    assert positive_inertia(torch.ones(4, 4, dtype=torch.float64)) == 1  # eigenvalues 4, 0, 0, 0
+    assert positive_inertia(torch.zeros(3, 3, dtype=torch.float64)) == 0
+    h = torch.zeros(50, 8, dtype=torch.float64)
+    h[:, 0] = 0.5  # σ = 0.5 > ε on one column; G − ε²I singular nowhere, and all-zero columns elsewhere
+    assert effective_dimension_count(h, method="inertia") == effective_dimension_count(h, method="eig") == 1

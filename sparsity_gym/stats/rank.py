@@ -46,16 +46,8 @@ def singular_values(activations: Tensor, scaling: Scaling = "sqrt_n") -> Tensor:
 
     """
     h = flatten_units(activations)
-    n, m = h.shape
-    if n == 0 or m == 0:
-        raise ValueError(f"activations must have at least one row and one unit; got {tuple(h.shape)}")
-    if scaling == "sqrt_n":
-        scale2 = float(n)
-    elif scaling == "sqrt_m":
-        scale2 = float(m)
-    else:
-        raise ValueError(f"scaling must be 'sqrt_n' or 'sqrt_m'; got {scaling!r}")
-    h64 = h.detach().to(torch.float64)
+    h64, scale2 = _float64_rows(h, scaling)
+    n, m = h64.shape
     if n > m:
         eig = torch.linalg.eigvalsh((h64.T @ h64) / scale2)
         return eig.clamp_min(0.0).sqrt().flip(0)
@@ -79,14 +71,20 @@ def effective_dimension_count(
         return int((singular_values(activations, scaling) > eps).sum().item())
     if method not in ("auto", "inertia"):
         raise ValueError(f"method={method!r} is not allowed; expected 'auto', 'eig' or 'inertia'")
+    h64, scale2 = _float64_rows(h, scaling)
+    gram = (h64.T @ h64) / scale2
+    gram.diagonal().sub_(eps * eps)
+    return positive_inertia(gram)
+
+
+def _float64_rows(h: Tensor, scaling: Scaling) -> tuple[Tensor, float]:
+    """Validate flattened activations ``(n, M)`` and the scaling; return them in float64 with ``scale²``."""
+    n, m = h.shape
     if n == 0 or m == 0:
         raise ValueError(f"activations must have at least one row and one unit; got {tuple(h.shape)}")
     if scaling not in ("sqrt_n", "sqrt_m"):
         raise ValueError(f"scaling must be 'sqrt_n' or 'sqrt_m'; got {scaling!r}")
-    h64 = h.detach().to(torch.float64)
-    gram = (h64.T @ h64) / float(n if scaling == "sqrt_n" else m)
-    gram.diagonal().sub_(eps * eps)
-    return positive_inertia(gram)
+    return h.detach().to(torch.float64), float(n if scaling == "sqrt_n" else m)
 
 
 def positive_inertia(symmetric: Tensor) -> int:
@@ -96,7 +94,9 @@ def positive_inertia(symmetric: Tensor) -> int:
     1×1 block counts if positive; a 2×2 block ``[[a, b], [b, c]]`` has one positive eigenvalue if its
     determinant is negative, else two or none by the sign of its trace.
     """
-    ld, pivots = torch.linalg.ldl_factor(symmetric)
+    # ldl_factor_ex: an exactly singular D (a zero pivot, i.e. an eigenvalue exactly on the threshold) is a
+    # completed factorisation for LAPACK's sytrf; ldl_factor would turn its info code into an error.
+    ld, pivots, _ = torch.linalg.ldl_factor_ex(symmetric)
     diag = ld.diagonal().tolist()
     sub = ld.diagonal(-1).tolist()
     piv = pivots.tolist()
