@@ -39,8 +39,15 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
     ``Box(-1, 1, shape=(L,), float32)``, one value per controlled layer, in the order of
     ``env.unwrapped.layer_names``. With ``action_mode="density"`` the value ``a`` maps affinely onto
     ``[min_density, max_density]``: ``d = min_density + (a + 1) / 2 * (max_density - min_density)``.
+    With ``action_mode="threshold"`` it maps onto the selector's threshold range instead
+    (``sparsity_gym.masking.threshold_range``: magnitude |w|/RMS in [0, 3], random in [0, 1], equilibrium
+    log10 |v| in [-6, 0], contribution score/mean in [0, 2]) and the active units whose score reaches the
+    threshold stay active (prune: at least one per layer, never regrown) or trainable (freeze).
     When ``target_density`` is set, the last decision of the episode is replaced by ``target_density`` for every
-    layer (the projection), so every policy, learned or fixed, ends at the target. Non-finite or out-of-range
+    layer (the projection), so every policy, learned or fixed, ends at the target.
+    With ``effect="freeze"`` (neuron granularity) nothing is pruned: the units an action leaves out keep their
+    forward pass but their fan-in rows and biases stay bit-identical through every optimizer step
+    (:class:`sparsity_gym.freezing.RowFreezer`), and thaw at a later decision. Non-finite or out-of-range
     values are clipped (NaN keeps the layer's current density) and counted in ``info["invalid_actions"]``; an
     action of the wrong shape raises ``ValueError``.
 
@@ -107,8 +114,10 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
     ``density`` (global, parameter-weighted), ``layer_densities``, ``target_density``,
     ``requested_densities`` (this step's densities after clipping and projection), ``val_accuracy``,
     ``train_loss``, ``flops`` (inference FLOPs per sample of the active network), ``dense_flops``,
-    ``training_flops`` (summed over the episode so far), ``invalid_actions``, ``iteration``, ``diverged``, and
-    at the end ``test_accuracy``.
+    ``training_flops`` (summed over the episode so far, frozen neurons' weight gradients excluded),
+    ``saved_backward_flops`` (those, summed: 2·B·P·F per frozen neuron and step), ``frozen_fraction``,
+    ``invalid_actions``, ``iteration``, ``diverged``, and at the end ``test_accuracy``. In threshold mode
+    ``requested_densities`` holds the thresholds.
 
     ## Arguments
 
@@ -154,7 +163,7 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
         return self._observation(), self._info(requested=self.masks.densities)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
-        """Apply the layer densities of ``action``, train ``decision_interval`` steps, observe and reward."""
+        """Apply ``action`` (densities or thresholds), train ``decision_interval`` steps, observe and reward."""
         if self._needs_reset:
             raise RuntimeError("call reset() before step(): the episode has ended or never started")
         cfg = self.config
@@ -202,10 +211,7 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
 
     def density_to_action(self, density: float | np.ndarray) -> np.ndarray:
         """The action that asks for ``density`` (inverse of the affine map), clipped to [-1, 1]."""
-        lo, hi = self.config.min_density, self.config.max_density
-        span = hi - lo
-        a = 2.0 * (np.asarray(density, dtype=np.float64) - lo) / span - 1.0 if span > 0 else np.ones_like(density)
-        return np.clip(a, -1.0, 1.0).astype(np.float32)
+        return _to_action(density, self.config.min_density, self.config.max_density)
 
     def _apply_action(self, action: np.ndarray) -> list[float]:
         """Map ``action`` onto densities or thresholds and apply them (prune or freeze); return them."""
@@ -230,14 +236,11 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
 
     def threshold_to_action(self, threshold: float | np.ndarray) -> np.ndarray:
         """The action that asks for ``threshold`` on the selector's score scale, clipped to [-1, 1]."""
-        lo, hi = threshold_range(self.config.selector)
-        return np.clip(2.0 * (np.asarray(threshold, dtype=np.float64) - lo) / (hi - lo) - 1.0, -1, 1).astype(np.float32)
+        return _to_action(threshold, *threshold_range(self.config.selector))
 
     def thresholds_from_action(self, action: np.ndarray) -> np.ndarray:
         """Validate ``action``, clip what is invalid (counted) and map it onto thresholds (NaN: no change)."""
-        arr = self._validated(action)
-        lo, hi = threshold_range(self.config.selector)
-        return lo + (np.clip(arr, -1.0, 1.0) + 1.0) / 2.0 * (hi - lo)
+        return _from_action(self._validated(action), *threshold_range(self.config.selector))
 
     def _validated(self, action: np.ndarray) -> np.ndarray:
         arr = np.asarray(action)
@@ -255,10 +258,7 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
         """Validate ``action``, clip what is invalid (counted) and map it onto layer densities."""
         arr = self._validated(action)
         current = self.density_to_action(np.array(self.masks.densities)).astype(np.float64)
-        arr = np.where(np.isnan(arr), current, arr)
-        arr = np.clip(arr, -1.0, 1.0)
-        lo, hi = self.config.min_density, self.config.max_density
-        return lo + (arr + 1.0) / 2.0 * (hi - lo)
+        return _from_action(np.where(np.isnan(arr), current, arr), self.config.min_density, self.config.max_density)
 
     # ----------------------------------------------------------------------------------------------- internals
     def _build_network(self, seed: int) -> None:
@@ -397,6 +397,18 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
             "iteration": self.iteration,
             "diverged": diverged,
         }
+
+
+def _to_action(value: float | np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Inverse of :func:`_from_action`, clipped to [-1, 1] (an empty range maps everything to +1)."""
+    value = np.asarray(value, dtype=np.float64)
+    a = 2.0 * (value - lo) / (hi - lo) - 1.0 if hi > lo else np.ones_like(value)
+    return np.clip(a, -1.0, 1.0).astype(np.float32)
+
+
+def _from_action(action: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """The affine map of actions clipped to [-1, 1] onto ``[lo, hi]`` (NaN stays NaN)."""
+    return lo + (np.clip(action, -1.0, 1.0) + 1.0) / 2.0 * (hi - lo)
 
 
 def _resolve_device(name: str) -> torch.device:
