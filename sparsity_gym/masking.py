@@ -410,19 +410,18 @@ class MaskedNetwork:
             keep.append(mask.view_as(layer.unit_mask))
         return keep
 
-    def set_counts(self, counts: Sequence[int], ctx: SelectionContext | None = None) -> None:
-        """Move every controlled layer to exactly ``counts[i]`` active units (CRITERIA §5)."""
-        self.set_densities([k / m.num_units for k, m in zip(counts, self.layers, strict=True)], ctx)
-
     def set_densities(self, densities: Sequence[float], ctx: SelectionContext | None = None) -> None:
         """Move every controlled layer to exactly ``round(d * n)`` active units (CRITERIA §5)."""
         if len(densities) != len(self.layers):
             raise ValueError(f"densities has {len(densities)} values; expected {len(self.layers)} (one per layer)")
+        self.set_counts([layer.target_count(float(d)) for layer, d in zip(self.layers, densities, strict=True)], ctx)
+
+    def set_counts(self, counts: Sequence[int], ctx: SelectionContext | None = None) -> None:
+        """Move every controlled layer to exactly ``counts[i]`` active units (CRITERIA §5)."""
+        if len(counts) != len(self.layers):
+            raise ValueError(f"counts has {len(counts)} values; expected {len(self.layers)} (one per layer)")
         ctx = ctx or SelectionContext(self.generator)
-        grown = [
-            self._update_layer(layer, layer.target_count(float(d)), ctx)
-            for layer, d in zip(self.layers, densities, strict=True)
-        ]
+        grown = [self._update_layer(layer, int(k), ctx) for layer, k in zip(self.layers, counts, strict=True)]
         # Fan-out columns are zeroed once every layer is initialised: a neuron grown in the successor in the
         # same update draws a fresh fan-in over all columns, including those of new neurons here.
         for layer, new in zip(self.layers, grown, strict=True):
