@@ -2,7 +2,8 @@
 
 Both run in this process, interleaved and repeated; the medians are compared (shared machines are noisy, the
 ratio holds). The plain loop is written without the env: same model, optimizer, batches and iterations, with
-no masks, no decisions and no validation passes.
+no masks, no decisions and no validation passes. The env is measured without statistics (its own machinery:
+masks, decisions, validation) and as built by default (all four statistic families observed).
 
     python bench/env_overhead.py [--repeats 5] [--iterations 400] [--interval 40] [--device cpu]
 """
@@ -62,19 +63,29 @@ def main() -> None:
     parser.add_argument("--interval", type=int, default=40)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    env = SparsityEnv(total_iterations=args.iterations, decision_interval=args.interval, device=args.device)
-    env_episode(env, 0)  # warm-up
-    plain_loop(args.iterations, env.config.batch_size, args.device, 0)
-    env_times, plain_times = [], []
+    envs = {
+        "env, no statistics": SparsityEnv(
+            total_iterations=args.iterations, decision_interval=args.interval, device=args.device, observations=()
+        ),
+        "env, default (all four statistics)": SparsityEnv(
+            total_iterations=args.iterations, decision_interval=args.interval, device=args.device
+        ),
+    }
+    batch = envs["env, no statistics"].config.batch_size
+    for env in envs.values():
+        env_episode(env, 0)  # warm-up
+    plain_loop(args.iterations, batch, args.device, 0)
+    times: dict[str, list[float]] = {"plain training loop": [], **{name: [] for name in envs}}
     for r in range(args.repeats):
-        plain_times.append(plain_loop(args.iterations, env.config.batch_size, args.device, r))
-        env_times.append(env_episode(env, r))
-    e, p = statistics.median(env_times), statistics.median(plain_times)
-    print(f"torch threads: {torch.get_num_threads()}, device: {args.device}")
-    print(f"default env (mlp 64-256-256-10 on digits, {args.iterations} iterations, decisions every {args.interval})")
-    print(f"plain training loop: {1e3 * p / args.iterations:.3f} ms/iteration (median of {args.repeats})")
-    print(f"env episode:         {1e3 * e / args.iterations:.3f} ms/iteration")
-    print(f"env / plain ratio:   {e / p:.3f}")
+        times["plain training loop"].append(plain_loop(args.iterations, batch, args.device, r))
+        for name, env in envs.items():
+            times[name].append(env_episode(env, r))
+    base = statistics.median(times["plain training loop"])
+    print(f"torch threads: {torch.get_num_threads()}, device: {args.device}, median of {args.repeats}")
+    print(f"default task (mlp 64-256-256-10 on digits, {args.iterations} iterations, decisions every {args.interval})")
+    for name, values in times.items():
+        med = statistics.median(values)
+        print(f"{name:36s} {1e3 * med / args.iterations:.3f} ms/iteration   x{med / base:.3f}")
 
 
 if __name__ == "__main__":
