@@ -11,12 +11,13 @@ masks, decisions, validation) and as built by default (all four statistic famili
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
+from functools import partial
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from timing import interleaved_medians
 
 from sparsity_gym.data import load_dataset
 from sparsity_gym.env import SparsityEnv
@@ -72,19 +73,13 @@ def main() -> None:
         ),
     }
     batch = envs["env, no statistics"].config.batch_size
-    for env in envs.values():
-        env_episode(env, 0)  # warm-up
-    plain_loop(args.iterations, batch, args.device, 0)
-    times: dict[str, list[float]] = {"plain training loop": [], **{name: [] for name in envs}}
-    for r in range(args.repeats):
-        times["plain training loop"].append(plain_loop(args.iterations, batch, args.device, r))
-        for name, env in envs.items():
-            times[name].append(env_episode(env, r))
-    base = statistics.median(times["plain training loop"])
+    runs = {"plain training loop": partial(plain_loop, args.iterations, batch, args.device)}
+    runs.update({name: partial(env_episode, env) for name, env in envs.items()})
+    medians = interleaved_medians(runs, args.repeats)
+    base = medians["plain training loop"]
     print(f"torch threads: {torch.get_num_threads()}, device: {args.device}, median of {args.repeats}")
     print(f"default task (mlp 64-256-256-10 on digits, {args.iterations} iterations, decisions every {args.interval})")
-    for name, values in times.items():
-        med = statistics.median(values)
+    for name, med in medians.items():
         print(f"{name:36s} {1e3 * med / args.iterations:.3f} ms/iteration   x{med / base:.3f}")
 
 

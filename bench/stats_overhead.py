@@ -11,8 +11,8 @@ round and the medians compared. Then the Linear second-moment capture against a 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -20,6 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from env_overhead import env_episode as episode
 from stats_kernels import kernel_times
+from timing import interleaved_medians
 
 from sparsity_gym.config import OBSERVATION_FAMILIES
 from sparsity_gym.env import SparsityEnv
@@ -32,17 +33,11 @@ def main() -> None:
     args = parser.parse_args()
     configs = {"none": (), **{f: (f,) for f in OBSERVATION_FAMILIES}, "all four": OBSERVATION_FAMILIES}
     envs = {name: SparsityEnv(observations=obs, device=args.device) for name, obs in configs.items()}
-    for env in envs.values():
-        episode(env, 0)  # warm-up
-    times: dict[str, list[float]] = {name: [] for name in envs}
-    for r in range(args.repeats):
-        for name, env in envs.items():
-            times[name].append(episode(env, r))
-    base = statistics.median(times["none"])
+    medians = interleaved_medians({name: partial(episode, env) for name, env in envs.items()}, args.repeats)
+    base = medians["none"]
     print(f"default task, device {args.device}, torch threads {torch.get_num_threads()}, median of {args.repeats}")
     print(f"stats_window = {envs['none'].config.stats_window} of {envs['none'].config.decision_interval} steps")
-    for name, values in times.items():
-        med = statistics.median(values)
+    for name, med in medians.items():
         print(f"observations={name:14s} {med:7.3f} s/episode   x{med / base:5.3f}")
     kernels = kernel_times(128, 200, 20, torch.device(args.device))
     plain, capture, vmapped = kernels.values()
