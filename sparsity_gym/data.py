@@ -2,7 +2,8 @@
 
 Each loader returns a :class:`DatasetSplits` with a seeded, stratified train / validation / test split: the
 validation part feeds rewards and observations, the test part is only used for reported results. Nothing is
-ever downloaded: ``digits`` ships inside scikit-learn's wheel and ``synthetic`` is generated.
+ever downloaded by default: ``digits`` ships inside scikit-learn's wheel, ``synthetic`` is generated, and
+``mnist``, ``fashion_mnist`` and ``cifar10`` (:mod:`sparsity_gym.vision_data`) are read from ``data_root``.
 """
 
 from __future__ import annotations
@@ -119,3 +120,12 @@ def load_synthetic(seed: int, root: str | None = None) -> DatasetSplits:
     y = np.repeat(np.arange(4), 100)
     x = means[y] + 0.7 * rng.normal(size=(len(y), 1, 4, 4)).astype(np.float32)
     return splits_from_arrays("synthetic", x, y, seed)
+
+
+def _register_vision_datasets() -> None:
+    from sparsity_gym import vision_data  # torchvision itself is only imported when a loader runs
+
+    vision_data.register(DATASETS)
+
+
+_register_vision_datasets()
