@@ -11,6 +11,21 @@ Each method is a policy plus the env settings it needs (:func:`baselines.env_kwa
   maturity phase (progress ``start``), every decision is a prune round until the layer's share of neurons is
   at most ``keep``: the lowest-scoring ``ceil(x·N)`` active neurons of each hidden layer go (x = 10%), scored
   by λ1·C_avg + λ2·C_max (λ = 0.5) over all training steps since the last round, ties: the higher index goes.
+* ``snr`` — gradient-SNR pruning with DPF feedback (Siems et al., seed 001; CRITERIA §1). As a policy it is
+  the constant threshold 0 on the ``snr`` selector's log10 scale, i.e. ``snr > 1``; the env does the rest:
+  ``keep = (snr > 1) OR (global magnitude of the same sparsity)`` re-selected among all weights at every
+  decision (``regrowth="feedback"``: dense weights keep training under the mask), SNR smoothed over every
+  step with γ = 0.01^(1/(0.02·T)), no update during the first epoch (``burn_in_epochs=1``) or while the
+  interval's mean training loss is above its best (``loss_hold``). The mask-update frequency is the env's
+  ``decision_interval`` (DPF tuned 16 steps; the reproduction uses 10).
+* ``dyno`` — DYNO grow-and-prune (Maile et al., seed 000; CRITERIA §2): at every decision, per hidden layer,
+  ``n_prune = max(int((1−δ)·φ*·N − E), 0)`` and ``n_grow = max(int(E' − (1+δ)·φ*·N), 0)`` from the effective
+  dimension count E of the observation (``rank_active_share · N``, N the active width); E' = E, because
+  removing neurons never raises the count (singular values interlace), so growth only happens on decisions
+  that prune nothing. φ* starts at 1 and is re-measured at the first decision after a layer changed. A Linear
+  layer keeps at least as many neurons as classes. The env prunes by ``redundancy`` (dormant first, then
+  greedy cosine) and grows by ``north`` (NORTH-Select fan-ins, zero fan-out, bias and optimizer state) into
+  the spare units of layers built ``capacity = 2`` times as wide.
 """
 
 from __future__ import annotations
@@ -21,6 +36,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from sparsity_gym.criteria.dyno import DEFAULT_DELTA, clamp_prune_count, prune_grow_counts
 from sparsity_gym.validation import check_number
 
 
@@ -52,6 +68,22 @@ def make_neq_policy(env: gym.Env, eps: float = 1e-3) -> ConstantThresholdPolicy:
     """NEq: freeze the neurons with velocity |v| < ``eps`` (threshold log10 ``eps``)."""
     return ConstantThresholdPolicy(env, math.log10(eps), name="neq")
 
+
+def make_snr_policy(env: gym.Env, threshold: float = 0.0) -> ConstantThresholdPolicy:
+    """SNR pruning: keep weights with smoothed SNR > 10**``threshold`` (0: the paper's ``snr > 1``)."""
+    return ConstantThresholdPolicy(env, threshold, name="snr")
+
+
+SNR_ENV_KWARGS = {
+    "selector": "snr",
+    "regrowth": "feedback",
+    "action_mode": "threshold",
+    "granularity": "weight",
+    "target_density": None,
+    "stats_window": None,
+    "burn_in_epochs": 1.0,
+    "loss_hold": True,
+}
 
 NEQ_ENV_KWARGS = {
     "selector": "equilibrium",
@@ -117,4 +149,88 @@ CONTRIBUTION_ENV_KWARGS = {
     "granularity": "neuron",
     "target_density": None,
     "stats_window": None,
+}
+
+
+class DynoPolicy:
+    """DYNO's per-layer prune and grow counts from the observed effective dimension (SB3 ``predict`` signature).
+
+    Keeps φ* per layer and per episode (a new episode is recognised by progress 0); a batch of observations
+    ``(n, L, F)`` is treated as ``n`` parallel episodes.
+
+    Args:
+        env: The env, built with ``baselines.env_kwargs("dyno")`` (the ``rank`` family must be observed).
+        delta: The trigger threshold δ (paper 3e-2).
+
+    """
+
+    def __init__(self, env: gym.Env, delta: float = DEFAULT_DELTA) -> None:
+        base = env.unwrapped
+        columns = base.layout.columns
+        if "rank_active_share" not in columns:
+            raise ValueError(
+                f"observations={base.config.observations!r} is not allowed for policy 'dyno'; expected 'rank' among "
+                "them (DYNO decides from the effective dimension)"
+            )
+        check_number("delta", delta, low=0.0, high=1.0, high_inclusive=False)
+        self.name = "dyno"
+        self.delta = delta
+        self.units = np.array([layer.num_units for layer in base.masks.layers])
+        classes = base.data.num_classes
+        self.min_units = np.array([classes if layer.info.kind == "linear" else 1 for layer in base.masks.layers])
+        self._cols = (columns["progress"], columns["density"], columns["rank_active_share"], columns["rank_ed"])
+        self._to_action = base.density_to_action
+        self.phi_star = np.ones((1, len(self.units)))
+        self.pending = np.zeros((1, len(self.units)), dtype=bool)
+
+    def counts(self, row: int, active: np.ndarray, e_count: np.ndarray, ready: np.ndarray) -> np.ndarray:
+        """Active neurons per layer after this decision, for episode ``row``; updates its φ*."""
+        out = active.copy()
+        for i in np.flatnonzero(ready):
+            n, e = int(active[i]), int(e_count[i])
+            if self.pending[row, i]:  # φ* re-measured after the layer's last structural change
+                self.phi_star[row, i] = e / max(n, 1)
+                self.pending[row, i] = False
+            n_prune, n_grow = prune_grow_counts(float(self.phi_star[row, i]), n, e, e, self.delta)
+            n_prune = clamp_prune_count(n_prune, n, int(self.min_units[i]))
+            n_grow = 0 if n_prune else min(n_grow, int(self.units[i]) - n)
+            out[i] = n - n_prune + n_grow
+            self.pending[row, i] = out[i] != n
+        return out
+
+    def predict(
+        self, observation: np.ndarray, state: Any = None, episode_start: Any = None, deterministic: bool = True
+    ) -> tuple[np.ndarray, Any]:
+        """The densities of this decision, for one observation ``(L, F)`` or a batch ``(n, L, F)``."""
+        obs = np.asarray(observation, dtype=np.float64)
+        batched = obs.ndim == 3
+        obs = obs if batched else obs[None]
+        if len(obs) != len(self.phi_star):
+            self.phi_star = np.ones((len(obs), len(self.units)))
+            self.pending = np.zeros((len(obs), len(self.units)), dtype=bool)
+        progress, density, share, ed = self._cols
+        actions = []
+        for row, o in enumerate(obs):
+            if o[0, progress] == 0.0:  # a new episode
+                self.phi_star[row] = 1.0
+                self.pending[row] = False
+            active = np.rint(o[:, density] * self.units).astype(int)
+            e_count = np.rint(o[:, share] * active).astype(int)
+            actions.append(self._to_action(self.counts(row, active, e_count, o[:, ed] > 0) / self.units))
+        out = np.stack(actions)
+        return (out if batched else out[0]), state
+
+
+def make_dyno_policy(env: gym.Env, **kwargs: float) -> DynoPolicy:
+    """The DYNO policy (see :class:`DynoPolicy` for the arguments)."""
+    return DynoPolicy(env, **kwargs)
+
+
+DYNO_ENV_KWARGS = {
+    "selector": "redundancy",
+    "regrowth": "north",
+    "granularity": "neuron",
+    "target_density": None,
+    "stats_window": 10,  # 10 steps of 128 rows fill the rank FIFO (2·512 rows at capacity) with fresh activations
+    "capacity": 2.0,
 }

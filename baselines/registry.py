@@ -9,7 +9,16 @@ from typing import Any
 
 import gymnasium as gym
 
-from baselines.criteria import CONTRIBUTION_ENV_KWARGS, NEQ_ENV_KWARGS, make_contribution_policy, make_neq_policy
+from baselines.criteria import (
+    CONTRIBUTION_ENV_KWARGS,
+    DYNO_ENV_KWARGS,
+    NEQ_ENV_KWARGS,
+    SNR_ENV_KWARGS,
+    make_contribution_policy,
+    make_dyno_policy,
+    make_neq_policy,
+    make_snr_policy,
+)
 from baselines.policies import make_schedule_policy
 from baselines.schedules import SCHEDULES
 from sparsity_gym.registry import Registry
@@ -40,6 +49,8 @@ for _name in SCHEDULES:
     )
 
 
+register_method(Method("snr", make_snr_policy, MappingProxyType(SNR_ENV_KWARGS), kind="criterion"))
+register_method(Method("dyno", make_dyno_policy, MappingProxyType(DYNO_ENV_KWARGS), kind="criterion"))
 register_method(Method("neq", make_neq_policy, MappingProxyType(NEQ_ENV_KWARGS), kind="criterion"))
 register_method(
     Method("contribution", make_contribution_policy, MappingProxyType(CONTRIBUTION_ENV_KWARGS), kind="criterion")

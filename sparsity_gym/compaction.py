@@ -6,16 +6,20 @@ activation function. :func:`compact` turns those zeros into missing rows and col
 (``nn.Linear`` / ``nn.Conv2d``) of a deep copy is replaced by a smaller layer of the same kind that keeps
 
 * the active output units (rows of a Linear, output channels of a Conv2d) with their bias, and
-* the input columns (channels) fed by active units of its predecessor, the layer that
-  :meth:`MaskedNetwork.successor <sparsity_gym.masking.MaskedNetwork.successor>` matched by shape
+* the input columns (channels) fed by active units of its predecessor, the layer whose
+  :meth:`MaskedNetwork.successors <sparsity_gym.masking.MaskedNetwork.successors>` include it
   (:func:`sparsity_gym.masking.successor_columns`): Linear -> Linear and Conv2d -> Conv2d column for unit,
   Conv2d -> Linear through a channel-major flatten, where each channel owns ``in_features / channels``
   consecutive columns and an inactive channel's whole block is dropped.
 
-The modules in between (activations, pooling, ``nn.Flatten``) are kept as they are: they must be
-element-wise or per-channel without parameters of the pruned width, which holds for the zoo networks. A
-per-feature module between two layers (``BatchNorm``, ``LayerNorm``) is not resized; pass ``example_input``
-to :func:`compact` to have the result checked against the masked network on a real input.
+A layer may feed several successors (the traced graph of :mod:`sparsity_gym.graph`); the columns are removed
+in all of them. A ``BatchNorm`` between a layer and its successors (``LayerInfo.channel_modules``) is resized
+with the layer's channels (weight, bias, running mean and variance). Layers whose output enters a residual
+addition are never pruned at neuron granularity (``LayerInfo.neuron_prunable``), so they keep their width and
+residual networks compact at their prunable layers only. The other modules in between (activations, pooling,
+``nn.Flatten``) are kept as they are: they must be element-wise or per-channel without parameters of the pruned
+width. Another per-feature module between two layers (``LayerNorm``, ``GroupNorm``) is not resized; pass
+``example_input`` to :func:`compact` to have the result checked against the masked network on a real input.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from sparsity_gym.masking import MaskedNetwork, successor_columns
+from sparsity_gym.masking import MaskedNetwork
 
 __all__ = ["compact", "compaction_summary"]
 
@@ -93,6 +97,10 @@ def compact(
         old = modules[name]
         new = _smaller_layer(name, old, rows, cols)
         _set_submodule(compacted, name, new)
+        for norm_name in layer.info.channel_modules if rows is not None else ():
+            norm = modules.get(norm_name)
+            if isinstance(norm, nn.modules.batchnorm._BatchNorm) and norm.num_features == layer.info.fan_out:
+                _set_submodule(compacted, norm_name, _smaller_batch_norm(norm, rows))
 
     if example_input is not None:
         _check_equal(model, compacted, example_input, atol)
@@ -178,16 +186,16 @@ def _kept_units(
         active = layer.unit_mask.flatten()
         if bool(active.all()):
             continue
-        successor = masks.successor(layer)
-        cols = None if successor is None else successor_columns(layer.info, successor.info)
-        if successor is None or cols is None:
+        successors = masks.successors(layer)
+        if not successors:
             raise ValueError(
                 f"layer {layer.info.name!r} has {layer.num_units - layer.num_active} inactive units but no known "
-                f"successor layer (its outputs do not feed the next prunable layer by shape), so their fan-out "
+                f"successor layer (no prunable layer consumes its outputs through known ops), so their fan-out "
                 f"could not be removed safely; keep this layer dense or make the shapes chain"
             )
         keep_out[layer.info.name] = _indices(active)
-        keep_in[successor.info.name] = _indices(cols(active))
+        for successor, cols in successors:
+            keep_in[successor.info.name] = _indices(cols(active))
     return keep_out, keep_in
 
 
@@ -247,6 +255,23 @@ def _smaller_layer(
     if bias is not None:
         new.bias.requires_grad_(bias.requires_grad)
     new.train(old.training)
+    return new
+
+
+def _smaller_batch_norm(old: nn.modules.batchnorm._BatchNorm, rows: torch.Tensor) -> nn.Module:
+    """A copy of BatchNorm ``old`` keeping the channels ``rows`` (affine parameters and running statistics)."""
+    new = copy.deepcopy(old)
+    new.num_features = len(rows)
+    with torch.no_grad():
+        for attr in ("weight", "bias", "running_mean", "running_var"):
+            value = getattr(old, attr)
+            if value is None:
+                continue
+            kept = value.index_select(0, rows.to(value.device)).clone()
+            if isinstance(value, nn.Parameter):
+                setattr(new, attr, nn.Parameter(kept, requires_grad=value.requires_grad))
+            else:
+                setattr(new, attr, kept)
     return new
 
 

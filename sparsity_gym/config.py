@@ -17,6 +17,7 @@ ACTION_MODES = ("density", "threshold")
 EFFECTS = ("prune", "freeze")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 REWARDS = ("final_accuracy", "delta_accuracy")
+PRECISIONS = ("float32", "bfloat16", "float16")
 OBSERVATION_FAMILIES: tuple[str, ...] = ("snr", "rank", "contribution", "equilibrium")
 
 
@@ -33,8 +34,13 @@ class EnvConfig:
             ``nn.Module``; the callable receives whichever of ``input_shape`` and ``num_classes`` it accepts,
             plus ``network_kwargs``.
         network_kwargs: Extra keyword arguments for the network builder (e.g. ``{"widths": (128, 128)}``).
+        capacity: Growth room (neuron granularity): hidden layers are built ``capacity`` times as wide and start
+            with their usual width active, the spare units masked, so a layer can grow up to ``capacity`` times
+            its width (DYNO). Needs a zoo network whose widths are an argument
+            (``sparsity_gym.networks.WIDTH_ARGUMENTS``); 1 disables.
         dataset: A dataset name (``sparsity_gym.data.available_datasets()``); ``digits`` ships with scikit-learn.
-        data_root: Local folder for datasets that are read from disk (none of the built-in ones need it).
+        data_root: Local folder of the datasets read from disk (``mnist``, ``fashion_mnist``, ``cifar10``, in
+            torchvision's layout; see :mod:`sparsity_gym.vision_data`).
         data_seed: Seed of the train/validation/test split; fixed across episodes so the test set never moves.
         granularity: ``weight`` (unstructured) or ``neuron`` (rows of Linear, output channels of Conv2d; the
             output layer is never pruned at neuron granularity).
@@ -42,8 +48,18 @@ class EnvConfig:
             neuron's score is the l2 norm of its fan-in), ``random``, ``equilibrium`` (NEq: smallest velocity
             |v| first, CRITERIA §4) or ``contribution`` (smallest λ1·C_avg + λ2·C_max over the window, CRITERIA
             §3; ties: the higher index goes first).
-        regrowth: How units return when a layer grows: ``random`` (chosen at random among the inactive) or
-            ``none`` (a layer's density can then only fall).
+        regrowth: How units return when a layer grows: ``random`` (chosen at random among the inactive),
+            ``none`` (a layer's density can then only fall) or ``feedback`` (DPF, CRITERIA §1: the dense weights
+            keep training under the mask and every update re-selects among all units, which return with their
+            weights; see :mod:`sparsity_gym.masking`).
+        selector_options: Options the selector reads (``sparsity_gym.masking.SELECTOR_OPTIONS``), e.g.
+            ``{"combine": "and", "magnitude_scope": "layer"}`` for ``snr``.
+        feedback_updates_pruned: Under ``regrowth="feedback"``, whether the step updates pruned weights' dense
+            values (True: DPF) or leaves them (False: the SNR paper's §5.3 option).
+        burn_in_epochs: No mask update at decisions taken before this many epochs of training (SNR pruning's
+            burn-in, one epoch in the paper); the projection onto ``target_density`` still happens.
+        loss_hold: Skip the mask update at a decision whose interval's mean training loss is above the best
+            interval mean so far (SNR pruning's hold; ``info["mask_update"]`` says why an update was skipped).
         effect: ``prune``: a masked unit is exactly zero in the forward pass. ``freeze`` (neuron granularity, no
             target density): the units the action leaves out keep their forward pass but are not updated, their
             fan-in rows and biases bit-identical through every optimizer step (NEq).
@@ -76,17 +92,26 @@ class EnvConfig:
         divergence_reward: Reward of a step at which training diverged (non-finite loss).
         eval_batch_size: Batch size of validation and test passes.
         device: Torch device the network trains on (``cpu``, ``cuda``, ``cuda:1``...).
+        precision: ``float32``, or mixed precision for the training steps' forward pass: ``bfloat16``
+            (autocast, CPU or GPU) or ``float16`` (autocast with a gradient scaler, GPU only). The loss, the
+            optimizer state, validation and test passes and every statistic stay in float32 (statistics
+            upcast what the hooks see).
 
     """
 
     network: str | Callable[..., nn.Module] = "mlp"
     network_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    capacity: float = 1.0
     dataset: str = "digits"
     data_root: str | None = None
     data_seed: int = 0
     granularity: str = "weight"
     selector: str = "magnitude"
     regrowth: str = "random"
+    selector_options: Mapping[str, Any] = field(default_factory=dict)
+    feedback_updates_pruned: bool = True
+    burn_in_epochs: float = 0.0
+    loss_hold: bool = False
     effect: str = "prune"
     action_mode: str = "density"
     exchange_fraction: float = 0.0
@@ -108,9 +133,11 @@ class EnvConfig:
     divergence_reward: float = 0.0
     eval_batch_size: int = 1024
     device: str = "cpu"
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "network_kwargs", MappingProxyType(dict(self.network_kwargs)))
+        object.__setattr__(self, "selector_options", MappingProxyType(dict(self.selector_options)))
         object.__setattr__(self, "observations", tuple(self.observations))
         self.validate()
 
@@ -129,6 +156,26 @@ class EnvConfig:
     def replace(self, **changes: Any) -> EnvConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
+
+    def _validate_selection(self) -> None:
+        from sparsity_gym.masking import SELECTOR_OPTIONS
+
+        allowed = SELECTOR_OPTIONS.get(self.selector, {})
+        for key, value in self.selector_options.items():
+            check_choice(f"selector_options[{self.selector!r}]", key, tuple(allowed))
+            check_choice(f"selector_options[{key!r}]", value, allowed[key])
+        if self.regrowth == "feedback" and self.effect != "prune":
+            raise ValueError(f"effect={self.effect!r} is not allowed with regrowth='feedback'; expected 'prune'")
+        for name in ("feedback_updates_pruned", "loss_hold"):
+            check_choice(name, getattr(self, name), (True, False))
+        check_number("burn_in_epochs", self.burn_in_epochs, low=0.0)
+        check_number("capacity", self.capacity, low=1.0)
+        if self.capacity > 1.0 and self.granularity != "neuron":
+            raise ValueError(f"capacity={self.capacity!r} is not allowed with granularity='weight'; expected 1.0")
+        if self.capacity > 1.0:
+            from sparsity_gym.networks import widened_kwargs
+
+            widened_kwargs(self.network, self.network_kwargs, self.capacity)
 
     def validate(self) -> None:
         """Check every field; raise ``ValueError`` naming the first bad field, its value and what is allowed."""
@@ -149,6 +196,7 @@ class EnvConfig:
         check_choice("regrowth", self.regrowth, available_regrowth())
         check_choice("effect", self.effect, EFFECTS)
         check_choice("action_mode", self.action_mode, ACTION_MODES)
+        self._validate_selection()
         if self.effect == "freeze" and self.granularity != "neuron":
             raise ValueError(f"granularity={self.granularity!r} is not allowed with effect='freeze'; expected 'neuron'")
         if self.effect == "freeze" and self.target_density is not None:
@@ -184,5 +232,6 @@ class EnvConfig:
         check_number("density_cost", self.density_cost, low=0.0)
         check_number("flops_cost", self.flops_cost, low=0.0)
         check_number("divergence_reward", self.divergence_reward)
+        check_choice("precision", self.precision, PRECISIONS)
         if not isinstance(self.device, str) or not self.device:
             raise ValueError(f"device={self.device!r} is not allowed; expected a torch device string like 'cpu'")

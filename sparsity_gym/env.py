@@ -12,13 +12,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from sparsity_gym.config import EnvConfig
+from sparsity_gym.criteria.snr_pruning import LossHold
 from sparsity_gym.data import DatasetSplits, load_dataset
 from sparsity_gym.features import ObservationLayout
 from sparsity_gym.flops import dense_inference_flops, inference_flops, training_step_flops
 from sparsity_gym.freezing import RowFreezer
-from sparsity_gym.masking import MaskedNetwork, SelectionContext, threshold_range
-from sparsity_gym.networks import LayerInfo, build_network, find_prunable_layers
-from sparsity_gym.observers import OBSERVERS, SELECTOR_STATISTICS, Observer
+from sparsity_gym.masking import THRESHOLD_RULES, MaskedNetwork, SelectionContext, threshold_range
+from sparsity_gym.networks import LayerInfo, build_network, find_prunable_layers, widened_kwargs
+from sparsity_gym.observers import OBSERVERS, REGROWTH_STATISTICS, SELECTOR_STATISTICS, Observer
 
 
 class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
@@ -34,6 +35,14 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
     state). After every optimizer step each layer holds exactly ``max(1, round(d * n))`` active units and
     inactive weights are exactly zero (:mod:`sparsity_gym.masking`).
 
+    Selectors (*which* units): ``magnitude``, ``random``, ``snr`` (smoothed gradient SNR, CRITERIA §1),
+    ``redundancy`` (DYNO: dormant first, then greedy cosine, §2), ``contribution`` (§3), ``equilibrium``
+    (NEq velocity, §4). Regrowth (*how* units return): ``random``, ``none``, ``north`` (NORTH-Select fan-ins
+    with zero fan-out, bias and optimizer state, §2) or ``feedback`` (DPF, §1: the dense weights keep training
+    under the mask and every update re-selects among all units). With ``capacity > 1`` hidden layers are built
+    wider and start with the spare units inactive, so they can grow. ``burn_in_epochs`` and ``loss_hold`` let
+    decisions leave the masks as they are (``info["mask_update"]``: ``applied``, ``burn_in`` or ``loss_hold``).
+
     ## Action Space
 
     ``Box(-1, 1, shape=(L,), float32)``, one value per controlled layer, in the order of
@@ -41,8 +50,10 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
     ``[min_density, max_density]``: ``d = min_density + (a + 1) / 2 * (max_density - min_density)``.
     With ``action_mode="threshold"`` it maps onto the selector's threshold range instead
     (``sparsity_gym.masking.threshold_range``: magnitude |w|/RMS in [0, 3], random in [0, 1], equilibrium
-    log10 |v| in [-6, 0], contribution score/mean in [0, 2]) and the active units whose score reaches the
-    threshold stay active (prune: at least one per layer, never regrown) or trainable (freeze).
+    log10 |v| in [-6, 0], contribution score/mean in [0, 2], snr log10 SNR in [-2, 2]) and the active units
+    whose score reaches the threshold stay active (prune: at least one per layer, never regrown) or trainable
+    (freeze). Under ``regrowth="feedback"`` every unit whose score passes is active, so units return; the
+    ``snr`` selector has its own rule, ``keep = snr > 10**t OR global magnitude of the same sparsity``.
     When ``target_density`` is set, the last decision of the episode is replaced by ``target_density`` for every
     layer (the projection), so every policy, learned or fixed, ends at the target.
     With ``effect="freeze"`` (neuron granularity) nothing is pruned: the units an action leaves out keep their
@@ -116,8 +127,8 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
     ``train_loss``, ``flops`` (inference FLOPs per sample of the active network), ``dense_flops``,
     ``training_flops`` (summed over the episode so far, frozen neurons' weight gradients excluded),
     ``saved_backward_flops`` (those, summed: 2·B·P·F per frozen neuron and step), ``frozen_fraction``,
-    ``invalid_actions``, ``iteration``, ``diverged``, and at the end ``test_accuracy``. In threshold mode
-    ``requested_densities`` holds the thresholds.
+    ``invalid_actions``, ``mask_update``, ``iteration``, ``diverged``, and at the end ``test_accuracy``. In
+    threshold mode ``requested_densities`` holds the thresholds.
 
     ## Arguments
 
@@ -133,6 +144,11 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
             raise ValueError(f"render_mode={render_mode!r} is not allowed; this environment does not render")
         self.config = EnvConfig(**kwargs) if config is None else config.replace(**kwargs) if kwargs else config
         self.device = _resolve_device(self.config.device)
+        if self.config.precision == "float16" and self.device.type != "cuda":
+            raise ValueError(
+                f"precision='float16' is not allowed on device={self.config.device!r}; expected a cuda device "
+                "(use 'bfloat16' on the CPU)"
+            )
         self.data: DatasetSplits = load_dataset(self.config.dataset, self.config.data_seed, self.config.data_root).to(
             self.device
         )
@@ -216,16 +232,27 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
     def _apply_action(self, action: np.ndarray) -> list[float]:
         """Map ``action`` onto densities or thresholds and apply them (prune or freeze); return them."""
         cfg = self.config
-        needed = SELECTOR_STATISTICS.get(cfg.selector, ())
-        ctx = SelectionContext(self._generator, {name: self.observers[name].unit_scores() for name in needed})
+        projected = self.decision == cfg.num_decisions - 1 and cfg.target_density is not None
         if cfg.action_mode == "threshold":
             values = self.thresholds_from_action(action)
+        else:
+            values = self.densities_from_action(action)
+            if projected:
+                values = np.full(len(values), cfg.target_density)
+        self.mask_update = "applied" if projected else self._mask_update_gate()
+        if self.mask_update != "applied":
+            return values.tolist()
+        needed = (*SELECTOR_STATISTICS.get(cfg.selector, ()), *REGROWTH_STATISTICS.get(cfg.regrowth, ()))
+        ctx = SelectionContext(
+            self._generator, {name: self.observers[name].unit_scores() for name in needed}, cfg.selector_options
+        )
+        if cfg.action_mode == "threshold" and (self.masks.feedback or cfg.selector in THRESHOLD_RULES):
+            self.masks.set_keep(self.masks.keeps_from_thresholds(values.tolist(), ctx), ctx)
+            return values.tolist()
+        if cfg.action_mode == "threshold":
             # pruning keeps at least one unit per layer; freezing may freeze a whole layer (NEq does)
             counts = self.masks.counts_from_thresholds(values.tolist(), ctx, minimum=0 if self.freezer else 1)
         else:
-            values = self.densities_from_action(action)
-            if self.decision == cfg.num_decisions - 1 and cfg.target_density is not None:
-                values = np.full(len(values), cfg.target_density)
             counts = [m.target_count(float(d)) for m, d in zip(self.masks.layers, values, strict=True)]
         if self.freezer is None:
             self.masks.set_counts(counts, ctx)
@@ -233,6 +260,14 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
             for i, keep in enumerate(self.masks.keep_masks(counts, ctx)):
                 self.freezer.set_frozen(i, ~keep)
         return values.tolist()
+
+    def _mask_update_gate(self) -> str:
+        """``applied``, or why this decision leaves the masks as they are: ``burn_in`` or ``loss_hold``."""
+        if self.iteration < self._burn_in_iterations:
+            return "burn_in"
+        # The hold sees every decision's interval mean (itself an average over decision_interval steps).
+        allowed = self._loss_hold.update(self.last_train_loss) if self.iteration > 0 else True
+        return "applied" if allowed or not self.config.loss_hold else "loss_hold"
 
     def threshold_to_action(self, threshold: float | np.ndarray) -> np.ndarray:
         """The action that asks for ``threshold`` on the selector's score scale, clipped to [-1, 1]."""
@@ -267,10 +302,12 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
-            model = build_network(cfg.network, self.data.input_shape, self.data.num_classes, cfg.network_kwargs)
+            kwargs = widened_kwargs(cfg.network, cfg.network_kwargs, cfg.capacity)
+            model = build_network(cfg.network, self.data.input_shape, self.data.num_classes, kwargs)
         self.model: nn.Module = model.to(self.device).train()
         infos = find_prunable_layers(self.model, self.data.input_shape)
         self.optimizer = _make_optimizer(cfg, self.model)
+        self._scaler = torch.amp.GradScaler(self.device.type) if cfg.precision == "float16" else None
         self.masks = MaskedNetwork(
             infos,
             granularity=cfg.granularity,
@@ -279,14 +316,25 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
             exchange_fraction=cfg.exchange_fraction,
             generator=self._generator,
             optimizer=self.optimizer,
+            feedback_updates_pruned=cfg.feedback_updates_pruned,
         )
+        if cfg.capacity > 1.0:  # the spare units of the widened layers start inactive (growth room)
+            self.masks.set_keep(
+                [torch.arange(m.num_units) < round(m.num_units / cfg.capacity) for m in self.masks.layers]
+            )
         self.dense_flops = dense_inference_flops(self.masks.all_layers)
-        needed = dict.fromkeys((*cfg.observations, *SELECTOR_STATISTICS.get(cfg.selector, ())))
+        needed = dict.fromkeys(
+            (*cfg.observations, *SELECTOR_STATISTICS.get(cfg.selector, ()), *REGROWTH_STATISTICS.get(cfg.regrowth, ()))
+        )
         self.observers: dict[str, Observer] = {name: OBSERVERS[name](self) for name in needed}
         self.freezer = (
             RowFreezer(self.optimizer, [m.info.module for m in self.masks.layers]) if cfg.effect == "freeze" else None
         )
         self.saved_backward_flops = 0
+        epoch = math.ceil(len(self.data.train_y) / min(cfg.batch_size, len(self.data.train_y)))
+        self._burn_in_iterations = math.ceil(cfg.burn_in_epochs * epoch - 1e-9)
+        self._loss_hold = LossHold()
+        self.mask_update = "applied"
         self.iteration = 0
         self.decision = 0
         self.training_flops = 0
@@ -326,17 +374,28 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
 
     def _steps(self, steps: int, measured: bool) -> torch.Tensor:
         """The training loop proper; observers see the backward pass of measured steps. Returns the loss sum."""
-        model, opt = self.model, self.optimizer
+        model, opt, scaler = self.model, self.optimizer, self._scaler
         observers = list(self.observers.values()) if measured else []
         loss_sum = torch.zeros((), device=self.device)
+        autocast = self.config.precision != "float32"
+        dtype = getattr(torch, self.config.precision)
         for _ in range(steps):
             x, y = self._next_batch()
-            loss = F.cross_entropy(model(x), y)
+            with torch.autocast(self.device.type, dtype=dtype, enabled=autocast):
+                out = model(x)
+            loss = F.cross_entropy(out.float(), y)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            if scaler is None:
+                loss.backward()
+            else:  # float16: the scale multiplies every gradient, which leaves the SNR ratio unchanged
+                scaler.scale(loss).backward()
             for observer in observers:
                 observer.after_backward()
-            opt.step()
+            if scaler is None:
+                opt.step()
+            else:
+                scaler.step(opt)
+                scaler.update()
             loss_sum += loss.detach()
         return loss_sum
 
@@ -394,6 +453,7 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
             "saved_backward_flops": self.saved_backward_flops,
             "frozen_fraction": 0.0 if self.freezer is None else self.freezer.frozen_fraction,
             "invalid_actions": self._invalid_actions,
+            "mask_update": self.mask_update,
             "iteration": self.iteration,
             "diverged": diverged,
         }

@@ -18,9 +18,14 @@ O(1) features per controlled layer at every decision (the columns are registered
 
 *Which steps are measured*: the step-based families (snr, rank, contribution) collect only on the last
 ``stats_window`` optimizer steps of each decision interval, which is all the observation needs; the smoothing
-of the SNR runs over measured steps. A layer's post-activations are the input of its successor layer (found by
-shape, as for neuron masks: after the activation function, pooling and flattening); a layer without a known
-successor uses its own output. Features are computed over the layer's active units only, and are 0 until first
+of the SNR runs over measured steps. A layer's post-activations are the input of its (first) successor layer
+(from the traced graph, as for neuron masks: after BatchNorm, the activation function, pooling and flattening);
+a layer without a known successor uses its own output. For a layer whose output enters a residual addition
+(observed at weight granularity only) that input is the post-activation of the sum.
+
+*BatchNorm in train mode* couples the samples of a batch: the SNR's per-sample terms ``g_n = B·δ_n x_nᵀ`` are
+then per-sample terms of the batch gradient (they still sum to ``B`` times ``.grad``), not gradients of each
+sample's own loss. Features are computed over the layer's active units only, and are 0 until first
 measured.
 """
 
@@ -141,6 +146,10 @@ class SNRObserver(Observer):
                 out[i, 1] = float(torch.log10(1 + values.float()).mean()) / SNR_LOG_SCALE
         return out
 
+    def unit_scores(self) -> dict[str, torch.Tensor]:
+        """The smoothed SNR of every weight (pruned ones included: under DPF they have gradients too)."""
+        return dict(self.collector.snr) if self.collector.num_updates else {}
+
     def detach(self) -> None:  # noqa: D102
         self.collector.detach()
         super().detach()
@@ -163,6 +172,12 @@ class RankObserver(Observer):
                 buf.push(x.detach())
 
         return push
+
+    def unit_scores(self) -> dict[str, torch.Tensor]:
+        """The buffered post-activations ``(rows, N)`` of each layer whose FIFO is ready (the redundancy selector)."""
+        return {
+            layer.info.name: buf.rows for layer, buf in zip(self.masks.layers, self.buffers, strict=True) if buf.ready
+        }
 
     def features(self) -> np.ndarray:  # noqa: D102
         out = np.zeros((len(self.masks.layers), 2))
@@ -298,14 +313,75 @@ class EquilibriumObserver(Observer):
         return out
 
 
+class LayerInputObserver(Observer):
+    """The recent inputs of each controlled layer (NORTH-Select's buffered inputs); not an observation family.
+
+    A Linear layer keeps its last ``max(min_rows, 2·N)`` input rows (N its units), a conv layer its last batch,
+    unfolded into patches ``(n·h·w, C·kh·kw)`` on demand and thinned evenly to that many rows.
+    """
+
+    name = "layer_inputs"
+
+    def __init__(self, env: SparsityEnv, min_rows: int = 1024) -> None:
+        super().__init__(env)
+        self.recent: dict[str, list[torch.Tensor]] = {}
+        self.max_rows = {m.info.name: max(min_rows, 2 * m.info.fan_out) for m in self.masks.layers}
+        for layer in self.masks.layers:
+            self.handles.append(layer.info.module.register_forward_pre_hook(self._keeper(layer.info.name)))
+
+    def _keeper(self, name: str) -> Callable[[nn.Module, tuple[Any, ...]], None]:
+        def keep(module: nn.Module, args: tuple[Any, ...]) -> None:
+            if not (self.measuring and torch.is_grad_enabled()):
+                return
+            x = args[0].detach()
+            if isinstance(module, nn.Conv2d):
+                self.recent[name] = [x]
+                return
+            kept = [*self.recent.get(name, []), x.reshape(-1, x.shape[-1])]
+            while len(kept) > 1 and sum(len(t) for t in kept[1:]) >= self.max_rows[name]:
+                kept.pop(0)
+            self.recent[name] = kept
+
+        return keep
+
+    def unit_scores(self) -> dict[str, torch.Tensor]:
+        """``(rows, fan_in)`` input rows per layer name (layers whose inputs cannot be unfolded are left out)."""
+        out = {}
+        for layer in self.masks.layers:
+            name, module = layer.info.name, layer.info.module
+            if name not in self.recent:
+                continue
+            if isinstance(module, nn.Conv2d):
+                if isinstance(module.padding, str) or module.groups != 1:
+                    continue
+                patches = nn.functional.unfold(
+                    self.recent[name][0], module.kernel_size, module.dilation, module.padding, module.stride
+                )
+                rows = patches.transpose(1, 2).reshape(-1, patches.shape[1])
+                pick = torch.linspace(0, len(rows) - 1, min(len(rows), self.max_rows[name])).long()
+                out[name] = rows[pick.to(rows.device)]
+            else:
+                out[name] = torch.cat(self.recent[name])[-self.max_rows[name] :]
+        return out
+
+    def features(self) -> np.ndarray:  # noqa: D102
+        return np.zeros((len(self.masks.layers), 0))
+
+
 # The statistics a selector needs collected, whether or not they are observed.
 SELECTOR_STATISTICS: dict[str, tuple[str, ...]] = {
+    "snr": ("snr",),
     "equilibrium": ("equilibrium",),
     "contribution": ("contribution",),
+    "redundancy": ("rank",),
 }
 
+# The statistics a regrowth rule needs collected (read from ``SelectionContext.stats``).
+REGROWTH_STATISTICS: dict[str, tuple[str, ...]] = {"north": ("layer_inputs",)}
+
 OBSERVERS: dict[str, type[Observer]] = {
-    cls.name: cls for cls in (SNRObserver, RankObserver, ContributionObserver, EquilibriumObserver)
+    cls.name: cls
+    for cls in (SNRObserver, RankObserver, ContributionObserver, EquilibriumObserver, LayerInputObserver)
 }
 
 
