@@ -141,6 +141,14 @@ class EnvConfig:
         object.__setattr__(self, "observations", tuple(self.observations))
         self.validate()
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Plain dicts instead of the read-only mapping views, so a config pickles (process pools, vector envs)."""
+        return {k: dict(v) if isinstance(v, MappingProxyType) else v for k, v in self.__dict__.items()}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            object.__setattr__(self, key, MappingProxyType(value) if isinstance(value, dict) else value)
+
     @property
     def num_decisions(self) -> int:
         """Decisions (environment steps) in one episode."""

@@ -54,3 +54,13 @@ def test_env_raises_for_unavailable_cuda_or_unknown_kw():
         SparsityEnv(not_a_field=1)
     with pytest.raises(ValueError, match="render_mode"):
         SparsityEnv(render_mode="human")
+
+
+def test_config_pickles_with_its_read_only_mappings():
+    import pickle
+    from types import MappingProxyType
+
+    cfg = EnvConfig(network_kwargs={"widths": (8,)}, selector="snr", selector_options={"combine": "and"})
+    copy = pickle.loads(pickle.dumps(cfg))
+    assert copy == cfg
+    assert isinstance(copy.network_kwargs, MappingProxyType) and isinstance(copy.selector_options, MappingProxyType)
