@@ -1,6 +1,7 @@
-"""Train a PPO agent on pruning schedules and compare it with the handcrafted schedules.
+"""Train a PPO agent on pruning schedules and compare it, on held-out networks, with every baseline.
 
-Usage: ``python train_agent.py --help``. This file only parses the command line and calls the packages.
+Usage: ``python train_agent.py --help``; ``python train_agent.py evaluate --model M --networks ...`` runs a
+saved model. This file only parses the command line and calls the packages.
 """
 
 from __future__ import annotations

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.logger import Figure
+from stable_baselines3.common.logger import Figure, HParam
 
 from sparsity_gym.io import atomic_write, atomic_write_text
 
@@ -18,15 +19,17 @@ class EpisodeStatsCallback(BaseCallback):
 
     Scalars: ``episode/val_accuracy``, ``episode/test_accuracy``, ``episode/final_density``,
     ``episode/flops_fraction``, ``episode/training_gflops``, ``episode/invalid_actions``, and for every layer
-    ``density/<layer>`` (its density averaged over the episode's decisions: the area under its schedule).
-    Once per rollout, the last finished episode's per-layer schedule as a figure (``schedule/last_episode``).
+    ``density/<network>/<layer>`` (its density averaged over the episode's decisions: the area under its
+    schedule; the network and layer names come from ``info["network"]`` / ``info["layer_names"]`` when the env
+    gives them, as :class:`sparsity_gym.wrappers.FamilyEnv` does). Once per rollout, the last finished
+    episode's per-layer schedule as a figure (``schedule/last_episode``).
     """
 
-    def __init__(self, layer_names: tuple[str, ...], verbose: int = 0) -> None:
+    def __init__(self, layer_names: tuple[str, ...] = (), verbose: int = 0) -> None:
         super().__init__(verbose)
-        self.layer_names = layer_names
+        self.layer_names = tuple(layer_names)
         self._schedules: dict[int, list[np.ndarray]] = {}
-        self._last_schedule: np.ndarray | None = None
+        self._last: tuple[np.ndarray, tuple[str, ...]] | None = None
 
     def _on_step(self) -> bool:
         infos: list[dict[str, Any]] = self.locals["infos"]
@@ -36,7 +39,11 @@ class EpisodeStatsCallback(BaseCallback):
             if not done:
                 continue
             schedule = np.stack(self._schedules.pop(i))
-            self._last_schedule = schedule
+            names = tuple(info.get("layer_names", self.layer_names)) or tuple(
+                f"layer{j}" for j in range(schedule.shape[1])
+            )
+            prefix = f"{info['network']}/" if "network" in info else ""
+            self._last = (schedule, names)
             self.logger.record_mean("episode/val_accuracy", info["val_accuracy"])
             if "test_accuracy" in info:
                 self.logger.record_mean("episode/test_accuracy", info["test_accuracy"])
@@ -44,55 +51,76 @@ class EpisodeStatsCallback(BaseCallback):
             self.logger.record_mean("episode/flops_fraction", info["flops"] / info["dense_flops"])
             self.logger.record_mean("episode/training_gflops", info["training_flops"] / 1e9)
             self.logger.record_mean("episode/invalid_actions", info["invalid_actions"])
-            for name, mean_density in zip(self.layer_names, schedule.mean(axis=0), strict=True):
-                self.logger.record_mean(f"density/{name}", float(mean_density))
+            for name, mean_density in zip(names, schedule.mean(axis=0), strict=True):
+                self.logger.record_mean(f"density/{prefix}{name}", float(mean_density))
         return True
 
     def _on_rollout_end(self) -> None:
-        if self._last_schedule is None:
+        if self._last is None:
             return
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
+        schedule, names = self._last
         fig, ax = plt.subplots(figsize=(4, 3))
-        steps = np.arange(len(self._last_schedule))
-        for name, column in zip(self.layer_names, self._last_schedule.T, strict=True):
+        steps = np.arange(len(schedule))
+        for name, column in zip(names, schedule.T, strict=True):
             ax.step(steps, column, where="post", label=name)
         ax.set_xlabel("decision")
         ax.set_ylabel("density")
         ax.legend(fontsize=7)
         fig.tight_layout()
         self.logger.record("schedule/last_episode", Figure(fig, close=True), exclude=("stdout", "log", "json", "csv"))
-        self._last_schedule = None
+        self._last = None
+
+
+class HParamsCallback(BaseCallback):
+    """Record the run's hyperparameters (TensorBoard's HPARAMS tab) when training starts."""
+
+    def __init__(self, hparams: dict[str, Any], verbose: int = 0) -> None:
+        super().__init__(verbose)
+        self.hparams = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in hparams.items()}
+
+    def _on_training_start(self) -> None:
+        metrics = {"eval/val_accuracy": 0.0, "eval/test_accuracy": 0.0, "rollout/ep_rew_mean": 0.0}
+        self.logger.record("hparams", HParam(self.hparams, metrics), exclude=("stdout", "log", "json", "csv"))
+
+    def _on_step(self) -> bool:
+        return True
 
 
 class AtomicCheckpointCallback(BaseCallback):
     """Every ``every`` timesteps, save the model to ``folder/last.zip`` and ``folder/state.json`` atomically.
 
+    ``episodes`` counts the training episodes finished so far (start it from ``state.json`` when resuming).
+
     A run killed at any moment leaves the previous complete checkpoint (never a truncated file); ``--resume``
     loads ``last.zip`` and continues the timestep count.
     """
 
-    def __init__(self, folder: str | Path, every: int, verbose: int = 0) -> None:
+    def __init__(self, folder: str | Path, every: int, episodes: int = 0, verbose: int = 0) -> None:
         super().__init__(verbose)
         self.folder = Path(folder)
         self.every = every
+        self.episodes = episodes
         self._last_saved = 0
 
     def _init_callback(self) -> None:
         self._last_saved = self.num_timesteps
 
     def _on_step(self) -> bool:
+        self.episodes += int(np.sum(self.locals["dones"]))
         if self.num_timesteps - self._last_saved >= self.every:
             self.save()
         return True
 
     def save(self) -> Path:
-        """Write the checkpoint now."""
+        """Write the checkpoint now; ``state.json`` holds the timestep count and the finished training episodes."""
         path = save_model_atomic(self.model, self.folder / "last.zip")
-        atomic_write_text(self.folder / "state.json", json.dumps({"num_timesteps": int(self.num_timesteps)}))
+        state = {"num_timesteps": int(self.num_timesteps), "episodes": int(self.episodes)}
+        atomic_write_text(self.folder / "state.json", json.dumps(state))
         self._last_saved = self.num_timesteps
         return path
 
@@ -105,3 +133,191 @@ def save_model_atomic(model: Any, path: str | Path) -> Path:
             model.save(fh)
 
     return atomic_write(path, write)
+
+
+class _Recorder:
+    """Wrap an agent's ``predict`` to keep the observations it saw and the env's layer names and columns."""
+
+    def __init__(self, agent: Any) -> None:
+        self.agent = agent
+        self.observations: list[np.ndarray] = []
+        self.layer_names: tuple[str, ...] = ()
+        self.columns: dict[str, int] = {}
+
+    def bind(self, env: Any) -> _Recorder:
+        self.agent.bind(env)
+        self.layer_names = tuple(env.unwrapped.layer_names)
+        self.columns = dict(env.unwrapped.layout.columns)
+        self.observations = []
+        return self
+
+    def predict(
+        self, observation: np.ndarray, state: Any = None, episode_start: Any = None, deterministic: bool = True
+    ) -> tuple[np.ndarray, Any]:
+        self.observations.append(np.asarray(observation))
+        return self.agent.predict(observation, state, episode_start, deterministic)
+
+
+class HeldoutEvalCallback(BaseCallback):
+    """Every ``every`` timesteps (and at the end of training) run the policy on held-out networks; keep the best.
+
+    Each evaluation plays ``seeds`` deterministic episodes on every network of ``networks`` (never trained on)
+    and records through ``self.logger.record``:
+
+    * ``eval/val_accuracy``, ``eval/test_accuracy``, ``eval/final_density``, ``eval/flops_fraction``,
+      ``eval/training_gflops`` (means over networks and seeds) and ``eval/<network>/test_accuracy``;
+    * ``eval_density/<network>/<layer>``: each layer's density averaged over the episode (first seed);
+    * ``eval_stats/<column>``: the observed statistic families (snr, rank, contribution, equilibrium
+      columns), averaged over layers, decisions, networks and seeds;
+    * ``eval_schedule/<network>``: a figure, one panel per layer, the learned schedule against every
+      handcrafted schedule at the same target;
+    * and, as its own TensorBoard run ``eval_schedules/t<timesteps>`` beside SB3's, one scalar tag per layer
+      ``schedule/<network>/<layer>`` whose x-axis is the pruned network's optimizer step: the per-layer density
+      over training time of that evaluation episode.
+
+    The model with the best mean validation accuracy is written to ``best_path`` (``best.json`` beside it holds
+    its timestep and scores, and is read back on ``--resume``). Selection uses validation accuracy and seeds of
+    its own, apart from the comparison's.
+    """
+
+    def __init__(
+        self,
+        networks: Sequence[Any],
+        env_kwargs: Mapping[str, Any],
+        seeds: Sequence[int],
+        every: int,
+        best_path: str | Path,
+        verbose: int = 0,
+    ) -> None:
+        super().__init__(verbose)
+        self.networks = tuple(networks)
+        self.env_kwargs = dict(env_kwargs)
+        self.seeds = list(seeds)
+        self.every = every
+        self.best_path = Path(best_path)
+        self.best_json = self.best_path.with_suffix(".json")
+        self.best = json.loads(self.best_json.read_text())["val_accuracy"] if self.best_json.exists() else -np.inf
+        self._last = 0
+
+    def _init_callback(self) -> None:
+        self._last = self.num_timesteps
+
+    def _on_step(self) -> bool:
+        if self.every and self.num_timesteps - self._last >= self.every:
+            self.evaluate_now()
+        return True
+
+    def _on_training_end(self) -> None:
+        if self.every and self.num_timesteps != self._last:
+            self.evaluate_now()
+
+    def evaluate_now(self) -> list[Any]:
+        """Run the evaluation, log it, save the model if it is the best so far; return the episode results."""
+        from agents.policy import LayerwiseAgent
+        from sparsity_gym.evaluation import evaluate
+
+        self._last = self.num_timesteps
+        recorder = _Recorder(LayerwiseAgent(self.model))
+        results, observations, layers = [], [], {}
+        for spec in self.networks:
+            kwargs = {**self.env_kwargs, **spec.env_kwargs()}
+            results += evaluate(recorder.bind, kwargs, self.seeds, "ppo", split="heldout", network_name=spec.name)
+            observations += recorder.observations
+            layers[spec.name] = recorder.layer_names
+        columns = recorder.columns
+        self._record_scores(results)
+        self._record_statistics(observations, columns)
+        for spec in self.networks:
+            first = next(r for r in results if r.network == spec.name)
+            for name, density in zip(layers[spec.name], np.mean(first.schedule, axis=0), strict=True):
+                self.logger.record(f"eval_density/{spec.name}/{name}", float(density))
+            self.logger.record(
+                f"eval_schedule/{spec.name}",
+                Figure(schedule_figure(first, layers[spec.name]), close=True),
+                exclude=("stdout", "log", "json", "csv"),
+            )
+        self._write_schedule_scalars(results, layers)
+        score = float(np.mean([r.val_accuracy for r in results]))
+        if score > self.best:
+            self.best = score
+            save_model_atomic(self.model, self.best_path)
+            best = {
+                "num_timesteps": int(self.num_timesteps),
+                "val_accuracy": score,
+                "test_accuracy": float(np.mean([r.test_accuracy for r in results])),
+            }
+            atomic_write_text(self.best_json, json.dumps(best))
+        self.logger.record("eval/best_val_accuracy", float(self.best))
+        return results
+
+    def _record_scores(self, results: Sequence[Any]) -> None:
+        def mean(values: Any) -> float:
+            return float(np.mean(list(values)))
+
+        self.logger.record("eval/val_accuracy", mean(r.val_accuracy for r in results))
+        self.logger.record("eval/test_accuracy", mean(r.test_accuracy for r in results))
+        self.logger.record("eval/final_density", mean(r.final_density for r in results))
+        self.logger.record("eval/flops_fraction", mean(r.inference_flops / r.dense_flops for r in results))
+        self.logger.record("eval/training_gflops", mean(r.training_flops / 1e9 for r in results))
+        for spec in self.networks:
+            self.logger.record(
+                f"eval/{spec.name}/test_accuracy", mean(r.test_accuracy for r in results if r.network == spec.name)
+            )
+
+    def _record_statistics(self, observations: Sequence[np.ndarray], columns: Mapping[str, int]) -> None:
+        from sparsity_gym.features import GLOBAL, STATE, STATIC
+
+        plain = {f.name for fam in (STATIC, STATE, GLOBAL) for f in fam.features}
+        if not observations:
+            return
+        for name, col in columns.items():
+            if name not in plain:
+                values = np.concatenate([np.asarray(o)[..., col].ravel() for o in observations])
+                self.logger.record(f"eval_stats/{name}", float(values.mean()))
+
+    def _write_schedule_scalars(self, results: Sequence[Any], layers: Mapping[str, tuple[str, ...]]) -> None:
+        folder = self.logger.get_dir()
+        if folder is None or not any("tensorboard" in type(f).__name__.lower() for f in self.logger.output_formats):
+            return
+        from torch.utils.tensorboard import SummaryWriter
+
+        total = int(self.env_kwargs.get("total_iterations", 1))
+        writer = SummaryWriter(str(Path(folder) / "eval_schedules" / f"t{self.num_timesteps:09d}"))
+        try:
+            for spec in self.networks:
+                first = next(r for r in results if r.network == spec.name)
+                steps = [round(p * total) for p in first.progress] + [total]
+                sched = [*first.schedule, first.schedule[-1]]
+                for j, name in enumerate(layers[spec.name]):
+                    for step, row in zip(steps, sched, strict=True):
+                        writer.add_scalar(f"schedule/{spec.name}/{name}", row[j], global_step=step)
+        finally:
+            writer.close()
+
+
+def schedule_figure(result: Any, layer_names: Sequence[str]) -> Any:
+    """One panel per layer: ``result``'s schedule (density against progress) and every handcrafted schedule."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from baselines import SCHEDULES
+
+    target = result.target_density if result.target_density is not None else 1.0
+    prog = np.append(np.asarray(result.progress), 1.0)
+    sched = np.vstack([np.asarray(result.schedule), np.asarray(result.schedule)[-1:]])
+    n = len(layer_names)
+    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.6), squeeze=False, sharey=True)
+    fine = np.linspace(0.0, 1.0, 101)
+    for j, name in enumerate(layer_names):
+        ax = axes[0, j]
+        for sname, fn in SCHEDULES.items():
+            ax.plot(fine, [fn(p, target) for p in fine], lw=0.8, alpha=0.7, label=sname)
+        ax.step(prog, sched[:, j], where="post", color="black", lw=2.0, label="learned")
+        ax.set_title(name, fontsize=8)
+        ax.set_xlabel("progress")
+    axes[0, 0].set_ylabel("density")
+    axes[0, -1].legend(fontsize=6)
+    fig.tight_layout()
+    return fig

@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from baselines import available_policies
+from sparsity_gym.families import available_network_families, parse_network
+from sparsity_gym.grid import BACKENDS
 from sparsity_gym.validation import check_choice, check_number
 
 
@@ -19,8 +23,21 @@ def _opt(default: Any, help: str) -> Any:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """What ``train_agent.py`` runs: PPO on the schedule env, then the comparison with every baseline."""
+    """What ``train_agent.py`` runs: PPO on a family's train split, then the comparison on its held-out split.
 
+    Fields are the command line's flags (``--n-envs`` for ``n_envs``); :data:`PRESETS` names sets of defaults.
+    """
+
+    mode: str = _opt(
+        "train",
+        "train: train PPO on the family's train split, then compare on its held-out split; evaluate: run a saved "
+        "model (--model) and the baselines on --networks (also `train_agent.py evaluate ...`)",
+    )
+    preset: str = _opt(
+        "default",
+        "default: about 5 minutes on 2 cores; long: the headline run (30000 timesteps, 5 seeds); explicit flags "
+        "override the preset's values",
+    )
     total_timesteps: int = _opt(
         3000,
         "PPO environment steps (decisions) to train for; an episode is total_iterations / decision_interval decisions",
@@ -29,46 +46,78 @@ class TrainConfig:
     seed: int = _opt(0, "seed of PPO and of the training episodes (evaluation seeds are eval_seed_start + i)")
     device: str = _opt("cpu", "torch device the pruned network trains on (cpu, cuda); PPO itself runs on the CPU")
     resume: bool = _opt(False, "continue from run_dir/checkpoints/last.zip with the timestep count and curves")
-    network: str = _opt("mlp", "network the agent trains on (a zoo name)")
-    dataset: str = _opt("digits", "dataset (digits ships with scikit-learn; nothing is downloaded)")
+    family: str = _opt("mlp", "network family: training samples its train split, reports use its held-out split")
+    n_envs: int = _opt(2, "parallel training envs (subprocess vector envs when more than 1)")
+    dataset: str = _opt(
+        "digits", "dataset: digits (ships with scikit-learn), or mnist, fashion_mnist, cifar10 read from --data-root"
+    )
+    data_root: str | None = _opt(None, "folder of mnist / fashion_mnist / cifar10 in torchvision's layout")
+    precision: str = _opt("float32", "training forward pass: float32, bfloat16 (autocast) or float16 (cuda only)")
     selector: str = _opt("magnitude", "pruning selector during training: magnitude (MP-RR) or random (RP-RR)")
     target_density: float = _opt(0.1, "target density the agent trains for")
     granularity: str = _opt("weight", "weight or neuron")
     total_iterations: int = _opt(400, "optimizer steps of the pruned network per episode")
     decision_interval: int = _opt(40, "optimizer steps between two decisions")
-    n_steps: int = _opt(100, "PPO rollout length per update")
+    n_steps: int = _opt(50, "PPO rollout length per env and update (an update sees n_steps * n_envs decisions)")
     batch_size: int = _opt(50, "PPO minibatch size")
     n_epochs: int = _opt(10, "PPO epochs per update")
     learning_rate: float = _opt(3e-4, "PPO learning rate")
     gamma: float = _opt(0.99, "PPO discount")
     ent_coef: float = _opt(0.0, "PPO entropy coefficient")
+    policy_hidden: tuple[int, ...] = _opt((64, 64), "hidden widths of the per-layer actor MLP and the critic's rows")
     checkpoint_every: int = _opt(500, "save run_dir/checkpoints/last.zip every this many timesteps")
-    eval_seeds: int = _opt(3, "evaluation episodes (seeds) per policy and setting")
+    eval_every: int = _opt(
+        1000, "evaluate on the held-out split every this many timesteps and keep best_model.zip (0: never)"
+    )
+    eval_episodes: int = _opt(1, "seeds per held-out network in each periodic evaluation (seeds 2000 + i)")
+    eval_seeds: int = _opt(3, "evaluation episodes (seeds) per policy, network and setting in the comparison")
     eval_seed_start: int = _opt(1000, "first evaluation seed (kept apart from training episodes)")
     eval_targets: tuple[float, ...] = _opt((0.1, 0.5), "target densities of the comparison")
     eval_selectors: tuple[str, ...] = _opt(("magnitude", "random"), "selectors of the comparison (MP-RR, RP-RR)")
+    networks: tuple[str, ...] = _opt(
+        (), "networks of the comparison (e.g. mlp_512x512 cnn_8x16 cnn); default: the family's held-out split"
+    )
+    policies: tuple[str, ...] = _opt(
+        ("all",), "baselines in the comparison: all, schedules, criteria, none, or names (cubic neq ...)"
+    )
+    backend: str = _opt("process", "how the comparison's episodes run: sequential, process (a pool) or ray")
+    workers: int = _opt(0, "parallel workers of the comparison (0: one per usable core)")
+    model: str = _opt("", "evaluate mode: a model saved by train mode (default: run_dir/best_model.zip or model.zip)")
     progress_bar: bool = _opt(True, "show progress bars")
 
     def __post_init__(self) -> None:
+        check_choice("mode", self.mode, MODES)
+        check_choice("preset", self.preset, tuple(PRESETS))
+        check_choice("family", self.family, available_network_families())
         check_number("total_timesteps", self.total_timesteps, low=1, integer=True)
         check_number("seed", self.seed, low=0, integer=True)
+        check_number("n_envs", self.n_envs, low=1, integer=True)
         check_number("n_steps", self.n_steps, low=2, integer=True)
         check_number("batch_size", self.batch_size, low=2, integer=True)
         check_number("n_epochs", self.n_epochs, low=1, integer=True)
         check_number("learning_rate", self.learning_rate, low=0.0, low_inclusive=False)
         check_number("gamma", self.gamma, low=0.0, high=1.0)
         check_number("ent_coef", self.ent_coef, low=0.0)
+        for width in self.policy_hidden:
+            check_number("policy_hidden", width, low=1, integer=True)
         check_number("checkpoint_every", self.checkpoint_every, low=1, integer=True)
+        check_number("eval_every", self.eval_every, low=0, integer=True)
+        check_number("eval_episodes", self.eval_episodes, low=1, integer=True)
         check_number("eval_seeds", self.eval_seeds, low=1, integer=True)
         for t in self.eval_targets:
             check_number("eval_targets", t, low=0.0, high=1.0, low_inclusive=False)
         for s in self.eval_selectors:
             check_choice("eval_selectors", s, ("magnitude", "random"))
+        for name in self.networks:
+            parse_network(name)
+        check_choice("backend", self.backend, BACKENDS)
+        check_number("workers", self.workers, low=0, integer=True)
+        for name in self.policies:
+            check_choice("policies", name, (*POLICY_GROUPS, *available_policies()))
 
     def env_kwargs(self, **overrides: Any) -> dict[str, Any]:
-        """The ``EnvConfig`` fields of the training env (validated when the env is built)."""
+        """The ``EnvConfig`` fields shared by every network (the network comes from the family's specs)."""
         kwargs = {
-            "network": self.network,
             "dataset": self.dataset,
             "selector": self.selector,
             "target_density": self.target_density,
@@ -76,39 +125,86 @@ class TrainConfig:
             "total_iterations": self.total_iterations,
             "decision_interval": self.decision_interval,
             "device": self.device,
+            "data_root": self.data_root,
+            "precision": self.precision,
         }
         kwargs.update(overrides)
         return kwargs
+
+    def baseline_names(self) -> tuple[str, ...]:
+        """The registered baselines ``policies`` selects (groups expanded, registry order, no duplicates)."""
+        groups = {
+            "all": available_policies(),
+            "schedules": available_policies("schedule"),
+            "criteria": available_policies("criterion"),
+            "none": (),
+        }
+        chosen = {n for name in self.policies for n in groups.get(name, (name,))}
+        return tuple(n for n in available_policies() if n in chosen)
 
     def to_json(self) -> str:
         """The config as JSON (saved in the run folder)."""
         return json.dumps(dataclasses.asdict(self), indent=2)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """An ``argparse`` parser with one ``--flag`` per :class:`TrainConfig` field, help from its metadata."""
+MODES = ("train", "evaluate")
+POLICY_GROUPS = ("all", "schedules", "criteria", "none")
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "long": {
+        "total_timesteps": 30000,
+        "run_dir": "runs/long",
+        "n_steps": 100,
+        "batch_size": 100,
+        "eval_every": 3000,
+        "eval_episodes": 2,
+        "eval_seeds": 5,
+        "checkpoint_every": 1000,
+    },
+}
+"""Named sets of defaults: ``--preset long`` is the headline run; flags given explicitly still win."""
+
+
+def build_parser(preset: str = "default") -> argparse.ArgumentParser:
+    """An ``argparse`` parser with one ``--flag`` per :class:`TrainConfig` field, defaults from ``preset``."""
     parser = argparse.ArgumentParser(
         prog="train_agent.py",
-        description="Train a PPO agent to schedule per-layer densities of a network in training, then compare it "
-        "with the handcrafted schedules. Writes TensorBoard events, the model, results.csv/.md and plots.",
+        description="Train a PPO agent to schedule per-layer densities of networks in training (sampled from a "
+        "family's train split), then compare it with every handcrafted schedule and criterion on the family's "
+        "held-out networks; or (evaluate) run a saved model and the baselines on chosen networks and seeds. "
+        "Writes TensorBoard events, the model, results.csv/.md and plots.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    defaults = PRESETS.get(preset, {})
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         hint = hints[f.name]
+        default = defaults.get(f.name, f.default)
         if hint is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=f.metadata["help"])
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=f.metadata["help"])
         elif typing.get_origin(hint) is tuple:
             item = typing.get_args(hint)[0]
-            parser.add_argument(flag, nargs="+", type=item, default=f.default, help=f.metadata["help"])
-        else:
-            parser.add_argument(flag, type=hint, default=f.default, help=f.metadata["help"])
+            parser.add_argument(flag, nargs="*", type=item, default=default, help=f.metadata["help"])
+        else:  # ``X | None`` parses as X (None is the default only)
+            kind = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
+            parser.add_argument(flag, type=kind, default=default, help=f.metadata["help"])
     return parser
 
 
 def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
-    """Parse the command line into a :class:`TrainConfig` (``ValueError`` on a bad value)."""
-    ns = build_parser().parse_args(argv)
+    """Parse the command line into a :class:`TrainConfig` (``ValueError`` on a bad value).
+
+    A leading ``train`` or ``evaluate`` word is the same as ``--mode``. ``--preset`` is read first and sets the
+    defaults of the other flags.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in MODES:
+        args = ["--mode", args[0], *args[1:]]
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--preset", default="default")
+    preset = first.parse_known_args(args)[0].preset
+    check_choice("preset", preset, tuple(PRESETS))
+    ns = build_parser(preset).parse_args(args)
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in vars(ns).items()}
     return TrainConfig(**values)

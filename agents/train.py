@@ -1,126 +1,292 @@
-"""Train PPO on the schedule env, then compare it with every handcrafted schedule (what train_agent.py runs)."""
+"""Train PPO on a family's train split, then compare on its held-out split (what ``train_agent.py`` runs).
+
+``train`` mode: PPO with :class:`agents.policy.LayerwisePolicy` on ``n_envs`` :class:`FamilyEnv` copies
+(subprocess vector envs when more than one), each sampling a network of the family's train split every
+episode; periodic evaluation on the held-out split keeps ``best_model.zip``; checkpoints every
+``checkpoint_every`` timesteps; then every handcrafted schedule, every criterion method and the learned policy
+run on every held-out network with the same seeds, and the report is written. ``evaluate`` mode runs a saved
+model and the chosen baselines on chosen networks and seeds, and writes the same report.
+
+The learned policy in the comparison is ``best_model.zip`` when periodic evaluation ran (selected on held-out
+*validation* accuracy with seeds 2000+, apart from the comparison's seeds), else the final ``model.zip``.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
+import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.monitor import Monitor
-from tqdm.auto import tqdm
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
-from agents.callbacks import AtomicCheckpointCallback, EpisodeStatsCallback, save_model_atomic
+from agents.callbacks import (
+    AtomicCheckpointCallback,
+    EpisodeStatsCallback,
+    HeldoutEvalCallback,
+    HParamsCallback,
+    save_model_atomic,
+)
 from agents.config import TrainConfig
-from baselines import available_policies, make_policy
+from agents.policy import LayerwisePolicy, load_agent
+from baselines import available_policies, env_kwargs, make_policy
 from sparsity_gym.config import EnvConfig
-from sparsity_gym.env import SparsityEnv
-from sparsity_gym.evaluation import EpisodeResult, evaluate, seeds_from
+from sparsity_gym.evaluation import EpisodeResult, seeds_from
+from sparsity_gym.families import Family, NetworkSpec, get_family, parse_network
+from sparsity_gym.grid import GridJob, run_grid
 from sparsity_gym.io import atomic_write_text
-from sparsity_gym.report import plot_accuracy_vs_cost, plot_schedules, summarize, write_csv, write_markdown
+from sparsity_gym.report import (
+    headline,
+    plot_accuracy_vs_cost,
+    plot_schedules,
+    summarize,
+    write_csv,
+    write_markdown,
+)
+from sparsity_gym.wrappers import FamilyEnv
 
 TB_NAME = "PPO"
+LEARNED = "ppo"
+SELECTION_SEED_START = 2000
 
 
-def train_ppo(cfg: TrainConfig, run_dir: Path) -> PPO:
-    """Train (or resume) PPO on the training env; the final model is saved to ``run_dir/model.zip``."""
-    env_cfg = EnvConfig(**cfg.env_kwargs())
-    vec_env = make_vec_env(lambda: Monitor(SparsityEnv(config=env_cfg)), n_envs=1, seed=cfg.seed)
+def _family_env(specs: tuple[NetworkSpec, ...], kwargs: dict[str, Any], threads: int) -> FamilyEnv:
+    """One training env (runs inside a vector-env worker: ``threads`` torch threads for this process)."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    return FamilyEnv(specs, kwargs)
+
+
+def make_train_env(cfg: TrainConfig, family: Family) -> VecEnv:
+    """``n_envs`` Monitor-wrapped :class:`FamilyEnv` on the train split, seeded ``seed + i``."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = max(1, cores // cfg.n_envs) if cfg.n_envs > 1 else 0
+    factory = functools.partial(_family_env, tuple(family.train), cfg.env_kwargs(), threads)
+    vec_cls = SubprocVecEnv if cfg.n_envs > 1 else DummyVecEnv
+    return make_vec_env(factory, n_envs=cfg.n_envs, seed=cfg.seed, vec_env_cls=vec_cls)
+
+
+def train_ppo(cfg: TrainConfig, run_dir: Path, family: Family) -> tuple[PPO, dict[str, Any]]:
+    """Train (or resume) PPO; the final model goes to ``run_dir/model.zip``. Returns it and the checkpoint state."""
+    vec_env = make_train_env(cfg, family)
+    threads = torch.get_num_threads()
+    if cfg.n_envs > 1:
+        # The envs train in their own processes; PPO's tiny updates here gain nothing from intra-op threads,
+        # whose spin-waiting took a whole core from the env workers (the default run went 10x slower).
+        torch.set_num_threads(1)
     checkpoint = run_dir / "checkpoints" / "last.zip"
-    if cfg.resume and checkpoint.exists():
-        model = PPO.load(checkpoint, env=vec_env, device="cpu", tensorboard_log=str(run_dir / "tb"))
-        # A resumed run draws training episodes from a fresh stream, so it does not replay seen ones.
-        vec_env.seed(cfg.seed + model.num_timesteps)
-        print(f"resuming from {checkpoint} at timestep {model.num_timesteps}")
-    else:
-        model = PPO(
-            "MlpPolicy",
-            vec_env,
-            n_steps=cfg.n_steps,
-            batch_size=cfg.batch_size,
-            n_epochs=cfg.n_epochs,
-            learning_rate=cfg.learning_rate,
-            gamma=cfg.gamma,
-            ent_coef=cfg.ent_coef,
-            seed=cfg.seed,
-            device="cpu",
-            tensorboard_log=str(run_dir / "tb"),
-        )
-    remaining = cfg.total_timesteps - model.num_timesteps
-    if remaining > 0:
-        layer_names = vec_env.get_attr("layer_names")[0]
-        callbacks = [
-            EpisodeStatsCallback(layer_names),
-            AtomicCheckpointCallback(checkpoint.parent, cfg.checkpoint_every),
-        ]
-        model.learn(
-            remaining,
-            callback=callbacks,
-            tb_log_name=TB_NAME,
-            reset_num_timesteps=not cfg.resume,
-            progress_bar=cfg.progress_bar,
-        )
-        callbacks[1].save()
-    save_model_atomic(model, run_dir / "model.zip")
-    vec_env.close()
-    return model
+    state_path = checkpoint.parent / "state.json"
+    state: dict[str, Any] = {"num_timesteps": 0, "episodes": 0}
+    try:
+        if cfg.resume and checkpoint.exists():
+            model = PPO.load(checkpoint, env=vec_env, device="cpu", tensorboard_log=str(run_dir / "tb"))
+            if state_path.exists():
+                state.update(json.loads(state_path.read_text()))
+            # A resumed run draws training episodes from a fresh stream, so it does not replay seen ones.
+            vec_env.seed(cfg.seed + model.num_timesteps)
+            print(f"resuming from {checkpoint} at timestep {model.num_timesteps}")
+        else:
+            feature_names = vec_env.get_attr("feature_names")[0]
+            model = PPO(
+                LayerwisePolicy,
+                vec_env,
+                n_steps=cfg.n_steps,
+                batch_size=cfg.batch_size,
+                n_epochs=cfg.n_epochs,
+                learning_rate=cfg.learning_rate,
+                gamma=cfg.gamma,
+                ent_coef=cfg.ent_coef,
+                seed=cfg.seed,
+                device="cpu",
+                tensorboard_log=str(run_dir / "tb"),
+                policy_kwargs={"hidden": cfg.policy_hidden, "feature_names": feature_names},
+            )
+        remaining = cfg.total_timesteps - model.num_timesteps
+        checkpoints = AtomicCheckpointCallback(checkpoint.parent, cfg.checkpoint_every, episodes=state["episodes"])
+        if remaining > 0:
+            callbacks = [
+                HParamsCallback(json.loads(cfg.to_json())),
+                EpisodeStatsCallback(),
+                HeldoutEvalCallback(
+                    family.heldout,
+                    cfg.env_kwargs(),
+                    seeds_from(SELECTION_SEED_START, cfg.eval_episodes),
+                    cfg.eval_every,
+                    run_dir / "best_model.zip",
+                ),
+                checkpoints,
+            ]
+            model.learn(
+                remaining,
+                callback=callbacks,
+                tb_log_name=TB_NAME,
+                reset_num_timesteps=not cfg.resume,
+                progress_bar=cfg.progress_bar,
+            )
+            checkpoints.save()
+        state = {"num_timesteps": int(model.num_timesteps), "episodes": int(checkpoints.episodes)}
+        save_model_atomic(model, run_dir / "model.zip")
+    finally:
+        vec_env.close()
+        torch.set_num_threads(threads)
+    return model, state
 
 
-def compare(cfg: TrainConfig, model: PPO) -> list[EpisodeResult]:
-    """Every handcrafted schedule and the PPO agent on every (selector, target) setting, same seeds."""
-    schedules = available_policies("schedule")
-    settings = [(s, t) for t in cfg.eval_targets for s in cfg.eval_selectors]
+def _baseline_factory(name: str) -> Callable[[Any], Any]:
+    return functools.partial(make_policy, name)
+
+
+def comparison_jobs(
+    cfg: TrainConfig, specs: Sequence[NetworkSpec], split_of: Callable[[NetworkSpec], str], model_path: Path | None
+) -> list[GridJob]:
+    """Every chosen baseline and the learned policy on every network, with the same seeds.
+
+    Schedules and the learned policy run at every (selector, target) of the comparison; a criterion method
+    runs once per network with the env settings it needs (``baselines.env_kwargs(name)``).
+    """
     seeds = seeds_from(cfg.eval_seed_start, cfg.eval_seeds)
-    total = len(settings) * (len(schedules) + 1) * len(seeds)
-    results: list[EpisodeResult] = []
-    with tqdm(total=total, desc="evaluating", unit="episode", disable=not cfg.progress_bar) as bar:
-        for selector, target in settings:
-            kwargs = cfg.env_kwargs(selector=selector, target_density=target)
-            for name in schedules:
-                factory = lambda env, n=name: make_policy(n, env)  # noqa: E731
-                results += evaluate(factory, kwargs, seeds, name, split="train", progress_bar=bar)
-            results += evaluate(model, kwargs, seeds, "ppo", split="train", progress_bar=bar)
-    return results
+    chosen = cfg.baseline_names()
+    schedules = [n for n in available_policies("schedule") if n in chosen]
+    criteria = [n for n in available_policies("criterion") if n in chosen]
+    jobs = []
+    for spec in specs:
+        base = {**cfg.env_kwargs(), **spec.env_kwargs()}
+        common = {"seeds": seeds, "split": split_of(spec), "network": spec.name}
+        for target in cfg.eval_targets:
+            for selector in cfg.eval_selectors:
+                config = {**base, "selector": selector, "target_density": target}
+                jobs += [GridJob(n, _baseline_factory(n), config, **common) for n in schedules]
+                if model_path is not None:
+                    jobs.append(GridJob(LEARNED, functools.partial(load_agent, str(model_path)), config, **common))
+        jobs += [GridJob(n, _baseline_factory(n), {**base, **env_kwargs(n)}, **common) for n in criteria]
+    return jobs
 
 
-def write_reports(cfg: TrainConfig, results: list[EpisodeResult], run_dir: Path) -> list[dict]:
-    """``results.csv`` (mean ± std), ``episodes.csv`` (one row per episode), ``results.md`` and the plots."""
+def compare(
+    cfg: TrainConfig, specs: Sequence[NetworkSpec], split_of: Callable[[NetworkSpec], str], model_path: Path | None
+) -> list[EpisodeResult]:
+    """Run :func:`comparison_jobs` with ``sparsity_gym.grid.run_grid`` on ``cfg.backend``."""
+    jobs = comparison_jobs(cfg, specs, split_of, model_path)
+    return run_grid(jobs, backend=cfg.backend, workers=cfg.workers or None, progress=cfg.progress_bar)
+
+
+def write_reports(
+    cfg: TrainConfig, results: list[EpisodeResult], run_dir: Path, title: str, notes: Sequence[str] = ()
+) -> list[dict]:
+    """``results.csv`` (mean ± std), ``episodes.csv``, ``results.md`` (with the headline) and the plots."""
     rows = summarize(results)
     write_csv(run_dir / "results.csv", rows)
     write_csv(run_dir / "episodes.csv", [r.row() for r in results])
-    title = (
-        f"sparsity-gym comparison: PPO trained on {cfg.network}/{cfg.dataset}, selector {cfg.selector}, "
-        f"target density {cfg.target_density}, {cfg.total_timesteps} timesteps"
+    summary = headline(
+        results, cfg.selector, cfg.target_density, learned=LEARNED, baselines=available_policies("schedule")
     )
-    write_markdown(run_dir / "results.md", rows, title=title)
-    # The schedules of the setting PPO trained on, or of the first one compared if that one was not.
+    write_markdown(run_dir / "results.md", rows, title=title, preamble=[*notes, "", summary])
+    # Schedules of the setting PPO trained on (or of the first one compared), one plot per network.
     setting = (cfg.selector, cfg.target_density)
     if not any((r.selector, r.target_density) == setting for r in results):
         setting = (results[0].selector, results[0].target_density)
-    plot_schedules(
-        run_dir / "schedules.png",
-        [r for r in results if (r.selector, r.target_density) == setting],
-        title=f"{cfg.network}, selector {setting[0]}, target density {setting[1]}",
-    )
-    plot_accuracy_vs_cost(run_dir / "accuracy_vs_density.png", rows, title=f"{cfg.network} on {cfg.dataset}")
+    for i, network in enumerate(dict.fromkeys(r.network for r in results)):
+        chosen = [r for r in results if (r.selector, r.target_density) == setting and r.network == network]
+        if not chosen:
+            continue
+        label = f"{network} ({chosen[0].split}), selector {setting[0]}, target density {setting[1]}"
+        plot_schedules(run_dir / f"schedules_{network}.png", chosen, title=label)
+        if i == 0:
+            plot_schedules(run_dir / "schedules.png", chosen, title=label)
+    plot_accuracy_vs_cost(run_dir / "accuracy_vs_density.png", rows, title=f"{cfg.dataset}: every method")
     return rows
 
 
-def run(cfg: TrainConfig) -> Path:
-    """Train, compare, report; return the run folder."""
+def _prepare(cfg: TrainConfig) -> Path:
     EnvConfig(**cfg.env_kwargs())  # fail fast on a bad env value, before any work
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     for stale in run_dir.rglob(".*.tmp"):  # left by a run killed while writing; the targets are intact
         stale.unlink()
+    return run_dir
+
+
+def _split_labeller(family: Family) -> Callable[[NetworkSpec], str]:
+    train = {s.name for s in family.train}
+    heldout = {s.name for s in family.heldout}
+    return lambda spec: "heldout" if spec.name in heldout else "train" if spec.name in train else "user"
+
+
+def _networks(cfg: TrainConfig, family: Family) -> tuple[NetworkSpec, ...]:
+    return tuple(parse_network(n) for n in cfg.networks) if cfg.networks else family.heldout
+
+
+def run_train(cfg: TrainConfig) -> Path:
+    """Train on the family's train split, compare on its held-out split, report; return the run folder."""
+    run_dir = _prepare(cfg)
     atomic_write_text(run_dir / "config.json", cfg.to_json())
+    family = get_family(cfg.family)
     start = time.perf_counter()
-    model = train_ppo(cfg, run_dir)
+    _, state = train_ppo(cfg, run_dir, family)
     train_time = time.perf_counter() - start
-    results = compare(cfg, model)
-    write_reports(cfg, results, run_dir)
-    timing = {"train_seconds": train_time, "total_seconds": time.perf_counter() - start}
+    best = run_dir / "best_model.zip"
+    model_path = best if cfg.eval_every and best.exists() else run_dir / "model.zip"
+    chosen = "final model"
+    if model_path == best:
+        info = json.loads((run_dir / "best_model.json").read_text())
+        chosen = (
+            f"best_model.zip (timestep {info['num_timesteps']}, "
+            f"held-out validation accuracy {info['val_accuracy']:.4f})"
+        )
+    specs = _networks(cfg, family)
+    results = compare(cfg, specs, _split_labeller(family), model_path)
+    notes = [
+        f"Trained on the `{cfg.family}` family's train split ({', '.join(s.name for s in family.train)}) for "
+        f"{state['num_timesteps']} timesteps = **{state['episodes']} training episodes**; compared on "
+        f"{', '.join(s.name for s in specs)}, seeds {cfg.eval_seed_start}-{cfg.eval_seed_start + cfg.eval_seeds - 1}.",
+        f"Learned policy (`{LEARNED}`): {chosen}.",
+    ]
+    title = (
+        f"sparsity-gym comparison: PPO trained on family {cfg.family} ({cfg.dataset}), selector {cfg.selector}, "
+        f"target density {cfg.target_density}"
+    )
+    write_reports(cfg, results, run_dir, title, notes)
+    timing = {"train_seconds": train_time, "total_seconds": time.perf_counter() - start, **state}
     atomic_write_text(run_dir / "timing.json", json.dumps(timing, indent=2))
     print(f"done in {timing['total_seconds']:.0f}s: {run_dir}/results.md; tensorboard --logdir {run_dir}/tb")
     return run_dir
+
+
+def run_evaluate(cfg: TrainConfig) -> Path:
+    """Run a saved model and the chosen baselines on ``cfg.networks`` (default: held-out split) and report."""
+    run_dir = _prepare(cfg)
+    family = get_family(cfg.family)
+    if cfg.model:
+        model_path: Path | None = Path(cfg.model)
+        if not model_path.exists():
+            raise ValueError(f"model={cfg.model!r} is not allowed: no such file; expected a model.zip saved by PPO")
+    else:
+        found = [p for p in (run_dir / "best_model.zip", run_dir / "model.zip") if p.exists()]
+        model_path = found[0] if found else None
+    start = time.perf_counter()
+    specs = _networks(cfg, family)
+    results = compare(cfg, specs, _split_labeller(family), model_path)
+    seeds = f"seeds {cfg.eval_seed_start}-{cfg.eval_seed_start + cfg.eval_seeds - 1}"
+    notes = [
+        f"Evaluation of `{model_path}` (`{LEARNED}`)" if model_path else "No model: baselines only",
+        f"on {', '.join(s.name for s in specs)}, {seeds}.",
+    ]
+    write_reports(cfg, results, run_dir, f"sparsity-gym evaluation on {cfg.dataset}", [" ".join(notes)])
+    print(f"done in {time.perf_counter() - start:.0f}s: {run_dir}/results.md")
+    return run_dir
+
+
+RUNNERS: dict[str, Callable[[TrainConfig], Path]] = {"train": run_train, "evaluate": run_evaluate}
+
+
+def run(cfg: TrainConfig) -> Path:
+    """Run ``cfg.mode`` (``train`` or ``evaluate``); return the run folder."""
+    return RUNNERS[cfg.mode](cfg)

@@ -190,6 +190,8 @@ class EnvConfig:
         from sparsity_gym.data import available_datasets
         from sparsity_gym.masking import available_regrowth, available_selectors
         from sparsity_gym.networks import available_networks
+        from sparsity_gym.vision_data import SPECS as VISION_SPECS
+        from sparsity_gym.vision_data import check_data_root
 
         if isinstance(self.network, str):
             check_choice("network", self.network, available_networks())
@@ -198,6 +200,8 @@ class EnvConfig:
                 f"network={self.network!r} is not allowed; expected a zoo name or a callable returning nn.Module"
             )
         check_choice("dataset", self.dataset, available_datasets())
+        if self.dataset in VISION_SPECS:  # files on disk: checked now, not when the first env loads them
+            check_data_root(self.dataset, self.data_root)
         check_number("data_seed", self.data_seed, low=0, integer=True)
         check_choice("granularity", self.granularity, GRANULARITIES)
         check_choice("selector", self.selector, available_selectors())

@@ -61,12 +61,12 @@ def _method_label(row: dict[str, Any]) -> str:
     return label if row["granularity"] == "weight" else f"{label} ({row['granularity']})"
 
 
-def markdown(rows: Sequence[dict[str, Any]], title: str = "Results") -> str:
-    """Markdown tables per (split, network).
+def markdown(rows: Sequence[dict[str, Any]], title: str = "Results", preamble: Sequence[str] = ()) -> str:
+    """Markdown tables per (split, network), after ``preamble`` (lines of Markdown, e.g. :func:`headline`).
 
     First test accuracy (%) mean ± std by target density × policy × method, then every metric per row.
     """
-    out = [f"# {title}", ""]
+    out = [f"# {title}", "", *preamble, ""]
     by_net: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
         by_net[(row["split"], row["network"])].append(row)
@@ -104,9 +104,89 @@ def _target_key(target: float | None) -> float:
     return 2.0 if target is None else float(target)
 
 
-def write_markdown(path: str | Path, rows: Sequence[dict[str, Any]], title: str = "Results") -> Path:
+def write_markdown(
+    path: str | Path, rows: Sequence[dict[str, Any]], title: str = "Results", preamble: Sequence[str] = ()
+) -> Path:
     """Write :func:`markdown` of ``rows`` atomically."""
-    return atomic_write_text(path, markdown(rows, title))
+    return atomic_write_text(path, markdown(rows, title, preamble))
+
+
+def _pooled_sd(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.sqrt((_std(a) ** 2 + _std(b) ** 2) / 2.0))
+
+
+def _versus(label: str, learned: np.ndarray, best_name: str, best: np.ndarray) -> str:
+    diff = 100 * (learned.mean() - best.mean())
+    sd = 100 * _pooled_sd(learned, best)
+    in_sd = f"{diff / sd:+.2f} pooled standard deviations" if sd > 0 else "standard deviation 0"
+    verdict = "**wins**" if diff >= 0 else "**does not win**"
+    return (
+        f"| {label} | {100 * learned.mean():.2f} ± {100 * _std(learned):.2f} | {best_name} | "
+        f"{100 * best.mean():.2f} ± {100 * _std(best):.2f} | {diff:+.2f} ({in_sd}) | {verdict} |"
+    )
+
+
+def headline(
+    results: Sequence[EpisodeResult],
+    selector: str,
+    target: float | None,
+    learned: str = "ppo",
+    baselines: Sequence[str] = (),
+) -> str:
+    """Markdown: the learned policy against the best of ``baselines`` at one (selector, target) setting.
+
+    Uses the ``heldout`` split when it is present (else every network). Per network, "best" is the baseline with
+    the highest mean test accuracy over seeds; the last line pools the networks: each seed's accuracy averaged
+    over the networks, then mean ± std over seeds (only seeds every network has). The difference is in points
+    and in pooled standard deviations, sqrt((s_learned² + s_best²) / 2), both over seeds (ddof=1).
+    """
+    chosen = [r for r in results if r.selector == selector and r.target_density == target]
+    if any(r.split == "heldout" for r in chosen):
+        chosen = [r for r in chosen if r.split == "heldout"]
+    policies = {learned, *baselines}
+    chosen = [r for r in chosen if r.policy in policies]
+    label = SELECTOR_LABELS.get(selector, selector)
+    head = [
+        f"## Headline: `{learned}` against the best handcrafted schedule ({label}, target density {target})",
+        "",
+    ]
+    acc: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
+    for r in chosen:
+        acc[(r.network, r.policy)][r.seed] = r.test_accuracy
+    networks = list(dict.fromkeys(r.network for r in chosen))
+    if not any(net for net, pol in acc if pol == learned) or not any(pol != learned for _, pol in acc):
+        return "\n".join([*head, f"No `{learned}` or no baseline results at this setting."])
+    lines = [
+        *head,
+        f"Test accuracy (%), mean ± std over seeds; split: {chosen[0].split}.",
+        "",
+        "| Network | Learned | Best handcrafted | Its accuracy | Learned − best (points) | Verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+
+    def best_of(per_policy: dict[str, np.ndarray]) -> tuple[str, np.ndarray]:
+        return max(((p, v) for p, v in per_policy.items() if p != learned), key=lambda pv: pv[1].mean())
+
+    pooled: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for net in networks:
+        per_policy = {p: np.array(list(acc[(n, p)].values())) for (n, p) in acc if n == net}
+        for (n, p), by_seed in acc.items():
+            if n == net:
+                for seed, value in by_seed.items():
+                    pooled[p][seed].append(value)
+        if learned in per_policy and len(per_policy) > 1:
+            name, best = best_of(per_policy)
+            lines.append(_versus(net, per_policy[learned], name, best))
+    if len(networks) > 1:
+        full = {
+            p: np.array([np.mean(v) for v in by_seed.values() if len(v) == len(networks)])
+            for p, by_seed in pooled.items()
+        }
+        full = {p: v for p, v in full.items() if len(v)}
+        if learned in full and len(full) > 1:
+            name, best = best_of(full)
+            lines.append(_versus(f"all {len(networks)} networks (mean)", full[learned], name, best))
+    return "\n".join(lines)
 
 
 def plot_schedules(path: str | Path, results: Sequence[EpisodeResult], title: str = "") -> Path:
@@ -141,13 +221,18 @@ def plot_schedules(path: str | Path, results: Sequence[EpisodeResult], title: st
 
 
 def plot_accuracy_vs_cost(path: str | Path, rows: Sequence[dict[str, Any]], title: str = "") -> Path:
-    """Test accuracy against final density and against inference FLOPs fraction, every policy and method."""
+    """Test accuracy against final density and against inference FLOPs fraction, every policy and method.
+
+    One row of two panels per network (its split in the title); colour: policy, marker: method.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    networks = list(dict.fromkeys((row["split"], row["network"]) for row in rows))
+    fig, grid = plt.subplots(len(networks), 2, figsize=(10, 3.6 * len(networks)), squeeze=False)
+    panel = {net: grid[i] for i, net in enumerate(networks)}
     policies = sorted({row["policy"] for row in rows})
     methods = sorted({_method_label(row) for row in rows})
     colors = {p: plt.get_cmap("tab10")(i % 10) for i, p in enumerate(policies)}
@@ -161,16 +246,19 @@ def plot_accuracy_vs_cost(path: str | Path, rows: Sequence[dict[str, Any]], titl
             "linestyle": "none",
             "markersize": 9 if row["policy"].startswith("ppo") else 6,
         }
+        axes = panel[(row["split"], row["network"])]
         axes[0].errorbar(row["final_density_mean"], acc, yerr=err, **style)
         axes[1].errorbar(row["inference_flops_mean"] / row["dense_flops"], acc, yerr=err, **style)
     handles = [plt.Line2D([], [], color=colors[p], marker="o", linestyle="none", label=p) for p in policies]
     handles += [
         plt.Line2D([], [], color="grey", marker=markers.get(m, "o"), linestyle="none", label=m) for m in methods
     ]
-    axes[1].legend(handles=handles, fontsize=7, loc="lower right")
-    axes[0].set_xlabel("final density")
-    axes[1].set_xlabel("inference FLOPs / dense")
-    axes[0].set_ylabel("test accuracy (%)")
+    grid[0, 1].legend(handles=handles, fontsize=7, loc="lower right")
+    for (split, network), axes in panel.items():
+        axes[0].set_title(f"{network} ({split} split)", fontsize=9)
+        axes[0].set_xlabel("final density")
+        axes[1].set_xlabel("inference FLOPs / dense")
+        axes[0].set_ylabel("test accuracy (%)")
     fig.suptitle(title)
     fig.tight_layout()
     return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png")) and _close(fig, path)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from baselines import make_policy
-from sparsity_gym.evaluation import evaluate
-from sparsity_gym.report import markdown, plot_accuracy_vs_cost, plot_schedules, summarize, write_csv
+from sparsity_gym.evaluation import EpisodeResult, evaluate
+from sparsity_gym.report import headline, markdown, plot_accuracy_vs_cost, plot_schedules, summarize, write_csv
 
 
 @pytest.fixture(scope="module")
@@ -47,3 +47,40 @@ def test_plots_are_pngs(results, tmp_path):
         plot_accuracy_vs_cost(tmp_path / "a.png", summarize(results)),
     ):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _result(policy, network, seed, acc, split="heldout"):
+    return EpisodeResult(
+        policy=policy,
+        network=network,
+        split=split,
+        seed=seed,
+        selector="magnitude",
+        granularity="weight",
+        target_density=0.1,
+        test_accuracy=acc,
+        val_accuracy=acc,
+        final_density=0.1,
+        inference_flops=10,
+        dense_flops=100,
+        training_flops=1000,
+        wall_time_s=1.0,
+        diverged=False,
+        invalid_actions=0,
+        progress=[0.0, 0.5],
+        schedule=[[0.5, 0.5], [0.1, 0.1]],
+    )
+
+
+def test_headline_compares_with_the_best_schedule_in_standard_deviations():
+    accs = {"ppo": [0.64, 0.63, 0.62], "constant": [0.62, 0.63, 0.61], "cubic": [0.50, 0.52, 0.51]}
+    results = [_result(p, "net_a", s, a) for p, values in accs.items() for s, a in enumerate(values)]
+    results += [_result(p, "net_b", s, a - 0.1) for p, values in accs.items() for s, a in enumerate(values)]
+    results.append(_result("ppo", "net_train", 0, 0.99, split="train"))  # other splits are left out
+    text = headline(results, "magnitude", 0.1, learned="ppo", baselines=("constant", "cubic"))
+    diff = 100 * (np.mean(accs["ppo"]) - np.mean(accs["constant"]))
+    pooled = 100 * np.sqrt((np.var(accs["ppo"], ddof=1) + np.var(accs["constant"], ddof=1)) / 2)
+    assert f"| net_a | 63.00 ± 1.00 | constant | 62.00 ± 1.00 | {diff:+.2f} ({diff / pooled:+.2f} pooled" in text
+    assert "all 2 networks (mean)" in text and "**wins**" in text and "net_train" not in text
+    worse = [_result("ppo", "net_a", s, 0.3) for s in range(3)] + [r for r in results if r.policy == "cubic"]
+    assert "**does not win**" in headline(worse, "magnitude", 0.1, baselines=("cubic",))

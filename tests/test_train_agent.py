@@ -7,11 +7,40 @@ import pytest
 from cli_helpers import TINY_ARGS
 from cli_helpers import run as train_agent
 
+from agents.config import PRESETS, TrainConfig, parse_args
+from baselines import available_policies
+
 
 def test_help_explains_the_flags():
     out = train_agent("--help").stdout
-    for flag in ("--total-timesteps", "--run-dir", "--seed", "--device", "--resume"):
+    for flag in ("--total-timesteps", "--run-dir", "--seed", "--device", "--resume", "--family", "--n-envs"):
         assert flag in out
+    for flag in ("--eval-every", "--preset", "--mode", "--networks", "--model", "--policies"):
+        assert flag in out
+
+
+def test_presets_set_defaults_and_flags_win():
+    long = parse_args(["--preset", "long"])
+    assert long.total_timesteps == PRESETS["long"]["total_timesteps"] and long.eval_seeds >= 5
+    assert parse_args(["--preset", "long", "--total-timesteps", "7"]).total_timesteps == 7
+    assert parse_args([]) == TrainConfig()
+    evaluate = parse_args(["evaluate", "--networks", "mlp_64x64", "cnn", "--policies", "criteria", "cubic"])
+    assert evaluate.mode == "evaluate" and evaluate.networks == ("mlp_64x64", "cnn")
+    assert set(evaluate.baseline_names()) == {*available_policies("criterion"), "cubic"}
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (("--family", "nope"), "family='nope'"),
+        (("--networks", "resnet_9"), "networks='resnet_9'"),
+        (("--policies", "magic"), "policies='magic'"),
+        (("--n-envs", "0"), "n_envs=0"),
+    ],
+)
+def test_bad_config_values_name_the_field(args, field):
+    with pytest.raises(ValueError, match=f"^{field}"):
+        parse_args(list(args))
 
 
 def test_bad_value_is_a_message_not_a_traceback(tmp_path):
@@ -21,9 +50,9 @@ def test_bad_value_is_a_message_not_a_traceback(tmp_path):
 
 
 @pytest.mark.slow
-def test_train_compare_and_resume(tmp_path):
+def test_train_compare_resume_and_evaluate(tmp_path):
     run = tmp_path / "run"
-    train_agent("--total-timesteps", "16", "--run-dir", str(run), *TINY_ARGS)
+    train_agent("--total-timesteps", "16", "--eval-every", "16", "--run-dir", str(run), *TINY_ARGS)
     for name in (
         "model.zip",
         "results.csv",
@@ -33,15 +62,36 @@ def test_train_compare_and_resume(tmp_path):
         "accuracy_vs_density.png",
         "checkpoints/last.zip",
         "config.json",
+        "best_model.zip",
+        "best_model.json",
     ):
         assert (run / name).exists(), name
     assert list((run / "tb").rglob("events.out.tfevents*"))
     with open(run / "results.csv") as fh:
-        policies = {row["policy"] for row in csv.DictReader(fh)}
-    assert policies == {"linear", "quadratic", "cubic", "cosine", "constant", "ppo"}
-    assert json.loads((run / "checkpoints/state.json").read_text())["num_timesteps"] == 16
-    # resume continues the timestep count and writes into the same TensorBoard run
-    out = train_agent("--total-timesteps", "24", "--run-dir", str(run), "--resume", *TINY_ARGS).stdout
+        rows = list(csv.DictReader(fh))
+    assert {row["policy"] for row in rows} == {*available_policies(), "ppo"}  # every schedule and criterion
+    assert {row["split"] for row in rows} == {"heldout"}
+    assert {row["network"] for row in rows} == {"mlp_192x192x192x192", "mlp_512", "cnn_16x32"}
+    state = json.loads((run / "checkpoints/state.json").read_text())
+    assert state["num_timesteps"] == 16 and state["episodes"] == 8  # 2 envs x 8 steps, 2 decisions an episode
+    assert "**8 training episodes**" in (run / "results.md").read_text()
+    # resume continues the timestep count and writes into the same TensorBoard run (2 envs x 8 steps a rollout)
+    resume = ("--total-timesteps", "32", "--run-dir", str(run), "--resume", *TINY_ARGS, "--policies", "constant")
+    out = train_agent(*resume, "--networks", "mlp_8").stdout
     assert "resuming from" in out and "at timestep 16" in out
-    assert json.loads((run / "checkpoints/state.json").read_text())["num_timesteps"] == 24
+    assert json.loads((run / "checkpoints/state.json").read_text()) == {"num_timesteps": 32, "episodes": 16}
     assert [p.name for p in (run / "tb").iterdir()] == ["PPO_1"]
+    # evaluate mode: the saved model and one baseline on networks of other depths, chosen seeds
+    out_dir = tmp_path / "eval"
+    train_agent(
+        *("evaluate", "--model", str(run / "model.zip"), "--run-dir", str(out_dir), "--networks", "mlp_6x6x6x6x6"),
+        *("cnn_4x4", "--policies", "cubic", "--eval-seeds", "2", "--eval-seed-start", "7", "--backend", "sequential"),
+        *TINY_ARGS[:6],
+        *("--eval-targets", "0.1", "--eval-selectors", "magnitude", "--no-progress-bar"),
+    )
+    with open(out_dir / "results.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {(r["policy"], r["network"], r["split"], r["seeds"]) for r in rows} == {
+        (p, n, "user", "2") for p in ("cubic", "ppo") for n in ("mlp_6x6x6x6x6", "cnn_4x4")
+    }
+    assert "Headline" in (out_dir / "results.md").read_text()

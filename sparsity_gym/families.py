@@ -1,0 +1,189 @@
+"""Named families of networks with a train split and a held-out split, and a seeded architecture generator.
+
+A learned schedule is only interesting if it transfers: the agent trains on the networks of a family's
+``train`` split (one is sampled at every episode, see :class:`sparsity_gym.wrappers.FamilyEnv`) and is
+reported on the ``heldout`` split, which training never sees. Networks are :class:`NetworkSpec` objects: a zoo
+name or a user factory plus its keyword arguments, with a readable name. Names written ``mlp_256x128`` or
+``cnn_16x32`` are parsed back into specs by :func:`parse_network` (widths of the hidden Linear layers, or the
+channels of the conv layers), so the command line can name any width and depth.
+
+Families (``available_network_families()``):
+
+* ``mlp`` (default): train on MLPs with 1–3 hidden layers of 128–256 units (2–4 prunable layers); held out:
+  a deeper MLP (5 prunable layers, more than any training network), a wider single-hidden-layer MLP and the
+  small conv net ``cnn_16x32`` (conv layers: never seen in training).
+* ``random``: :func:`random_mlp_specs` draws the train split from ``seed`` 0 and the held-out split from
+  seed 1 (architectures already in the train split are skipped), plus ``cnn_8x16``.
+
+Register more with :func:`register_network_family`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from sparsity_gym.registry import Registry
+from sparsity_gym.validation import check_choice, check_number
+
+SPLITS = ("train", "heldout")
+_SIZED = re.compile(r"^(?P<kind>mlp|cnn)_(?P<sizes>\d+(?:x\d+)*)$")
+_SIZE_ARGUMENT = {"mlp": "widths", "cnn": "channels"}
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """One network of a family: a zoo name or a factory, its keyword arguments and a readable name.
+
+    Attributes:
+        name: The name used in reports and on the command line (``mlp_256x256``, ``cnn_16x32``, a factory's
+            ``__name__``).
+        network: A zoo name or any callable returning an ``nn.Module`` (``EnvConfig.network``). A factory
+            used with subprocess vector envs must be picklable (a module-level function).
+        kwargs: ``EnvConfig.network_kwargs``.
+
+    """
+
+    name: str
+    network: str | Callable[..., Any]
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kwargs", MappingProxyType(dict(self.kwargs)))
+
+    def env_kwargs(self) -> dict[str, Any]:
+        """The ``EnvConfig`` fields that select this network."""
+        return {"network": self.network, "network_kwargs": dict(self.kwargs)}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # MappingProxyType does not pickle; subprocess vector envs send specs to their workers.
+        return (NetworkSpec, (self.name, self.network, dict(self.kwargs)))
+
+
+def sized(kind: str, sizes: Sequence[int]) -> NetworkSpec:
+    """The spec ``mlp_<w1>x<w2>...`` (hidden widths) or ``cnn_<c1>x<c2>...`` (conv channels)."""
+    check_choice("network", kind, tuple(_SIZE_ARGUMENT))
+    sizes = tuple(int(s) for s in sizes)
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"network sizes={sizes!r} are not allowed; expected one or more positive integers")
+    return NetworkSpec(f"{kind}_{'x'.join(map(str, sizes))}", kind, {_SIZE_ARGUMENT[kind]: sizes})
+
+
+def parse_network(name: str | Callable[..., Any] | NetworkSpec) -> NetworkSpec:
+    """A spec from ``mlp_256x128`` / ``cnn_16x32``, a zoo name (default arguments), a factory or a spec."""
+    if isinstance(name, NetworkSpec):
+        return name
+    if callable(name):
+        return NetworkSpec(getattr(name, "__name__", type(name).__name__), name)
+    match = _SIZED.match(name)
+    if match:
+        return sized(match["kind"], [int(s) for s in match["sizes"].split("x")])
+    from sparsity_gym.networks import available_networks
+
+    if name in available_networks():
+        return NetworkSpec(name, name)
+    raise ValueError(
+        f"networks={name!r} is not allowed; expected a zoo name {available_networks()!r} or a sized name such "
+        "as 'mlp_256x128' (hidden widths) or 'cnn_16x32' (conv channels)"
+    )
+
+
+@dataclass(frozen=True)
+class Family:
+    """A named set of networks: ``train`` (sampled during training) and ``heldout`` (never seen in training)."""
+
+    name: str
+    train: tuple[NetworkSpec, ...]
+    heldout: tuple[NetworkSpec, ...]
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.train or not self.heldout:
+            raise ValueError(f"family={self.name!r} needs at least one train and one held-out network")
+        shared = {s.name for s in self.train} & {s.name for s in self.heldout}
+        if shared:
+            raise ValueError(f"family={self.name!r}: networks {sorted(shared)} are in both splits")
+
+    def split(self, name: str) -> tuple[NetworkSpec, ...]:
+        """The networks of split ``name`` (``train`` or ``heldout``)."""
+        check_choice("split", name, SPLITS)
+        return self.train if name == "train" else self.heldout
+
+
+def random_mlp_specs(
+    rng: np.random.Generator,
+    count: int,
+    depths: tuple[int, int] = (1, 3),
+    widths: Sequence[int] = (64, 96, 128, 192, 256),
+    exclude: Sequence[str] = (),
+) -> tuple[NetworkSpec, ...]:
+    """``count`` distinct random MLPs: a depth in ``depths`` (inclusive, hidden layers), each width from ``widths``.
+
+    All randomness comes from ``rng``; names in ``exclude`` (and duplicates) are drawn again.
+    """
+    check_number("count", count, low=1, integer=True)
+    lo, hi = depths
+    check_number("depths", lo, low=1, integer=True)
+    check_number("depths", hi, low=lo, integer=True)
+    possible = sum(len(widths) ** d for d in range(lo, hi + 1)) - len(set(exclude))
+    if count > possible:
+        raise ValueError(f"count={count} is not allowed; at most {possible} distinct architectures can be drawn")
+    seen, specs = set(exclude), []
+    while len(specs) < count:
+        depth = int(rng.integers(lo, hi + 1))
+        spec = sized("mlp", [int(w) for w in rng.choice(np.asarray(widths), size=depth)])
+        if spec.name not in seen:
+            seen.add(spec.name)
+            specs.append(spec)
+    return tuple(specs)
+
+
+FamilyBuilder = Callable[[], Family]
+FAMILIES: Registry[FamilyBuilder] = Registry("family")
+
+
+def register_network_family(name: str) -> Callable[[FamilyBuilder], FamilyBuilder]:
+    """Register ``builder() -> Family`` under ``name`` (a decorator; built when asked for)."""
+    return FAMILIES.register(name)
+
+
+def available_network_families() -> tuple[str, ...]:
+    """Names accepted by :func:`get_family` (``--family``)."""
+    return FAMILIES.names()
+
+
+def get_family(name: str) -> Family:
+    """The family registered under ``name`` (``ValueError`` naming the allowed ones)."""
+    return FAMILIES.get(name)()
+
+
+@register_network_family("mlp")
+def mlp_family() -> Family:
+    """Train: 2–4-layer MLPs of widths 128–256. Held out: deeper (5 layers), wider (512) and the small CNN."""
+    return Family(
+        "mlp",
+        train=(sized("mlp", (256, 256)), sized("mlp", (128, 128)), sized("mlp", (256,)), sized("mlp", (128, 128, 128))),
+        heldout=(sized("mlp", (192, 192, 192, 192)), sized("mlp", (512,)), sized("cnn", (16, 32))),
+        description="MLPs of 1-3 hidden layers (128-256 units) to train on; a 4-hidden-layer MLP, a 512-unit "
+        "MLP and the small conv net held out",
+    )
+
+
+@register_network_family("random")
+def random_family(seed: int = 0, n_train: int = 8, n_heldout: int = 3) -> Family:
+    """Random MLPs: the train split drawn from ``seed``, the held-out split from ``seed + 1`` plus ``cnn_8x16``."""
+    train = random_mlp_specs(np.random.default_rng(seed), n_train)
+    heldout = random_mlp_specs(
+        np.random.default_rng(seed + 1), n_heldout, depths=(1, 4), exclude=[s.name for s in train]
+    )
+    return Family(
+        "random",
+        train=train,
+        heldout=(*heldout, sized("cnn", (8, 16))),
+        description=f"random MLPs (train: seed {seed}; held out: seed {seed + 1}, deeper allowed, and cnn_8x16)",
+    )
