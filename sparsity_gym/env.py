@@ -381,7 +381,10 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
         dtype = getattr(torch, self.config.precision)
         for _ in range(steps):
             x, y = self._next_batch()
-            with torch.autocast(self.device.type, dtype=dtype, enabled=autocast):
+            if autocast:
+                with torch.autocast(self.device.type, dtype=dtype):
+                    out = model(x)
+            else:
                 out = model(x)
             loss = F.cross_entropy(out.float(), y)
             opt.zero_grad(set_to_none=True)
