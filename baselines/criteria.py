@@ -31,16 +31,16 @@ Each method is a policy plus the env settings it needs (:func:`baselines.env_kwa
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
+from baselines.policies import FixedPolicy
 from sparsity_gym.criteria.dyno import DEFAULT_DELTA, clamp_prune_count, prune_grow_counts
 from sparsity_gym.validation import check_number
 
 
-class ConstantThresholdPolicy:
+class ConstantThresholdPolicy(FixedPolicy):
     """Ask every layer for the same threshold at every decision (SB3 ``predict`` signature)."""
 
     def __init__(self, env: gym.Env, threshold: float, name: str) -> None:
@@ -54,14 +54,8 @@ class ConstantThresholdPolicy:
         self.threshold = threshold
         self._action = np.full(base.action_space.shape, base.threshold_to_action(threshold), dtype=np.float32)
 
-    def predict(
-        self, observation: np.ndarray, state: Any = None, episode_start: Any = None, deterministic: bool = True
-    ) -> tuple[np.ndarray, Any]:
-        """The constant action, for one observation ``(L, F)`` or a batch ``(n, L, F)``."""
-        obs = np.asarray(observation)
-        if obs.ndim == 3:
-            return np.tile(self._action, (obs.shape[0], 1)), state
-        return self._action.copy(), state
+    def actions(self, observations: np.ndarray) -> np.ndarray:  # noqa: D102
+        return np.tile(self._action, (len(observations), 1))
 
 
 def make_neq_policy(env: gym.Env, eps: float = 1e-3) -> ConstantThresholdPolicy:
@@ -94,7 +88,7 @@ NEQ_ENV_KWARGS = {
 }
 
 
-class ContributionPolicy:
+class ContributionPolicy(FixedPolicy):
     """Prune rounds of ``ceil(fraction·N_active)`` neurons per hidden layer (SB3 ``predict`` signature).
 
     Args:
@@ -126,22 +120,13 @@ class ContributionPolicy:
         removed = np.ceil(self.fraction * active - 1e-9).astype(int)
         return np.where(prune, np.maximum(active - removed, 1), active)
 
-    def predict(
-        self, observation: np.ndarray, state: Any = None, episode_start: Any = None, deterministic: bool = True
-    ) -> tuple[np.ndarray, Any]:
-        """The densities of this decision, for one observation ``(L, F)`` or a batch ``(n, L, F)``."""
-        obs = np.asarray(observation, dtype=np.float64)
-        batched = obs.ndim == 3
-        obs = obs if batched else obs[None]
-        actions = np.stack(
-            [self._to_action(self.counts(o[0, self._progress], o[:, self._density]) / self.units) for o in obs]
+    def actions(self, observations: np.ndarray) -> np.ndarray:  # noqa: D102
+        return np.stack(
+            [
+                self._to_action(self.counts(o[0, self._progress], o[:, self._density]) / self.units)
+                for o in observations
+            ]
         )
-        return (actions if batched else actions[0]), state
-
-
-def make_contribution_policy(env: gym.Env, **kwargs: float) -> ContributionPolicy:
-    """The contribution-pruning policy (see :class:`ContributionPolicy` for the arguments)."""
-    return ContributionPolicy(env, **kwargs)
 
 
 CONTRIBUTION_ENV_KWARGS = {
@@ -152,7 +137,7 @@ CONTRIBUTION_ENV_KWARGS = {
 }
 
 
-class DynoPolicy:
+class DynoPolicy(FixedPolicy):
     """DYNO's per-layer prune and grow counts from the observed effective dimension (SB3 ``predict`` signature).
 
     Keeps φ* per layer and per episode (a new episode is recognised by progress 0); a batch of observations
@@ -198,13 +183,8 @@ class DynoPolicy:
             self.pending[row, i] = out[i] != n
         return out
 
-    def predict(
-        self, observation: np.ndarray, state: Any = None, episode_start: Any = None, deterministic: bool = True
-    ) -> tuple[np.ndarray, Any]:
-        """The densities of this decision, for one observation ``(L, F)`` or a batch ``(n, L, F)``."""
-        obs = np.asarray(observation, dtype=np.float64)
-        batched = obs.ndim == 3
-        obs = obs if batched else obs[None]
+    def actions(self, observations: np.ndarray) -> np.ndarray:  # noqa: D102
+        obs = observations
         if len(obs) != len(self.phi_star):
             self.phi_star = np.ones((len(obs), len(self.units)))
             self.pending = np.zeros((len(obs), len(self.units)), dtype=bool)
@@ -217,13 +197,7 @@ class DynoPolicy:
             active = np.rint(o[:, density] * self.units).astype(int)
             e_count = np.rint(o[:, share] * active).astype(int)
             actions.append(self._to_action(self.counts(row, active, e_count, o[:, ed] > 0) / self.units))
-        out = np.stack(actions)
-        return (out if batched else out[0]), state
-
-
-def make_dyno_policy(env: gym.Env, **kwargs: float) -> DynoPolicy:
-    """The DYNO policy (see :class:`DynoPolicy` for the arguments)."""
-    return DynoPolicy(env, **kwargs)
+        return np.stack(actions)
 
 
 DYNO_ENV_KWARGS = {

@@ -16,7 +16,28 @@ import numpy as np
 from baselines.schedules import SCHEDULES, Schedule
 
 
-class SchedulePolicy:
+class FixedPolicy:
+    """Base of the fixed policies: SB3's ``predict`` on one observation or a batch, over :meth:`actions`."""
+
+    def actions(self, observations: np.ndarray) -> np.ndarray:
+        """Actions ``(n, L)`` for a batch of observations ``(n, L, F)`` (float64; row ``i`` is episode ``i``)."""
+        raise NotImplementedError
+
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = True,
+    ) -> tuple[np.ndarray, Any]:
+        """The action for ``observation`` (single ``(L, F)`` or batched ``(n, L, F)``); ``state`` is passed on."""
+        obs = np.asarray(observation, dtype=np.float64)
+        batched = obs.ndim == 3
+        actions = np.asarray(self.actions(obs if batched else obs[None]), dtype=np.float32)
+        return (actions if batched else actions[0]), state
+
+
+class SchedulePolicy(FixedPolicy):
     """Every layer follows ``schedule(progress, target)``, read from the observation's ``progress`` column.
 
     Args:
@@ -39,21 +60,9 @@ class SchedulePolicy:
         """The density the schedule asks for at ``progress``."""
         return float(self.schedule(progress, self.target))
 
-    def predict(
-        self,
-        observation: np.ndarray,
-        state: Any = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = True,
-    ) -> tuple[np.ndarray, Any]:
-        """The action for ``observation`` (single ``(L, F)`` or batched ``(n, L, F)``)."""
-        obs = np.asarray(observation)
-        batched = obs.ndim == 3
-        obs = obs if batched else obs[None]
-        progress = obs[:, 0, self._progress_col].astype(np.float64)
-        dens = np.array([[self.density(p)] * obs.shape[1] for p in progress])
-        action = self._to_action(dens)
-        return (action if batched else action[0]), state
+    def actions(self, observations: np.ndarray) -> np.ndarray:  # noqa: D102
+        progress = observations[:, 0, self._progress_col]
+        return self._to_action(np.array([[self.density(p)] * observations.shape[1] for p in progress]))
 
 
 def make_schedule_policy(env: gym.Env, name: str, **schedule_kwargs: float) -> SchedulePolicy:

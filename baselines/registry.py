@@ -14,8 +14,8 @@ from baselines.criteria import (
     DYNO_ENV_KWARGS,
     NEQ_ENV_KWARGS,
     SNR_ENV_KWARGS,
-    make_contribution_policy,
-    make_dyno_policy,
+    ContributionPolicy,
+    DynoPolicy,
     make_neq_policy,
     make_snr_policy,
 )
@@ -50,10 +50,10 @@ for _name in SCHEDULES:
 
 
 register_method(Method("snr", make_snr_policy, MappingProxyType(SNR_ENV_KWARGS), kind="criterion"))
-register_method(Method("dyno", make_dyno_policy, MappingProxyType(DYNO_ENV_KWARGS), kind="criterion"))
+register_method(Method("dyno", DynoPolicy, MappingProxyType(DYNO_ENV_KWARGS), kind="criterion"))
 register_method(Method("neq", make_neq_policy, MappingProxyType(NEQ_ENV_KWARGS), kind="criterion"))
 register_method(
-    Method("contribution", make_contribution_policy, MappingProxyType(CONTRIBUTION_ENV_KWARGS), kind="criterion")
+    Method("contribution", ContributionPolicy, MappingProxyType(CONTRIBUTION_ENV_KWARGS), kind="criterion")
 )
 
 
