@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 FAST_ENV = {"dataset": "synthetic", "total_iterations": 40, "decision_interval": 10, "batch_size": 32}
 
@@ -7,3 +8,13 @@ FAST_ENV = {"dataset": "synthetic", "total_iterations": 40, "decision_interval":
 def fast_env_kwargs() -> dict:
     """A tiny env: synthetic data, 4 decisions of 10 steps."""
     return dict(FAST_ENV)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op torch thread for the test (restored after): tiny ops on a busy 2-core machine otherwise stall,
+    and the process grid's workers use one thread too, so sequential runs match their kernels."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

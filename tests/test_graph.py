@@ -14,14 +14,7 @@ from sparsity_gym.graph import trace_layer_graph
 from sparsity_gym.masking import MaskedNetwork
 from sparsity_gym.networks import build_network, find_prunable_layers
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a loaded 2-core machine torch's thread pool makes tiny ops very slow."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _graph(net, shape, **kwargs):

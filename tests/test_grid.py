@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 import baselines
 from sparsity_gym.config import EnvConfig
@@ -26,13 +25,7 @@ POLICIES = {name: functools.partial(baselines.make_policy, name) for name in ("l
 CONFIGS = {"mlp-8": TINY, "mlp-16": {**TINY, "network_kwargs": {"widths": (16,)}}}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Sequential runs with the workers' thread count (1): same kernels, and no thread contention on small CPUs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _comparable(result):
