@@ -17,7 +17,7 @@ from sparsity_gym.data import DatasetSplits, load_dataset
 from sparsity_gym.features import ObservationLayout
 from sparsity_gym.flops import dense_inference_flops, inference_flops, training_step_flops
 from sparsity_gym.freezing import RowFreezer
-from sparsity_gym.masking import THRESHOLD_RULES, MaskedNetwork, SelectionContext, threshold_range
+from sparsity_gym.masking import MaskedNetwork, SelectionContext, threshold_range
 from sparsity_gym.networks import LayerInfo, build_network, find_prunable_layers, widened_kwargs
 from sparsity_gym.observers import OBSERVERS, REGROWTH_STATISTICS, SELECTOR_STATISTICS, Observer
 
@@ -246,19 +246,19 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
         ctx = SelectionContext(
             self._generator, {name: self.observers[name].unit_scores() for name in needed}, cfg.selector_options
         )
-        if cfg.action_mode == "threshold" and (self.masks.feedback or cfg.selector in THRESHOLD_RULES):
-            self.masks.set_keep(self.masks.keeps_from_thresholds(values.tolist(), ctx), ctx)
-            return values.tolist()
         if cfg.action_mode == "threshold":
             # pruning keeps at least one unit per layer; freezing may freeze a whole layer (NEq does)
-            counts = self.masks.counts_from_thresholds(values.tolist(), ctx, minimum=0 if self.freezer else 1)
+            keeps = self.masks.keeps_from_thresholds(values.tolist(), ctx, minimum=0 if self.freezer else 1)
         else:
             counts = [m.target_count(float(d)) for m, d in zip(self.masks.layers, values, strict=True)]
-        if self.freezer is None:
+            keeps = None if self.freezer is None else self.masks.keep_masks(counts, ctx)
+        if self.freezer is not None:
+            for i, keep in enumerate(keeps):
+                self.freezer.set_frozen(i, ~keep.view_as(self.masks.layers[i].unit_mask))
+        elif keeps is None:
             self.masks.set_counts(counts, ctx)
         else:
-            for i, keep in enumerate(self.masks.keep_masks(counts, ctx)):
-                self.freezer.set_frozen(i, ~keep)
+            self.masks.set_keep(keeps, ctx)
         return values.tolist()
 
     def _mask_update_gate(self) -> str:

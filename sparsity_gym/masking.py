@@ -621,22 +621,6 @@ class MaskedNetwork:
         total = sum(m.info.num_weights for m in self.all_layers)
         return sum(m.active_weights() for m in self.all_layers) / total
 
-    def counts_from_thresholds(self, thresholds: Sequence[float], ctx: SelectionContext, minimum: int = 1) -> list[int]:
-        """Active units that pass each layer's threshold (at least ``minimum``; NaN keeps the layer as is).
-
-        The selector's threshold score (:func:`register_threshold_scale`) is compared with the threshold;
-        only units active now count, so a threshold never regrows units.
-        """
-        scale = THRESHOLD_SCALES.get(self.selector)[2]
-        counts = []
-        for layer, thr in zip(self.layers, thresholds, strict=True):
-            if math.isnan(thr):
-                counts.append(layer.num_active)
-                continue
-            passing = (scale(layer, ctx).flatten() >= thr) & layer.unit_mask.flatten()
-            counts.append(max(minimum, int(passing.sum())))
-        return counts
-
     def keep_masks(self, counts: Sequence[int], ctx: SelectionContext) -> list[torch.Tensor]:
         """Per controlled layer, the ``k`` units of highest selector score among all units (masks untouched).
 
