@@ -159,7 +159,7 @@ class _Recorder:
 
 
 class HeldoutEvalCallback(BaseCallback):
-    """Every ``every`` timesteps (and at the end of training) run the policy on held-out networks; keep the best.
+    """Before training, every ``every`` timesteps and at its end, run the policy on held-out networks; keep the best.
 
     Each evaluation plays ``seeds`` deterministic episodes on every network of ``networks`` (never trained on)
     and records through ``self.logger.record``:
@@ -201,6 +201,13 @@ class HeldoutEvalCallback(BaseCallback):
 
     def _init_callback(self) -> None:
         self._last = self.num_timesteps
+
+    def _on_training_start(self) -> None:
+        # The untrained policy is a candidate too (with a prior it is that handcrafted schedule): training
+        # must beat it on held-out validation accuracy to replace it as best_model.zip.
+        if self.every and self.num_timesteps == 0:
+            self.evaluate_now()
+            self.logger.dump(self.num_timesteps)
 
     def _on_step(self) -> bool:
         if self.every and self.num_timesteps - self._last >= self.every:

@@ -65,6 +65,16 @@ class TrainConfig:
     gamma: float = _opt(0.99, "PPO discount")
     ent_coef: float = _opt(0.0, "PPO entropy coefficient")
     policy_hidden: tuple[int, ...] = _opt((64, 64), "hidden widths of the per-layer actor MLP and the critic's rows")
+    prior: str = _opt(
+        "auto",
+        "handcrafted schedule the actor's output is a residual on (agents.policy): a schedule name, none (the "
+        "actor alone), or auto (the schedule with the best validation accuracy on the train split, never the "
+        "held-out one)",
+    )
+    prior_seeds: int = _opt(2, "auto prior: episodes (seeds 4000 + i) per train network and schedule")
+    log_std_init: float = _opt(
+        -2.0, "initial log standard deviation of the actions (shared by all layers; -2: about 0.06 in density)"
+    )
     checkpoint_every: int = _opt(500, "save run_dir/checkpoints/last.zip every this many timesteps")
     eval_every: int = _opt(
         1000, "evaluate on the held-out split every this many timesteps and keep best_model.zip (0: never)"
@@ -100,6 +110,9 @@ class TrainConfig:
         check_number("ent_coef", self.ent_coef, low=0.0)
         for width in self.policy_hidden:
             check_number("policy_hidden", width, low=1, integer=True)
+        check_choice("prior", self.prior, (*PRIOR_CHOICES, *available_policies("schedule")))
+        check_number("prior_seeds", self.prior_seeds, low=1, integer=True)
+        check_number("log_std_init", self.log_std_init, low=-5.0, high=1.0)
         check_number("checkpoint_every", self.checkpoint_every, low=1, integer=True)
         check_number("eval_every", self.eval_every, low=0, integer=True)
         check_number("eval_episodes", self.eval_episodes, low=1, integer=True)
@@ -148,14 +161,16 @@ class TrainConfig:
 
 
 MODES = ("train", "evaluate")
+PRIOR_CHOICES = ("auto", "none")
 POLICY_GROUPS = ("all", "schedules", "criteria", "none")
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     "long": {
         "total_timesteps": 30000,
         "run_dir": "runs/long",
-        "n_steps": 100,
-        "batch_size": 100,
+        "n_steps": 200,
+        "batch_size": 200,
+        "learning_rate": 1e-4,
         "eval_every": 3000,
         "eval_episodes": 2,
         "eval_seeds": 5,

@@ -7,6 +7,10 @@ repeated on each row). :class:`LayerwisePolicy` reads a padded observation ``(ma
 
 * **actor**: applies one MLP to every row (shared weights, per-layer heads) giving that layer's Gaussian mean;
   one learned log-std shared by all layers. The layers' actions are independent given the observation.
+  With a ``prior`` (a handcrafted schedule's name, ``baselines.schedules``), the MLP's output is a *residual*
+  added to the prior's action at the row's ``progress`` and ``target_density`` (residual policy learning,
+  Silver et al. 2018; Johannink et al. 2019): the last layer starts near zero (gain 0.01), so the untrained
+  policy follows the prior schedule and PPO searches around it instead of around a constant density.
 * **critic**: embeds every row with a second MLP, pools the valid rows (mean and max, concatenated) and maps
   the pooled vector to the value.
 * **masking**: padded rows add nothing to the log-probability, the entropy or the value (they are masked out),
@@ -35,7 +39,11 @@ from stable_baselines3.common.distributions import DiagGaussianDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import Schedule
 
+from baselines.schedules import SCHEDULES
+from sparsity_gym.validation import check_choice, check_number
+
 VALID_COLUMN = "valid"
+NO_PRIOR = "none"
 
 
 class MaskedDiagGaussianDistribution(DiagGaussianDistribution):
@@ -80,6 +88,10 @@ class LayerwisePolicy(ActorCriticPolicy):
         feature_names: The training env's column names (validity last), kept with the model so that a loaded
             policy can check an env's columns before acting.
         activation_fn: Activation of both MLPs.
+        prior: ``none``, or the handcrafted schedule (``linear``, ``quadratic``, ``cubic``, ``cosine``,
+            ``constant``) whose action the actor's output is added to (see the module doc). Needs the
+            ``progress`` and ``target_density`` columns in ``feature_names``.
+        density_range: The env's ``(min_density, max_density)``: how a prior density maps to an action.
         **kwargs: Other :class:`ActorCriticPolicy` keywords (``optimizer_class``...); ``net_arch`` is ignored.
 
     """
@@ -93,6 +105,8 @@ class LayerwisePolicy(ActorCriticPolicy):
         log_std_init: float = -0.5,
         feature_names: Sequence[str] = (),
         activation_fn: type[nn.Module] = nn.Tanh,
+        prior: str = NO_PRIOR,
+        density_range: tuple[float, float] = (0.02, 1.0),
         **kwargs: Any,
     ) -> None:
         if len(observation_space.shape) != 2:
@@ -104,6 +118,20 @@ class LayerwisePolicy(ActorCriticPolicy):
             raise ValueError(f"action_space has shape {action_space.shape}; expected {observation_space.shape[:1]}")
         self.hidden = tuple(int(h) for h in hidden)
         self.feature_names = tuple(feature_names)
+        check_choice("prior", prior, (NO_PRIOR, *SCHEDULES))
+        low, high = (float(v) for v in density_range)
+        check_number("density_range", low, low=0.0, high=1.0, low_inclusive=False)
+        check_number("density_range", high, low=low, high=1.0, low_inclusive=False)
+        if prior != NO_PRIOR:
+            missing = [c for c in ("progress", "target_density") if c not in self.feature_names]
+            if missing:
+                raise ValueError(
+                    f"prior={prior!r} is not allowed without the observation columns {missing}; pass the env's "
+                    "feature_names (FamilyEnv.feature_names) or prior='none'"
+                )
+        self.prior = prior
+        self.density_range = (low, high)
+        self._prior_cache: dict[tuple[float, float], float] = {}
         kwargs.pop("net_arch", None)
         kwargs.update(activation_fn=activation_fn, log_std_init=log_std_init)
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
@@ -128,7 +156,9 @@ class LayerwisePolicy(ActorCriticPolicy):
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
-        data.update(hidden=self.hidden, feature_names=self.feature_names)
+        data.update(
+            hidden=self.hidden, feature_names=self.feature_names, prior=self.prior, density_range=self.density_range
+        )
         data.pop("net_arch", None)
         return data
 
@@ -140,10 +170,36 @@ class LayerwisePolicy(ActorCriticPolicy):
             obs = obs[None]
         return obs[..., :-1], obs[..., -1] > 0.5
 
+    def prior_actions(self, features: torch.Tensor) -> torch.Tensor:
+        """The prior schedule's action for every row ``(n, rows)`` (zeros without a prior).
+
+        Row ``(i, l)`` gets ``density_to_action(schedule(progress, target))`` with the row's own ``progress`` and
+        ``target_density`` columns (a target of -1, none set, schedules towards density 1), the same map as
+        ``SparsityEnv.density_to_action``. It is a constant of the observation: no gradient flows through it.
+        """
+        if self.prior == NO_PRIOR:
+            return torch.zeros(features.shape[:-1], dtype=features.dtype, device=features.device)
+        columns = {name: i for i, name in enumerate(self.feature_names)}
+        pairs = features[..., [columns["progress"], columns["target_density"]]].detach().cpu().numpy()
+        flat = pairs.reshape(-1, 2).astype(np.float64)
+        keys = [(float(p), float(t)) for p, t in flat]
+        out = np.fromiter((self._prior_action(*key) for key in keys), dtype=np.float32, count=len(keys))
+        return torch.as_tensor(out.reshape(pairs.shape[:-1]), device=features.device)
+
+    def _prior_action(self, progress: float, target: float) -> float:
+        key = (progress, target)
+        if key not in self._prior_cache:
+            if len(self._prior_cache) > 100_000:
+                self._prior_cache.clear()
+            low, high = self.density_range
+            density = SCHEDULES[self.prior](progress, target if target > 0 else 1.0)
+            self._prior_cache[key] = float(np.clip(2.0 * (density - low) / (high - low) - 1.0, -1.0, 1.0))
+        return self._prior_cache[key]
+
     def distribution(self, obs: torch.Tensor) -> MaskedDiagGaussianDistribution:
         """The action distribution for a batch ``(n, rows, F + 1)`` with any number of rows."""
         features, valid = self._split(obs)
-        mean = self.actor(features).squeeze(-1) * valid
+        mean = (self.actor(features).squeeze(-1) + self.prior_actions(features)) * valid
         return self.action_dist.proba_distribution(mean, self.log_std, valid)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
@@ -35,6 +36,7 @@ from agents.callbacks import (
 )
 from agents.config import TrainConfig
 from agents.policy import LayerwisePolicy, load_agent
+from agents.prior import choose_prior
 from baselines import available_policies, env_kwargs, make_policy
 from sparsity_gym.config import EnvConfig
 from sparsity_gym.evaluation import EpisodeResult, seeds_from
@@ -74,8 +76,11 @@ def make_train_env(cfg: TrainConfig, family: Family) -> VecEnv:
     return make_vec_env(factory, n_envs=cfg.n_envs, seed=cfg.seed, vec_env_cls=vec_cls)
 
 
-def train_ppo(cfg: TrainConfig, run_dir: Path, family: Family) -> tuple[PPO, dict[str, Any]]:
-    """Train (or resume) PPO; the final model goes to ``run_dir/model.zip``. Returns it and the checkpoint state."""
+def train_ppo(cfg: TrainConfig, run_dir: Path, family: Family, prior: str = "none") -> tuple[PPO, dict[str, Any]]:
+    """Train (or resume) PPO; the final model goes to ``run_dir/model.zip``. Returns it and the checkpoint state.
+
+    ``prior`` is the new policy's residual schedule (a resumed model keeps the one it was built with).
+    """
     vec_env = make_train_env(cfg, family)
     threads = torch.get_num_threads()
     if cfg.n_envs > 1:
@@ -95,6 +100,7 @@ def train_ppo(cfg: TrainConfig, run_dir: Path, family: Family) -> tuple[PPO, dic
             print(f"resuming from {checkpoint} at timestep {model.num_timesteps}")
         else:
             feature_names = vec_env.get_attr("feature_names")[0]
+            env_cfg = EnvConfig(**cfg.env_kwargs())
             model = PPO(
                 LayerwisePolicy,
                 vec_env,
@@ -107,7 +113,13 @@ def train_ppo(cfg: TrainConfig, run_dir: Path, family: Family) -> tuple[PPO, dic
                 seed=cfg.seed,
                 device="cpu",
                 tensorboard_log=str(run_dir / "tb"),
-                policy_kwargs={"hidden": cfg.policy_hidden, "feature_names": feature_names},
+                policy_kwargs={
+                    "hidden": cfg.policy_hidden,
+                    "feature_names": feature_names,
+                    "prior": prior,
+                    "density_range": (env_cfg.min_density, env_cfg.max_density),
+                    "log_std_init": cfg.log_std_init,
+                },
             )
         remaining = cfg.total_timesteps - model.num_timesteps
         checkpoints = AtomicCheckpointCallback(checkpoint.parent, cfg.checkpoint_every, episodes=state["episodes"])
@@ -205,6 +217,28 @@ def write_reports(
     return rows
 
 
+def prior_note(prior: str, results: Sequence[EpisodeResult], setting: tuple[str, float]) -> str:
+    """One line: the prior, and how far the learned schedules are from it (mean absolute density difference).
+
+    Compares the learned policy's and the prior schedule's episodes of the same network and seed at
+    ``setting`` (selector, target), decision by decision and layer by layer.
+    """
+    if prior == "none":
+        return "Prior: none (the actor alone sets every density)."
+    by_key = {(r.policy, r.network, r.seed): r for r in results if (r.selector, r.target_density) == tuple(setting)}
+    gaps = [
+        np.abs(np.asarray(r.schedule) - np.asarray(by_key[(prior, r.network, r.seed)].schedule)).mean()
+        for (policy, network, seed), r in by_key.items()
+        if policy == LEARNED and (prior, network, seed) in by_key
+    ]
+    gap = f"{np.mean(gaps):.3f}" if gaps else "n/a (the prior schedule was not in the comparison)"
+    return (
+        f"Prior: the learned actor is a residual on the `{prior}` schedule; mean absolute difference between the "
+        f"learned and the `{prior}` densities (every decision and layer, selector {setting[0]}, target "
+        f"{setting[1]}): {gap}."
+    )
+
+
 def _prepare(cfg: TrainConfig) -> Path:
     EnvConfig(**cfg.env_kwargs())  # fail fast on a bad env value, before any work
     run_dir = Path(cfg.run_dir)
@@ -230,7 +264,18 @@ def run_train(cfg: TrainConfig) -> Path:
     atomic_write_text(run_dir / "config.json", cfg.to_json())
     family = get_family(cfg.family)
     start = time.perf_counter()
-    _, state = train_ppo(cfg, run_dir, family)
+    prior = choose_prior(
+        cfg.prior,
+        family.train,
+        cfg.env_kwargs(),
+        cfg.prior_seeds,
+        run_dir / "prior.json",
+        backend=cfg.backend,
+        workers=cfg.workers or None,
+        progress=cfg.progress_bar,
+    )
+    print(f"prior schedule: {prior}")
+    _, state = train_ppo(cfg, run_dir, family, prior)
     train_time = time.perf_counter() - start
     best = run_dir / "best_model.zip"
     model_path = best if cfg.eval_every and best.exists() else run_dir / "model.zip"
@@ -241,6 +286,8 @@ def run_train(cfg: TrainConfig) -> Path:
             f"best_model.zip (timestep {info['num_timesteps']}, "
             f"held-out validation accuracy {info['val_accuracy']:.4f})"
         )
+        if info["num_timesteps"] == 0:
+            chosen += "; **no trained model beat the untrained policy**, so the learned policy is its prior"
     specs = _networks(cfg, family)
     results = compare(cfg, specs, _split_labeller(family), model_path)
     notes = [
@@ -248,6 +295,7 @@ def run_train(cfg: TrainConfig) -> Path:
         f"{state['num_timesteps']} timesteps = **{state['episodes']} training episodes**; compared on "
         f"{', '.join(s.name for s in specs)}, seeds {cfg.eval_seed_start}-{cfg.eval_seed_start + cfg.eval_seeds - 1}.",
         f"Learned policy (`{LEARNED}`): {chosen}.",
+        prior_note(prior, results, (cfg.selector, cfg.target_density)),
     ]
     title = (
         f"sparsity-gym comparison: PPO trained on family {cfg.family} ({cfg.dataset}), selector {cfg.selector}, "

@@ -12,6 +12,8 @@ Families (``available_network_families()``):
 * ``mlp`` (default): train on MLPs with 1–3 hidden layers of 128–256 units (2–4 prunable layers); held out:
   a deeper MLP (5 prunable layers, more than any training network), a wider single-hidden-layer MLP and the
   small conv net ``cnn_16x32`` (conv layers: never seen in training).
+* ``mixed``: the ``mlp`` family's held-out split, trained on MLPs and two small CNNs (``cnn_8x16``,
+  ``cnn_24x24``), so conv layers are seen in training but not the held-out CNN's widths.
 * ``random``: :func:`random_mlp_specs` draws the train split from ``seed`` 0 and the held-out split from
   seed 1 (architectures already in the train split are skipped), plus ``cnn_8x16``.
 
@@ -171,6 +173,24 @@ def mlp_family() -> Family:
         heldout=(sized("mlp", (192, 192, 192, 192)), sized("mlp", (512,)), sized("cnn", (16, 32))),
         description="MLPs of 1-3 hidden layers (128-256 units) to train on; a 4-hidden-layer MLP, a 512-unit "
         "MLP and the small conv net held out",
+    )
+
+
+@register_network_family("mixed")
+def mixed_family() -> Family:
+    """Train: MLPs of 2-4 layers and two small CNNs. Held out: deeper and wider MLPs, a CNN of other widths."""
+    return Family(
+        "mixed",
+        train=(
+            sized("mlp", (256, 256)),
+            sized("mlp", (128, 128)),
+            sized("mlp", (128, 128, 128)),
+            sized("cnn", (8, 16)),
+            sized("cnn", (24, 24)),
+        ),
+        heldout=(sized("mlp", (192, 192, 192, 192)), sized("mlp", (512,)), sized("cnn", (16, 32))),
+        description="MLPs and small CNNs to train on; the mlp family's held-out networks (deeper, wider, "
+        "cnn_16x32), whose conv widths are not among the training CNNs'",
     )
 
 

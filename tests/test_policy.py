@@ -128,3 +128,50 @@ def test_evaluate_policy_and_column_check(trained):
     other = SparsityEnv(**TINY, observations=("snr",))
     with pytest.raises(ValueError, match=r"^observations="):
         LayerwiseAgent(model).bind(other)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+@pytest.mark.parametrize("prior", ["quadratic", "cosine", "constant"])
+def test_untrained_residual_policy_is_its_prior_schedule(prior):
+    """With the residual head at zero, the learned policy plays exactly the prior's densities, decision by decision."""
+    from baselines import make_policy
+
+    env = FamilyEnv(("mlp_8x8",), {**TINY, "total_iterations": 60})
+    base = env.current
+    policy = LayerwisePolicy(
+        env.observation_space,
+        env.action_space,
+        lambda _: 1e-3,
+        hidden=(16,),
+        feature_names=env.feature_names,
+        prior=prior,
+        density_range=(base.config.min_density, base.config.max_density),
+    )
+    torch.nn.init.zeros_(policy.actor[-1].weight)
+    torch.nn.init.zeros_(policy.actor[-1].bias)
+    config = {**TINY, "total_iterations": 60, "network": "mlp", "network_kwargs": {"widths": (8, 8)}}
+    [learned] = evaluate(LayerwiseAgent(policy).bind, config, [5], "ppo")
+    [schedule] = evaluate(lambda e: make_policy(prior, e), config, [5], prior)
+    assert learned.schedule == schedule.schedule and len(learned.schedule) == 6
+    assert learned.test_accuracy == schedule.test_accuracy
+    # the prior is a constant of the observation: the residual head alone carries gradients
+    obs = torch.as_tensor(pad_observation(env.reset(seed=0)[0][:, :-1], env.max_layers))[None]
+    policy.get_distribution(obs).distribution.mean.sum().backward()
+    assert policy.actor[-1].bias.grad is not None
+
+
+def test_prior_is_saved_with_the_model_and_validated(tmp_path):
+    env = FamilyEnv(TRAIN, TINY)
+    kwargs = {"hidden": (8,), "feature_names": env.feature_names, "prior": "cubic", "density_range": (0.05, 0.9)}
+    model = PPO(LayerwisePolicy, env, n_steps=4, batch_size=4, device="cpu", policy_kwargs=kwargs)
+    model.save(tmp_path / "m.zip")
+    loaded = PPO.load(tmp_path / "m.zip", device="cpu").policy
+    assert (loaded.prior, loaded.density_range) == ("cubic", (0.05, 0.9))
+    obs = gym.spaces.Box(-1.0, 10.0, shape=(3, 5), dtype=np.float32)
+    act = gym.spaces.Box(-1.0, 1.0, shape=(3,), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"^prior='square'"):
+        LayerwisePolicy(obs, act, lambda _: 1e-3, prior="square")
+    with pytest.raises(ValueError, match=r"^prior='cubic' is not allowed without the observation columns"):
+        LayerwisePolicy(obs, act, lambda _: 1e-3, prior="cubic", feature_names=("a", "b", "c", "d", "valid"))
+    with pytest.raises(ValueError, match=r"^density_range="):
+        LayerwisePolicy(obs, act, lambda _: 1e-3, density_range=(0.5, 0.2))

@@ -36,6 +36,8 @@ def test_presets_set_defaults_and_flags_win():
         (("--networks", "resnet_9"), "networks='resnet_9'"),
         (("--policies", "magic"), "policies='magic'"),
         (("--n-envs", "0"), "n_envs=0"),
+        (("--prior", "square"), "prior='square'"),
+        (("--log-std-init", "3"), "log_std_init=3.0"),
     ],
 )
 def test_bad_config_values_name_the_field(args, field):
@@ -75,6 +77,16 @@ def test_train_compare_resume_and_evaluate(tmp_path):
     state = json.loads((run / "checkpoints/state.json").read_text())
     assert state["num_timesteps"] == 16 and state["episodes"] == 8  # 2 envs x 8 steps, 2 decisions an episode
     assert "**8 training episodes**" in (run / "results.md").read_text()
+    # the untrained policy was evaluated before the first update (step 0), then at the end of training
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tb" / "PPO_1"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("eval/val_accuracy")] == [0, 16]
+    # the auto prior was chosen on the train split only, and the report says which it is and how far ppo is from it
+    prior = json.loads((run / "prior.json").read_text())
+    assert prior["networks"] == ["mlp_256x256", "mlp_128x128", "mlp_256", "mlp_128x128x128"]
+    assert f"residual on the `{prior['prior']}` schedule" in (run / "results.md").read_text()
     # resume continues the timestep count and writes into the same TensorBoard run (2 envs x 8 steps a rollout)
     resume = ("--total-timesteps", "32", "--run-dir", str(run), "--resume", *TINY_ARGS, "--policies", "constant")
     out = train_agent(*resume, "--networks", "mlp_8").stdout
