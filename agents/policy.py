@@ -40,6 +40,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import Schedule
 
 from baselines.schedules import SCHEDULES
+from sparsity_gym.env import to_action
 from sparsity_gym.validation import check_choice, check_number
 
 VALID_COLUMN = "valid"
@@ -174,8 +175,9 @@ class LayerwisePolicy(ActorCriticPolicy):
         """The prior schedule's action for every row ``(n, rows)`` (zeros without a prior).
 
         Row ``(i, l)`` gets ``density_to_action(schedule(progress, target))`` with the row's own ``progress`` and
-        ``target_density`` columns (a target of -1, none set, schedules towards density 1), the same map as
-        ``SparsityEnv.density_to_action``. It is a constant of the observation: no gradient flows through it.
+        ``target_density`` columns (a target of -1, none set, schedules towards density 1), with the env's own
+        map (``sparsity_gym.env.to_action``, as ``SparsityEnv.density_to_action``).
+        It is a constant of the observation: no gradient flows through it.
         """
         if self.prior == NO_PRIOR:
             return torch.zeros(features.shape[:-1], dtype=features.dtype, device=features.device)
@@ -191,9 +193,8 @@ class LayerwisePolicy(ActorCriticPolicy):
         if key not in self._prior_cache:
             if len(self._prior_cache) > 100_000:
                 self._prior_cache.clear()
-            low, high = self.density_range
             density = SCHEDULES[self.prior](progress, target if target > 0 else 1.0)
-            self._prior_cache[key] = float(np.clip(2.0 * (density - low) / (high - low) - 1.0, -1.0, 1.0))
+            self._prior_cache[key] = float(to_action(density, *self.density_range))
         return self._prior_cache[key]
 
     def distribution(self, obs: torch.Tensor) -> MaskedDiagGaussianDistribution:

@@ -227,7 +227,7 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
 
     def density_to_action(self, density: float | np.ndarray) -> np.ndarray:
         """The action that asks for ``density`` (inverse of the affine map), clipped to [-1, 1]."""
-        return _to_action(density, self.config.min_density, self.config.max_density)
+        return to_action(density, self.config.min_density, self.config.max_density)
 
     def _apply_action(self, action: np.ndarray) -> list[float]:
         """Map ``action`` onto densities or thresholds and apply them (prune or freeze); return them."""
@@ -271,7 +271,7 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
 
     def threshold_to_action(self, threshold: float | np.ndarray) -> np.ndarray:
         """The action that asks for ``threshold`` on the selector's score scale, clipped to [-1, 1]."""
-        return _to_action(threshold, *threshold_range(self.config.selector))
+        return to_action(threshold, *threshold_range(self.config.selector))
 
     def thresholds_from_action(self, action: np.ndarray) -> np.ndarray:
         """Validate ``action``, clip what is invalid (counted) and map it onto thresholds (NaN: no change)."""
@@ -462,8 +462,11 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
         }
 
 
-def _to_action(value: float | np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Inverse of :func:`_from_action`, clipped to [-1, 1] (an empty range maps everything to +1)."""
+def to_action(value: float | np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """The action in [-1, 1] that asks for ``value`` in ``[lo, hi]``: the inverse of the affine action map.
+
+    Clipped to [-1, 1]; an empty range maps everything to +1.
+    """
     value = np.asarray(value, dtype=np.float64)
     a = 2.0 * (value - lo) / (hi - lo) - 1.0 if hi > lo else np.ones_like(value)
     return np.clip(a, -1.0, 1.0).astype(np.float32)
