@@ -11,7 +11,7 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Figure, HParam
 
-from sparsity_gym.io import atomic_write, atomic_write_text
+from sparsity_gym.core.io import atomic_write, atomic_write_text
 
 
 class EpisodeStatsCallback(BaseCallback):
@@ -21,7 +21,7 @@ class EpisodeStatsCallback(BaseCallback):
     ``episode/flops_fraction``, ``episode/training_gflops``, ``episode/invalid_actions``, and for every layer
     ``density/<network>/<layer>`` (its density averaged over the episode's decisions: the area under its
     schedule; the network and layer names come from ``info["network"]`` / ``info["layer_names"]`` when the env
-    gives them, as :class:`sparsity_gym.wrappers.FamilyEnv` does). Once per rollout, the last finished
+    gives them, as :class:`sparsity_gym.env.wrappers.FamilyEnv` does). Once per rollout, the last finished
     episode's per-layer schedule as a figure (``schedule/last_episode``).
     """
 
@@ -221,7 +221,7 @@ class HeldoutEvalCallback(BaseCallback):
     def evaluate_now(self) -> list[Any]:
         """Run the evaluation, log it, save the model if it is the best so far; return the episode results."""
         from agents.policy import LayerwiseAgent
-        from sparsity_gym.evaluation import evaluate
+        from sparsity_gym.experiments.evaluation import evaluate
 
         self._last = self.num_timesteps
         recorder = _Recorder(LayerwiseAgent(self.model))
@@ -272,7 +272,7 @@ class HeldoutEvalCallback(BaseCallback):
             )
 
     def _record_statistics(self, observations: Sequence[np.ndarray], columns: Mapping[str, int]) -> None:
-        from sparsity_gym.features import GLOBAL, STATE, STATIC
+        from sparsity_gym.observation.features import GLOBAL, STATE, STATIC
 
         plain = {f.name for fam in (STATIC, STATE, GLOBAL) for f in fam.features}
         if not observations:

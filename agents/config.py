@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from baselines import available_policies
-from sparsity_gym.families import available_network_families, parse_network
-from sparsity_gym.grid import BACKENDS
-from sparsity_gym.validation import check_choice, check_number
+from sparsity_gym.core.checks import check_choice, check_number
+from sparsity_gym.experiments.families import available_network_families, parse_network
+from sparsity_gym.experiments.grid import BACKENDS
 
 
 def _opt(default: Any, help: str) -> Any:

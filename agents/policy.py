@@ -1,9 +1,10 @@
 """A stable-baselines3 policy that acts on networks of any depth: one small MLP shared by every layer's row.
 
 Design (issue 5, "a policy for any network"): the observation of a network with ``L`` prunable layers is an
-``(L, F)`` array whose rows mean the same thing for every network (``sparsity_gym.features``; global features
+``(L, F)`` array whose rows mean the same thing for every network (``sparsity_gym.observation.features``;
+global features
 repeated on each row). :class:`LayerwisePolicy` reads a padded observation ``(max_layers, F + 1)`` from
-``sparsity_gym.wrappers.PadLayers`` (last column: 1 for a real layer, 0 for padding) and
+``sparsity_gym.env.wrappers.PadLayers`` (last column: 1 for a real layer, 0 for padding) and
 
 * **actor**: applies one MLP to every row (shared weights, per-layer heads) giving that layer's Gaussian mean;
   one learned log-std shared by all layers. The layers' actions are independent given the observation.
@@ -19,7 +20,8 @@ repeated on each row). :class:`LayerwisePolicy` reads a padded observation ``(ma
 
 Because nothing depends on the number of rows, the same weights act on a deeper network than any seen in
 training: :class:`LayerwiseAgent` feeds an env's raw ``(L, F)`` observation (any ``L``) straight to the policy
-with SB3's ``predict`` signature, so ``sparsity_gym.evaluation.evaluate`` and ``evaluate_policy`` run it like
+with SB3's ``predict`` signature, so ``sparsity_gym.experiments.evaluation.evaluate`` and ``evaluate_policy``
+run it like
 any baseline. The policy records the training env's column names (``feature_names``, a policy keyword saved in
 the model by ``PPO.save``); loading needs only ``PPO.load(path)`` (this class is pickled by reference to
 ``agents.policy``, which the unpickler imports).
@@ -40,8 +42,8 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import Schedule
 
 from baselines.schedules import SCHEDULES
-from sparsity_gym.env import to_action
-from sparsity_gym.validation import check_choice, check_number
+from sparsity_gym.core.checks import check_choice, check_number
+from sparsity_gym.env.actions import to_action
 
 VALID_COLUMN = "valid"
 NO_PRIOR = "none"
@@ -113,7 +115,7 @@ class LayerwisePolicy(ActorCriticPolicy):
         if len(observation_space.shape) != 2:
             raise ValueError(
                 f"observation_space has shape {observation_space.shape}; expected (max_layers, features + 1) "
-                "(wrap the env in sparsity_gym.wrappers.PadLayers or use FamilyEnv)"
+                "(wrap the env in sparsity_gym.env.wrappers.PadLayers or use FamilyEnv)"
             )
         if action_space.shape != observation_space.shape[:1]:
             raise ValueError(f"action_space has shape {action_space.shape}; expected {observation_space.shape[:1]}")

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from baselines import available_policies, make_policy
-from sparsity_gym.evaluation import seeds_from
-from sparsity_gym.families import NetworkSpec
-from sparsity_gym.grid import GridJob, run_grid
-from sparsity_gym.io import atomic_write_text
+from sparsity_gym.core.io import atomic_write_text
+from sparsity_gym.experiments.evaluation import seeds_from
+from sparsity_gym.experiments.families import NetworkSpec
+from sparsity_gym.experiments.grid import GridJob, run_grid
 
 PRIOR_SEED_START = 4000
 

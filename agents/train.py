@@ -38,12 +38,13 @@ from agents.config import TrainConfig
 from agents.policy import LayerwisePolicy, load_agent
 from agents.prior import choose_prior
 from baselines import available_policies, env_kwargs, make_policy
-from sparsity_gym.config import EnvConfig
-from sparsity_gym.evaluation import EpisodeResult, seeds_from
-from sparsity_gym.families import Family, NetworkSpec, get_family, parse_network
-from sparsity_gym.grid import GridJob, run_grid
-from sparsity_gym.io import atomic_write_text
-from sparsity_gym.report import (
+from sparsity_gym.core.io import atomic_write_text
+from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.experiments.evaluation import EpisodeResult, seeds_from
+from sparsity_gym.experiments.families import Family, NetworkSpec, get_family, parse_network
+from sparsity_gym.experiments.family_env import FamilyEnv
+from sparsity_gym.experiments.grid import GridJob, run_grid
+from sparsity_gym.experiments.report import (
     headline,
     plot_accuracy_vs_cost,
     plot_schedules,
@@ -51,7 +52,6 @@ from sparsity_gym.report import (
     write_csv,
     write_markdown,
 )
-from sparsity_gym.wrappers import FamilyEnv
 
 TB_NAME = "PPO"
 LEARNED = "ppo"
@@ -185,7 +185,7 @@ def comparison_jobs(
 def compare(
     cfg: TrainConfig, specs: Sequence[NetworkSpec], split_of: Callable[[NetworkSpec], str], model_path: Path | None
 ) -> list[EpisodeResult]:
-    """Run :func:`comparison_jobs` with ``sparsity_gym.grid.run_grid`` on ``cfg.backend``."""
+    """Run :func:`comparison_jobs` with ``sparsity_gym.experiments.grid.run_grid`` on ``cfg.backend``."""
     jobs = comparison_jobs(cfg, specs, split_of, model_path)
     return run_grid(jobs, backend=cfg.backend, workers=cfg.workers or None, progress=cfg.progress_bar)
 

@@ -36,8 +36,8 @@ import gymnasium as gym
 import numpy as np
 
 from baselines.policies import FixedPolicy
+from sparsity_gym.core.checks import check_number
 from sparsity_gym.criteria.dyno import DEFAULT_DELTA, clamp_prune_count, prune_grow_counts
-from sparsity_gym.validation import check_number
 
 
 class ConstantThresholdPolicy(FixedPolicy):
@@ -122,10 +122,7 @@ class ContributionPolicy(FixedPolicy):
 
     def actions(self, observations: np.ndarray) -> np.ndarray:  # noqa: D102
         return np.stack(
-            [
-                self._to_action(self.counts(o[0, self._progress], o[:, self._density]) / self.units)
-                for o in observations
-            ]
+            [self._to_action(self.counts(o[0, self._progress], o[:, self._density]) / self.units) for o in observations]
         )
 
 

@@ -2,7 +2,7 @@
 
 ``predict(observation, state=None, episode_start=None, deterministic=True) -> (action, state)`` accepts one
 observation ``(L, F)`` or a batch ``(n, L, F)`` from a vectorised env, like an SB3 model, so SB3's
-``evaluate_policy`` and :func:`sparsity_gym.evaluation.evaluate` run baselines and learned models alike.
+``evaluate_policy`` and :func:`sparsity_gym.experiments.evaluation.evaluate` run baselines and learned models alike.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from baselines.criteria import (
 )
 from baselines.policies import make_schedule_policy
 from baselines.schedules import SCHEDULES
-from sparsity_gym.registry import Registry
+from sparsity_gym.core.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -52,9 +52,7 @@ for _name in SCHEDULES:
 register_method(Method("snr", make_snr_policy, MappingProxyType(SNR_ENV_KWARGS), kind="criterion"))
 register_method(Method("dyno", DynoPolicy, MappingProxyType(DYNO_ENV_KWARGS), kind="criterion"))
 register_method(Method("neq", make_neq_policy, MappingProxyType(NEQ_ENV_KWARGS), kind="criterion"))
-register_method(
-    Method("contribution", ContributionPolicy, MappingProxyType(CONTRIBUTION_ENV_KWARGS), kind="criterion")
-)
+register_method(Method("contribution", ContributionPolicy, MappingProxyType(CONTRIBUTION_ENV_KWARGS), kind="criterion"))
 
 
 def available_policies(kind: str | None = None) -> tuple[str, ...]:

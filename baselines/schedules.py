@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from sparsity_gym.validation import check_number
+from sparsity_gym.core.checks import check_number
 
 Schedule = Callable[[float, float], float]
 DEFAULT_P_START = 0.0

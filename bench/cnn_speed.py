@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from timing import interleaved_medians
 
-from sparsity_gym.data import DATASETS, splits_from_arrays
-from sparsity_gym.env import SparsityEnv
-from sparsity_gym.networks import build_network
+from sparsity_gym.datasets.splits import DATASETS, splits_from_arrays
+from sparsity_gym.env.sparsity_env import SparsityEnv
+from sparsity_gym.models.zoo import build_network
 
 
 def cifar_shaped(seed: int, root: str | None = None):

@@ -1,7 +1,7 @@
 """Inference time of a compacted network over the masked network it came from (neuron granularity).
 
 For the default MLP (64-256-256-10) and the zoo CNN on (1, 8, 8) inputs, every hidden layer is masked at
-neuron density 0.25 (magnitude selector), then :func:`sparsity_gym.compaction.compact` builds the smaller
+neuron density 0.25 (magnitude selector), then :func:`sparsity_gym.masks.compaction.compact` builds the smaller
 network. Both run in this process in eval mode under ``torch.no_grad()`` on one batch, timed in interleaved
 rounds (each round times ``--inner`` forwards of one network, then of the other, in alternating order); the
 medians are compared (shared machines are noisy, the ratio holds better than the times).
@@ -18,9 +18,10 @@ import time
 import torch
 import torch.nn as nn
 
-from sparsity_gym.compaction import compact, compaction_summary
-from sparsity_gym.masking import MaskedNetwork
-from sparsity_gym.networks import build_network, find_prunable_layers
+from sparsity_gym.masks.compaction import compact, compaction_summary
+from sparsity_gym.masks.masked_network import MaskedNetwork
+from sparsity_gym.models.layers import find_prunable_layers
+from sparsity_gym.models.zoo import build_network
 
 SHAPE = (1, 8, 8)
 

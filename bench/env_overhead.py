@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from timing import interleaved_medians
 
-from sparsity_gym.data import load_dataset
-from sparsity_gym.env import SparsityEnv
-from sparsity_gym.networks import build_network
+from sparsity_gym.datasets.splits import load_dataset
+from sparsity_gym.env.sparsity_env import SparsityEnv
+from sparsity_gym.models.zoo import build_network
 
 
 def plain_loop(iterations: int, batch_size: int, device: str, seed: int) -> float:

@@ -22,7 +22,7 @@ import time
 import torch
 
 import baselines
-from sparsity_gym.grid import make_grid, run_grid
+from sparsity_gym.experiments.grid import make_grid, run_grid
 
 
 def main() -> None:

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from baselines import available_policies, env_kwargs, make_policy
-from sparsity_gym.env import SparsityEnv
-from sparsity_gym.evaluation import run_episode
-from sparsity_gym.io import atomic_write_text
+from sparsity_gym.core.io import atomic_write_text
+from sparsity_gym.env.sparsity_env import SparsityEnv
+from sparsity_gym.experiments.evaluation import run_episode
 
 CLAIMS = {
     "neq": "seed 004: −39% backward FLOPs on ResNet-32 / CIFAR-10, +0.11 points",

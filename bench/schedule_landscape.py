@@ -21,9 +21,9 @@ from collections import defaultdict
 import numpy as np
 
 from baselines.policies import make_schedule_policy
-from sparsity_gym.evaluation import seeds_from
-from sparsity_gym.families import get_family, parse_network
-from sparsity_gym.grid import GridJob, run_grid
+from sparsity_gym.experiments.evaluation import seeds_from
+from sparsity_gym.experiments.families import get_family, parse_network
+from sparsity_gym.experiments.grid import GridJob, run_grid
 
 SEED_START = 3000
 

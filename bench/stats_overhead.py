@@ -22,8 +22,8 @@ from env_overhead import env_episode as episode
 from stats_kernels import kernel_times
 from timing import interleaved_medians
 
-from sparsity_gym.config import OBSERVATION_FAMILIES
-from sparsity_gym.env import SparsityEnv
+from sparsity_gym.env.config import OBSERVATION_FAMILIES
+from sparsity_gym.env.sparsity_env import SparsityEnv
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ work: the heavy modules (torch models, data) are imported when an environment is
 
 from __future__ import annotations
 
-from sparsity_gym.registration import register_envs
+from sparsity_gym.env.registration import register_envs
 
 __version__ = "0.1.0"
 

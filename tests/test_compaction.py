@@ -5,10 +5,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from sparsity_gym.compaction import compact, compaction_summary
-from sparsity_gym.env import SparsityEnv
-from sparsity_gym.masking import MaskedNetwork
-from sparsity_gym.networks import build_network, find_prunable_layers
+from sparsity_gym.env.sparsity_env import SparsityEnv
+from sparsity_gym.masks.compaction import compact, compaction_summary
+from sparsity_gym.masks.masked_network import MaskedNetwork
+from sparsity_gym.models.layers import find_prunable_layers
+from sparsity_gym.models.zoo import build_network
 
 SHAPE = (1, 8, 8)
 KWARGS = {"mlp": {"widths": (32, 24)}, "cnn": {"channels": (6, 8)}}

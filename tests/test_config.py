@@ -2,8 +2,8 @@ import re
 
 import pytest
 
-from sparsity_gym.config import EnvConfig
-from sparsity_gym.env import SparsityEnv
+from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.env.sparsity_env import SparsityEnv
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from sparsity_gym.data import available_datasets, load_dataset, stratified_split
-from sparsity_gym.networks import available_networks, build_network, find_prunable_layers
+from sparsity_gym.datasets.splits import available_datasets, load_dataset, stratified_split
+from sparsity_gym.models.layers import find_prunable_layers
+from sparsity_gym.models.zoo import available_networks, build_network
 
 
 def test_digits_is_embedded_split_and_standardised():

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from sparsity_gym.config import EnvConfig
-from sparsity_gym.env import SparsityEnv
+from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.env.sparsity_env import SparsityEnv
 
 KW = {"dataset": "synthetic", "total_iterations": 30, "decision_interval": 10, "batch_size": 32, "network": "cnn"}
 

@@ -9,11 +9,12 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from baselines import available_policies, env_kwargs, make_policy
 from baselines.criteria import DynoPolicy
-from sparsity_gym.config import EnvConfig
 from sparsity_gym.criteria.dyno import north_select_scores
-from sparsity_gym.env import SparsityEnv
-from sparsity_gym.masking import MaskedNetwork, SelectionContext
-from sparsity_gym.networks import find_prunable_layers
+from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.env.sparsity_env import SparsityEnv
+from sparsity_gym.masks.masked_network import MaskedNetwork
+from sparsity_gym.masks.selectors import SelectionContext
+from sparsity_gym.models.layers import find_prunable_layers
 
 KW = {
     "dataset": "synthetic",
@@ -57,9 +58,7 @@ def test_north_growth_picks_the_best_candidate_with_zero_fan_out_bias_and_state(
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3))
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    masks = MaskedNetwork(
-        find_prunable_layers(model, (4,)), granularity="neuron", regrowth="north", optimizer=opt
-    )
+    masks = MaskedNetwork(find_prunable_layers(model, (4,)), granularity="neuron", regrowth="north", optimizer=opt)
     masks.set_keep([torch.tensor([True, True, True, False, False, False])])
     x = torch.randn(64, 4)
     for _ in range(3):  # momentum state everywhere

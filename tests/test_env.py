@@ -8,7 +8,7 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import sparsity_gym  # noqa: F401  (registers the ids)
-from sparsity_gym.env import SparsityEnv
+from sparsity_gym.env.sparsity_env import SparsityEnv
 
 
 def user_factory(input_shape, num_classes):

@@ -5,15 +5,16 @@ import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-from sparsity_gym.env import SparsityEnv
-from sparsity_gym.families import (
+from sparsity_gym.env.sparsity_env import SparsityEnv
+from sparsity_gym.env.wrappers import PadLayers
+from sparsity_gym.experiments.families import (
     available_network_families,
     get_family,
     parse_network,
     random_family,
     random_mlp_specs,
 )
-from sparsity_gym.wrappers import FamilyEnv, PadLayers
+from sparsity_gym.experiments.family_env import FamilyEnv
 
 TINY = {"dataset": "synthetic", "total_iterations": 20, "decision_interval": 10, "batch_size": 16}
 SMALL = ("mlp_8x8", "mlp_8", "mlp_8x8x8")

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from sparsity_gym.freezing import RowFreezer
+from sparsity_gym.masks.freezing import RowFreezer
 
 OptFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
 

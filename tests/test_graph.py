@@ -10,9 +10,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sparsity_gym.graph import trace_layer_graph
-from sparsity_gym.masking import MaskedNetwork
-from sparsity_gym.networks import build_network, find_prunable_layers
+from sparsity_gym.masks.masked_network import MaskedNetwork
+from sparsity_gym.models.graph import trace_layer_graph
+from sparsity_gym.models.layers import find_prunable_layers
+from sparsity_gym.models.zoo import build_network
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

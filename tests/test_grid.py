@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import baselines
-from sparsity_gym.config import EnvConfig
-from sparsity_gym.evaluation import evaluate
-from sparsity_gym.grid import GridJob, import_ray, make_grid, run_grid
+from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.experiments.evaluation import evaluate
+from sparsity_gym.experiments.grid import GridJob, import_ray, make_grid, run_grid
 
 TINY = {
     "dataset": "synthetic",

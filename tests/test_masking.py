@@ -4,8 +4,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from sparsity_gym.masking import MaskedNetwork, SelectionContext, lowest_among
-from sparsity_gym.networks import build_network, find_prunable_layers
+from sparsity_gym.masks.masked_network import MaskedNetwork
+from sparsity_gym.masks.selectors import SelectionContext, lowest_among
+from sparsity_gym.models.layers import find_prunable_layers
+from sparsity_gym.models.zoo import build_network
 
 
 def _setup(granularity, selector, net="mlp", optimizer="sgd", exchange=0.0, seed=0):

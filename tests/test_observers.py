@@ -10,8 +10,8 @@ import torch.nn as nn
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-from sparsity_gym.config import OBSERVATION_FAMILIES
-from sparsity_gym.env import SparsityEnv
+from sparsity_gym.env.config import OBSERVATION_FAMILIES
+from sparsity_gym.env.sparsity_env import SparsityEnv
 from sparsity_gym.stats import gradient_snr
 from sparsity_gym.stats.rank import effective_dimension_count, positive_inertia
 
@@ -55,14 +55,14 @@ def test_snr_features_match_gradient_snr_of_the_measured_step():
         target_density=0.5,
     )
     seen = {}
-    next_batch = env._next_batch
+    env.reset(seed=1)  # builds the training loop; no batch is drawn before the first step
+    next_batch = env.loop.next_batch
 
     def recording_batch():
         seen["batch"] = next_batch()
         return seen["batch"]
 
-    env._next_batch = recording_batch
-    env.reset(seed=1)
+    env.loop.next_batch = recording_batch
     # snapshot the network as the single measured (last) step sees it
     env.optimizer.register_step_pre_hook(
         lambda opt, a, k: seen.__setitem__("model", copy.deepcopy(env.model)) if env.model.training else None

@@ -13,9 +13,10 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 
 from agents.policy import LayerwiseAgent, LayerwisePolicy
-from sparsity_gym.env import SparsityEnv
-from sparsity_gym.evaluation import evaluate
-from sparsity_gym.wrappers import FamilyEnv, pad_observation
+from sparsity_gym.env.sparsity_env import SparsityEnv
+from sparsity_gym.env.wrappers import pad_observation
+from sparsity_gym.experiments.evaluation import evaluate
+from sparsity_gym.experiments.family_env import FamilyEnv
 
 TINY = {"dataset": "synthetic", "total_iterations": 20, "decision_interval": 10, "batch_size": 16}
 TRAIN = ("mlp_8x8", "mlp_8")

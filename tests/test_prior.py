@@ -8,8 +8,8 @@ import pytest
 from agents.prior import PRIOR_SEED_START, choose_prior, score_schedules
 from agents.train import LEARNED, prior_note
 from baselines import available_policies, make_policy
-from sparsity_gym.evaluation import EpisodeResult, evaluate
-from sparsity_gym.families import parse_network
+from sparsity_gym.experiments.evaluation import EpisodeResult, evaluate
+from sparsity_gym.experiments.families import parse_network
 
 TINY = {"dataset": "synthetic", "total_iterations": 20, "decision_interval": 10, "batch_size": 16}
 TRAIN = (parse_network("mlp_8x8"), parse_network("mlp_8"))

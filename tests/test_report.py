@@ -4,8 +4,15 @@ import numpy as np
 import pytest
 
 from baselines import make_policy
-from sparsity_gym.evaluation import EpisodeResult, evaluate
-from sparsity_gym.report import headline, markdown, plot_accuracy_vs_cost, plot_schedules, summarize, write_csv
+from sparsity_gym.experiments.evaluation import EpisodeResult, evaluate
+from sparsity_gym.experiments.report import (
+    headline,
+    markdown,
+    plot_accuracy_vs_cost,
+    plot_schedules,
+    summarize,
+    write_csv,
+)
 
 
 @pytest.fixture(scope="module")

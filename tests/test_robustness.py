@@ -13,7 +13,7 @@ from cli_helpers import TINY_ARGS, start
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sparsity_gym.env import SparsityEnv
+from sparsity_gym.env.sparsity_env import SparsityEnv
 
 TINY = {"dataset": "synthetic", "total_iterations": 20, "decision_interval": 5, "batch_size": 16}
 

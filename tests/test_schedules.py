@@ -3,7 +3,7 @@ import pytest
 
 from baselines import SCHEDULES, cubic, env_kwargs, make_policy, polynomial
 from baselines.schedules import cosine, window_progress
-from sparsity_gym.env import SparsityEnv
+from sparsity_gym.env.sparsity_env import SparsityEnv
 
 
 @pytest.mark.parametrize("p", [0.0, 0.1, 0.3, 0.5, 0.74, 0.75, 0.9, 1.0])

@@ -10,10 +10,12 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from baselines import available_policies, env_kwargs, make_policy
-from sparsity_gym.config import EnvConfig
-from sparsity_gym.env import SparsityEnv
-from sparsity_gym.masking import MaskedNetwork, SelectionContext, available_regrowth
-from sparsity_gym.networks import find_prunable_layers
+from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.env.sparsity_env import SparsityEnv
+from sparsity_gym.masks.masked_network import MaskedNetwork
+from sparsity_gym.masks.regrowth import available_regrowth
+from sparsity_gym.masks.selectors import SelectionContext
+from sparsity_gym.models.layers import find_prunable_layers
 
 KW = {
     "dataset": "synthetic",

@@ -11,12 +11,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sparsity_gym.compaction import compact
-from sparsity_gym.env import SparsityEnv
-from sparsity_gym.masking import MaskedNetwork, SelectionContext, available_selectors
-from sparsity_gym.networks import available_networks, build_network, find_prunable_layers
+from sparsity_gym.core.torchvision_compat import import_torchvision
+from sparsity_gym.env.sparsity_env import SparsityEnv
+from sparsity_gym.masks.compaction import compact
+from sparsity_gym.masks.masked_network import MaskedNetwork
+from sparsity_gym.masks.selectors import SELECTORS, SelectionContext, available_selectors
+from sparsity_gym.models.layers import find_prunable_layers
+from sparsity_gym.models.zoo import available_networks, build_network
 from sparsity_gym.stats import GradientMomentCollector
-from sparsity_gym.vision_compat import import_torchvision
 
 TINY = {
     "simple_cnn": {"channels": (4, 6), "hidden": (12, 8)},
@@ -232,6 +234,12 @@ def test_per_sample_terms_sum_to_the_batch_gradient_under_batchnorm():
 @pytest.mark.parametrize("selector", available_selectors())
 @pytest.mark.parametrize("net", sorted(TINY))
 def test_episodes_with_every_selector(net, selector, granularity):
+    if granularity not in SELECTORS.get(selector).granularities:  # refused by the selector's spec, not run
+        with pytest.raises(ValueError, match=f"granularity='{granularity}' is not allowed with selector"):
+            SparsityEnv(
+                network=net, network_kwargs=TINY[net], dataset="synthetic", selector=selector, granularity=granularity
+            )
+        return
     env = SparsityEnv(
         network=net,
         network_kwargs=TINY[net],

@@ -4,7 +4,7 @@
 - :mod:`~sparsity_gym.criteria.dyno`: DYNO prune/grow counts, prune selection, NORTH-Select growth (§2).
 - :mod:`~sparsity_gym.criteria.contribution_pruning`: lowest-contribution selection (§3).
 
-NEq freezing mechanics (§4) live in :mod:`sparsity_gym.freezing`.
+NEq freezing mechanics (§4) live in :mod:`sparsity_gym.masks.freezing`.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import math
 import torch
 from torch import Tensor
 
-from sparsity_gym.validation import unit_mask
+from sparsity_gym.core.checks import unit_mask
 
 DEFAULT_FRACTION: float = 0.1
 _SNAP_RTOL: float = 1e-9

@@ -32,7 +32,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from sparsity_gym.validation import unit_mask
+from sparsity_gym.core.checks import unit_mask
 
 DEFAULT_DELTA: float = 3e-2
 _SNAP_RTOL: float = 1e-9

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from sparsity_gym.validation import check_choice
+from sparsity_gym.core.checks import check_choice
 
 COMBINE_MODES: tuple[str, ...] = ("or", "and")
 MAGNITUDE_SCOPES: tuple[str, ...] = ("global", "layer")

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from sparsity_gym.evaluation import EpisodeResult
-from sparsity_gym.io import atomic_write, atomic_write_text
+from sparsity_gym.core.io import atomic_write, atomic_write_text
+from sparsity_gym.experiments.evaluation import EpisodeResult
 
 GROUP_KEYS = ("split", "network", "selector", "granularity", "target_density", "policy")
 METRICS = ("test_accuracy", "final_density", "inference_flops", "training_flops", "wall_time_s")

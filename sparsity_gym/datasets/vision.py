@@ -9,12 +9,13 @@ config field, ``--data-root`` on the command line) in torchvision's standard lay
 
 Nothing is downloaded unless asked for, once, with::
 
-    python -m sparsity_gym.vision_data download {mnist,fashion_mnist,cifar10} --data-root DIR
+    python -m sparsity_gym.datasets.vision download {mnist,fashion_mnist,cifar10} --data-root DIR
 
 Splits, as the papers this project reproduces use them (Tessera et al. split the official training set into a
 train and a validation part and report on the official test set): the official test set is the test split; a
 seeded, stratified :data:`VAL_FRACTION` (10%) of the official training set is the validation split (per class,
-:func:`sparsity_gym.data.stratified_split`, seeded by the loader's ``seed``, i.e. the env's ``data_seed``); the
+:func:`sparsity_gym.datasets.splits.stratified_split`,
+seeded by the loader's ``seed``, i.e. the env's ``data_seed``); the
 rest is the train split. Inputs are float32 ``(n, C, H, W)``: pixels scaled to [0, 1], then normalised per
 channel with the datasets' standard constants (:data:`SPECS`; fixed, so every seed and split shares one input
 scale), labels int64.
@@ -25,11 +26,9 @@ through a subclass that keeps torchvision's reading code and only checks that th
 ``verify_md5=True`` to :func:`load_cifar10` for torchvision's full md5 check. The download command always uses
 torchvision's own class, which verifies the archive and the extracted batches.
 
-Registration: importing :mod:`sparsity_gym` imports this module, which must stay cheap (no torch, no
-torchvision). The loaders therefore import numpy, torch and torchvision (the latter only through
-:func:`sparsity_gym.vision_compat.import_torchvision`) when called, and are added to
-:data:`sparsity_gym.data.DATASETS` by ``sparsity_gym.data`` itself (:func:`register`, at the end of that
-module), so they are there whenever datasets are.
+Registration: :mod:`sparsity_gym.datasets` adds :data:`LOADERS` to its registry (:func:`register`). Importing
+this module stays cheap: torchvision is only imported (through
+:func:`sparsity_gym.core.torchvision_compat.import_torchvision`) when a loader runs or a download is asked for.
 """
 
 from __future__ import annotations
@@ -42,12 +41,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
+
+from sparsity_gym.core.checks import check_choice
+from sparsity_gym.datasets.splits import DatasetSplits, stratified_split
+
 if TYPE_CHECKING:
     import numpy as np
-    import torch
 
-    from sparsity_gym.data import DatasetSplits
-    from sparsity_gym.registry import Registry
+    from sparsity_gym.core.registry import Registry
 
 #: Fraction of the official training set held out, per class, as the validation split.
 VAL_FRACTION = 0.1
@@ -89,7 +91,7 @@ SPECS: dict[str, VisionSpec] = {
 
 def download_command(name: str) -> str:
     """The shell command that downloads dataset ``name`` into ``DIR``."""
-    return f"python -m sparsity_gym.vision_data download {name} --data-root DIR"
+    return f"python -m sparsity_gym.datasets.vision download {name} --data-root DIR"
 
 
 def check_data_root(name: str, root: str | None) -> Path:
@@ -117,7 +119,7 @@ def check_data_root(name: str, root: str | None) -> Path:
 @functools.lru_cache(maxsize=1)
 def _presence_checked_cifar10() -> type:
     """The ``CIFAR10`` of torchvision with the same files and reading code, checking presence instead of md5."""
-    from sparsity_gym.vision_compat import import_torchvision
+    from sparsity_gym.core.torchvision_compat import import_torchvision
 
     base = import_torchvision().datasets.CIFAR10
 
@@ -135,7 +137,7 @@ def _read(spec: VisionSpec, root: Path, train: bool, verify_md5: bool) -> tuple[
     """One official split as uint8 images ``(n, C, H, W)`` and int64 labels, read by torchvision."""
     import numpy as np
 
-    from sparsity_gym.vision_compat import import_torchvision
+    from sparsity_gym.core.torchvision_compat import import_torchvision
 
     datasets = import_torchvision().datasets
     if spec.name == "cifar10":
@@ -150,8 +152,6 @@ def _read(spec: VisionSpec, root: Path, train: bool, verify_md5: bool) -> tuple[
 
 def normalise(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """uint8 images ``(n, C, H, W)`` as float32 ``(pixel / 255 - mean[c]) / std[c]``, computed in place."""
-    import torch
-
     x = torch.from_numpy(images).to(torch.float32)
     channels = (1, len(mean), 1, 1)
     return x.div_(255.0).sub_(torch.tensor(mean).view(channels)).div_(torch.tensor(std).view(channels))
@@ -162,10 +162,6 @@ def load_vision(name: str, seed: int, root: str | None, verify_md5: bool = False
 
     See the module docstring for the split and the normalisation; ``verify_md5`` only concerns CIFAR-10.
     """
-    import torch
-
-    from sparsity_gym.data import DatasetSplits, stratified_split
-
     spec = SPECS[name]
     path = check_data_root(name, root)
     train_images, train_labels = _read(spec, path, train=True, verify_md5=verify_md5)
@@ -205,7 +201,7 @@ def load_cifar10(seed: int, root: str | None = None, verify_md5: bool = False) -
     return load_vision("cifar10", seed, root, verify_md5=verify_md5)
 
 
-#: The loaders this module adds to :data:`sparsity_gym.data.DATASETS`.
+#: The loaders this module adds to :data:`sparsity_gym.datasets.splits.DATASETS`.
 LOADERS = {"mnist": load_mnist, "fashion_mnist": load_fashion_mnist, "cifar10": load_cifar10}
 
 
@@ -218,8 +214,7 @@ def register(datasets: Registry[Any]) -> None:
 # ------------------------------------------------------------------------------------------------ download
 def download(name: str, root: str) -> None:
     """Download dataset ``name`` into ``root`` with torchvision (``download=True``, md5-verified)."""
-    from sparsity_gym.validation import check_choice
-    from sparsity_gym.vision_compat import import_torchvision
+    from sparsity_gym.core.torchvision_compat import import_torchvision
 
     check_choice("dataset", name, SPECS)
     cls = getattr(import_torchvision().datasets, SPECS[name].torchvision_class)
@@ -230,7 +225,7 @@ def download(name: str, root: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``download {mnist,fashion_mnist,cifar10} --data-root DIR``."""
     parser = argparse.ArgumentParser(
-        prog="python -m sparsity_gym.vision_data", description="Download a torchvision dataset (only when asked)."
+        prog="python -m sparsity_gym.datasets.vision", description="Download a torchvision dataset (only when asked)."
     )
     commands = parser.add_subparsers(dest="command", required=True)
     fetch = commands.add_parser("download", help="download a dataset into --data-root")

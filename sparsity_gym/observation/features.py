@@ -13,13 +13,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import gymnasium as gym
 import numpy as np
 
-if TYPE_CHECKING:
-    from sparsity_gym.env import SparsityEnv
+from sparsity_gym.observation.snapshot import TrainingSnapshot
 
 
 @dataclass(frozen=True)
@@ -34,11 +32,11 @@ class Feature:
 
 @dataclass(frozen=True)
 class FeatureFamily:
-    """A group of columns computed together: ``compute(env) -> (L, len(features))`` (global: ``(len,)``)."""
+    """A group of columns computed together: ``compute(snapshot) -> (L, len(features))`` (global: ``(len,)``)."""
 
     name: str
     features: tuple[Feature, ...]
-    compute: Callable[[SparsityEnv], np.ndarray]
+    compute: Callable[[TrainingSnapshot], np.ndarray]
 
 
 _FAMILIES: dict[str, FeatureFamily] = {}
@@ -55,10 +53,10 @@ def registered_families() -> tuple[str, ...]:
     return tuple(sorted(_FAMILIES))
 
 
-def _static(env: SparsityEnv) -> np.ndarray:
-    layers = env.masks.layers
-    total = sum(m.info.num_weights for m in env.masks.all_layers)
-    n = max(len(env.masks.all_layers) - 1, 1)
+def _static(snap: TrainingSnapshot) -> np.ndarray:
+    layers = snap.layers
+    total = sum(m.info.num_weights for m in snap.all_layers)
+    n = max(len(snap.all_layers) - 1, 1)
     return np.array(
         [
             [
@@ -74,20 +72,20 @@ def _static(env: SparsityEnv) -> np.ndarray:
     )
 
 
-def _state(env: SparsityEnv) -> np.ndarray:
-    target = env.config.target_density
-    return np.array([[m.density, -1.0 if target is None else target] for m in env.masks.layers])
+def _state(snap: TrainingSnapshot) -> np.ndarray:
+    target = snap.target_density
+    return np.array([[m.density, -1.0 if target is None else target] for m in snap.layers])
 
 
-def _global(env: SparsityEnv) -> np.ndarray:
-    loss_scale = math.log(env.data.num_classes)
+def _global(snap: TrainingSnapshot) -> np.ndarray:
+    loss_scale = math.log(snap.num_classes)
     return np.array(
         [
-            env.progress,
-            env.last_train_loss / loss_scale if math.isfinite(env.last_train_loss) else 10.0,
-            env.last_val_accuracy,
-            env.masks.global_density(),
-            env.inference_flops() / env.dense_flops,
+            snap.progress,
+            snap.train_loss / loss_scale if math.isfinite(snap.train_loss) else 10.0,
+            snap.val_accuracy,
+            snap.global_density,
+            snap.flops_fraction,
         ]
     )
 
@@ -145,13 +143,16 @@ class ObservationLayout:
         self._high = np.broadcast_to(high, (num_layers, len(high))).copy()
         self.space = gym.spaces.Box(self._low, self._high, dtype=np.float32)
 
-    def build(self, env: SparsityEnv) -> np.ndarray:
-        """The observation of ``env`` now: finite, float32, clipped into the space."""
+    def build(self, snapshot: TrainingSnapshot) -> np.ndarray:
+        """The observation of ``snapshot``: finite, float32, clipped into the space."""
         parts = [
-            np.asarray(fam.compute(env), dtype=np.float64).reshape(self.num_layers, -1) for fam in self.layer_families
+            np.asarray(fam.compute(snapshot), dtype=np.float64).reshape(self.num_layers, -1)
+            for fam in self.layer_families
         ]
         parts.append(
-            np.broadcast_to(np.asarray(GLOBAL.compute(env), dtype=np.float64), (self.num_layers, len(GLOBAL.features)))
+            np.broadcast_to(
+                np.asarray(GLOBAL.compute(snapshot), dtype=np.float64), (self.num_layers, len(GLOBAL.features))
+            )
         )
         obs = np.nan_to_num(np.concatenate(parts, axis=1), nan=0.0, posinf=self._high, neginf=self._low)
         return np.clip(obs, self._low, self._high).astype(np.float32)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sparsity_gym.masking import LayerMask
+from sparsity_gym.masks.layer_mask import LayerMask
 
 
 def layer_inference_flops(layer: LayerMask) -> int:

@@ -1,9 +1,9 @@
 """The seeds' vision networks: seed 003's simple CNN, a CIFAR-style ResNet-18 and torchvision's VGG11.
 
 Importing this module registers ``simple_cnn``, ``resnet18`` and ``vgg11`` in
-:data:`sparsity_gym.networks.NETWORKS` (``sparsity_gym.networks`` imports it, so the names exist whenever the
+:data:`sparsity_gym.models.zoo.NETWORKS` (``sparsity_gym.models.zoo`` imports it, so the names exist whenever the
 zoo is used). Every builder takes ``(input_shape, num_classes, **kwargs)`` like ``mlp`` and ``cnn``; torchvision
-is imported inside :func:`vgg11` only (through :func:`sparsity_gym.vision_compat.import_torchvision`).
+is imported inside :func:`vgg11` only (through :func:`sparsity_gym.core.torchvision_compat.import_torchvision`).
 
 Readings of the seeds, where they leave something open:
 
@@ -36,7 +36,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sparsity_gym.networks import register_network
+from sparsity_gym.models.zoo import register_network
 
 __all__ = ["BasicBlock", "ResNet", "resnet18", "simple_cnn", "vgg11"]
 
@@ -244,7 +244,7 @@ def _vgg11_body(
     shape: tuple[int, int, int], batch_norm: bool, width: float, hidden: int, dropout: float, init: bool
 ) -> nn.Module:
     """Torchvision's VGG (1000 outputs) with the widths, input channels and pooling mode this input needs."""
-    from sparsity_gym.vision_compat import import_torchvision
+    from sparsity_gym.core.torchvision_compat import import_torchvision
 
     tv = import_torchvision()
     c, h, w = shape

@@ -9,8 +9,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from sparsity_gym.config import EnvConfig
-from sparsity_gym.env import SparsityEnv
+from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.env.sparsity_env import SparsityEnv
 
 
 class Policy(Protocol):

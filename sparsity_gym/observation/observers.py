@@ -2,7 +2,7 @@
 
 Each observer hooks the network when an episode starts and turns what the hooks saw into a few finite,
 O(1) features per controlled layer at every decision (the columns are registered with
-:func:`sparsity_gym.features.register_family`; the env's docstring lists them):
+:func:`sparsity_gym.observation.features.register_family`; the env's docstring lists them):
 
 * ``snr`` (CRITERIA §1): per-weight gradient SNR from :class:`~sparsity_gym.stats.GradientMomentCollector`
   (the ``(δ²)ᵀ(x²)`` second moment for Linear, unfold/einsum for conv), smoothed with γ = 0.01^(1/(0.02·T)).
@@ -31,16 +31,20 @@ measured.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from sparsity_gym.features import Feature, FeatureFamily, register_family
-from sparsity_gym.masking import LayerMask, MaskedNetwork
+from sparsity_gym.masks.layer_mask import LayerMask
+from sparsity_gym.masks.masked_network import MaskedNetwork
+from sparsity_gym.observation.features import Feature, FeatureFamily, register_family
+from sparsity_gym.observation.snapshot import TrainingSnapshot
 from sparsity_gym.stats import (
     ActivationBuffer,
     ContributionAccumulator,
@@ -50,10 +54,15 @@ from sparsity_gym.stats import (
     effective_dimension_count,
 )
 
-if TYPE_CHECKING:
-    from sparsity_gym.env import SparsityEnv
-
 SNR_LOG_SCALE = 4.0  # log10(1 + snr) / 4: snr = 1e4 -> ~1, the 1e12 cap -> 3
+
+
+@dataclass(frozen=True)
+class ObserverSettings:
+    """What observers need to know of the episode besides the masks."""
+
+    total_iterations: int = 400  # SNR smoothing: γ = 0.01^(1/(0.02·T))
+    selector: str = "magnitude"  # contribution: the paper's λ weighting when it selects units
 
 
 class Observer:
@@ -61,9 +70,9 @@ class Observer:
 
     name = ""
 
-    def __init__(self, env: SparsityEnv) -> None:
-        self.env = env
-        self.masks: MaskedNetwork = env.masks
+    def __init__(self, masks: MaskedNetwork, settings: ObserverSettings | None = None) -> None:
+        self.settings = settings or ObserverSettings()
+        self.masks: MaskedNetwork = masks
         self.handles: list[Any] = []
         self.measuring = False
 
@@ -122,10 +131,10 @@ class SNRObserver(Observer):
 
     name = "snr"
 
-    def __init__(self, env: SparsityEnv) -> None:
-        super().__init__(env)
+    def __init__(self, masks: MaskedNetwork, settings: ObserverSettings | None = None) -> None:
+        super().__init__(masks, settings)
         modules = [(m.info.name, m.info.module) for m in self.masks.layers]
-        self.collector = GradientMomentCollector(modules, total_iterations=env.config.total_iterations).attach()
+        self.collector = GradientMomentCollector(modules, total_iterations=self.settings.total_iterations).attach()
 
     def set_measuring(self, on: bool) -> None:  # noqa: D102
         super().set_measuring(on)
@@ -160,8 +169,8 @@ class RankObserver(Observer):
 
     name = "rank"
 
-    def __init__(self, env: SparsityEnv) -> None:
-        super().__init__(env)
+    def __init__(self, masks: MaskedNetwork, settings: ObserverSettings | None = None) -> None:
+        super().__init__(masks, settings)
         self.buffers = [ActivationBuffer(m.info.fan_out) for m in self.masks.layers]
         for layer, buf in zip(self.masks.layers, self.buffers, strict=True):
             self.handles.append(_post_activation_hook(self.masks, layer, self._pusher(buf)))
@@ -202,10 +211,16 @@ class ContributionObserver(Observer):
 
     name = "contribution"
 
-    def __init__(self, env: SparsityEnv, lambda1: float | None = None, lambda2: float | None = None) -> None:
-        super().__init__(env)
+    def __init__(
+        self,
+        masks: MaskedNetwork,
+        settings: ObserverSettings | None = None,
+        lambda1: float | None = None,
+        lambda2: float | None = None,
+    ) -> None:
+        super().__init__(masks, settings)
         # the paper's weighting when it selects units (the method's cost), C_avg alone when only observed
-        selecting = env.config.selector == "contribution"
+        selecting = self.settings.selector == "contribution"
         self.lambdas = (
             (0.5 if selecting else 1.0) if lambda1 is None else lambda1,
             (0.5 if selecting else 0.0) if lambda2 is None else lambda2,
@@ -266,8 +281,8 @@ class EquilibriumObserver(Observer):
 
     name = "equilibrium"
 
-    def __init__(self, env: SparsityEnv) -> None:
-        super().__init__(env)
+    def __init__(self, masks: MaskedNetwork, settings: ObserverSettings | None = None) -> None:
+        super().__init__(masks, settings)
         self.trackers = [EquilibriumTracker(m.info.fan_out) for m in self.masks.layers]
         self.outputs: list[list[torch.Tensor]] = [[] for _ in self.masks.layers]
         self.capturing = False
@@ -322,8 +337,8 @@ class LayerInputObserver(Observer):
 
     name = "layer_inputs"
 
-    def __init__(self, env: SparsityEnv, min_rows: int = 1024) -> None:
-        super().__init__(env)
+    def __init__(self, masks: MaskedNetwork, settings: ObserverSettings | None = None, min_rows: int = 1024) -> None:
+        super().__init__(masks, settings)
         self.recent: dict[str, list[torch.Tensor]] = {}
         self.max_rows = {m.info.name: max(min_rows, 2 * m.info.fan_out) for m in self.masks.layers}
         for layer in self.masks.layers:
@@ -368,25 +383,18 @@ class LayerInputObserver(Observer):
         return np.zeros((len(self.masks.layers), 0))
 
 
-# The statistics a selector needs collected, whether or not they are observed.
-SELECTOR_STATISTICS: dict[str, tuple[str, ...]] = {
-    "snr": ("snr",),
-    "equilibrium": ("equilibrium",),
-    "contribution": ("contribution",),
-    "redundancy": ("rank",),
-}
-
-# The statistics a regrowth rule needs collected (read from ``SelectionContext.stats``).
-REGROWTH_STATISTICS: dict[str, tuple[str, ...]] = {"north": ("layer_inputs",)}
-
 OBSERVERS: dict[str, type[Observer]] = {
-    cls.name: cls
-    for cls in (SNRObserver, RankObserver, ContributionObserver, EquilibriumObserver, LayerInputObserver)
+    cls.name: cls for cls in (SNRObserver, RankObserver, ContributionObserver, EquilibriumObserver, LayerInputObserver)
 }
 
 
 def _family(name: str, features: tuple[Feature, ...]) -> FeatureFamily:
-    return register_family(FeatureFamily(name, features, lambda env: env.observers[name].features()))
+    return register_family(FeatureFamily(name, features, functools.partial(_statistics_of, name)))
+
+
+def _statistics_of(name: str, snapshot: TrainingSnapshot) -> np.ndarray:
+    """The ``(L, k)`` features of family ``name`` in ``snapshot`` (filled from its observer by the env)."""
+    return snapshot.statistics[name]
 
 
 _family(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from sparsity_gym.validation import check_choice
+from sparsity_gym.core.checks import check_choice
 
 T = TypeVar("T")
 

@@ -1,18 +1,18 @@
 """Physically remove inactive neurons: a smaller network that computes what the masked network computes.
 
-At neuron granularity (:mod:`sparsity_gym.masking`) an inactive neuron has a zero fan-in row and bias and zero
+At neuron granularity (:mod:`sparsity_gym.masks`) an inactive neuron has a zero fan-in row and bias and zero
 fan-out columns in its successor layer, so it contributes nothing to the network's output whatever the
 activation function. :func:`compact` turns those zeros into missing rows and columns: every prunable layer
 (``nn.Linear`` / ``nn.Conv2d``) of a deep copy is replaced by a smaller layer of the same kind that keeps
 
 * the active output units (rows of a Linear, output channels of a Conv2d) with their bias, and
 * the input columns (channels) fed by active units of its predecessor, the layer whose
-  :meth:`MaskedNetwork.successors <sparsity_gym.masking.MaskedNetwork.successors>` include it
-  (:func:`sparsity_gym.masking.successor_columns`): Linear -> Linear and Conv2d -> Conv2d column for unit,
+  :meth:`MaskedNetwork.successors <sparsity_gym.masks.MaskedNetwork.successors>` include it
+  (:func:`sparsity_gym.masks.successor_columns`): Linear -> Linear and Conv2d -> Conv2d column for unit,
   Conv2d -> Linear through a channel-major flatten, where each channel owns ``in_features / channels``
   consecutive columns and an inactive channel's whole block is dropped.
 
-A layer may feed several successors (the traced graph of :mod:`sparsity_gym.graph`); the columns are removed
+A layer may feed several successors (the traced graph of :mod:`sparsity_gym.models.graph`); the columns are removed
 in all of them. A ``BatchNorm`` between a layer and its successors (``LayerInfo.channel_modules``) is resized
 with the layer's channels (weight, bias, running mean and variance). Layers whose output enters a residual
 addition are never pruned at neuron granularity (``LayerInfo.neuron_prunable``), so they keep their width and
@@ -31,7 +31,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from sparsity_gym.masking import MaskedNetwork
+from sparsity_gym.masks.masked_network import MaskedNetwork
 
 __all__ = ["compact", "compaction_summary"]
 
@@ -51,7 +51,7 @@ def compact(
         The masked network: the model whose prunable layers ``masks`` describes (``masks.all_layers[i].info
         .module`` must be the module named ``masks.all_layers[i].info.name`` in ``model``).
     masks
-        Its :class:`~sparsity_gym.masking.MaskedNetwork`, at ``neuron`` granularity.
+        Its :class:`~sparsity_gym.masks.MaskedNetwork`, at ``neuron`` granularity.
     example_input
         Optional batch to check the result on: both networks run it in eval mode (no gradient, their modes
         restored afterwards) and a ``ValueError`` is raised if the outputs differ by more than ``atol``

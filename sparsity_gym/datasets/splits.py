@@ -1,9 +1,11 @@
-"""Datasets as in-memory tensor splits, and the registry later loaders (torchvision) plug into.
+"""Datasets as in-memory tensor splits, and the registry every loader is added to.
 
 Each loader returns a :class:`DatasetSplits` with a seeded, stratified train / validation / test split: the
 validation part feeds rewards and observations, the test part is only used for reported results. Nothing is
 ever downloaded by default: ``digits`` ships inside scikit-learn's wheel, ``synthetic`` is generated, and
-``mnist``, ``fashion_mnist`` and ``cifar10`` (:mod:`sparsity_gym.vision_data`) are read from ``data_root``.
+``mnist``, ``fashion_mnist`` and ``cifar10`` (:mod:`sparsity_gym.datasets.vision`) are read from ``data_root``.
+The package's ``__init__`` registers the loaders of :mod:`~sparsity_gym.datasets.embedded` and
+:mod:`~sparsity_gym.datasets.vision`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from sparsity_gym.registry import Registry
+from sparsity_gym.core.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -97,35 +99,3 @@ def splits_from_arrays(name: str, x: np.ndarray, y: np.ndarray, seed: int) -> Da
         test_y=ty[test],
         num_classes=int(y.max()) + 1,
     )
-
-
-@register_dataset("digits")
-def load_digits(seed: int, root: str | None = None) -> DatasetSplits:
-    """scikit-learn's embedded 8x8 digits (1797 images, 10 classes) as ``(n, 1, 8, 8)``; 60/20/20 split."""
-    from sklearn.datasets import load_digits as sk_load_digits
-
-    bunch = sk_load_digits()
-    images = np.asarray(bunch.images, dtype=np.float32)[:, None, :, :]
-    return splits_from_arrays("digits", images, np.asarray(bunch.target), seed)
-
-
-@register_dataset("synthetic")
-def load_synthetic(seed: int, root: str | None = None) -> DatasetSplits:
-    """A tiny, learnable 4-class problem of ``(1, 4, 4)`` inputs (400 samples) for fast tests.
-
-    Class means are fixed (generator seeded with 12345); ``seed`` only changes the noise draw and the split.
-    """
-    means = np.random.default_rng(12345).normal(size=(4, 1, 4, 4)).astype(np.float32)
-    rng = np.random.default_rng(seed)
-    y = np.repeat(np.arange(4), 100)
-    x = means[y] + 0.7 * rng.normal(size=(len(y), 1, 4, 4)).astype(np.float32)
-    return splits_from_arrays("synthetic", x, y, seed)
-
-
-def _register_vision_datasets() -> None:
-    from sparsity_gym import vision_data  # torchvision itself is only imported when a loader runs
-
-    vision_data.register(DATASETS)
-
-
-_register_vision_datasets()

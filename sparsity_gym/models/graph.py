@@ -10,7 +10,7 @@ that carry it in every layer that consumes it. Those consumers are found here by
   ``mean`` over the spatial dimensions), identity, ``contiguous`` / ``clone``, and arithmetic with a Python scalar
   or a parameter / buffer (``x * 0.5``, ``x + self.bias``). LayerNorm and GroupNorm also keep channel ``k`` at
   index ``k`` and are passed through, but they normalise across channels, so a pruned channel still takes part in
-  their statistics (as with the order-based rule; :func:`sparsity_gym.compaction.compact` catches it).
+  their statistics (as with the order-based rule; :func:`sparsity_gym.masks.compaction.compact` catches it).
 * **Flatten** (``nn.Flatten``, ``torch.flatten``, ``view`` / ``reshape``) of ``(n, C, h, w)`` into ``(n, C·h·w)``
   is channel-major: channel ``k`` owns ``h·w`` consecutive columns (``columns_per_unit``), checked on the
   probe's shapes (``AdaptiveAvgPool2d(7) + flatten`` in VGG gives 49 columns per channel).
@@ -27,7 +27,7 @@ that carry it in every layer that consumes it. Those consumers are found here by
 If tracing or the probe fails (data-dependent control flow in a user factory, unsupported ops),
 :func:`trace_layer_graph` returns ``None`` and the callers fall back to the order-based rule: each layer feeds
 the next prunable layer in ``named_modules()`` order when the shapes chain
-(:func:`sparsity_gym.masking.successor_columns`), no layer is coupled.
+(:func:`sparsity_gym.masks.successor_columns`), no layer is coupled.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Run a grid of evaluations (policy × network / env config × seed) in parallel: processes on one machine, or Ray.
 
-A :class:`GridJob` is one call of :func:`sparsity_gym.evaluation.evaluate`: a policy factory, a complete env
+A :class:`GridJob` is one call of :func:`sparsity_gym.experiments.evaluation.evaluate`: a policy factory, a complete env
 config and one or a few seeds. :func:`make_grid` builds the product grid; :func:`run_grid` runs the jobs
 
 - ``sequential``: in this process, one after the other;
@@ -9,7 +9,8 @@ config and one or a few seeds. :func:`make_grid` builds the product grid; :func:
 - ``ray``: as Ray tasks of ``threads_per_worker`` CPUs each (``pip install -e ".[ray]"``; an existing
   ``ray.init`` connection is used, else a local one with ``workers`` CPUs is started and shut down after).
 
-and returns every :class:`~sparsity_gym.evaluation.EpisodeResult` in job order, then seed order. An episode is a
+and returns every :class:`~sparsity_gym.experiments.evaluation.EpisodeResult`
+in job order, then seed order. An episode is a
 function of its config and seed (the env seeds the initialisation and the data order at ``reset``), so every
 backend returns the same results as ``sequential`` (wall times aside), given the same number of torch threads:
 with several threads torch's CPU kernels may split large reductions differently and round differently.
@@ -31,10 +32,10 @@ from numbers import Integral
 from types import MappingProxyType, ModuleType
 from typing import Any
 
-from sparsity_gym.config import EnvConfig
-from sparsity_gym.env import SparsityEnv
-from sparsity_gym.evaluation import EpisodeResult, Policy, evaluate
-from sparsity_gym.validation import check_choice, check_number
+from sparsity_gym.core.checks import check_choice, check_number
+from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.env.sparsity_env import SparsityEnv
+from sparsity_gym.experiments.evaluation import EpisodeResult, Policy, evaluate
 
 BACKENDS = ("sequential", "process", "ray")
 

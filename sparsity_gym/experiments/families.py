@@ -1,7 +1,7 @@
 """Named families of networks with a train split and a held-out split, and a seeded architecture generator.
 
 A learned schedule is only interesting if it transfers: the agent trains on the networks of a family's
-``train`` split (one is sampled at every episode, see :class:`sparsity_gym.wrappers.FamilyEnv`) and is
+``train`` split (one is sampled at every episode, see :class:`sparsity_gym.env.wrappers.FamilyEnv`) and is
 reported on the ``heldout`` split, which training never sees. Networks are :class:`NetworkSpec` objects: a zoo
 name or a user factory plus its keyword arguments, with a readable name. Names written ``mlp_256x128`` or
 ``cnn_16x32`` are parsed back into specs by :func:`parse_network` (widths of the hidden Linear layers, or the
@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from sparsity_gym.registry import Registry
-from sparsity_gym.validation import check_choice, check_number
+from sparsity_gym.core.checks import check_choice, check_number
+from sparsity_gym.core.registry import Registry
 
 SPLITS = ("train", "heldout")
 _SIZED = re.compile(r"^(?P<kind>mlp|cnn)_(?P<sizes>\d+(?:x\d+)*)$")
@@ -85,7 +85,7 @@ def parse_network(name: str | Callable[..., Any] | NetworkSpec) -> NetworkSpec:
     match = _SIZED.match(name)
     if match:
         return sized(match["kind"], [int(s) for s in match["sizes"].split("x")])
-    from sparsity_gym.networks import available_networks
+    from sparsity_gym.models.zoo import available_networks
 
     if name in available_networks():
         return NetworkSpec(name, name)

@@ -9,17 +9,22 @@ import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from sparsity_gym.config import EnvConfig
 from sparsity_gym.criteria.snr_pruning import LossHold
-from sparsity_gym.data import DatasetSplits, load_dataset
-from sparsity_gym.features import ObservationLayout
-from sparsity_gym.flops import dense_inference_flops, inference_flops, training_step_flops
-from sparsity_gym.freezing import RowFreezer
-from sparsity_gym.masking import MaskedNetwork, SelectionContext, threshold_range
-from sparsity_gym.networks import LayerInfo, build_network, find_prunable_layers, widened_kwargs
-from sparsity_gym.observers import OBSERVERS, REGROWTH_STATISTICS, SELECTOR_STATISTICS, Observer
+from sparsity_gym.datasets import DatasetSplits, load_dataset
+from sparsity_gym.env.actions import from_action, to_action
+from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.env.flops import dense_inference_flops, inference_flops, training_step_flops
+from sparsity_gym.env.training import TrainingLoop, make_optimizer, resolve_device
+from sparsity_gym.masks.freezing import RowFreezer
+from sparsity_gym.masks.masked_network import MaskedNetwork
+from sparsity_gym.masks.regrowth import REGROWTH
+from sparsity_gym.masks.selectors import SELECTORS, SelectionContext, threshold_range
+from sparsity_gym.models import build_network, find_prunable_layers, widened_kwargs
+from sparsity_gym.models.layers import LayerInfo
+from sparsity_gym.observation.features import ObservationLayout
+from sparsity_gym.observation.observers import OBSERVERS, Observer, ObserverSettings
+from sparsity_gym.observation.snapshot import TrainingSnapshot
 
 
 class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
@@ -33,7 +38,7 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
     granularity the output layer is excluded). The selector decides *which* units go, the regrowth rule how
     units return (CRITERIA §5: random or magnitude pruning, random regrowth with zero weights and zero optimizer
     state). After every optimizer step each layer holds exactly ``max(1, round(d * n))`` active units and
-    inactive weights are exactly zero (:mod:`sparsity_gym.masking`).
+    inactive weights are exactly zero (:mod:`sparsity_gym.masks`).
 
     Selectors (*which* units): ``magnitude``, ``random``, ``snr`` (smoothed gradient SNR, CRITERIA §1),
     ``redundancy`` (DYNO: dormant first, then greedy cosine, §2), ``contribution`` (§3), ``equilibrium``
@@ -49,7 +54,7 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
     ``env.unwrapped.layer_names``. With ``action_mode="density"`` the value ``a`` maps affinely onto
     ``[min_density, max_density]``: ``d = min_density + (a + 1) / 2 * (max_density - min_density)``.
     With ``action_mode="threshold"`` it maps onto the selector's threshold range instead
-    (``sparsity_gym.masking.threshold_range``: magnitude |w|/RMS in [0, 3], random in [0, 1], equilibrium
+    (``sparsity_gym.masks.threshold_range``: magnitude |w|/RMS in [0, 3], random in [0, 1], equilibrium
     log10 |v| in [-6, 0], contribution score/mean in [0, 2], snr log10 SNR in [-2, 2]) and the active units
     whose score reaches the threshold stay active (prune: at least one per layer, never regrown) or trainable
     (freeze). Under ``regrowth="feedback"`` every unit whose score passes is active, so units return; the
@@ -58,7 +63,7 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
     layer (the projection), so every policy, learned or fixed, ends at the target.
     With ``effect="freeze"`` (neuron granularity) nothing is pruned: the units an action leaves out keep their
     forward pass but their fan-in rows and biases stay bit-identical through every optimizer step
-    (:class:`sparsity_gym.freezing.RowFreezer`), and thaw at a later decision. Non-finite or out-of-range
+    (:class:`sparsity_gym.masks.freezing.RowFreezer`), and thaw at a later decision. Non-finite or out-of-range
     values are clipped (NaN keeps the layer's current density) and counted in ``info["invalid_actions"]``; an
     action of the wrong shape raises ``ValueError``.
 
@@ -94,7 +99,8 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
     | global_density    | global       | active weights / weights over all prunable layers        | [0, 1]  |
     | flops_fraction    | global       | inference FLOPs / dense inference FLOPs                  | [0, 1]  |
 
-    The statistic families (CRITERIA §1–§4, :mod:`sparsity_gym.observers`) are computed over each layer's active
+    The statistic families (CRITERIA §1–§4, :mod:`sparsity_gym.observation.observers`) are computed over each
+    layer's active
     units: SNR, effective rank and contribution from the last ``stats_window`` training steps of each interval,
     equilibrium from the validation pass at each decision; they are 0 until first measured. Before the first
     step ``train_loss`` is the validation loss of the fresh network. Every value is finite and clipped into the
@@ -139,19 +145,27 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
 
     metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 (Gymnasium's convention)
 
-    def __init__(self, config: EnvConfig | None = None, render_mode: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        config: EnvConfig | None = None,
+        render_mode: str | None = None,
+        data: DatasetSplits | None = None,
+        **kwargs: Any,
+    ) -> None:
         if render_mode is not None:
             raise ValueError(f"render_mode={render_mode!r} is not allowed; this environment does not render")
         self.config = EnvConfig(**kwargs) if config is None else config.replace(**kwargs) if kwargs else config
-        self.device = _resolve_device(self.config.device)
+        self.device = resolve_device(self.config.device)
         if self.config.precision == "float16" and self.device.type != "cuda":
             raise ValueError(
                 f"precision='float16' is not allowed on device={self.config.device!r}; expected a cuda device "
                 "(use 'bfloat16' on the CPU)"
             )
-        self.data: DatasetSplits = load_dataset(self.config.dataset, self.config.data_seed, self.config.data_root).to(
-            self.device
-        )
+        if data is None:
+            data = load_dataset(self.config.dataset, self.config.data_seed, self.config.data_root)
+        elif data.name != self.config.dataset:
+            raise ValueError(f"data holds dataset {data.name!r}; expected the config's dataset={self.config.dataset!r}")
+        self.data: DatasetSplits = data.to(self.device)
         self._generator = torch.Generator().manual_seed(0)
         self._build_network(seed=0)
         self.layer_names = tuple(m.info.name for m in self.masks.layers)
@@ -242,9 +256,10 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
         self.mask_update = "applied" if projected else self._mask_update_gate()
         if self.mask_update != "applied":
             return values.tolist()
-        needed = (*SELECTOR_STATISTICS.get(cfg.selector, ()), *REGROWTH_STATISTICS.get(cfg.regrowth, ()))
         ctx = SelectionContext(
-            self._generator, {name: self.observers[name].unit_scores() for name in needed}, cfg.selector_options
+            self._generator,
+            {name: self.observers[name].unit_scores() for name in self._rule_statistics()},
+            cfg.selector_options,
         )
         if cfg.action_mode == "threshold":
             # pruning keeps at least one unit per layer; freezing may freeze a whole layer (NEq does)
@@ -275,7 +290,7 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
 
     def thresholds_from_action(self, action: np.ndarray) -> np.ndarray:
         """Validate ``action``, clip what is invalid (counted) and map it onto thresholds (NaN: no change)."""
-        return _from_action(self._validated(action), *threshold_range(self.config.selector))
+        return from_action(self._validated(action), *threshold_range(self.config.selector))
 
     def _validated(self, action: np.ndarray) -> np.ndarray:
         arr = np.asarray(action)
@@ -293,7 +308,7 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
         """Validate ``action``, clip what is invalid (counted) and map it onto layer densities."""
         arr = self._validated(action)
         current = self.density_to_action(np.array(self.masks.densities)).astype(np.float64)
-        return _from_action(np.where(np.isnan(arr), current, arr), self.config.min_density, self.config.max_density)
+        return from_action(np.where(np.isnan(arr), current, arr), self.config.min_density, self.config.max_density)
 
     # ----------------------------------------------------------------------------------------------- internals
     def _build_network(self, seed: int) -> None:
@@ -306,8 +321,8 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
             model = build_network(cfg.network, self.data.input_shape, self.data.num_classes, kwargs)
         self.model: nn.Module = model.to(self.device).train()
         infos = find_prunable_layers(self.model, self.data.input_shape)
-        self.optimizer = _make_optimizer(cfg, self.model)
-        self._scaler = torch.amp.GradScaler(self.device.type) if cfg.precision == "float16" else None
+        self.optimizer = make_optimizer(cfg, self.model)
+        self.loop = TrainingLoop(self.model, self.optimizer, self.data, cfg, self.device, self._generator)
         self.masks = MaskedNetwork(
             infos,
             granularity=cfg.granularity,
@@ -323,10 +338,9 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
                 [torch.arange(m.num_units) < round(m.num_units / cfg.capacity) for m in self.masks.layers]
             )
         self.dense_flops = dense_inference_flops(self.masks.all_layers)
-        needed = dict.fromkeys(
-            (*cfg.observations, *SELECTOR_STATISTICS.get(cfg.selector, ()), *REGROWTH_STATISTICS.get(cfg.regrowth, ()))
-        )
-        self.observers: dict[str, Observer] = {name: OBSERVERS[name](self) for name in needed}
+        needed = dict.fromkeys((*cfg.observations, *self._rule_statistics()))
+        settings = ObserverSettings(total_iterations=cfg.total_iterations, selector=cfg.selector)
+        self.observers: dict[str, Observer] = {name: OBSERVERS[name](self.masks, settings) for name in needed}
         self.freezer = (
             RowFreezer(self.optimizer, [m.info.module for m in self.masks.layers]) if cfg.effect == "freeze" else None
         )
@@ -338,17 +352,11 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
         self.iteration = 0
         self.decision = 0
         self.training_flops = 0
-        self._order = torch.empty(0, dtype=torch.long, device=self.device)
-        self._cursor = 0
 
-    def _next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        n, b = len(self.data.train_y), min(self.config.batch_size, len(self.data.train_y))
-        if self._cursor + b > len(self._order):
-            self._order = torch.randperm(n, generator=self._generator).to(self.device)
-            self._cursor = 0
-        idx = self._order[self._cursor : self._cursor + b]
-        self._cursor += b
-        return self.data.train_x[idx], self.data.train_y[idx]
+    def _rule_statistics(self) -> tuple[str, ...]:
+        """The observers the selector and the regrowth rule read (collected whether observed or not)."""
+        cfg = self.config
+        return (*SELECTORS.get(cfg.selector).statistics, *REGROWTH.get(cfg.regrowth).statistics)
 
     def _train(self, steps: int) -> bool:
         """Run ``steps`` optimizer steps, the last ``stats_window`` measured; False if the loss became non-finite."""
@@ -374,33 +382,8 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
 
     def _steps(self, steps: int, measured: bool) -> torch.Tensor:
         """The training loop proper; observers see the backward pass of measured steps. Returns the loss sum."""
-        model, opt, scaler = self.model, self.optimizer, self._scaler
-        observers = list(self.observers.values()) if measured else []
-        loss_sum = torch.zeros((), device=self.device)
-        autocast = self.config.precision != "float32"
-        dtype = getattr(torch, self.config.precision)
-        for _ in range(steps):
-            x, y = self._next_batch()
-            if autocast:
-                with torch.autocast(self.device.type, dtype=dtype):
-                    out = model(x)
-            else:
-                out = model(x)
-            loss = F.cross_entropy(out.float(), y)
-            opt.zero_grad(set_to_none=True)
-            if scaler is None:
-                loss.backward()
-            else:  # float16: the scale multiplies every gradient, which leaves the SNR ratio unchanged
-                scaler.scale(loss).backward()
-            for observer in observers:
-                observer.after_backward()
-            if scaler is None:
-                opt.step()
-            else:
-                scaler.step(opt)
-                scaler.update()
-            loss_sum += loss.detach()
-        return loss_sum
+        callbacks = [o.after_backward for o in self.observers.values()] if measured else []
+        return self.loop.run(steps, callbacks)
 
     def _validate(self) -> tuple[float, float]:
         """The validation pass (fixed order, eval mode) that rewards and the equilibrium family share."""
@@ -412,20 +395,9 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
             for observer in self.observers.values():
                 observer.end_evaluation()
 
-    @torch.no_grad()
     def _evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
         """Accuracy and mean cross-entropy of the network on ``(x, y)`` in eval mode."""
-        was_training = self.model.training
-        self.model.eval()
-        correct = torch.zeros((), device=self.device)
-        loss = torch.zeros((), device=self.device)
-        bs = self.config.eval_batch_size
-        for i in range(0, len(y), bs):
-            out = self.model(x[i : i + bs])
-            correct += (out.argmax(1) == y[i : i + bs]).sum()
-            loss += F.cross_entropy(out, y[i : i + bs], reduction="sum")
-        self.model.train(was_training)
-        return float(correct) / len(y), float(loss) / len(y)
+        return self.loop.evaluate(x, y)
 
     def _reward(self, previous_accuracy: float, *, last: bool, diverged: bool) -> float:
         cfg = self.config
@@ -439,8 +411,23 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
             reward -= cfg.flops_cost * self.inference_flops() / self.dense_flops
         return reward
 
+    def snapshot(self) -> TrainingSnapshot:
+        """The training state now, as the observation's columns read it."""
+        return TrainingSnapshot(
+            layers=self.masks.layers,
+            all_layers=self.masks.all_layers,
+            progress=self.progress,
+            train_loss=self.last_train_loss,
+            val_accuracy=self.last_val_accuracy,
+            global_density=self.masks.global_density(),
+            flops_fraction=self.inference_flops() / self.dense_flops,
+            target_density=self.config.target_density,
+            num_classes=self.data.num_classes,
+            statistics={name: self.observers[name].features() for name in self.config.observations},
+        )
+
     def _observation(self) -> np.ndarray:
-        return self.layout.build(self)
+        return self.layout.build(self.snapshot())
 
     def _info(self, requested: list[float], diverged: bool = False) -> dict[str, Any]:
         return {
@@ -460,37 +447,3 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
             "iteration": self.iteration,
             "diverged": diverged,
         }
-
-
-def to_action(value: float | np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """The action in [-1, 1] that asks for ``value`` in ``[lo, hi]``: the inverse of the affine action map.
-
-    Clipped to [-1, 1]; an empty range maps everything to +1.
-    """
-    value = np.asarray(value, dtype=np.float64)
-    a = 2.0 * (value - lo) / (hi - lo) - 1.0 if hi > lo else np.ones_like(value)
-    return np.clip(a, -1.0, 1.0).astype(np.float32)
-
-
-def _from_action(action: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """The affine map of actions clipped to [-1, 1] onto ``[lo, hi]`` (NaN stays NaN)."""
-    return lo + (np.clip(action, -1.0, 1.0) + 1.0) / 2.0 * (hi - lo)
-
-
-def _resolve_device(name: str) -> torch.device:
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device={name!r} is not allowed; expected a torch device such as 'cpu' or 'cuda'") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={name!r} is not allowed here: torch.cuda.is_available() is False; use 'cpu'")
-    return device
-
-
-def _make_optimizer(cfg: EnvConfig, model: nn.Module) -> torch.optim.Optimizer:
-    params = list(model.parameters())
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -12,6 +12,6 @@ def register_envs() -> None:
     if "SparsityGym/Schedule-v0" not in gym.registry:
         gym.register(
             id="SparsityGym/Schedule-v0",
-            entry_point="sparsity_gym.env:SparsityEnv",
+            entry_point="sparsity_gym.env.sparsity_env:SparsityEnv",
             disable_env_checker=False,
         )

@@ -10,9 +10,14 @@ from typing import Any
 
 import torch.nn as nn
 
-from sparsity_gym.validation import check_choice, check_number
+from sparsity_gym.core.checks import check_choice, check_number
+from sparsity_gym.datasets import available_datasets
+from sparsity_gym.datasets.vision import SPECS as VISION_SPECS
+from sparsity_gym.datasets.vision import check_data_root
+from sparsity_gym.masks.regrowth import available_regrowth
+from sparsity_gym.masks.selectors import GRANULARITIES, SELECTORS, available_selectors, threshold_range
+from sparsity_gym.models import available_networks, widened_kwargs
 
-GRANULARITIES = ("weight", "neuron")
 ACTION_MODES = ("density", "threshold")
 EFFECTS = ("prune", "freeze")
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -30,17 +35,17 @@ class EnvConfig:
     is allowed.
 
     Attributes:
-        network: A zoo name (``sparsity_gym.networks.available_networks()``) or a callable returning an
+        network: A zoo name (``sparsity_gym.models.zoo.available_networks()``) or a callable returning an
             ``nn.Module``; the callable receives whichever of ``input_shape`` and ``num_classes`` it accepts,
             plus ``network_kwargs``.
         network_kwargs: Extra keyword arguments for the network builder (e.g. ``{"widths": (128, 128)}``).
         capacity: Growth room (neuron granularity): hidden layers are built ``capacity`` times as wide and start
             with their usual width active, the spare units masked, so a layer can grow up to ``capacity`` times
             its width (DYNO). Needs a zoo network whose widths are an argument
-            (``sparsity_gym.networks.WIDTH_ARGUMENTS``); 1 disables.
-        dataset: A dataset name (``sparsity_gym.data.available_datasets()``); ``digits`` ships with scikit-learn.
+            (``sparsity_gym.models.zoo.WIDTH_ARGUMENTS``); 1 disables.
+        dataset: A dataset name (``sparsity_gym.datasets.available_datasets()``); ``digits`` ships with scikit-learn.
         data_root: Local folder of the datasets read from disk (``mnist``, ``fashion_mnist``, ``cifar10``, in
-            torchvision's layout; see :mod:`sparsity_gym.vision_data`).
+            torchvision's layout; see :mod:`sparsity_gym.datasets.vision`).
         data_seed: Seed of the train/validation/test split; fixed across episodes so the test set never moves.
         granularity: ``weight`` (unstructured) or ``neuron`` (rows of Linear, output channels of Conv2d; the
             output layer is never pruned at neuron granularity).
@@ -51,8 +56,8 @@ class EnvConfig:
         regrowth: How units return when a layer grows: ``random`` (chosen at random among the inactive),
             ``none`` (a layer's density can then only fall) or ``feedback`` (DPF, CRITERIA §1: the dense weights
             keep training under the mask and every update re-selects among all units, which return with their
-            weights; see :mod:`sparsity_gym.masking`).
-        selector_options: Options the selector reads (``sparsity_gym.masking.SELECTOR_OPTIONS``), e.g.
+            weights; see :mod:`sparsity_gym.masks`).
+        selector_options: Options the selector reads (``sparsity_gym.masks.SELECTOR_OPTIONS``), e.g.
             ``{"combine": "and", "magnitude_scope": "layer"}`` for ``snr``.
         feedback_updates_pruned: Under ``regrowth="feedback"``, whether the step updates pruned weights' dense
             values (True: DPF) or leaves them (False: the SNR paper's §5.3 option).
@@ -64,7 +69,7 @@ class EnvConfig:
             target density): the units the action leaves out keep their forward pass but are not updated, their
             fan-in rows and biases bit-identical through every optimizer step (NEq).
         action_mode: ``density``: the action is each layer's target density. ``threshold``: the action is a
-            threshold on the selector's score scale (``sparsity_gym.masking.threshold_range``); the active units
+            threshold on the selector's score scale (``sparsity_gym.masks.threshold_range``); the active units
             whose score reaches it stay active (prune never regrows in this mode) or trainable (freeze).
         exchange_fraction: Fraction f of the active units dropped and regrown at random at every mask update
             on top of the density change (CRITERIA §5; 0 disables).
@@ -81,7 +86,7 @@ class EnvConfig:
         weight_decay: L2 penalty (SGD, Adam) or decoupled decay (AdamW).
         observations: Statistic families in the observation, any subset of ``snr``, ``rank``,
             ``contribution``, ``equilibrium`` (all by default; empty: only the static, state and global
-            features). See :mod:`sparsity_gym.observers`.
+            features). See :mod:`sparsity_gym.observation.observers`.
         stats_window: The step-based statistics (snr, rank, contribution) are collected on the last
             ``stats_window`` optimizer steps of each decision interval (at most ``decision_interval``; ``None``:
             every step, the whole window since the last decision).
@@ -166,12 +171,18 @@ class EnvConfig:
         return dataclasses.replace(self, **changes)
 
     def _validate_selection(self) -> None:
-        from sparsity_gym.masking import SELECTOR_OPTIONS
-
-        allowed = SELECTOR_OPTIONS.get(self.selector, {})
+        """Hold the selector, its options, granularity and action mode against the selector's one spec."""
+        spec = SELECTORS.get(self.selector)
         for key, value in self.selector_options.items():
-            check_choice(f"selector_options[{self.selector!r}]", key, tuple(allowed))
-            check_choice(f"selector_options[{key!r}]", value, allowed[key])
+            check_choice(f"selector_options[{self.selector!r}]", key, tuple(spec.options))
+            check_choice(f"selector_options[{key!r}]", value, spec.options[key])
+        if self.granularity not in spec.granularities:
+            raise ValueError(
+                f"granularity={self.granularity!r} is not allowed with selector={self.selector!r}; expected one of: "
+                + ", ".join(repr(g) for g in spec.granularities)
+            )
+        if self.action_mode == "threshold":
+            threshold_range(self.selector)  # ValueError naming the selectors that have a threshold scale
         if self.regrowth == "feedback" and self.effect != "prune":
             raise ValueError(f"effect={self.effect!r} is not allowed with regrowth='feedback'; expected 'prune'")
         for name in ("feedback_updates_pruned", "loss_hold"):
@@ -181,18 +192,10 @@ class EnvConfig:
         if self.capacity > 1.0 and self.granularity != "neuron":
             raise ValueError(f"capacity={self.capacity!r} is not allowed with granularity='weight'; expected 1.0")
         if self.capacity > 1.0:
-            from sparsity_gym.networks import widened_kwargs
-
             widened_kwargs(self.network, self.network_kwargs, self.capacity)
 
     def validate(self) -> None:
         """Check every field; raise ``ValueError`` naming the first bad field, its value and what is allowed."""
-        from sparsity_gym.data import available_datasets
-        from sparsity_gym.masking import available_regrowth, available_selectors
-        from sparsity_gym.networks import available_networks
-        from sparsity_gym.vision_data import SPECS as VISION_SPECS
-        from sparsity_gym.vision_data import check_data_root
-
         if isinstance(self.network, str):
             check_choice("network", self.network, available_networks())
         elif not callable(self.network):

@@ -1,0 +1,108 @@
+"""Discovery of a network's prunable layers and their static description.
+
+Prunable layers are found by walking the module in ``named_modules()`` order and keeping every ``nn.Linear``
+and ``nn.Conv2d``. Which layers consume a layer's outputs (what neuron granularity masks as fan-out) comes
+from the traced data-flow graph (:mod:`sparsity_gym.models.graph`): through BatchNorm, activations, pooling
+and flattening, to several consumers where the graph branches. A layer whose output enters a residual addition
+(a *coupled* layer) is not pruned at neuron granularity (``LayerInfo.neuron_prunable`` is False): its channel
+``k`` is summed with another layer's channel ``k``, so it cannot be removed one layer at a time. When tracing
+fails (e.g. data-dependent control flow in a user factory) the data flow is assumed to follow
+``named_modules()`` order, as for sequential networks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from sparsity_gym.models.graph import trace_layer_graph
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """Static description of one prunable layer (``nn.Linear`` or ``nn.Conv2d``)."""
+
+    name: str
+    module: nn.Module
+    index: int
+    kind: str  # "linear" or "conv"
+    fan_in: int  # inputs per output unit: in_features, or in_channels * kh * kw
+    fan_out: int  # output units: out_features or out_channels
+    in_units: int  # in_features or in_channels
+    output_positions: int  # 1 for Linear, h_out * w_out for Conv2d (measured on a probe input)
+    is_output: bool
+    # (successor name, input columns per output unit) from the traced graph; None: not traced (module order)
+    successors: tuple[tuple[str, int], ...] | None = None
+    # False for coupled layers (output enters a residual addition): never pruned at neuron granularity
+    neuron_prunable: bool = True
+    # modules with per-channel parameters between this layer and its successors (e.g. BatchNorm)
+    channel_modules: tuple[str, ...] = ()
+
+    @property
+    def num_weights(self) -> int:
+        """Entries of the weight tensor."""
+        return int(self.module.weight.numel())
+
+
+def find_prunable_layers(model: nn.Module, input_shape: Sequence[int], trace: bool = True) -> list[LayerInfo]:
+    """Every ``nn.Linear`` / ``nn.Conv2d`` of ``model`` in ``named_modules()`` order, with output positions.
+
+    One probe forward pass of a single zero input (no gradient, modes restored) measures each layer's output
+    positions. The last layer found is marked as the output layer. With ``trace`` (default) the data flow is
+    traced (:func:`sparsity_gym.models.graph.trace_layer_graph`) and fills ``successors``, ``neuron_prunable`` and
+    ``channel_modules``; when tracing fails, or with ``trace=False``, ``successors`` is ``None`` (module order is
+    assumed) and every layer is neuron-prunable.
+    """
+    found = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    if not found:
+        raise ValueError("network has no nn.Linear or nn.Conv2d layer to prune")
+    positions: dict[str, int] = {}
+    hooks = [
+        m.register_forward_hook(lambda mod, inp, out, name=n: positions.__setitem__(name, _positions(out)))
+        for n, m in found
+    ]
+    device = next(model.parameters()).device
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros((1, *input_shape), device=device))
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    graph = trace_layer_graph(model, input_shape) if trace else None
+    infos = []
+    for i, (name, m) in enumerate(found):
+        conv = isinstance(m, nn.Conv2d)
+        edges = None if graph is None else graph.successors.get(name, ())
+        infos.append(
+            LayerInfo(
+                name=name,
+                module=m,
+                index=i,
+                kind="conv" if conv else "linear",
+                fan_in=int(m.weight[0].numel()),
+                fan_out=int(m.weight.shape[0]),
+                in_units=int(m.weight.shape[1]),
+                output_positions=positions.get(name, 1),
+                is_output=i == len(found) - 1,
+                successors=None if edges is None else tuple((e.successor, e.columns_per_unit) for e in edges),
+                neuron_prunable=graph is None or name not in graph.coupled,
+                channel_modules=_channel_modules(edges),
+            )
+        )
+    return infos
+
+
+def _channel_modules(edges: Sequence[Any] | None) -> tuple[str, ...]:
+    """The per-channel modules on a layer's edges, each once, in order."""
+    return () if edges is None else tuple(dict.fromkeys(c for e in edges for c in e.channel_modules))
+
+
+def _positions(out: torch.Tensor) -> int:
+    return int(out.shape[-1] * out.shape[-2]) if out.dim() == 4 else int(out[0].numel() // out.shape[-1])
