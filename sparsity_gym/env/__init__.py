@@ -6,19 +6,23 @@ Importing this package imports nothing heavy (``import sparsity_gym`` registers 
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-_LAZY = {
-    "SparsityEnv": "sparsity_gym.env.sparsity_env",
-    "EnvConfig": "sparsity_gym.env.config",
-    "to_action": "sparsity_gym.env.actions",
-}
-
-__all__ = sorted(_LAZY)
+__all__ = ["EnvConfig", "SparsityEnv", "to_action"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
+    """Load the public names lazily, so that importing the package stays cheap."""
+    if name == "SparsityEnv":
+        from sparsity_gym.env.sparsity_env import SparsityEnv
+
+        return SparsityEnv
+    if name == "EnvConfig":
+        from sparsity_gym.env.config import EnvConfig
+
+        return EnvConfig
+    if name == "to_action":
+        from sparsity_gym.env.actions import to_action
+
+        return to_action
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
