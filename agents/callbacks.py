@@ -12,6 +12,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Figure, HParam
 
 from sparsity_gym.core.io import atomic_write, atomic_write_text
+from sparsity_gym.env.config import EnvConfig
 
 
 class EpisodeStatsCallback(BaseCallback):
@@ -183,7 +184,7 @@ class HeldoutEvalCallback(BaseCallback):
     def __init__(
         self,
         networks: Sequence[Any],
-        env_kwargs: Mapping[str, Any],
+        config: EnvConfig | Mapping[str, Any],
         seeds: Sequence[int],
         every: int,
         best_path: str | Path,
@@ -191,7 +192,7 @@ class HeldoutEvalCallback(BaseCallback):
     ) -> None:
         super().__init__(verbose)
         self.networks = tuple(networks)
-        self.env_kwargs = dict(env_kwargs)
+        self.config = config if isinstance(config, EnvConfig) else EnvConfig(**config)
         self.seeds = list(seeds)
         self.every = every
         self.best_path = Path(best_path)
@@ -227,8 +228,8 @@ class HeldoutEvalCallback(BaseCallback):
         recorder = _Recorder(LayerwiseAgent(self.model))
         results, observations, layers = [], [], {}
         for spec in self.networks:
-            kwargs = {**self.env_kwargs, **spec.env_kwargs()}
-            results += evaluate(recorder.bind, kwargs, self.seeds, "ppo", split="heldout", network_name=spec.name)
+            config = self.config.replace(**spec.env_kwargs())
+            results += evaluate(recorder.bind, config, self.seeds, "ppo", split="heldout", network_name=spec.name)
             observations += recorder.observations
             layers[spec.name] = recorder.layer_names
         columns = recorder.columns
@@ -288,7 +289,7 @@ class HeldoutEvalCallback(BaseCallback):
             return
         from torch.utils.tensorboard import SummaryWriter
 
-        total = int(self.env_kwargs.get("total_iterations", 1))
+        total = self.config.total_iterations
         writer = SummaryWriter(str(Path(folder) / "eval_schedules" / f"t{self.num_timesteps:09d}"))
         try:
             for spec in self.networks:

@@ -13,6 +13,7 @@ from typing import Any
 
 from baselines import available_policies
 from sparsity_gym.core.checks import check_choice, check_number
+from sparsity_gym.env.config import EnvConfig
 from sparsity_gym.experiments.families import available_network_families, parse_network
 from sparsity_gym.experiments.grid import BACKENDS
 
@@ -26,7 +27,12 @@ class TrainConfig:
     """What ``train_agent.py`` runs: PPO on a family's train split, then the comparison on its held-out split.
 
     Fields are the command line's flags (``--n-envs`` for ``n_envs``); :data:`PRESETS` names sets of defaults.
+    ``env`` is the env's own frozen :class:`~sparsity_gym.env.config.EnvConfig`, validated once when it is built
+    and passed down whole (every network of the run shares it; the network comes from the family's specs); its
+    flags are :data:`ENV_FLAGS`.
     """
+
+    env: EnvConfig = field(default_factory=EnvConfig, metadata={"help": "the env settings (see ENV_FLAGS)"})
 
     mode: str = _opt(
         "train",
@@ -44,20 +50,9 @@ class TrainConfig:
     )
     run_dir: str = _opt("runs/default", "folder for TensorBoard events, checkpoints, the model and the results")
     seed: int = _opt(0, "seed of PPO and of the training episodes (evaluation seeds are eval_seed_start + i)")
-    device: str = _opt("cpu", "torch device the pruned network trains on (cpu, cuda); PPO itself runs on the CPU")
     resume: bool = _opt(False, "continue from run_dir/checkpoints/last.zip with the timestep count and curves")
     family: str = _opt("mlp", "network family: training samples its train split, reports use its held-out split")
     n_envs: int = _opt(2, "parallel training envs (subprocess vector envs when more than 1)")
-    dataset: str = _opt(
-        "digits", "dataset: digits (ships with scikit-learn), or mnist, fashion_mnist, cifar10 read from --data-root"
-    )
-    data_root: str | None = _opt(None, "folder of mnist / fashion_mnist / cifar10 in torchvision's layout")
-    precision: str = _opt("float32", "training forward pass: float32, bfloat16 (autocast) or float16 (cuda only)")
-    selector: str = _opt("magnitude", "pruning selector during training: magnitude (MP-RR) or random (RP-RR)")
-    target_density: float = _opt(0.1, "target density the agent trains for")
-    granularity: str = _opt("weight", "weight or neuron")
-    total_iterations: int = _opt(400, "optimizer steps of the pruned network per episode")
-    decision_interval: int = _opt(40, "optimizer steps between two decisions")
     n_steps: int = _opt(50, "PPO rollout length per env and update (an update sees n_steps * n_envs decisions)")
     batch_size: int = _opt(50, "PPO minibatch size")
     n_epochs: int = _opt(10, "PPO epochs per update")
@@ -128,22 +123,6 @@ class TrainConfig:
         for name in self.policies:
             check_choice("policies", name, (*POLICY_GROUPS, *available_policies()))
 
-    def env_kwargs(self, **overrides: Any) -> dict[str, Any]:
-        """The ``EnvConfig`` fields shared by every network (the network comes from the family's specs)."""
-        kwargs = {
-            "dataset": self.dataset,
-            "selector": self.selector,
-            "target_density": self.target_density,
-            "granularity": self.granularity,
-            "total_iterations": self.total_iterations,
-            "decision_interval": self.decision_interval,
-            "device": self.device,
-            "data_root": self.data_root,
-            "precision": self.precision,
-        }
-        kwargs.update(overrides)
-        return kwargs
-
     def baseline_names(self) -> tuple[str, ...]:
         """The registered baselines ``policies`` selects (groups expanded, registry order, no duplicates)."""
         groups = {
@@ -155,10 +134,29 @@ class TrainConfig:
         chosen = {n for name in self.policies for n in groups.get(name, (name,))}
         return tuple(n for n in available_policies() if n in chosen)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The config as plain values: the run's fields, and ``env`` as the env config's fields."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "env"}
+        values["env"] = self.env.to_dict()
+        return values
+
     def to_json(self) -> str:
         """The config as JSON (saved in the run folder)."""
-        return json.dumps(dataclasses.asdict(self), indent=2)
+        return json.dumps(self.to_dict(), indent=2, default=str)
 
+
+#: The env settings a command-line flag sets (``--target-density`` for ``EnvConfig.target_density``), with help.
+ENV_FLAGS: dict[str, str] = {
+    "dataset": "dataset: digits (ships with scikit-learn), or mnist, fashion_mnist, cifar10 read from --data-root",
+    "data_root": "folder of mnist / fashion_mnist / cifar10 in torchvision's layout",
+    "device": "torch device the pruned network trains on (cpu, cuda); PPO itself runs on the CPU",
+    "precision": "training forward pass: float32, bfloat16 (autocast) or float16 (cuda only)",
+    "selector": "pruning selector during training: magnitude (MP-RR) or random (RP-RR)",
+    "target_density": "target density the agent trains for",
+    "granularity": "weight or neuron",
+    "total_iterations": "optimizer steps of the pruned network per episode",
+    "decision_interval": "optimizer steps between two decisions",
+}
 
 MODES = ("train", "evaluate")
 PRIOR_CHOICES = ("auto", "none")
@@ -193,18 +191,27 @@ def build_parser(preset: str = "default") -> argparse.ArgumentParser:
     defaults = PRESETS.get(preset, {})
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        hint = hints[f.name]
-        default = defaults.get(f.name, f.default)
-        if hint is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=f.metadata["help"])
-        elif typing.get_origin(hint) is tuple:
-            item = typing.get_args(hint)[0]
-            parser.add_argument(flag, nargs="*", type=item, default=default, help=f.metadata["help"])
-        else:  # ``X | None`` parses as X (None is the default only)
-            kind = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
-            parser.add_argument(flag, type=kind, default=default, help=f.metadata["help"])
+        if f.name != "env":
+            _add_flag(parser, f.name, hints[f.name], defaults.get(f.name, f.default), f.metadata["help"])
+    env = parser.add_argument_group("env settings (sparsity_gym.env.config.EnvConfig)")
+    env_hints = typing.get_type_hints(EnvConfig)
+    env_defaults = EnvConfig()
+    for name, help_text in ENV_FLAGS.items():
+        _add_flag(env, name, env_hints[name], defaults.get(name, getattr(env_defaults, name)), help_text)
     return parser
+
+
+def _add_flag(parser: Any, name: str, hint: Any, default: Any, help_text: str) -> None:
+    """One ``--flag`` for a field of type ``hint`` (bool: ``--x/--no-x``; tuple: several values)."""
+    flag = "--" + name.replace("_", "-")
+    if hint is bool:
+        parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+    elif typing.get_origin(hint) is tuple:
+        item = typing.get_args(hint)[0]
+        parser.add_argument(flag, nargs="*", type=item, default=default, help=help_text)
+    else:  # ``X | None`` parses as X (None is the default only)
+        kind = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
+        parser.add_argument(flag, type=kind, default=default, help=help_text)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
@@ -222,4 +229,5 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
     check_choice("preset", preset, tuple(PRESETS))
     ns = build_parser(preset).parse_args(args)
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in vars(ns).items()}
-    return TrainConfig(**values)
+    env = EnvConfig(**{k: values.pop(k) for k in ENV_FLAGS})
+    return TrainConfig(env=env, **values)

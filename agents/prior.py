@@ -20,6 +20,7 @@ import numpy as np
 
 from baselines import available_policies, make_policy
 from sparsity_gym.core.io import atomic_write_text
+from sparsity_gym.env.config import EnvConfig
 from sparsity_gym.experiments.evaluation import seeds_from
 from sparsity_gym.experiments.families import NetworkSpec
 from sparsity_gym.experiments.grid import GridJob, run_grid
@@ -29,7 +30,7 @@ PRIOR_SEED_START = 4000
 
 def score_schedules(
     networks: Sequence[NetworkSpec],
-    env_kwargs: Mapping[str, Any],
+    config: EnvConfig | Mapping[str, Any],
     seeds: int,
     backend: str = "sequential",
     workers: int | None = None,
@@ -37,11 +38,12 @@ def score_schedules(
 ) -> dict[str, float]:
     """Mean validation accuracy of every handcrafted schedule over ``networks`` × ``seeds`` episodes."""
     names = available_policies("schedule")
+    base = config if isinstance(config, EnvConfig) else EnvConfig(**config)
     jobs = [
         GridJob(
             name,
             functools.partial(make_policy, name),
-            {**env_kwargs, **spec.env_kwargs()},
+            base.replace(**spec.env_kwargs()),
             seeds=seeds_from(PRIOR_SEED_START, seeds),
             split="train",
             network=spec.name,
@@ -56,7 +58,7 @@ def score_schedules(
 def choose_prior(
     requested: str,
     networks: Sequence[NetworkSpec],
-    env_kwargs: Mapping[str, Any],
+    config: EnvConfig | Mapping[str, Any],
     seeds: int,
     record: str | Path,
     **grid: Any,
@@ -71,7 +73,7 @@ def choose_prior(
     path = Path(record)
     if path.exists():
         return str(json.loads(path.read_text())["prior"])
-    scores = score_schedules(networks, env_kwargs, seeds, **grid)
+    scores = score_schedules(networks, config, seeds, **grid)
     best = max(scores, key=lambda name: scores[name])  # the first of equals, in registry order
     atomic_write_text(
         path,

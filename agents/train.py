@@ -58,20 +58,20 @@ LEARNED = "ppo"
 SELECTION_SEED_START = 2000
 
 
-def _family_env(specs: tuple[NetworkSpec, ...], kwargs: dict[str, Any], threads: int) -> FamilyEnv:
+def _family_env(specs: tuple[NetworkSpec, ...], config: EnvConfig, threads: int) -> FamilyEnv:
     """One training env (runs inside a vector-env worker: ``threads`` torch threads for this process)."""
     import torch
 
     if threads:
         torch.set_num_threads(threads)
-    return FamilyEnv(specs, kwargs)
+    return FamilyEnv(specs, config)
 
 
 def make_train_env(cfg: TrainConfig, family: Family) -> VecEnv:
     """``n_envs`` Monitor-wrapped :class:`FamilyEnv` on the train split, seeded ``seed + i``."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     threads = max(1, cores // cfg.n_envs) if cfg.n_envs > 1 else 0
-    factory = functools.partial(_family_env, tuple(family.train), cfg.env_kwargs(), threads)
+    factory = functools.partial(_family_env, tuple(family.train), cfg.env, threads)
     vec_cls = SubprocVecEnv if cfg.n_envs > 1 else DummyVecEnv
     return make_vec_env(factory, n_envs=cfg.n_envs, seed=cfg.seed, vec_env_cls=vec_cls)
 
@@ -100,7 +100,6 @@ def train_ppo(cfg: TrainConfig, run_dir: Path, family: Family, prior: str = "non
             print(f"resuming from {checkpoint} at timestep {model.num_timesteps}")
         else:
             feature_names = vec_env.get_attr("feature_names")[0]
-            env_cfg = EnvConfig(**cfg.env_kwargs())
             model = PPO(
                 LayerwisePolicy,
                 vec_env,
@@ -117,7 +116,7 @@ def train_ppo(cfg: TrainConfig, run_dir: Path, family: Family, prior: str = "non
                     "hidden": cfg.policy_hidden,
                     "feature_names": feature_names,
                     "prior": prior,
-                    "density_range": (env_cfg.min_density, env_cfg.max_density),
+                    "density_range": (cfg.env.min_density, cfg.env.max_density),
                     "log_std_init": cfg.log_std_init,
                 },
             )
@@ -129,7 +128,7 @@ def train_ppo(cfg: TrainConfig, run_dir: Path, family: Family, prior: str = "non
                 EpisodeStatsCallback(),
                 HeldoutEvalCallback(
                     family.heldout,
-                    cfg.env_kwargs(),
+                    cfg.env,
                     seeds_from(SELECTION_SEED_START, cfg.eval_episodes),
                     cfg.eval_every,
                     run_dir / "best_model.zip",
@@ -170,15 +169,15 @@ def comparison_jobs(
     criteria = [n for n in available_policies("criterion") if n in chosen]
     jobs = []
     for spec in specs:
-        base = {**cfg.env_kwargs(), **spec.env_kwargs()}
+        base = cfg.env.replace(**spec.env_kwargs())
         common = {"seeds": seeds, "split": split_of(spec), "network": spec.name}
         for target in cfg.eval_targets:
             for selector in cfg.eval_selectors:
-                config = {**base, "selector": selector, "target_density": target}
+                config = base.replace(selector=selector, target_density=target)
                 jobs += [GridJob(n, _baseline_factory(n), config, **common) for n in schedules]
                 if model_path is not None:
                     jobs.append(GridJob(LEARNED, functools.partial(load_agent, str(model_path)), config, **common))
-        jobs += [GridJob(n, _baseline_factory(n), {**base, **env_kwargs(n)}, **common) for n in criteria]
+        jobs += [GridJob(n, _baseline_factory(n), base.replace(**env_kwargs(n)), **common) for n in criteria]
     return jobs
 
 
@@ -198,11 +197,11 @@ def write_reports(
     write_csv(run_dir / "results.csv", rows)
     write_csv(run_dir / "episodes.csv", [r.row() for r in results])
     summary = headline(
-        results, cfg.selector, cfg.target_density, learned=LEARNED, baselines=available_policies("schedule")
+        results, cfg.env.selector, cfg.env.target_density, learned=LEARNED, baselines=available_policies("schedule")
     )
     write_markdown(run_dir / "results.md", rows, title=title, preamble=[*notes, "", summary])
     # Schedules of the setting PPO trained on (or of the first one compared), one plot per network.
-    setting = (cfg.selector, cfg.target_density)
+    setting = (cfg.env.selector, cfg.env.target_density)
     if not any((r.selector, r.target_density) == setting for r in results):
         setting = (results[0].selector, results[0].target_density)
     for i, network in enumerate(dict.fromkeys(r.network for r in results)):
@@ -213,7 +212,7 @@ def write_reports(
         plot_schedules(run_dir / f"schedules_{network}.png", chosen, title=label)
         if i == 0:
             plot_schedules(run_dir / "schedules.png", chosen, title=label)
-    plot_accuracy_vs_cost(run_dir / "accuracy_vs_density.png", rows, title=f"{cfg.dataset}: every method")
+    plot_accuracy_vs_cost(run_dir / "accuracy_vs_density.png", rows, title=f"{cfg.env.dataset}: every method")
     return rows
 
 
@@ -240,7 +239,6 @@ def prior_note(prior: str, results: Sequence[EpisodeResult], setting: tuple[str,
 
 
 def _prepare(cfg: TrainConfig) -> Path:
-    EnvConfig(**cfg.env_kwargs())  # fail fast on a bad env value, before any work
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     for stale in run_dir.rglob(".*.tmp"):  # left by a run killed while writing; the targets are intact
@@ -267,7 +265,7 @@ def run_train(cfg: TrainConfig) -> Path:
     prior = choose_prior(
         cfg.prior,
         family.train,
-        cfg.env_kwargs(),
+        cfg.env,
         cfg.prior_seeds,
         run_dir / "prior.json",
         backend=cfg.backend,
@@ -295,11 +293,11 @@ def run_train(cfg: TrainConfig) -> Path:
         f"{state['num_timesteps']} timesteps = **{state['episodes']} training episodes**; compared on "
         f"{', '.join(s.name for s in specs)}, seeds {cfg.eval_seed_start}-{cfg.eval_seed_start + cfg.eval_seeds - 1}.",
         f"Learned policy (`{LEARNED}`): {chosen}.",
-        prior_note(prior, results, (cfg.selector, cfg.target_density)),
+        prior_note(prior, results, (cfg.env.selector, cfg.env.target_density)),
     ]
     title = (
-        f"sparsity-gym comparison: PPO trained on family {cfg.family} ({cfg.dataset}), selector {cfg.selector}, "
-        f"target density {cfg.target_density}"
+        f"sparsity-gym comparison: PPO trained on family {cfg.family} ({cfg.env.dataset}), "
+        f"selector {cfg.env.selector}, target density {cfg.env.target_density}"
     )
     write_reports(cfg, results, run_dir, title, notes)
     timing = {"train_seconds": train_time, "total_seconds": time.perf_counter() - start, **state}
@@ -327,7 +325,7 @@ def run_evaluate(cfg: TrainConfig) -> Path:
         f"Evaluation of `{model_path}` (`{LEARNED}`)" if model_path else "No model: baselines only",
         f"on {', '.join(s.name for s in specs)}, {seeds}.",
     ]
-    write_reports(cfg, results, run_dir, f"sparsity-gym evaluation on {cfg.dataset}", [" ".join(notes)])
+    write_reports(cfg, results, run_dir, f"sparsity-gym evaluation on {cfg.env.dataset}", [" ".join(notes)])
     print(f"done in {time.perf_counter() - start:.0f}s: {run_dir}/results.md")
     return run_dir
 

@@ -166,6 +166,10 @@ class EnvConfig:
             return self.network
         return getattr(self.network, "__name__", type(self.network).__name__)
 
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as plain values (read-only mappings as dicts): keyword arguments that rebuild the config."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
     def replace(self, **changes: Any) -> EnvConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
@@ -250,3 +254,10 @@ class EnvConfig:
         check_choice("precision", self.precision, PRECISIONS)
         if not isinstance(self.device, str) or not self.device:
             raise ValueError(f"device={self.device!r} is not allowed; expected a torch device string like 'cpu'")
+
+
+def _plain(value: Any) -> Any:
+    """Mapping proxies (read-only config mappings) as dicts, recursively; anything else unchanged."""
+    if isinstance(value, MappingProxyType):
+        return {k: _plain(v) for k, v in value.items()}
+    return value

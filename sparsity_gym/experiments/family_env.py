@@ -24,8 +24,8 @@ class FamilyEnv(gym.Env[np.ndarray, np.ndarray]):
 
     Args:
         networks: The split to sample from: specs, sized names (``mlp_256x128``), zoo names or factories.
-        env_kwargs: The other :class:`EnvConfig` fields, shared by every network (``network`` and
-            ``network_kwargs`` come from the spec).
+        config: The env config shared by every network (an :class:`EnvConfig` or its keyword arguments;
+            ``network`` and ``network_kwargs`` come from the spec).
         max_layers: Rows of the padded observation; at least the deepest network's layer count (the default).
 
     """
@@ -35,13 +35,17 @@ class FamilyEnv(gym.Env[np.ndarray, np.ndarray]):
     def __init__(
         self,
         networks: Sequence[NetworkSpec | str | Any],
-        env_kwargs: Mapping[str, Any] | None = None,
+        config: EnvConfig | Mapping[str, Any] | None = None,
         max_layers: int | None = None,
     ) -> None:
         self.specs = tuple(parse_network(n) for n in networks)
         if not self.specs:
             raise ValueError("networks=() is not allowed; expected at least one network")
-        base = EnvConfig(**{k: v for k, v in dict(env_kwargs or {}).items() if k not in ("network", "network_kwargs")})
+        if not isinstance(config, EnvConfig):
+            config = EnvConfig(
+                **{k: v for k, v in dict(config or {}).items() if k not in ("network", "network_kwargs")}
+            )
+        base = config
         data = load_dataset(base.dataset, base.data_seed, base.data_root)  # loaded once, shared by every network
         self.envs: list[SparsityEnv] = [
             SparsityEnv(config=base.replace(**spec.env_kwargs()), data=data) for spec in self.specs

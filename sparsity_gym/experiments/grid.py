@@ -22,14 +22,13 @@ callable ``network``. A criterion method needs its env settings in the config (`
 
 from __future__ import annotations
 
-import dataclasses
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from numbers import Integral
-from types import MappingProxyType, ModuleType
+from types import ModuleType
 from typing import Any
 
 from sparsity_gym.core.checks import check_choice, check_number
@@ -42,21 +41,6 @@ BACKENDS = ("sequential", "process", "ray")
 PolicyFactory = Callable[[SparsityEnv], Policy]
 
 
-def config_kwargs(config: EnvConfig | Mapping[str, Any]) -> dict[str, Any]:
-    """``config`` as plain, picklable ``EnvConfig`` keyword arguments, validated (an ``EnvConfig`` holds mapping
-    proxies, which do not pickle).
-    """  # noqa: D205
-    cfg = config if isinstance(config, EnvConfig) else EnvConfig(**config)
-    return {f.name: _plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
-
-
-def _plain(value: Any) -> Any:
-    """Mapping proxies (read-only config mappings) as dicts, recursively; anything else unchanged."""
-    if isinstance(value, MappingProxyType):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
 @dataclass(frozen=True)
 class GridJob:
     """One evaluation: ``policy_factory(env)`` played for each of ``seeds`` in a fresh env built from ``config``.
@@ -64,8 +48,8 @@ class GridJob:
     Attributes:
         policy_name: Name of the policy in the results.
         policy_factory: ``env -> policy`` (anything with SB3's ``predict``), picklable for the parallel backends.
-        config: The env config (an ``EnvConfig`` or its keyword arguments); stored as validated keyword arguments
-            (:func:`config_kwargs`).
+        config: The env config (an ``EnvConfig``, or its keyword arguments, validated once here); stored as the
+            ``EnvConfig`` itself, which pickles.
         seeds: Evaluation seeds (an int or several); stored as a tuple.
         split: The network split the results belong to (``train`` or a held-out split name).
         network: Network label in the results (default: the config's network name).
@@ -74,7 +58,7 @@ class GridJob:
 
     policy_name: str
     policy_factory: PolicyFactory
-    config: EnvConfig | Mapping[str, Any]
+    config: EnvConfig
     seeds: int | Sequence[int]
     split: str = "train"
     network: str | None = None
@@ -91,7 +75,8 @@ class GridJob:
         for seed in seeds:
             check_number("seeds", seed, low=0, integer=True)
         object.__setattr__(self, "seeds", seeds)
-        object.__setattr__(self, "config", config_kwargs(self.config))
+        if not isinstance(self.config, EnvConfig):
+            object.__setattr__(self, "config", EnvConfig(**self.config))
 
     @property
     def episodes(self) -> int:
