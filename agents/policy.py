@@ -45,7 +45,6 @@ from baselines.schedules import SCHEDULES
 from sparsity_gym.core.checks import check_choice, check_number
 from sparsity_gym.env.actions import to_action
 
-VALID_COLUMN = "valid"
 NO_PRIOR = "none"
 
 

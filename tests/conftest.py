@@ -2,6 +2,10 @@ import pytest
 import torch
 
 FAST_ENV = {"dataset": "synthetic", "total_iterations": 40, "decision_interval": 10, "batch_size": 32}
+"""The shared fast env: synthetic data, 4 decisions of 10 steps (``from conftest import FAST_ENV``)."""
+
+TINY_ENV = {"dataset": "synthetic", "total_iterations": 20, "decision_interval": 10, "batch_size": 16}
+"""The shared tiny env: synthetic data, 2 decisions of 10 steps, for tests that run many episodes."""
 
 
 @pytest.fixture

@@ -22,16 +22,13 @@ from sparsity_gym.criteria.dyno import (
 )
 from sparsity_gym.criteria.snr_pruning import (
     LossHold,
-    SNRPruningSchedule,
     burn_in_done,
     magnitude_keep_mask,
     snr_keep_masks,
-    snr_smoothing_gamma,
 )
 
 __all__ = [
     "LossHold",
-    "SNRPruningSchedule",
     "burn_in_done",
     "clamp_prune_count",
     "grow_linear_units",
@@ -44,6 +41,5 @@ __all__ = [
     "prune_grow_counts",
     "select_prune",
     "snr_keep_masks",
-    "snr_smoothing_gamma",
     "zero_optimizer_state_rows",
 ]

@@ -1,8 +1,10 @@
 """Gradient-SNR pruning decisions (Siems et al., seed 001; CRITERIA.md §1).
 
-This module holds the *decision* half of SNR pruning: given per-weight SNR values (computed, and smoothed,
-elsewhere, e.g. by ``sparsity_gym.stats``) and the dense weights, it builds the keep masks; it also holds the
-loss-based hold and the burn-in rule. Everything here takes plain tensors and is free of randomness.
+This module holds the *decision* half of SNR pruning: given per-weight SNR values (computed, and smoothed with
+:func:`sparsity_gym.stats.smoothing_gamma`, by ``sparsity_gym.stats``) and the dense weights, it builds the keep
+masks (run by the ``snr`` selector's threshold rule in :mod:`sparsity_gym.masks.selectors`); it also holds the
+loss-based hold and the burn-in rule (run by the env at every decision). Everything here takes plain tensors and
+is free of randomness.
 
 Conventions (named after CRITERIA.md §1):
 
@@ -28,7 +30,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -42,11 +43,9 @@ __all__ = [
     "COMBINE_MODES",
     "MAGNITUDE_SCOPES",
     "LossHold",
-    "SNRPruningSchedule",
     "burn_in_done",
     "magnitude_keep_mask",
     "snr_keep_masks",
-    "snr_smoothing_gamma",
 ]
 
 
@@ -145,27 +144,6 @@ def snr_keep_masks(
     return {name: keep_snr[name] & keep_mag[name] for name in names}
 
 
-def snr_smoothing_gamma(total_iterations: int, r_m: float = 0.02) -> float:
-    """Factor ``γ`` of the SNR's exponential moving average (paper A.6).
-
-    ``snr_t = γ·snr_{t−1} + (1−γ)·snr_now`` with ``γ = 0.01^(1/m)``, ``m = r_m·T``: after ``m`` iterations an
-    old value's weight has decayed to 1%. Worked: ``T = 1000``, ``r_m = 0.02`` → ``m = 20`` → ``γ ≈ 0.794``.
-
-    Parameters
-    ----------
-    total_iterations : int
-        ``T``, the episode's number of iterations (> 0).
-    r_m : float
-        Memory fraction of the run, > 0 (paper default 0.02 = 1/50).
-
-    """
-    if total_iterations <= 0:
-        raise ValueError(f"total_iterations={total_iterations} must be > 0")
-    if not r_m > 0:
-        raise ValueError(f"r_m={r_m} must be > 0")
-    return 0.01 ** (1.0 / (r_m * total_iterations))
-
-
 def burn_in_done(iteration: int, bin_steps: int) -> bool:
     """Whether SNR pruning may act at ``iteration`` (0-based count of optimizer steps already taken).
 
@@ -222,62 +200,3 @@ class LossHold:
         allowed = self.smoothed <= self.best
         self.best = min(self.best, self.smoothed)
         return allowed
-
-
-@dataclass(frozen=True)
-class SNRPruningSchedule:
-    """Settings of SNR pruning, one place for the conventions of CRITERIA.md §1.
-
-    Attributes
-    ----------
-    bin_steps : int
-        Burn-in: no pruning during the first ``bin_steps`` iterations (paper: one epoch).
-    combine : {"or", "and"}
-        Mask combination, see :func:`snr_keep_masks` (default ``"or"``, the paper's text).
-    magnitude_scope : {"global", "layer"}
-        Scope of the SNR sparsity and of the magnitude mask (default ``"global"``, like DPF).
-    unbiased : bool
-        SNR variance divides by ``B − 1`` instead of ``B`` (default False, population variance).
-    feedback : bool
-        DPF feedback (default True): forward/backward use ``θ⊙mask`` and the gradient updates the dense
-        ``θ``, pruned weights included. False: pruned weights receive no update (paper §5.3).
-    r_m : float
-        Memory fraction of the SNR moving average, see :func:`snr_smoothing_gamma`.
-    loss_smoothing : float
-        ``β`` of :class:`LossHold`.
-
-    """
-
-    bin_steps: int = 0
-    combine: str = "or"
-    magnitude_scope: str = "global"
-    unbiased: bool = False
-    feedback: bool = True
-    r_m: float = 0.02
-    loss_smoothing: float = 0.0
-
-    def __post_init__(self) -> None:
-        check_choice("combine", self.combine, COMBINE_MODES)
-        check_choice("magnitude_scope", self.magnitude_scope, MAGNITUDE_SCOPES)
-        if self.bin_steps < 0:
-            raise ValueError(f"bin_steps={self.bin_steps} must be >= 0")
-        if not self.r_m > 0:
-            raise ValueError(f"r_m={self.r_m} must be > 0")
-        if not 0.0 <= self.loss_smoothing < 1.0:
-            raise ValueError(f"loss_smoothing={self.loss_smoothing} must lie in [0, 1)")
-
-    def burn_in_done(self, iteration: int) -> bool:
-        """See :func:`burn_in_done`."""
-        return burn_in_done(iteration, self.bin_steps)
-
-    def gamma(self, total_iterations: int) -> float:
-        """See :func:`snr_smoothing_gamma`."""
-        return snr_smoothing_gamma(total_iterations, self.r_m)
-
-    def loss_hold(self) -> LossHold:
-        """Make a fresh :class:`LossHold` with this schedule's smoothing."""
-        return LossHold(self.loss_smoothing)
-
-    def keep_masks(self, snr: Mapping[str, Tensor], weights: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """See :func:`snr_keep_masks`."""
-        return snr_keep_masks(snr, weights, combine=self.combine, magnitude_scope=self.magnitude_scope)

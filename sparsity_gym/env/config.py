@@ -49,15 +49,21 @@ class EnvConfig:
         data_seed: Seed of the train/validation/test split; fixed across episodes so the test set never moves.
         granularity: ``weight`` (unstructured) or ``neuron`` (rows of Linear, output channels of Conv2d; the
             output layer is never pruned at neuron granularity).
-        selector: Which units go when a layer shrinks: ``magnitude`` (smallest |w| among the active, a
-            neuron's score is the l2 norm of its fan-in), ``random``, ``equilibrium`` (NEq: smallest velocity
-            |v| first, CRITERIA §4) or ``contribution`` (smallest λ1·C_avg + λ2·C_max over the window, CRITERIA
-            §3; ties: the higher index goes first).
-        regrowth: How units return when a layer grows: ``random`` (chosen at random among the inactive),
-            ``none`` (a layer's density can then only fall) or ``feedback`` (DPF, CRITERIA §1: the dense weights
-            keep training under the mask and every update re-selects among all units, which return with their
-            weights; see :mod:`sparsity_gym.masks`).
-        selector_options: Options the selector reads (``sparsity_gym.masks.SELECTOR_OPTIONS``), e.g.
+        selector: Which units go when a layer shrinks (one spec each in :mod:`sparsity_gym.masks.selectors`):
+            ``magnitude`` (smallest |w| among the active, a neuron's score is the l2 norm of its fan-in),
+            ``random``, ``snr`` (lowest smoothed gradient SNR, CRITERIA §1; in threshold mode its own rule,
+            ``snr > 10**t OR global magnitude``), ``redundancy`` (DYNO: dormant neurons first, then greedily the most
+            redundant by cosine, CRITERIA §2; neuron granularity only), ``contribution`` (smallest
+            λ1·C_avg + λ2·C_max over the window, CRITERIA §3; ties: the higher index goes first) or
+            ``equilibrium`` (NEq: smallest velocity |v| first, CRITERIA §4). A selector without a threshold scale
+            (``redundancy``) is refused with ``action_mode="threshold"``.
+        regrowth: How units return when a layer grows (one spec each in :mod:`sparsity_gym.masks.regrowth`):
+            ``random`` (chosen at random among the inactive), ``none`` (a layer's density can then only fall),
+            ``north`` (NORTH-Select: the best of many random fan-ins by the residual of its activation outside
+            the active neurons' span, with zero fan-out, bias and optimizer state; CRITERIA §2) or ``feedback``
+            (DPF, CRITERIA §1: the dense weights keep training under the mask and every update re-selects among
+            all units, which return with their weights; see :mod:`sparsity_gym.masks`).
+        selector_options: Options the selector reads (its spec's ``options``), e.g.
             ``{"combine": "and", "magnitude_scope": "layer"}`` for ``snr``.
         feedback_updates_pruned: Under ``regrowth="feedback"``, whether the step updates pruned weights' dense
             values (True: DPF) or leaves them (False: the SNR paper's §5.3 option).
@@ -69,7 +75,7 @@ class EnvConfig:
             target density): the units the action leaves out keep their forward pass but are not updated, their
             fan-in rows and biases bit-identical through every optimizer step (NEq).
         action_mode: ``density``: the action is each layer's target density. ``threshold``: the action is a
-            threshold on the selector's score scale (``sparsity_gym.masks.threshold_range``); the active units
+            threshold on the selector's score scale (``sparsity_gym.masks.selectors.threshold_range``); the active units
             whose score reaches it stay active (prune never regrows in this mode) or trainable (freeze).
         exchange_fraction: Fraction f of the active units dropped and regrown at random at every mask update
             on top of the density change (CRITERIA §5; 0 disables).

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from sparsity_gym.criteria.snr_pruning import LossHold
+from sparsity_gym.criteria.snr_pruning import LossHold, burn_in_done
 from sparsity_gym.datasets import DatasetSplits, load_dataset
 from sparsity_gym.env.actions import from_action, to_action
 from sparsity_gym.env.config import EnvConfig
@@ -278,7 +278,7 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
 
     def _mask_update_gate(self) -> str:
         """``applied``, or why this decision leaves the masks as they are: ``burn_in`` or ``loss_hold``."""
-        if self.iteration < self._burn_in_iterations:
+        if not burn_in_done(self.iteration, self._burn_in_iterations):
             return "burn_in"
         # The hold sees every decision's interval mean (itself an average over decision_interval steps).
         allowed = self._loss_hold.update(self.last_train_loss) if self.iteration > 0 else True

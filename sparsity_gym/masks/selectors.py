@@ -19,7 +19,7 @@ import torch
 
 from sparsity_gym.core.registry import Registry
 from sparsity_gym.criteria.dyno import select_prune
-from sparsity_gym.criteria.snr_pruning import snr_keep_masks
+from sparsity_gym.criteria.snr_pruning import COMBINE_MODES, MAGNITUDE_SCOPES, snr_keep_masks
 from sparsity_gym.masks.layer_mask import LayerMask
 
 GRANULARITIES = ("weight", "neuron")
@@ -279,7 +279,7 @@ register_selector(
         snr_scores,
         ThresholdScale(-2.0, 2.0, snr_threshold_scores),
         rule=snr_threshold_rule,
-        options=MappingProxyType({"combine": ("or", "and"), "magnitude_scope": ("global", "layer")}),
+        options=MappingProxyType({"combine": COMBINE_MODES, "magnitude_scope": MAGNITUDE_SCOPES}),
         statistics=("snr",),
     )
 )

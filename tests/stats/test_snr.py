@@ -76,6 +76,8 @@ def test_smoothing_gamma_t1000():
     assert smoothing_gamma(1000) == pytest.approx(0.01 ** (1 / 20))
     assert smoothing_gamma(1000) == pytest.approx(0.794, abs=5e-4)
     assert smoothing_gamma(500, r_m=0.04) == pytest.approx(0.01 ** (1 / 20))
+    gamma = smoothing_gamma(1000)  # CRITERIA §1's worked example: T = 1000, r_m = 0.02 -> m = 20 -> γ ≈ 0.794
+    assert round(gamma, 3) == 0.794 and gamma**20 == pytest.approx(0.01)
     with pytest.raises(ValueError):
         smoothing_gamma(0)
 

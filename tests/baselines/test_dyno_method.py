@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from conftest import FAST_ENV
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
@@ -16,13 +17,7 @@ from sparsity_gym.masks.masked_network import MaskedNetwork
 from sparsity_gym.masks.selectors import SelectionContext
 from sparsity_gym.models.layers import find_prunable_layers
 
-KW = {
-    "dataset": "synthetic",
-    "total_iterations": 40,
-    "decision_interval": 10,
-    "batch_size": 32,
-    "network_kwargs": {"widths": (16, 12)},
-}
+KW = {**FAST_ENV, "network_kwargs": {"widths": (16, 12)}}
 
 
 def test_capacity_builds_wider_layers_with_the_spare_units_masked():

@@ -9,11 +9,9 @@ import torch
 
 from sparsity_gym.criteria.snr_pruning import (
     LossHold,
-    SNRPruningSchedule,
     burn_in_done,
     magnitude_keep_mask,
     snr_keep_masks,
-    snr_smoothing_gamma,
 )
 
 T = torch.tensor
@@ -148,16 +146,6 @@ def test_validation_errors() -> None:
     assert snr_keep_masks({}, {}) == {}
 
 
-def test_smoothing_gamma_worked_example() -> None:
-    # T = 1000, r_m = 0.02 -> m = 20 -> γ = 0.01^(1/20) ≈ 0.794
-    gamma = snr_smoothing_gamma(1000)
-    assert gamma == pytest.approx(0.01 ** (1 / 20))
-    assert round(gamma, 3) == 0.794
-    assert gamma**20 == pytest.approx(0.01)
-    with pytest.raises(ValueError):
-        snr_smoothing_gamma(0)
-
-
 def test_burn_in() -> None:
     assert not burn_in_done(0, 3)
     assert not burn_in_done(2, 3)
@@ -194,17 +182,15 @@ def test_loss_hold_smoothed() -> None:
         LossHold(smoothing=1.0)
 
 
-def test_schedule_dataclass() -> None:
-    sched = SNRPruningSchedule(bin_steps=5)
-    assert sched.combine == "or" and sched.magnitude_scope == "global"
-    assert sched.feedback and not sched.unbiased
-    assert not sched.burn_in_done(4) and sched.burn_in_done(5)
-    assert sched.gamma(1000) == pytest.approx(snr_smoothing_gamma(1000))
-    assert isinstance(sched.loss_hold(), LossHold)
-    w = {"a": T([1.0, 2.0])}
-    s = {"a": T([0.0, 2.0])}
-    assert torch.equal(sched.keep_masks(s, w)["a"], _bool([False, True]))
+def test_snr_settings_live_in_the_env_config() -> None:
+    # what the removed SNRPruningSchedule held is the env's config, checked by the snr selector's one spec
+    from sparsity_gym.env.config import EnvConfig
+    from sparsity_gym.masks.selectors import SELECTORS
+
+    assert SELECTORS.get("snr").options == {"combine": ("or", "and"), "magnitude_scope": ("global", "layer")}
+    cfg = EnvConfig(selector="snr", regrowth="feedback", selector_options={"combine": "and"}, burn_in_epochs=1.0)
+    assert cfg.selector_options["combine"] == "and" and cfg.feedback_updates_pruned
     with pytest.raises(ValueError, match="combine"):
-        SNRPruningSchedule(combine="both")
-    with pytest.raises(ValueError, match="bin_steps"):
-        SNRPruningSchedule(bin_steps=-1)
+        EnvConfig(selector="snr", selector_options={"combine": "both"})
+    with pytest.raises(ValueError, match="burn_in_epochs"):
+        EnvConfig(selector="snr", burn_in_epochs=-1.0)

@@ -210,7 +210,7 @@ def test_importing_the_package_registers_without_importing_torchvision():
         "assert {'mnist', 'fashion_mnist', 'cifar10'} <= set(available_datasets()), available_datasets()\n"
         "assert 'torchvision' not in sys.modules\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
 
 
 def test_registered_names():

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from conftest import TINY_ENV
 from stable_baselines3 import PPO
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
@@ -18,7 +19,7 @@ from sparsity_gym.env.wrappers import pad_observation
 from sparsity_gym.experiments.evaluation import evaluate
 from sparsity_gym.experiments.family_env import FamilyEnv
 
-TINY = {"dataset": "synthetic", "total_iterations": 20, "decision_interval": 10, "batch_size": 16}
+TINY = TINY_ENV
 TRAIN = ("mlp_8x8", "mlp_8")
 
 

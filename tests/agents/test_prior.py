@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import TINY_ENV
 
 from agents.prior import PRIOR_SEED_START, choose_prior, score_schedules
 from agents.train import LEARNED, prior_note
@@ -11,7 +12,7 @@ from baselines import available_policies, make_policy
 from sparsity_gym.experiments.evaluation import EpisodeResult, evaluate
 from sparsity_gym.experiments.families import parse_network
 
-TINY = {"dataset": "synthetic", "total_iterations": 20, "decision_interval": 10, "batch_size": 16}
+TINY = TINY_ENV
 TRAIN = (parse_network("mlp_8x8"), parse_network("mlp_8"))
 
 

@@ -10,12 +10,13 @@ import weakref
 import numpy as np
 import pytest
 from cli_helpers import TINY_ARGS, start
+from conftest import TINY_ENV
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sparsity_gym.env.sparsity_env import SparsityEnv
 
-TINY = {"dataset": "synthetic", "total_iterations": 20, "decision_interval": 5, "batch_size": 16}
+TINY = {**TINY_ENV, "decision_interval": 5}
 
 action_values = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True, width=32),

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from conftest import TINY_ENV
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
@@ -16,7 +17,7 @@ from sparsity_gym.experiments.families import (
 )
 from sparsity_gym.experiments.family_env import FamilyEnv
 
-TINY = {"dataset": "synthetic", "total_iterations": 20, "decision_interval": 10, "batch_size": 16}
+TINY = TINY_ENV
 SMALL = ("mlp_8x8", "mlp_8", "mlp_8x8x8")
 
 

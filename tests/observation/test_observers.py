@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from conftest import TINY_ENV
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
@@ -16,7 +17,7 @@ from sparsity_gym.stats import gradient_snr
 from sparsity_gym.stats.rank import effective_dimension_count, positive_inertia
 
 SUBSETS = [s for r in range(len(OBSERVATION_FAMILIES) + 1) for s in itertools.combinations(OBSERVATION_FAMILIES, r)]
-TINY = {"dataset": "synthetic", "total_iterations": 20, "decision_interval": 10, "batch_size": 32}
+TINY = {**TINY_ENV, "batch_size": 32}
 
 
 @pytest.mark.parametrize("families", SUBSETS, ids=lambda s: "+".join(s) or "none")
