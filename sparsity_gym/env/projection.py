@@ -84,39 +84,47 @@ class BudgetModel:
         return self.cost(self.units)
 
 
-def scaled_counts(densities: np.ndarray, units: np.ndarray, scale: float) -> np.ndarray:
-    """``clip(scale * d_l * n_l, 1, n_l)``: the fractional counts at one water level."""
-    return np.clip(scale * np.asarray(densities, dtype=np.float64) * units, 1.0, units.astype(np.float64))
+def scaled_counts(
+    densities: np.ndarray, units: np.ndarray, scale: float, upper: np.ndarray | None = None
+) -> np.ndarray:
+    """``clip(scale * d_l * n_l, 1, upper_l)``: the fractional counts at one water level (``upper``: ``n_l``)."""
+    top = (units if upper is None else upper).astype(np.float64)
+    return np.clip(scale * np.asarray(densities, dtype=np.float64) * units, 1.0, top)
 
 
-def water_level(densities: np.ndarray, model: BudgetModel, budget: float) -> float:
+def water_level(densities: np.ndarray, model: BudgetModel, budget: float, upper: np.ndarray | None = None) -> float:
     """The scale ``s`` at which the fractional counts cost ``budget`` (bisection; clipped to the feasible range)."""
     d = np.maximum(np.asarray(densities, dtype=np.float64), 1e-12)
     units = model.units
     lo, hi = 0.0, float(np.max(1.0 / d)) * 1.0000001
-    if model.cost(scaled_counts(d, units, hi)) <= budget:
+    if model.cost(scaled_counts(d, units, hi, upper)) <= budget:
         return hi
     for _ in range(_BISECTION_STEPS):
         mid = (lo + hi) / 2.0
         if mid in (lo, hi):
             break
-        if model.cost(scaled_counts(d, units, mid)) < budget:
+        if model.cost(scaled_counts(d, units, mid, upper)) < budget:
             lo = mid
         else:
             hi = mid
     return hi
 
 
-def project_counts(densities: np.ndarray, model: BudgetModel, budget: float) -> np.ndarray:
+def project_counts(
+    densities: np.ndarray, model: BudgetModel, budget: float, upper: np.ndarray | None = None
+) -> np.ndarray:
     """Integer unit counts, each within ``[1, n_l]``, that keep the densities' allocation and cost ``budget``.
 
     See the module docstring: water-filling on one scale factor, then largest-remainder rounding. A budget
-    below the cost of one unit per layer gives one unit per layer; above the dense cost, every unit.
+    below the cost of one unit per layer gives one unit per layer; above the dense cost (or the cost at
+    ``upper``), every unit (``upper``).
 
     Args:
         densities: The policy's per-layer densities (after any allocation rule), each in (0, 1].
         model: What counts cost.
         budget: The target cost (e.g. ``target_density * dense weights``).
+        upper: Per-layer upper bounds on the counts (default ``n_l``; e.g. the active units when units cannot
+            return), each in ``[1, n_l]``.
 
     """
     d = np.asarray(densities, dtype=np.float64)
@@ -125,8 +133,9 @@ def project_counts(densities: np.ndarray, model: BudgetModel, budget: float) -> 
     if not np.all(np.isfinite(d)) or np.any(d < 0):
         raise ValueError(f"densities={d.tolist()!r} is not allowed; expected finite values >= 0")
     units = model.units
-    x = scaled_counts(d, units, water_level(d, model, budget))
-    counts = np.clip(np.floor(x + _FLOOR_TOLERANCE), 1, units).astype(np.int64)
+    top = units if upper is None else np.clip(np.asarray(upper, dtype=np.int64), 1, units)
+    x = scaled_counts(d, units, water_level(d, model, budget, top), top)
+    counts = np.clip(np.floor(x + _FLOOR_TOLERANCE), 1, top).astype(np.int64)
     fraction = x - counts
     order = sorted(range(len(units)), key=lambda i: (-fraction[i], i))
     cost = model.cost(counts)
@@ -134,7 +143,7 @@ def project_counts(densities: np.ndarray, model: BudgetModel, budget: float) -> 
     while changed and cost < budget:
         changed = False
         for i in order:
-            if counts[i] >= units[i]:
+            if counts[i] >= top[i]:
                 continue
             counts[i] += 1
             new = model.cost(counts)
@@ -147,6 +156,8 @@ def project_counts(densities: np.ndarray, model: BudgetModel, budget: float) -> 
     return counts
 
 
-def project_densities(densities: np.ndarray, model: BudgetModel, budget: float) -> np.ndarray:
+def project_densities(
+    densities: np.ndarray, model: BudgetModel, budget: float, upper: np.ndarray | None = None
+) -> np.ndarray:
     """:func:`project_counts` as densities ``k_l / n_l``."""
-    return project_counts(densities, model, budget) / model.units
+    return project_counts(densities, model, budget, upper) / model.units

@@ -339,13 +339,16 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
         """Unit counts of the last decision: the target for every layer (``layer``), else the projection.
 
         Under ``global``/``flops`` the densities are scaled onto ``target`` times the dense cost by
-        water-filling within [one unit, all units] (:func:`sparsity_gym.env.projection.project_counts`).
+        water-filling within [one unit, all units] (:func:`sparsity_gym.env.projection.project_counts`); under
+        ``regrowth="none"`` a layer's upper bound is its active units (the budget may then be out of reach).
         """
         cfg = self.config
         if cfg.budget == "layer":
             return [m.target_count(float(d)) for m, d in zip(self.masks.layers, densities, strict=True)]
         model = budget_model(self.masks, cfg.budget)
-        return [int(c) for c in project_counts(densities, model, target * model.dense_cost)]
+        # without regrowth a layer cannot grow back: its active units bound it
+        upper = np.array([m.num_active for m in self.masks.layers]) if cfg.regrowth == "none" else None
+        return [int(c) for c in project_counts(densities, model, target * model.dense_cost, upper)]
 
     def _mask_update_gate(self) -> str:
         """``applied``, or why this decision leaves the masks as they are: ``burn_in`` or ``loss_hold``."""

@@ -147,3 +147,11 @@ def test_bad_input():
         project_counts(np.array([0.5]), model, 4.0)
     with pytest.raises(ValueError, match="densities"):
         project_counts(np.array([0.5, np.nan]), model, 4.0)
+
+
+def test_upper_bounds_by_hand():
+    # n = (10, 10), equal densities, layer 0 bounded by 3 units (e.g. no regrowth): budget 10 -> (3, 7);
+    # a budget above the bounded total (13) gives every allowed unit.
+    model = BudgetModel.linear(np.array([10, 10]))
+    np.testing.assert_array_equal(project_counts(np.array([0.5, 0.5]), model, 10.0, np.array([3, 10])), [3, 7])
+    np.testing.assert_array_equal(project_counts(np.array([0.5, 0.5]), model, 15.0, np.array([3, 10])), [3, 10])
