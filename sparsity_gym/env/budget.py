@@ -11,10 +11,14 @@ predecessor leaves active (the column maps of :meth:`MaskedNetwork.successors`),
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
-from sparsity_gym.env.projection import BudgetModel
+from sparsity_gym.env.projection import BudgetModel, project_counts
+from sparsity_gym.masks.allocation import ALLOCATIONS
+from sparsity_gym.masks.layer_mask import LayerMask
 from sparsity_gym.masks.masked_network import MaskedNetwork
 
 
@@ -46,3 +50,29 @@ def budget_model(masks: MaskedNetwork, kind: str) -> BudgetModel:
             col_layer[j] = controlled[id(a)]
             col_scale[j] = per_unit * kernel
     return BudgetModel(units, factor, row_layer, row_const, col_layer, col_scale, col_const)
+
+
+def reallocate(layers: Sequence[LayerMask], densities: np.ndarray, rule: str) -> np.ndarray:
+    """The densities' parameter-weighted mean (the requested global density), shared out by allocation ``rule``.
+
+    The weights are each layer's dense weights; ``rule`` is a name of
+    :data:`sparsity_gym.masks.allocation.ALLOCATIONS`.
+    """
+    weights = np.array([m.info.num_weights for m in layers], dtype=np.float64)
+    requested = float(np.clip(np.dot(weights, densities) / weights.sum(), 0.0, 1.0))
+    return ALLOCATIONS.get(rule).allocate(layers, requested)
+
+
+def budget_counts(masks: MaskedNetwork, densities: np.ndarray, budget: str, target: float, grows: bool) -> list[int]:
+    """Unit counts of the last decision: ``target`` for every layer (``layer``), else the projection.
+
+    Under ``global``/``flops`` the densities are scaled onto ``target`` times the dense cost by water-filling
+    within [one unit, all units] (:func:`sparsity_gym.env.projection.project_counts`); when units cannot
+    return (``grows`` False: ``regrowth="none"``) a layer's upper bound is its active units, and the budget
+    may then be out of reach.
+    """
+    if budget == "layer":
+        return [m.target_count(float(d)) for m, d in zip(masks.layers, densities, strict=True)]
+    model = budget_model(masks, budget)
+    upper = None if grows else np.array([m.num_active for m in masks.layers])
+    return [int(c) for c in project_counts(densities, model, target * model.dense_cost, upper)]

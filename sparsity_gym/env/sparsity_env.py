@@ -13,12 +13,10 @@ import torch.nn as nn
 from sparsity_gym.criteria.snr_pruning import LossHold
 from sparsity_gym.datasets import DatasetSplits, load_dataset
 from sparsity_gym.env.actions import from_action, to_action
-from sparsity_gym.env.budget import budget_model
+from sparsity_gym.env.budget import budget_counts, reallocate
 from sparsity_gym.env.config import EnvConfig
 from sparsity_gym.env.flops import dense_inference_flops, inference_flops, training_step_flops
-from sparsity_gym.env.projection import project_counts
 from sparsity_gym.env.training import TrainingLoop, make_optimizer, resolve_device
-from sparsity_gym.masks.allocation import ALLOCATIONS
 from sparsity_gym.masks.freezing import RowFreezer
 from sparsity_gym.masks.masked_network import MaskedNetwork
 from sparsity_gym.masks.regrowth import REGROWTH
@@ -331,24 +329,12 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
 
     def _allocated(self, densities: np.ndarray) -> np.ndarray:
         """The requested densities' parameter-weighted mean, shared out by the configured allocation rule."""
-        weights = np.array([m.info.num_weights for m in self.masks.layers], dtype=np.float64)
-        requested = float(np.clip(np.dot(weights, densities) / weights.sum(), 0.0, 1.0))
-        return ALLOCATIONS.get(self.config.allocation).allocate(self.masks.layers, requested)
+        return reallocate(self.masks.layers, densities, self.config.allocation)
 
     def _budget_counts(self, densities: np.ndarray, target: float) -> list[int]:
-        """Unit counts of the last decision: the target for every layer (``layer``), else the projection.
-
-        Under ``global``/``flops`` the densities are scaled onto ``target`` times the dense cost by
-        water-filling within [one unit, all units] (:func:`sparsity_gym.env.projection.project_counts`); under
-        ``regrowth="none"`` a layer's upper bound is its active units (the budget may then be out of reach).
-        """
+        """Unit counts of the last decision on the configured budget (:func:`sparsity_gym.env.budget.budget_counts`)."""
         cfg = self.config
-        if cfg.budget == "layer":
-            return [m.target_count(float(d)) for m, d in zip(self.masks.layers, densities, strict=True)]
-        model = budget_model(self.masks, cfg.budget)
-        # without regrowth a layer cannot grow back: its active units bound it
-        upper = np.array([m.num_active for m in self.masks.layers]) if cfg.regrowth == "none" else None
-        return [int(c) for c in project_counts(densities, model, target * model.dense_cost, upper)]
+        return budget_counts(self.masks, densities, cfg.budget, target, grows=cfg.regrowth != "none")
 
     def _mask_update_gate(self) -> str:
         """``applied``, or why this decision leaves the masks as they are: ``burn_in`` or ``loss_hold``."""
