@@ -82,6 +82,8 @@ def test_mid_episode_copies_are_refused_with_how_to_rebuild(how, tiny):
     env.step(ACTIONS[0])
     with pytest.raises(TypeError, match=r"middle of an episode .*gym\.make\('SparsityGym/Schedule-v0', config="):
         ROUND_TRIPS[how](env)
+    rebuilt = gym.make("SparsityGym/Schedule-v0", config=env.config)  # what the message says to do
+    assert rebuilt.unwrapped.config == env.config
     env.step(ACTIONS[1])
     env.step(ACTIONS[2])
     env.step(ACTIONS[3])  # the episode ended: copies work again, observers and all
