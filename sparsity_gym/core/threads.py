@@ -7,11 +7,11 @@ builds one env in the parent (torch runs) before it forks the workers. PyTorch's
 avoid it the same way, with one thread (``torch.set_num_threads(1)``): a single-thread parallel region runs
 inline and never enters OpenMP.
 
-``import sparsity_gym`` imports this module, which records the importing process; an environment built in any
-other process that inherited that record (a fork) calls :func:`limit_threads_if_forked` before its first torch
-operation. Spawned and forkserver children import afresh and are left alone (forkserver children of a server
-that preloaded the package count as forks: one thread there too, which costs nothing as their server ran no
-torch). Only this module touches the setting, and only once per process.
+``import sparsity_gym`` imports this module, which records the importing process; an environment built, reset
+or stepped in any other process that inherited that record (a fork) calls :func:`limit_threads_if_forked`
+before its first torch operation there. Spawned and forkserver children import afresh and are left alone
+(forkserver children of a server that preloaded the package count as forks: one thread there too, which costs
+nothing as their server ran no torch). Only this module touches the setting, and only once per process.
 """
 
 from __future__ import annotations

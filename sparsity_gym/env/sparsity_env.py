@@ -211,6 +211,7 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
     # ----------------------------------------------------------------------------------------------- episode
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         """Start a new training run: a new initialisation and data order drawn from the seed."""
+        limit_threads_if_forked()  # an env built before a fork and used in the child
         super().reset(seed=seed)
         torch_seed = int(self.np_random.integers(0, 2**62))
         self._generator = torch.Generator().manual_seed(torch_seed)
@@ -228,6 +229,7 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         """Apply ``action`` (densities or thresholds), train ``decision_interval`` steps, observe and reward."""
+        limit_threads_if_forked()
         if self._closed:
             raise RuntimeError(
                 "step() after close(): the env released its network's hooks; call reset() to build a new episode "

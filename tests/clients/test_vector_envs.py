@@ -136,3 +136,39 @@ def test_vec_normalize_saves_and_loads(tiny, tmp_path):
     assert np.allclose(loaded.normalize_obs(raw), venv.normalize_obs(raw))
     venv.close()
     loaded.close()
+
+
+def test_an_env_built_before_a_fork_runs_in_the_child(tiny, tmp_path):
+    script = tmp_path / "inherit.py"
+    script.write_text(INHERIT_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.run(
+        [sys.executable, str(script), json.dumps(tiny)], capture_output=True, text=True, timeout=150, cwd=ROOT, env=env
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split("RESULT ", 1)[1].split() == ["1", "2"]  # child: one thread; parent: untouched
+
+
+# The env is built (torch runs) in the parent, then a forked child resets and steps the inherited object.
+INHERIT_SCRIPT = r"""import json, multiprocessing, sys
+import numpy as np, torch
+from sparsity_gym.env.sparsity_env import SparsityEnv
+
+def child(env, queue):
+    env.reset(seed=0)
+    env.step(np.zeros(env.action_space.shape, np.float32))
+    queue.put(torch.get_num_threads())
+
+if __name__ == "__main__":
+    torch.set_num_threads(2)
+    kw = json.loads(sys.argv[1])
+    env = SparsityEnv(**kw)
+    env.reset(seed=0)
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=child, args=(env, queue))
+    proc.start()
+    threads = queue.get(timeout=120)
+    proc.join()
+    print("RESULT", threads, torch.get_num_threads())
+"""
