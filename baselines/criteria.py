@@ -35,7 +35,7 @@ import math
 import gymnasium as gym
 import numpy as np
 
-from baselines.policies import FixedPolicy
+from baselines.policies import FixedPolicy, density_map
 from sparsity_gym.core.checks import check_number
 from sparsity_gym.criteria.dyno import DEFAULT_DELTA, clamp_prune_count, prune_grow_counts
 
@@ -50,12 +50,12 @@ class ConstantThresholdPolicy(FixedPolicy):
                 f"action_mode={base.config.action_mode!r} is not allowed for policy {name!r}; expected 'threshold' "
                 f"(build the env with baselines.env_kwargs({name!r}))"
             )
-        self.name = name
+        super().__init__(env, name)
         self.threshold = threshold
-        self._action = np.full(base.action_space.shape, base.threshold_to_action(threshold), dtype=np.float32)
+        self._action = float(base.threshold_to_action(threshold))
 
     def actions(self, observations: np.ndarray) -> np.ndarray:  # noqa: D102
-        return np.tile(self._action, (len(observations), 1))
+        return np.full(observations.shape[:2], self._action)
 
 
 def make_neq_policy(env: gym.Env, eps: float = 1e-3) -> ConstantThresholdPolicy:
@@ -104,12 +104,12 @@ class ContributionPolicy(FixedPolicy):
         check_number("fraction", fraction, low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
         check_number("start", start, low=0.0, high=1.0)
         check_number("keep", keep, low=0.0, high=1.0, low_inclusive=False)
-        self.name = "contribution"
-        self.fraction, self.start, self.keep = fraction, start, keep
         self.units = np.array([layer.num_units for layer in base.masks.layers])
-        self._progress = base.layout.columns["progress"]
-        self._density = base.layout.columns["density"]
-        self._to_action = base.density_to_action
+        super().__init__(env, "contribution", self.units)
+        self.fraction, self.start, self.keep = fraction, start, keep
+        self._progress = self.column("progress")
+        self._density = self.column("density")
+        self._to_action = density_map(env)
 
     def counts(self, progress: float, densities: np.ndarray) -> np.ndarray:
         """Active neurons per layer after this decision's round (if any)."""
@@ -155,13 +155,13 @@ class DynoPolicy(FixedPolicy):
                 "them (DYNO decides from the effective dimension)"
             )
         check_number("delta", delta, low=0.0, high=1.0, high_inclusive=False)
-        self.name = "dyno"
-        self.delta = delta
         self.units = np.array([layer.num_units for layer in base.masks.layers])
+        super().__init__(env, "dyno", self.units)
+        self.delta = delta
         classes = base.data.num_classes
         self.min_units = np.array([classes if layer.info.kind == "linear" else 1 for layer in base.masks.layers])
-        self._cols = (columns["progress"], columns["density"], columns["rank_active_share"], columns["rank_ed"])
-        self._to_action = base.density_to_action
+        self._cols = tuple(self.column(c) for c in ("progress", "density", "rank_active_share", "rank_ed"))
+        self._to_action = density_map(env)
         self.phi_star = np.ones((1, len(self.units)))
         self.pending = np.zeros((1, len(self.units)), dtype=bool)
 

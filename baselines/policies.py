@@ -7,6 +7,7 @@ observation ``(L, F)`` or a batch ``(n, L, F)`` from a vectorised env, like an S
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -14,10 +15,61 @@ import gymnasium as gym
 import numpy as np
 
 from baselines.schedules import SCHEDULES, Schedule
+from sparsity_gym.env.actions import to_action
+
+
+@dataclass(frozen=True)
+class ActionMap:
+    """The env's affine map from a value in ``[low, high]`` to an action in [-1, 1] (the bounds alone)."""
+
+    low: float
+    high: float
+
+    def __call__(self, value: float | np.ndarray) -> np.ndarray:
+        """The action that asks for ``value`` (clipped to [-1, 1])."""
+        return to_action(value, self.low, self.high)
+
+
+def density_map(env: gym.Env) -> ActionMap:
+    """The density action map of ``env`` (``[min_density, max_density]``)."""
+    cfg = env.unwrapped.config
+    return ActionMap(float(cfg.min_density), float(cfg.max_density))
 
 
 class FixedPolicy:
-    """Base of the fixed policies: SB3's ``predict`` on one observation or a batch, over :meth:`actions`."""
+    """Base of the fixed policies: SB3's ``predict`` on one observation or a batch, over :meth:`actions`.
+
+    A fixed policy keeps only what it reads from the env it was built on: the observation's column names (to
+    find its columns and check an observation's width), the action map's bounds and, for the methods that
+    count units, the layers' widths. It never holds the env, so it pickles in a few hundred bytes and acts
+    on any env whose observation has the same columns (and layers, where it counts units); an observation
+    that does not match raises ``ValueError``.
+    """
+
+    name = "fixed"
+
+    def __init__(self, env: gym.Env, name: str, layer_units: np.ndarray | None = None) -> None:
+        base = env.unwrapped
+        self.name = name
+        self.columns: tuple[str, ...] = tuple(base.layout.columns)
+        self.layer_units = None if layer_units is None else np.asarray(layer_units, dtype=np.int64)
+
+    def column(self, name: str) -> int:
+        """The index of column ``name`` in the observations this policy reads."""
+        return self.columns.index(name)
+
+    def check(self, observations: np.ndarray) -> None:
+        """Raise ``ValueError`` unless ``observations`` ``(n, L, F)`` have this policy's columns (and layers)."""
+        if observations.ndim != 3 or observations.shape[2] != len(self.columns):
+            raise ValueError(
+                f"observation has shape {observations.shape[1:]}; policy {self.name!r} reads observations of "
+                f"{len(self.columns)} columns {self.columns} (an env with the same observations= settings)"
+            )
+        if self.layer_units is not None and observations.shape[1] != len(self.layer_units):
+            raise ValueError(
+                f"observation has {observations.shape[1]} layers; policy {self.name!r} was built for "
+                f"{len(self.layer_units)} layers of widths {self.layer_units.tolist()} (build it on this env)"
+            )
 
     def actions(self, observations: np.ndarray) -> np.ndarray:
         """Actions ``(n, L)`` for a batch of observations ``(n, L, F)`` (float64; row ``i`` is episode ``i``)."""
@@ -33,36 +85,48 @@ class FixedPolicy:
         """The action for ``observation`` (single ``(L, F)`` or batched ``(n, L, F)``); ``state`` is passed on."""
         obs = np.asarray(observation, dtype=np.float64)
         batched = obs.ndim == 3
-        actions = np.asarray(self.actions(obs if batched else obs[None]), dtype=np.float32)
+        obs = obs if batched else obs[None]
+        self.check(obs)
+        actions = np.asarray(self.actions(obs), dtype=np.float32)
         return (actions if batched else actions[0]), state
 
 
+def observed_target(observations: np.ndarray, column: int) -> np.ndarray:
+    """Each episode's target density ``(n,)`` from the ``target_density`` column; 1 where none is set (-1)."""
+    target = observations[:, 0, column]
+    return np.where(target > 0.0, target, 1.0)
+
+
 class SchedulePolicy(FixedPolicy):
-    """Every layer follows ``schedule(progress, target)``, read from the observation's ``progress`` column.
+    """Every layer follows ``schedule(progress, target)``, both read from the observation.
 
     Args:
-        env: The environment (or a wrapper of it) the policy acts in: gives the column layout, the target
-            density and the action map.
-        schedule: A pure function ``(p, target) -> density``.
+        env: An environment (or a wrapper of it) with the observations the policy will read: gives the column
+            layout and the density action map.
+        schedule: A pure function ``(p, target) -> density`` (a module-level function or a ``partial`` of one
+            pickles with the policy).
         name: A label for reports.
 
     """
 
     def __init__(self, env: gym.Env, schedule: Schedule, name: str = "schedule") -> None:
-        base = env.unwrapped
-        self.name = name
+        super().__init__(env, name)
         self.schedule = schedule
-        self.target = base.config.target_density if base.config.target_density is not None else 1.0
-        self._progress_col = base.layout.columns["progress"]
-        self._to_action = base.density_to_action
+        self.action_map = density_map(env)
+        self._progress_col = self.column("progress")
+        self._target_col = self.column("target_density")
 
-    def density(self, progress: float) -> float:
-        """The density the schedule asks for at ``progress``."""
-        return float(self.schedule(progress, self.target))
+    def density(self, progress: float, target: float) -> float:
+        """The density the schedule asks for at ``progress`` for the target density ``target``."""
+        return float(self.schedule(progress, target))
 
     def actions(self, observations: np.ndarray) -> np.ndarray:  # noqa: D102
         progress = observations[:, 0, self._progress_col]
-        return self._to_action(np.array([[self.density(p)] * observations.shape[1] for p in progress]))
+        targets = observed_target(observations, self._target_col)
+        layers = observations.shape[1]
+        return self.action_map(
+            np.array([[self.density(p, t)] * layers for p, t in zip(progress, targets, strict=True)])
+        )
 
 
 def make_schedule_policy(env: gym.Env, name: str, **schedule_kwargs: float) -> SchedulePolicy:

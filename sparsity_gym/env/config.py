@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+import numpy as np
 import torch.nn as nn
 
-from sparsity_gym.core.checks import check_choice, check_number
+from sparsity_gym.core.checks import as_python, check_choice, check_fields, check_number
 from sparsity_gym.datasets import available_datasets
 from sparsity_gym.datasets.vision import SPECS as VISION_SPECS
 from sparsity_gym.datasets.vision import check_data_root
@@ -28,13 +29,22 @@ PRECISIONS = ("float32", "bfloat16", "float16")
 OBSERVATION_FAMILIES: tuple[str, ...] = ("snr", "rank", "contribution", "equilibrium")
 
 
+def _python_value(value: Any) -> Any:
+    """A numpy scalar as its Python value; float16/float32 by their shortest decimal (``np.float32(0.1)`` -> 0.1)."""
+    if isinstance(value, np.floating) and value.dtype.itemsize < 8:
+        return float(str(value))
+    return as_python(value)
+
+
 @dataclass(frozen=True)
 class EnvConfig:
     """Everything that defines an episode of :class:`sparsity_gym.env.SparsityEnv`.
 
     Every field can be passed as a keyword to ``gym.make("SparsityGym/Schedule-v0", ...)``. Values are
     checked when the config is built: a bad value raises ``ValueError`` naming the field, the value and what
-    is allowed.
+    is allowed; an unknown keyword raises :class:`sparsity_gym.core.checks.UnknownFieldError` (both a
+    ``TypeError`` and a ``ValueError``) naming it and the closest field. Numpy scalars (``np.float32(0.1)``,
+    ``np.int64(10)``) are accepted and stored as the Python numbers they hold.
 
     Attributes:
         network: A zoo name (``sparsity_gym.models.zoo.available_networks()``) or a callable returning an
@@ -106,7 +116,8 @@ class EnvConfig:
         weight_decay: L2 penalty (SGD, Adam) or decoupled decay (AdamW).
         observations: Statistic families in the observation, any subset of ``snr``, ``rank``,
             ``contribution``, ``equilibrium`` (all by default; empty: only the static, state and global
-            features). See :mod:`sparsity_gym.observation.observers`.
+            features; one name alone is read as that family, ``"snr"`` as ``("snr",)``). See
+            :mod:`sparsity_gym.observation.observers`.
         stats_window: The step-based statistics (snr, rank, contribution) are collected on the last
             ``stats_window`` optimizer steps of each decision interval (at most ``decision_interval``; ``None``:
             every step, the whole window since the last decision).
@@ -162,10 +173,18 @@ class EnvConfig:
     device: str = "cpu"
     precision: str = "float32"
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> EnvConfig:
+        """Refuse an unknown keyword before the dataclass does, naming it and the closest field."""
+        check_fields(cls.__name__, kwargs, field_names())
+        return super().__new__(cls)
+
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # numpy scalars from a sweep become the Python numbers they hold
+            object.__setattr__(self, f.name, _python_value(getattr(self, f.name)))
         object.__setattr__(self, "network_kwargs", MappingProxyType(dict(self.network_kwargs)))
         object.__setattr__(self, "selector_options", MappingProxyType(dict(self.selector_options)))
-        object.__setattr__(self, "observations", tuple(self.observations))
+        families = (self.observations,) if isinstance(self.observations, str) else self.observations
+        object.__setattr__(self, "observations", tuple(as_python(f) for f in families))
         self.validate()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -294,3 +313,8 @@ def _plain(value: Any) -> Any:
     if isinstance(value, MappingProxyType):
         return {k: _plain(v) for k, v in value.items()}
     return value
+
+
+def field_names() -> tuple[str, ...]:
+    """The names of :class:`EnvConfig`'s fields (the keywords ``gym.make`` and ``SparsityEnv`` accept)."""
+    return tuple(f.name for f in dataclasses.fields(EnvConfig))

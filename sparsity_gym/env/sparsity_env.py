@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -10,12 +11,16 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from sparsity_gym.core.checks import check_fields
+from sparsity_gym.core.threads import limit_threads_if_forked
 from sparsity_gym.criteria.snr_pruning import LossHold, burn_in_done
 from sparsity_gym.datasets import DatasetSplits, load_dataset
 from sparsity_gym.env.actions import from_action, to_action
 from sparsity_gym.env.budget import budget_counts, reallocate
-from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.env.config import EnvConfig, field_names
 from sparsity_gym.env.flops import dense_inference_flops, inference_flops, training_step_flops
+from sparsity_gym.env.interop import check_network_fits, copy_state, mid_episode_copy_error, render_densities
+from sparsity_gym.env.registration import METADATA
 from sparsity_gym.env.training import TrainingLoop, make_optimizer, resolve_device
 from sparsity_gym.masks.freezing import RowFreezer
 from sparsity_gym.masks.masked_network import MaskedNetwork
@@ -140,6 +145,15 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
     training loss becomes non-finite (divergence). The dataset split is fixed by ``data_seed``: the test set
     never changes between episodes.
 
+    The registered id carries this horizon: ``gym.make`` wraps the env in ``TimeLimit`` at
+    ``config.num_decisions`` steps (``env.spec.max_episode_steps``), which coincides with the env's own end.
+    A shorter outside limit (``gym.make(..., max_episode_steps=k)``, a ``TimeLimit`` wrapper) cuts the
+    training run short, and the env cannot see it: that last step is an ordinary decision. Its ``info`` holds
+    what is known then (``val_accuracy``, ``density``, ``flops``, ``iteration``, and ``decision`` <
+    ``num_decisions``), but not ``test_accuracy``, no projection onto ``target_density`` has happened, and the
+    ``final_accuracy`` reward, paid only at the env's own end, is never paid (the return is 0);
+    ``delta_accuracy`` pays as it goes, so its return is then the validation accuracy gained so far.
+
     ## Info
 
     ``density`` (global, parameter-weighted), ``layer_densities``, ``target_density``,
@@ -156,10 +170,22 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
 
     ``gym.make("SparsityGym/Schedule-v0", **fields)`` with any field of :class:`EnvConfig` (network, dataset,
     target_density, granularity, selector, regrowth, total_iterations, decision_interval, batch_size, ...), or
-    ``SparsityEnv(config=EnvConfig(...))``.
+    ``SparsityEnv(config=EnvConfig(...))``. An unknown field raises ``UnknownFieldError`` (a ``TypeError`` and
+    a ``ValueError``) naming the closest field; a user network that cannot take the dataset's inputs raises
+    ``ValueError`` naming ``network`` when the env is built. ``render_mode`` is ``None`` or ``"rgb_array"``
+    (what stable-baselines3's ``make_vec_env`` passes): :meth:`render` then draws the layers' densities.
+
+    ## Clients
+
+    Gymnasium's vector envs (``AsyncVectorEnv`` with its default ``fork`` context too: an env built in a forked
+    child uses one torch thread, :mod:`sparsity_gym.core.threads`), SB3's ``make_vec_env``/``SubprocVecEnv``.
+    ``copy.deepcopy``, ``pickle`` and ``cloudpickle`` work before the first ``reset()`` and between episodes:
+    the copy is rebuilt from the config (and the data passed in, if any) with the same random stream, so it
+    plays the episodes the original would; in the middle of an episode they raise ``TypeError`` saying how to
+    rebuild the env. ``step()`` after ``close()`` raises ``RuntimeError``; ``reset()`` builds everything anew.
     """
 
-    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 (Gymnasium's convention)
+    metadata: dict[str, Any] = METADATA
 
     def __init__(
         self,
@@ -168,8 +194,16 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
         data: DatasetSplits | None = None,
         **kwargs: Any,
     ) -> None:
-        if render_mode is not None:
-            raise ValueError(f"render_mode={render_mode!r} is not allowed; this environment does not render")
+        limit_threads_if_forked()  # before any torch operation: a forked child must not enter OpenMP
+        check_fields(type(self).__name__, kwargs, (*field_names(), "config", "render_mode", "data"))
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"render_mode={render_mode!r} is not allowed; expected None or one of: "
+                + ", ".join(repr(m) for m in self.metadata["render_modes"])
+            )
+        self.render_mode = render_mode
+        self._data_given = data is not None
+        self._closed = False
         self.config = EnvConfig(**kwargs) if config is None else config.replace(**kwargs) if kwargs else config
         self.device = resolve_device(self.config.device)
         if self.config.precision == "float16" and self.device.type != "cuda":
@@ -193,6 +227,7 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
     # ----------------------------------------------------------------------------------------------- episode
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         """Start a new training run: a new initialisation and data order drawn from the seed."""
+        limit_threads_if_forked()  # an env built before a fork and used in the child
         super().reset(seed=seed)
         torch_seed = int(self.np_random.integers(0, 2**62))
         self._generator = torch.Generator().manual_seed(torch_seed)
@@ -205,11 +240,17 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
             )
         self.last_val_accuracy, self.last_train_loss = self._validate()
         self._invalid_actions = 0
-        self._needs_reset = False
+        self._needs_reset = self._closed = False
         return self._observation(), self._info(requested=self.masks.densities)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         """Apply ``action`` (densities or thresholds), train ``decision_interval`` steps, observe and reward."""
+        limit_threads_if_forked()
+        if self._closed:
+            raise RuntimeError(
+                "step() after close(): the env released its network's hooks; call reset() to build a new episode "
+                "or make a new env"
+            )
         if self._needs_reset:
             raise RuntimeError("call reset() before step(): the episode has ended or never started")
         cfg = self.config
@@ -227,8 +268,40 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
         return self._observation(), float(reward), diverged, truncated, info
 
     def close(self) -> None:
-        """Release the hooks of the masks and the observers."""
+        """Release the hooks of the masks and the observers; ``step()`` then raises until ``reset()``."""
         self._release()
+        self._closed = self._needs_reset = True
+
+    def render(self) -> np.ndarray | None:
+        """The layers' densities as an RGB array ``(64, 12·L, 3)`` with ``render_mode="rgb_array"``.
+
+        Blue bars, the target density as a red line; ``None`` without a render mode.
+        """
+        if self.render_mode != "rgb_array":
+            return None
+        return render_densities(np.array(self.masks.densities), self.config.target_density)
+
+    # ----------------------------------------------------------------------------------------------- copies
+    def __getstate__(self) -> dict[str, Any]:
+        """The state a copy is rebuilt from (see Clients); ``TypeError`` in the middle of an episode."""
+        if not self._needs_reset:
+            raise mid_episode_copy_error(self.decision, self.config.num_decisions)
+        return copy_state(self, self._data_given)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Rebuild the env from its config (fresh hooks, enforced masks) and restore its random stream."""
+        self.__init__(config=state["config"], render_mode=state["render_mode"], data=state["data"])  # type: ignore[misc]
+        self._np_random, self._np_random_seed = state["np_random"], state["np_random_seed"]
+        self.spec = state["spec"]
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SparsityEnv:
+        """A rebuilt copy (see :meth:`__setstate__`) that shares the read-only dataset tensors."""
+        state = copy.deepcopy({k: v for k, v in self.__getstate__().items() if k != "data"}, memo)
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        new.__setstate__({**state, "data": self.data})  # the splits the config loads, without reading them again
+        new._data_given = self._data_given
+        return new
 
     def _release(self) -> None:
         if getattr(self, "freezer", None) is not None:
@@ -380,6 +453,7 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
             kwargs = widened_kwargs(cfg.network, cfg.network_kwargs, cfg.capacity)
             model = build_network(cfg.network, self.data.input_shape, self.data.num_classes, kwargs)
         self.model: nn.Module = model.to(self.device).train()
+        check_network_fits(self.model, self.data.val_x[:2], self.data.num_classes, cfg.network_name, cfg.dataset)
         infos = find_prunable_layers(self.model, self.data.input_shape)
         self.optimizer = make_optimizer(cfg, self.model)
         self.loop = TrainingLoop(self.model, self.optimizer, self.data, cfg, self.device, self._generator)
@@ -507,5 +581,7 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
             "invalid_actions": self._invalid_actions,
             "mask_update": self.mask_update,
             "iteration": self.iteration,
+            "decision": self.decision,
+            "num_decisions": self.config.num_decisions,
             "diverged": diverged,
         }

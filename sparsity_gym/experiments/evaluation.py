@@ -62,12 +62,20 @@ class EpisodeResult:
 
 
 def run_episode(env: SparsityEnv, policy: Policy, seed: int, deterministic: bool = True) -> tuple[dict, list, list]:
-    """Play one episode; return the last ``info``, the progress at each decision and the layer densities."""
+    """Play one episode; return the last ``info``, the progress at each decision and the layer densities.
+
+    ``predict``'s returned state is passed back at the next step, with ``episode_start`` true at the first
+    step only, as SB3's ``evaluate_policy`` does: a recurrent policy (sb3-contrib's ``RecurrentPPO``) keeps
+    its memory through the episode and starts each episode afresh.
+    """
     obs, info = env.reset(seed=seed)
     progress, schedule = [], []
     done, invalid = False, 0
+    state: Any = None
+    episode_start = np.ones((1,), dtype=bool)
     while not done:
-        action, _ = policy.predict(obs, deterministic=deterministic)
+        action, state = policy.predict(obs, state=state, episode_start=episode_start, deterministic=deterministic)
+        episode_start = np.zeros((1,), dtype=bool)
         progress.append(env.progress)
         obs, _, terminated, truncated, info = env.step(
             np.asarray(action, dtype=np.float32).reshape(env.action_space.shape)
