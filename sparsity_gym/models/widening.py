@@ -29,6 +29,7 @@ import copy
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -143,7 +144,7 @@ def _resizable(module: nn.Module) -> bool:
     return isinstance(module, nn.Linear)
 
 
-def _in_units(module: nn.Module) -> int:
+def _in_units(module: Any) -> int:
     return int(module.weight.shape[1])
 
 
@@ -164,9 +165,9 @@ def _widened(model: nn.Module, chosen: Sequence[LayerInfo], plan: Mapping[str, t
 
 
 @torch.no_grad()
-def _pad(old: nn.Module, dim: int, size: int) -> nn.Module:
+def _pad(old: Any, dim: int, size: int) -> nn.Module:
     """``old`` with its weight zero-padded to ``size`` along ``dim`` (0: outputs, with the bias; 1: inputs)."""
-    new = copy.deepcopy(old)
+    new: Any = copy.deepcopy(old)
     weight = old.weight
     shape = list(weight.shape)
     shape[dim] = size
@@ -185,9 +186,9 @@ def _pad(old: nn.Module, dim: int, size: int) -> nn.Module:
 
 
 @torch.no_grad()
-def _pad_channels(old: nn.Module, size: int) -> nn.Module:
+def _pad_channels(old: Any, size: int) -> nn.Module:
     """A copy of a per-channel module with ``size`` channels; the new ones as freshly initialised."""
-    new = copy.deepcopy(old)
+    new: Any = copy.deepcopy(old)
     if isinstance(old, nn.PReLU):
         slope = old.weight.new_full((size,), float(old.weight[0]))
         slope[: old.num_parameters] = old.weight
