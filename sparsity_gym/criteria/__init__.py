@@ -12,13 +12,10 @@ from __future__ import annotations
 from sparsity_gym.criteria.contribution_pruning import lowest_fraction, prune_count
 from sparsity_gym.criteria.dyno import (
     clamp_prune_count,
-    grow_linear_units,
-    grow_units,
     north_select,
     north_select_scores,
     prune_grow_counts,
     select_prune,
-    zero_optimizer_state_rows,
 )
 from sparsity_gym.criteria.snr_pruning import (
     LossHold,
@@ -31,8 +28,6 @@ __all__ = [
     "LossHold",
     "burn_in_done",
     "clamp_prune_count",
-    "grow_linear_units",
-    "grow_units",
     "lowest_fraction",
     "magnitude_keep_mask",
     "north_select",
@@ -41,5 +36,4 @@ __all__ = [
     "prune_grow_counts",
     "select_prune",
     "snr_keep_masks",
-    "zero_optimizer_state_rows",
 ]

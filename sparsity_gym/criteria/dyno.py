@@ -2,7 +2,7 @@
 
 The effective dimension itself is a statistic computed elsewhere (``sparsity_gym.stats``); this module takes
 its counts and the buffered activations as plain tensors and decides how many units to prune/grow, which to
-prune, and which new fan-in vectors to grow, and writes grown units into a fixed-capacity layer.
+prune, and which new fan-in vectors to grow (the masks write them into the layer's spare units).
 
 Conventions (named after CRITERIA.md §2):
 
@@ -21,7 +21,8 @@ Conventions (named after CRITERIA.md §2):
 - **Growth** (:func:`north_select`): ``candidates_per_unit·n_grow`` candidate fan-in vectors drawn
   Kaiming-uniform with bound ``1/√fan_in`` and bias 0, scored by the norm of the residual of their activation
   outside the span of the existing neurons' activations; the ``n_grow`` best are kept (lowest index on ties).
-  New units start with fan-out 0, bias 0 and optimizer state 0 (:func:`grow_units`).
+  New units start with fan-out 0, bias 0 and optimizer state 0: the masks write them
+  (:class:`sparsity_gym.masks.masked_network.MaskedNetwork`, regrowth ``north``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import math
 from collections.abc import Callable
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from sparsity_gym.core.checks import unit_mask
 
@@ -41,13 +42,10 @@ _TIE_RTOL: float = 1e-10
 __all__ = [
     "DEFAULT_DELTA",
     "clamp_prune_count",
-    "grow_linear_units",
-    "grow_units",
     "north_select",
     "north_select_scores",
     "prune_grow_counts",
     "select_prune",
-    "zero_optimizer_state_rows",
 ]
 
 
@@ -310,116 +308,3 @@ def north_select(
     scores = north_select_scores(existing_acts, cand_acts)
     best = torch.sort(scores, descending=True, stable=True).indices[:n_grow]
     return cand[best].clone(), x.new_zeros(n_grow)
-
-
-def zero_optimizer_state_rows(
-    optimizer: torch.optim.Optimizer,
-    param: Tensor,
-    index: Tensor,
-    dim: int = 0,
-    keys: tuple[str, ...] | None = None,
-) -> None:
-    """Zero every per-element optimizer state tensor of ``param`` at ``index`` along ``dim``.
-
-    Parameters
-    ----------
-    optimizer : torch.optim.Optimizer
-        Any optimizer; its ``state[param]`` entries whose shape equals ``param.shape`` (e.g.
-        ``momentum_buffer``, ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq``) are modified in place. Scalar
-        entries such as ``step`` are per-tensor and left alone. Nothing happens if there is no state yet.
-    param : Tensor
-        The parameter.
-    index : Tensor
-        Long indices (or a bool mask of length ``param.shape[dim]``) along ``dim``.
-    dim : int
-        0 for rows (a unit's fan-in), 1 for columns (a unit's fan-out in the next layer).
-    keys : tuple of str, optional
-        Only zero these state entries (default: all per-element entries).
-
-    """
-    state = optimizer.state.get(param)
-    if not state:
-        return
-    for key, value in state.items():
-        if keys is not None and key not in keys:
-            continue
-        if isinstance(value, Tensor) and value.shape == param.shape and value.dim() > 0:
-            idx = index.to(value.device)
-            if idx.dtype == torch.bool:
-                idx = torch.nonzero(idx).flatten()
-            value.index_fill_(dim, idx, 0)
-
-
-def grow_units(
-    layer: nn.Linear | nn.Conv2d,
-    next_layer: nn.Linear | nn.Conv2d,
-    new_fan_in: Tensor,
-    new_bias: Tensor | None,
-    slots: Tensor,
-    optimizer: torch.optim.Optimizer | None = None,
-) -> None:
-    """Write grown units into given (inactive) slots of a fixed-capacity layer.
-
-    Growth happens inside a pre-allocated layer: units beyond the current width are masked elsewhere, and
-    growing activates masked slots. This function only writes parameters; activating the slots in the mask
-    is the caller's job.
-
-    Parameters
-    ----------
-    layer : nn.Linear or nn.Conv2d
-        The growing layer; ``weight[slots]`` receives ``new_fan_in`` (reshaped to the row shape, so a conv
-        kernel may be given flattened) and ``bias[slots]`` receives ``new_bias`` (0 when None).
-    next_layer : nn.Linear or nn.Conv2d
-        The consumer whose ``weight[:, slots]`` (fan-out of the new units) is set to 0. It must index the
-        grown units along dim 1 (Linear→Linear or Conv2d→Conv2d with ``groups=1``).
-    new_fan_in : Tensor
-        ``(len(slots), fan_in)`` or ``(len(slots), *weight.shape[1:])``.
-    new_bias : Tensor or None
-        ``(len(slots),)``.
-    slots : Tensor
-        Long, distinct indices of the slots to fill.
-    optimizer : torch.optim.Optimizer, optional
-        If given, the optimizer state of the new units (rows of ``layer.weight``/``layer.bias``, columns of
-        ``next_layer.weight``) is set to 0.
-
-    """
-    slots = slots.to(device=layer.weight.device, dtype=torch.long).flatten()
-    k = slots.numel()
-    cap = layer.weight.shape[0]
-    if k and (int(slots.min()) < 0 or int(slots.max()) >= cap):
-        raise ValueError(f"slots must lie in [0, {cap}); got {slots.tolist()}")
-    if torch.unique(slots).numel() != k:
-        raise ValueError(f"slots must be distinct; got {slots.tolist()}")
-    row_shape = layer.weight.shape[1:]
-    if new_fan_in.dim() < 1 or new_fan_in.shape[0] != k or new_fan_in.numel() != k * math.prod(row_shape):
-        raise ValueError(
-            f"new_fan_in must have shape ({k}, {math.prod(row_shape)}) or ({k}, *{tuple(row_shape)}); "
-            f"got {tuple(new_fan_in.shape)}"
-        )
-    if next_layer.weight.shape[1] != cap:
-        raise ValueError(f"next_layer.weight dim 1 ({next_layer.weight.shape[1]}) must equal layer width ({cap})")
-    with torch.no_grad():
-        layer.weight[slots] = new_fan_in.detach().reshape(k, *row_shape).to(layer.weight)
-        if layer.bias is not None:
-            if new_bias is None:
-                layer.bias[slots] = 0.0
-            else:
-                layer.bias[slots] = new_bias.detach().reshape(k).to(layer.bias)
-        next_layer.weight[:, slots] = 0.0
-    if optimizer is not None:
-        zero_optimizer_state_rows(optimizer, layer.weight, slots, dim=0)
-        if layer.bias is not None:
-            zero_optimizer_state_rows(optimizer, layer.bias, slots, dim=0)
-        zero_optimizer_state_rows(optimizer, next_layer.weight, slots, dim=1)
-
-
-def grow_linear_units(
-    layer: nn.Linear,
-    next_layer: nn.Linear,
-    new_fan_in: Tensor,
-    new_bias: Tensor | None,
-    slots: Tensor,
-    optimizer: torch.optim.Optimizer | None = None,
-) -> None:
-    """Linear→Linear case of :func:`grow_units` (same semantics)."""
-    grow_units(layer, next_layer, new_fan_in, new_bias, slots, optimizer)

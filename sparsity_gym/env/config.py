@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -18,7 +19,8 @@ from sparsity_gym.datasets.vision import check_data_root
 from sparsity_gym.masks.allocation import available_allocations
 from sparsity_gym.masks.regrowth import available_regrowth
 from sparsity_gym.masks.selectors import GRANULARITIES, SELECTORS, available_selectors, threshold_range
-from sparsity_gym.models import available_networks, widened_kwargs
+from sparsity_gym.models import available_networks
+from sparsity_gym.models.initial_state import InitialState
 
 ACTION_MODES = ("density", "threshold")
 BUDGETS = ("layer", "global", "flops")
@@ -51,10 +53,16 @@ class EnvConfig:
             ``nn.Module``; the callable receives whichever of ``input_shape`` and ``num_classes`` it accepts,
             plus ``network_kwargs``.
         network_kwargs: Extra keyword arguments for the network builder (e.g. ``{"widths": (128, 128)}``).
-        capacity: Growth room (neuron granularity): hidden layers are built ``capacity`` times as wide and start
-            with their usual width active, the spare units masked, so a layer can grow up to ``capacity`` times
-            its width (DYNO). Needs a zoo network whose widths are an argument
-            (``sparsity_gym.models.zoo.WIDTH_ARGUMENTS``); 1 disables.
+        capacity: Growth room (neuron granularity): every neuron-prunable hidden layer of the built network (any
+            network, a user factory included) is widened to ``ceil(capacity · width)`` units through its traced
+            data flow, and starts with its usual width active, the spare units masked (zero fan-in and fan-out),
+            so a layer can grow up to ``capacity`` times its width (DYNO; :mod:`sparsity_gym.models.widening`).
+            Layers in a residual addition keep their width. 1 disables.
+        initial_state: Start every episode from a pre-trained state (fine-tuning, DYNO's setting): a state-dict
+            file (``torch.load(weights_only=True)``) or a callable returning the trained network or its state
+            dict, loaded into the seeded build before growth room, masks and optimizer
+            (:mod:`sparsity_gym.models.initial_state`; :mod:`sparsity_gym.experiments.pretrain` makes one).
+            ``None``: a fresh initialisation.
         dataset: A dataset name (``sparsity_gym.datasets.available_datasets()``); ``digits`` ships with scikit-learn.
         data_root: Local folder of the datasets read from disk (``mnist``, ``fashion_mnist``, ``cifar10``, in
             torchvision's layout; see :mod:`sparsity_gym.datasets.vision`).
@@ -138,6 +146,7 @@ class EnvConfig:
     network: str | Callable[..., nn.Module] = "mlp"
     network_kwargs: Mapping[str, Any] = field(default_factory=dict)
     capacity: float = 1.0
+    initial_state: InitialState | None = None
     dataset: str = "digits"
     data_root: str | None = None
     data_seed: int = 0
@@ -236,8 +245,12 @@ class EnvConfig:
         check_number("capacity", self.capacity, low=1.0)
         if self.capacity > 1.0 and self.granularity != "neuron":
             raise ValueError(f"capacity={self.capacity!r} is not allowed with granularity='weight'; expected 1.0")
-        if self.capacity > 1.0:
-            widened_kwargs(self.network, self.network_kwargs, self.capacity)
+        state = self.initial_state
+        if not (state is None or callable(state) or (isinstance(state, (str, os.PathLike)) and os.path.isfile(state))):
+            raise ValueError(
+                f"initial_state={state!r} is not allowed; expected None, the path of an existing state-dict file or "
+                "a callable returning the trained network"
+            )
 
     def _validate_budget(self) -> None:
         """The budget kind and the allocation rule (a rule needs requested densities: density mode)."""

@@ -26,8 +26,10 @@ from sparsity_gym.masks.freezing import RowFreezer
 from sparsity_gym.masks.masked_network import MaskedNetwork
 from sparsity_gym.masks.regrowth import REGROWTH
 from sparsity_gym.masks.selectors import SELECTORS, SelectionContext, threshold_range
-from sparsity_gym.models import build_network, find_prunable_layers, widened_kwargs
+from sparsity_gym.models import build_network, find_prunable_layers
+from sparsity_gym.models.initial_state import load_initial_state
 from sparsity_gym.models.layers import LayerInfo
+from sparsity_gym.models.widening import widen_network
 from sparsity_gym.observation.features import ObservationLayout
 from sparsity_gym.observation.observers import OBSERVERS, Observer, ObserverSettings
 from sparsity_gym.observation.snapshot import TrainingSnapshot
@@ -134,7 +136,8 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
     ``reset(seed=...)`` builds a fresh instance of the network (a new initialisation), a fresh optimizer and the
     data order from the seed; every layer starts dense. All randomness comes from ``self.np_random`` and a
     ``torch.Generator`` seeded from it; the global torch generator is only used inside ``fork_rng`` to initialise
-    the network, and is restored afterwards.
+    the network, and is restored afterwards. With ``initial_state`` the seeded build is then loaded from a
+    pre-trained state (fine-tuning episodes); with ``capacity > 1`` it is widened after that.
 
     ## Episode End
 
@@ -450,8 +453,8 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
-            kwargs = widened_kwargs(cfg.network, cfg.network_kwargs, cfg.capacity)
-            model = build_network(cfg.network, self.data.input_shape, self.data.num_classes, kwargs)
+            model = build_network(cfg.network, self.data.input_shape, self.data.num_classes, cfg.network_kwargs)
+        model, start_active = self._starting_network(model)
         self.model: nn.Module = model.to(self.device).train()
         check_network_fits(self.model, self.data.val_x[:2], self.data.num_classes, cfg.network_name, cfg.dataset)
         infos = find_prunable_layers(self.model, self.data.input_shape)
@@ -467,9 +470,10 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
             optimizer=self.optimizer,
             feedback_updates_pruned=cfg.feedback_updates_pruned,
         )
-        if cfg.capacity > 1.0:  # the spare units of the widened layers start inactive (growth room)
+        if start_active:  # the spare units of the widened layers start inactive (growth room)
+            everything = torch.ones(0, dtype=torch.bool)
             self.masks.set_keep(
-                [torch.arange(m.num_units) < round(m.num_units / cfg.capacity) for m in self.masks.layers]
+                [start_active.get(m.info.name, everything.new_ones(m.num_units)) for m in self.masks.layers]
             )
         self.dense_flops = dense_inference_flops(self.masks.all_layers)
         needed = dict.fromkeys((*cfg.observations, *self._rule_statistics()))
@@ -487,6 +491,27 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
         self.iteration = 0
         self.decision = 0
         self.training_flops = 0
+
+    def _starting_network(self, model: nn.Module) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+        """The seeded build with its initial state loaded, widened for growth room; the widened layers' start masks.
+
+        ``initial_state`` is loaded first (it is the state of the network at its own width), then every
+        neuron-prunable hidden layer is widened to ``ceil(capacity · width)`` units with the spare ones off
+        (:func:`sparsity_gym.models.widening.widen_network`), whatever the network.
+        """
+        cfg = self.config
+        if cfg.initial_state is not None:
+            load_initial_state(model, cfg.initial_state)
+        if cfg.capacity == 1.0:
+            return model, {}
+        shape = self.data.input_shape
+        widened = widen_network(model, find_prunable_layers(model, shape), cfg.capacity, shape)
+        if not widened.active:
+            raise ValueError(
+                f"capacity={cfg.capacity!r} is not allowed for network={cfg.network_name!r}: none of its hidden layers "
+                "can be widened (no neuron-prunable hidden Linear/Conv layer with traced consumers); expected 1.0"
+            )
+        return widened.model, dict(widened.active)
 
     def _rule_statistics(self) -> tuple[str, ...]:
         """The observers the selector and the regrowth rule read (collected whether observed or not)."""

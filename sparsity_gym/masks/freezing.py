@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sparsity_gym.criteria.dyno import zero_optimizer_state_rows
+from sparsity_gym.masks.optimizer_state import zero_optimizer_state
 
 FREEZABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv2d)
 DEFAULT_THAW_RESET_KEYS: tuple[str, ...] = ("momentum_buffer", "exp_avg")
@@ -117,9 +117,9 @@ class RowFreezer:
             raise ValueError(f"frozen mask for layer {i} must have shape ({width},); got {tuple(frozen.shape)}")
         thawed = self._frozen[i] & ~new
         if bool(thawed.any()) and self.thaw_reset_keys:
-            rows = torch.nonzero(thawed).flatten()
             for param in _params(module):
-                zero_optimizer_state_rows(self.optimizer, param, rows, dim=0, keys=self.thaw_reset_keys)
+                rows = thawed.view(-1, *([1] * (param.dim() - 1)))
+                zero_optimizer_state(self.optimizer, param, rows, keys=self.thaw_reset_keys)
         self._frozen[i] = new.clone()
 
     def frozen(self, layer: int | nn.Module) -> Tensor:

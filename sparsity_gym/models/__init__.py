@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sparsity_gym.models import vision, zoo
 from sparsity_gym.models.layers import LayerInfo, find_prunable_layers
-from sparsity_gym.models.zoo import NETWORKS, available_networks, build_network, register_network, widened_kwargs
+from sparsity_gym.models.zoo import NETWORKS, available_networks, build_network, register_network
 
 __all__ = [
     "NETWORKS",
@@ -18,6 +18,5 @@ __all__ = [
     "find_prunable_layers",
     "register_network",
     "vision",
-    "widened_kwargs",
     "zoo",
 ]

@@ -1,4 +1,4 @@
-"""The network zoo: named network builders and the width arguments that growth room widens.
+"""The network zoo: named network builders (growth room for any network: :mod:`sparsity_gym.models.widening`).
 
 A network is a zoo name or any callable returning an ``nn.Module`` (:func:`build_network`). The vision networks
 of the seeds (``simple_cnn``, ``resnet18``, ``vgg11``) live in :mod:`sparsity_gym.models.vision`; the package's
@@ -60,42 +60,6 @@ def small_cnn(input_shape: Sequence[int], num_classes: int, channels: Sequence[i
         c_in = int(c_out)
     layers += [nn.Flatten(), nn.Linear(c_in * h * w, num_classes)]
     return nn.Sequential(*layers)
-
-
-# The keyword arguments holding a zoo network's hidden widths, for growth capacity (``EnvConfig.capacity``).
-# (resnet18 is left out: its residual-coupled layers are not neuron-prunable, so widening would leave them wide.)
-WIDTH_ARGUMENTS: dict[str, tuple[str, ...]] = {
-    "mlp": ("widths",),
-    "cnn": ("channels",),
-    "simple_cnn": ("channels", "hidden"),
-    "vgg11": ("width_multiplier", "classifier_width"),
-}
-
-
-def widened_kwargs(network: str | NetworkBuilder, network_kwargs: Mapping[str, Any], capacity: float) -> dict[str, Any]:
-    """``network_kwargs`` with every hidden width multiplied by ``capacity`` (rounded), for growth room.
-
-    Only zoo networks listed in :data:`WIDTH_ARGUMENTS` can be widened; the widths come from
-    ``network_kwargs`` or the builder's default (a sequence of widths, an integer width, or a float multiplier).
-    """
-    kwargs = dict(network_kwargs)
-    if capacity == 1.0:
-        return kwargs
-    if not isinstance(network, str) or network not in WIDTH_ARGUMENTS:
-        raise ValueError(
-            f"capacity={capacity!r} is not allowed for network={network!r}: growth capacity needs a zoo network "
-            f"whose widths are arguments, one of: {', '.join(sorted(WIDTH_ARGUMENTS))}"
-        )
-    params = inspect.signature(NETWORKS.get(network)).parameters
-    for arg in WIDTH_ARGUMENTS[network]:
-        value = kwargs.get(arg, params[arg].default)
-        if isinstance(value, float):
-            kwargs[arg] = value * capacity
-        elif isinstance(value, int):
-            kwargs[arg] = round(value * capacity)
-        else:
-            kwargs[arg] = tuple(round(int(w) * capacity) for w in value)
-    return kwargs
 
 
 def build_network(

@@ -30,8 +30,10 @@ def test_capacity_builds_wider_layers_with_the_spare_units_masked():
     assert torch.all(second.weight[:, 16:] == 0) and torch.all(out.weight[:, 12:] == 0)  # fan-out masked too
     with pytest.raises(ValueError, match="capacity"):
         EnvConfig(capacity=2.0)  # weight granularity
+    # a user factory with no hidden layer to widen: refused when the env builds it
     with pytest.raises(ValueError, match="capacity"):
-        EnvConfig(capacity=2.0, granularity="neuron", network=lambda: nn.Linear(64, 10))
+        flat = {"network": lambda: nn.Sequential(nn.Flatten(), nn.Linear(16, 4)), "network_kwargs": {}}
+        SparsityEnv(**{**KW, **env_kwargs("dyno"), **flat})
 
 
 def test_redundancy_selector_drops_dormant_then_duplicated_neurons():

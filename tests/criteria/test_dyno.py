@@ -8,17 +8,13 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from sparsity_gym.criteria.dyno import (
     clamp_prune_count,
-    grow_linear_units,
-    grow_units,
     north_select,
     north_select_scores,
     prune_grow_counts,
     select_prune,
-    zero_optimizer_state_rows,
 )
 
 # ----------------------------------------------------------------------------- trigger counts
@@ -264,105 +260,3 @@ def test_north_select_edge_cases() -> None:
 
 
 # ----------------------------------------------------------------------------- growth mechanics
-
-
-def _adam_after_steps(model: nn.Module, steps: int = 3) -> torch.optim.Optimizer:
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(16, model[0].in_features, generator=g)
-    for _ in range(steps):
-        opt.zero_grad()
-        model(x).pow(2).mean().backward()
-        opt.step()
-    return opt
-
-
-def test_grow_linear_units_writes_slots_and_zeroes_state() -> None:
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3))
-    opt = _adam_after_steps(model)
-    layer, nxt = model[0], model[2]
-    before_w, before_b, before_n = layer.weight.clone(), layer.bias.clone(), nxt.weight.clone()
-    slots = torch.tensor([4, 1])
-    new_w = torch.arange(8.0).reshape(2, 4)
-    new_b = torch.tensor([0.5, -0.5])
-    grow_linear_units(layer, nxt, new_w, new_b, slots, optimizer=opt)
-    assert torch.equal(layer.weight[slots], new_w)
-    assert torch.equal(layer.bias[slots], new_b)
-    assert torch.equal(nxt.weight[:, slots], torch.zeros(3, 2))
-    others = torch.tensor([0, 2, 3, 5])
-    assert torch.equal(layer.weight[others], before_w[others])
-    assert torch.equal(layer.bias[others], before_b[others])
-    assert torch.equal(nxt.weight[:, others], before_n[:, others])
-    for key in ("exp_avg", "exp_avg_sq"):
-        assert torch.equal(opt.state[layer.weight][key][slots], torch.zeros(2, 4))
-        assert torch.equal(opt.state[layer.bias][key][slots], torch.zeros(2))
-        assert torch.equal(opt.state[nxt.weight][key][:, slots], torch.zeros(3, 2))
-        assert bool((opt.state[layer.weight][key][others] != 0).any())
-    # bias None -> 0
-    grow_units(layer, nxt, torch.randn(1, 4), None, torch.tensor([0]))
-    assert float(layer.bias.detach()[0]) == 0.0
-
-
-def test_grow_units_preserves_function_of_network() -> None:
-    torch.manual_seed(1)
-    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3))
-    with torch.no_grad():
-        model[2].weight[:, 3:] = 0.0  # slots 3..5 inactive (fan-out 0)
-    x = torch.randn(7, 4)
-    y = model(x)
-    grow_units(model[0], model[2], torch.randn(2, 4), torch.zeros(2), torch.tensor([3, 5]))
-    assert torch.equal(model(x), y)
-
-
-def test_grow_units_conv() -> None:
-    torch.manual_seed(2)
-    conv, nxt = nn.Conv2d(2, 5, 3), nn.Conv2d(5, 4, 1)
-    new = torch.randn(2, 2 * 3 * 3)
-    grow_units(conv, nxt, new, None, torch.tensor([0, 3]))
-    assert torch.equal(conv.weight[torch.tensor([0, 3])], new.reshape(2, 2, 3, 3))
-    assert torch.equal(conv.bias[torch.tensor([0, 3])], torch.zeros(2))
-    assert float(nxt.weight.detach()[:, torch.tensor([0, 3])].abs().sum()) == 0.0
-
-
-def test_grow_units_validation() -> None:
-    layer, nxt = nn.Linear(4, 6), nn.Linear(6, 3)
-    with pytest.raises(ValueError, match="distinct"):
-        grow_units(layer, nxt, torch.zeros(2, 4), None, torch.tensor([1, 1]))
-    with pytest.raises(ValueError, match="slots"):
-        grow_units(layer, nxt, torch.zeros(1, 4), None, torch.tensor([6]))
-    with pytest.raises(ValueError, match="new_fan_in"):
-        grow_units(layer, nxt, torch.zeros(1, 5), None, torch.tensor([0]))
-    with pytest.raises(ValueError, match="next_layer"):
-        grow_units(layer, nn.Linear(5, 3), torch.zeros(1, 4), None, torch.tensor([0]))
-
-
-def test_zero_optimizer_state_rows_sgd_and_keys() -> None:
-    torch.manual_seed(3)
-    model = nn.Sequential(nn.Linear(3, 4))
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    model(torch.randn(5, 3)).sum().backward()
-    opt.step()
-    w = model[0].weight
-    buf = opt.state[w]["momentum_buffer"]
-    assert bool((buf != 0).all())
-    zero_optimizer_state_rows(opt, w, torch.tensor([2]), dim=1)
-    assert torch.equal(buf[:, 2], torch.zeros(4))
-    zero_optimizer_state_rows(opt, w, torch.tensor([True, False, False, False]), dim=0)
-    assert torch.equal(buf[0], torch.zeros(3))
-    assert bool((buf[1:, :2] != 0).all())
-    zero_optimizer_state_rows(opt, w, torch.tensor([1]), dim=0, keys=("exp_avg",))
-    assert bool((buf[1, :2] != 0).all())
-    # no state yet: no-op
-    fresh = nn.Linear(2, 2)
-    zero_optimizer_state_rows(opt, fresh.weight, torch.tensor([0]))
-
-
-def test_zero_optimizer_state_rows_leaves_step() -> None:
-    model = nn.Sequential(nn.Linear(3, 4))
-    opt = _adam_after_steps(model, 2)
-    w = model[0].weight
-    step = opt.state[w]["step"].clone()
-    zero_optimizer_state_rows(opt, w, torch.tensor([0, 1]))
-    assert torch.equal(opt.state[w]["step"], step)
-    assert torch.equal(opt.state[w]["exp_avg_sq"][:2], torch.zeros(2, 3))
