@@ -35,7 +35,7 @@ import math
 import gymnasium as gym
 import numpy as np
 
-from baselines.policies import FixedPolicy, density_map
+from baselines.policies import FixedPolicy, density_map, sparsity_env
 from sparsity_gym.core.checks import check_number
 from sparsity_gym.criteria.dyno import DEFAULT_DELTA, clamp_prune_count, prune_grow_counts
 
@@ -44,7 +44,7 @@ class ConstantThresholdPolicy(FixedPolicy):
     """Ask every layer for the same threshold at every decision (SB3 ``predict`` signature)."""
 
     def __init__(self, env: gym.Env, threshold: float, name: str) -> None:
-        base = env.unwrapped
+        base = sparsity_env(env)
         if base.config.action_mode != "threshold":
             raise ValueError(
                 f"action_mode={base.config.action_mode!r} is not allowed for policy {name!r}; expected 'threshold' "
@@ -100,7 +100,7 @@ class ContributionPolicy(FixedPolicy):
     """
 
     def __init__(self, env: gym.Env, fraction: float = 0.1, start: float = 0.2, keep: float = 0.6) -> None:
-        base = env.unwrapped
+        base = sparsity_env(env)
         check_number("fraction", fraction, low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
         check_number("start", start, low=0.0, high=1.0)
         check_number("keep", keep, low=0.0, high=1.0, low_inclusive=False)
@@ -147,7 +147,7 @@ class DynoPolicy(FixedPolicy):
     """
 
     def __init__(self, env: gym.Env, delta: float = DEFAULT_DELTA) -> None:
-        base = env.unwrapped
+        base = sparsity_env(env)
         columns = base.layout.columns
         if "rank_active_share" not in columns:
             raise ValueError(

@@ -16,6 +16,7 @@ import numpy as np
 
 from baselines.schedules import SCHEDULES, Schedule
 from sparsity_gym.env.actions import to_action
+from sparsity_gym.env.sparsity_env import SparsityEnv
 
 
 @dataclass(frozen=True)
@@ -30,9 +31,19 @@ class ActionMap:
         return to_action(value, self.low, self.high)
 
 
+def sparsity_env(env: gym.Env) -> SparsityEnv:
+    """The :class:`SparsityEnv` under ``env``'s wrappers; ``ValueError`` when there is none."""
+    base = env.unwrapped
+    if not isinstance(base, SparsityEnv):
+        raise ValueError(
+            f"env={type(base).__name__} is not allowed; expected a SparsityEnv (gym.make('SparsityGym/Schedule-v0'))"
+        )
+    return base
+
+
 def density_map(env: gym.Env) -> ActionMap:
     """The density action map of ``env`` (``[min_density, max_density]``)."""
-    cfg = env.unwrapped.config
+    cfg = sparsity_env(env).config
     return ActionMap(float(cfg.min_density), float(cfg.max_density))
 
 
@@ -49,7 +60,7 @@ class FixedPolicy:
     name = "fixed"
 
     def __init__(self, env: gym.Env, name: str, layer_units: np.ndarray | None = None) -> None:
-        base = env.unwrapped
+        base = sparsity_env(env)
         self.name = name
         self.columns: tuple[str, ...] = tuple(base.layout.columns)
         self.layer_units = None if layer_units is None else np.asarray(layer_units, dtype=np.int64)

@@ -59,9 +59,12 @@ class PadLayers(gym.Wrapper):
 
     def __init__(self, env: gym.Env, max_layers: int) -> None:
         super().__init__(env)
-        self.num_layers = int(env.observation_space.shape[0])
+        space = env.observation_space
+        if not isinstance(space, gym.spaces.Box) or len(space.shape) != 2:
+            raise ValueError(f"env has observation space {space}; expected an (L, F) Box (a SparsityEnv)")
+        self.num_layers = int(space.shape[0])
         self.max_layers = int(max_layers)
-        self.observation_space = padded_space(env.observation_space, self.max_layers)
+        self.observation_space = padded_space(space, self.max_layers)
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(self.max_layers,), dtype=np.float32)
 
     def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict]:
@@ -75,4 +78,4 @@ class PadLayers(gym.Wrapper):
         if arr.shape != self.action_space.shape:
             raise ValueError(f"action has shape {arr.shape}; expected {self.action_space.shape} (max_layers values)")
         obs, reward, terminated, truncated, info = self.env.step(arr[: self.num_layers])
-        return pad_observation(obs, self.max_layers), reward, terminated, truncated, info
+        return pad_observation(obs, self.max_layers), float(reward), terminated, truncated, info

@@ -73,6 +73,7 @@ class MaskedNetwork:
         self._successors: dict[int, list[tuple[LayerMask, Callable[[torch.Tensor], torch.Tensor]]]] = {}
         by_name = {m.info.name: m for m in self.all_layers}
         for i, a in enumerate(self.all_layers):
+            candidates: list[tuple[LayerMask, int | None]]
             if a.info.successors is None:
                 candidates = [(b, None) for b in self.all_layers[i + 1 : i + 2]]
             else:
