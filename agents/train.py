@@ -37,6 +37,7 @@ from agents.callbacks import (
 from agents.config import TrainConfig
 from agents.policy import LayerwisePolicy, load_agent
 from agents.prior import choose_prior
+from agents.run_dir import check_fresh, config_path
 from baselines import available_policies, env_kwargs, make_policy
 from sparsity_gym.core.io import atomic_write_text
 from sparsity_gym.env.config import EnvConfig
@@ -45,6 +46,8 @@ from sparsity_gym.experiments.families import Family, NetworkSpec, get_family, p
 from sparsity_gym.experiments.family_env import FamilyEnv
 from sparsity_gym.experiments.grid import GridJob, run_grid
 from sparsity_gym.experiments.report import (
+    add_paired_columns,
+    episode_table,
     headline,
     plot_accuracy_vs_cost,
     plot_schedules,
@@ -190,15 +193,28 @@ def compare(
 
 
 def write_reports(
-    cfg: TrainConfig, results: list[EpisodeResult], run_dir: Path, title: str, notes: Sequence[str] = ()
+    cfg: TrainConfig,
+    results: list[EpisodeResult],
+    run_dir: Path,
+    title: str,
+    notes: Sequence[str] = (),
+    reference: str | None = None,
 ) -> list[dict]:
-    """``results.csv`` (mean ± std), ``episodes.csv``, ``results.md`` (with the headline) and the plots."""
-    rows = summarize(results)
+    """``results.csv``, ``episodes.csv`` + ``configs.json``, ``results.md`` (with the headline) and the plots.
+
+    Every policy is compared with ``reference`` (the tuned handcrafted schedule when given; else the best
+    handcrafted schedule by validation accuracy on the comparison, labelled so), paired by seed
+    (``sparsity_gym.experiments.statistics``).
+    """
+    schedules = available_policies("schedule")
+    env = cfg.env
+    setting = (env.selector, env.regrowth, env.granularity, env.target_density)
+    rows = add_paired_columns(summarize(results), results, schedules, setting, reference)
     write_csv(run_dir / "results.csv", rows)
-    write_csv(run_dir / "episodes.csv", [r.row() for r in results])
-    summary = headline(
-        results, cfg.env.selector, cfg.env.target_density, learned=LEARNED, baselines=available_policies("schedule")
-    )
+    episodes, configs = episode_table(results)
+    write_csv(run_dir / "episodes.csv", episodes)
+    atomic_write_text(run_dir / "configs.json", json.dumps(configs, indent=2, sort_keys=True, default=str))
+    summary = headline(results, env.selector, env.target_density, LEARNED, schedules, reference=reference)
     write_markdown(run_dir / "results.md", rows, title=title, preamble=[*notes, "", summary])
     # Schedules of the setting PPO trained on (or of the first one compared), one plot per network.
     setting = (cfg.env.selector, cfg.env.target_density)
@@ -258,6 +274,7 @@ def _networks(cfg: TrainConfig, family: Family) -> tuple[NetworkSpec, ...]:
 
 def run_train(cfg: TrainConfig) -> Path:
     """Train on the family's train split, compare on its held-out split, report; return the run folder."""
+    check_fresh(cfg.run_dir, cfg.resume)
     run_dir = _prepare(cfg)
     atomic_write_text(run_dir / "config.json", cfg.to_json())
     family = get_family(cfg.family)
@@ -309,6 +326,7 @@ def run_train(cfg: TrainConfig) -> Path:
 def run_evaluate(cfg: TrainConfig) -> Path:
     """Run a saved model and the chosen baselines on ``cfg.networks`` (default: held-out split) and report."""
     run_dir = _prepare(cfg)
+    atomic_write_text(config_path(run_dir, cfg.mode), cfg.to_json())
     family = get_family(cfg.family)
     if cfg.model:
         model_path: Path | None = Path(cfg.model)
@@ -322,7 +340,7 @@ def run_evaluate(cfg: TrainConfig) -> Path:
     results = compare(cfg, specs, _split_labeller(family), model_path)
     seeds = f"seeds {cfg.eval_seed_start}-{cfg.eval_seed_start + cfg.eval_seeds - 1}"
     notes = [
-        f"Evaluation of `{model_path}` (`{LEARNED}`)" if model_path else "No model: baselines only",
+        f"Evaluation of `{model_path}` (`{LEARNED}`)" if model_path else "No learned model: baselines only,",
         f"on {', '.join(s.name for s in specs)}, {seeds}.",
     ]
     write_reports(cfg, results, run_dir, f"sparsity-gym evaluation on {cfg.env.dataset}", [" ".join(notes)])
