@@ -55,6 +55,7 @@ from sparsity_gym.experiments.report import (
     write_csv,
     write_markdown,
 )
+from sparsity_gym.experiments.statistics import setting_of
 
 TB_NAME = "PPO"
 LEARNED = "ppo"
@@ -209,12 +210,14 @@ def write_reports(
     schedules = available_policies("schedule")
     env = cfg.env
     setting = (env.selector, env.regrowth, env.granularity, env.target_density)
+    if not any(setting_of(r) == setting and r.policy in schedules for r in results):  # not compared: the first
+        setting = next((setting_of(r) for r in results if r.policy in schedules), setting)
     rows = add_paired_columns(summarize(results), results, schedules, setting, reference)
     write_csv(run_dir / "results.csv", rows)
     episodes, configs = episode_table(results)
     write_csv(run_dir / "episodes.csv", episodes)
     atomic_write_text(run_dir / "configs.json", json.dumps(configs, indent=2, sort_keys=True, default=str))
-    summary = headline(results, env.selector, env.target_density, LEARNED, schedules, reference=reference)
+    summary = headline(results, setting[0], setting[3], LEARNED, schedules, reference=reference)
     write_markdown(run_dir / "results.md", rows, title=title, preamble=[*notes, "", summary])
     # Schedules of the setting PPO trained on (or of the first one compared), one plot per network.
     setting = (cfg.env.selector, cfg.env.target_density)
