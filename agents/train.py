@@ -35,6 +35,7 @@ from agents.callbacks import (
     save_model_atomic,
 )
 from agents.config import TrainConfig
+from agents.paired_reward import PairedReward, ReferenceCache
 from agents.policy import LayerwisePolicy, load_agent
 from agents.prior import choose_prior
 from agents.run_dir import check_fresh, config_path
@@ -62,20 +63,29 @@ LEARNED = "ppo"
 SELECTION_SEED_START = 2000
 
 
-def _family_env(specs: tuple[NetworkSpec, ...], config: EnvConfig, threads: int) -> FamilyEnv:
-    """One training env (runs inside a vector-env worker: ``threads`` torch threads for this process)."""
+def _family_env(
+    specs: tuple[NetworkSpec, ...], config: EnvConfig, threads: int, paired: tuple | None = None
+) -> FamilyEnv | PairedReward:
+    """One training env (runs inside a vector-env worker: ``threads`` torch threads for this process).
+
+    ``paired``: ``(reference schedule, cache file, seeds per network)`` wraps it in :class:`PairedReward`.
+    """
     import torch
 
     if threads:
         torch.set_num_threads(threads)
-    return FamilyEnv(specs, config)
+    env = FamilyEnv(specs, config)
+    if paired is None:
+        return env
+    reference, cache, per_network = paired
+    return PairedReward(env, _baseline_factory(reference), ReferenceCache(cache), per_network)
 
 
-def make_train_env(cfg: TrainConfig, family: Family) -> VecEnv:
+def make_train_env(cfg: TrainConfig, family: Family, paired: tuple | None = None) -> VecEnv:
     """``n_envs`` Monitor-wrapped :class:`FamilyEnv` on the train split, seeded ``seed + i``."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     threads = max(1, cores // cfg.n_envs) if cfg.n_envs > 1 else 0
-    factory = functools.partial(_family_env, tuple(family.train), cfg.env, threads)
+    factory = functools.partial(_family_env, tuple(family.train), cfg.env, threads, paired)
     vec_cls = SubprocVecEnv if cfg.n_envs > 1 else DummyVecEnv
     return make_vec_env(factory, n_envs=cfg.n_envs, seed=cfg.seed, vec_env_cls=vec_cls)
 
@@ -85,7 +95,13 @@ def train_ppo(cfg: TrainConfig, run_dir: Path, family: Family, prior: str = "non
 
     ``prior`` is the new policy's residual schedule (a resumed model keeps the one it was built with).
     """
-    vec_env = make_train_env(cfg, family)
+    paired = None
+    if cfg.reward == "paired":
+        reference = paired_reference(cfg, prior)
+        if reference == "none":
+            raise ValueError("reward_reference='prior' is not allowed with prior='none'; pass a schedule name")
+        paired = (reference, str(run_dir / "reference_cache.json"), cfg.seed_pool)
+    vec_env = make_train_env(cfg, family, paired)
     threads = torch.get_num_threads()
     if cfg.n_envs > 1:
         # The envs train in their own processes; PPO's tiny updates here gain nothing from intra-op threads,
@@ -122,6 +138,7 @@ def train_ppo(cfg: TrainConfig, run_dir: Path, family: Family, prior: str = "non
                     "prior": prior,
                     "density_range": (cfg.env.min_density, cfg.env.max_density),
                     "log_std_init": cfg.log_std_init,
+                    "pooling": cfg.policy_pooling,
                 },
             )
         remaining = cfg.total_timesteps - model.num_timesteps
@@ -148,6 +165,10 @@ def train_ppo(cfg: TrainConfig, run_dir: Path, family: Family, prior: str = "non
             )
             checkpoints.save()
         state = {"num_timesteps": int(model.num_timesteps), "episodes": int(checkpoints.episodes)}
+        if paired is not None:  # the reference's cost: episodes run (cache misses) and their seconds
+            caches = vec_env.get_attr("cache")
+            state["reference_episodes"] = sum(c.episodes for c in caches)
+            state["reference_seconds"] = round(sum(c.seconds for c in caches), 1)
         save_model_atomic(model, run_dir / "model.zip")
     finally:
         vec_env.close()
@@ -209,15 +230,15 @@ def write_reports(
     """
     schedules = available_policies("schedule")
     env = cfg.env
-    setting = (env.selector, env.regrowth, env.granularity, env.target_density)
-    if not any(setting_of(r) == setting and r.policy in schedules for r in results):  # not compared: the first
-        setting = next((setting_of(r) for r in results if r.policy in schedules), setting)
-    rows = add_paired_columns(summarize(results), results, schedules, setting, reference)
+    headline_setting = (env.selector, env.regrowth, env.granularity, env.target_density)
+    if not any(setting_of(r) == headline_setting and r.policy in schedules for r in results):  # not compared: the first
+        headline_setting = next((setting_of(r) for r in results if r.policy in schedules), headline_setting)
+    rows = add_paired_columns(summarize(results), results, schedules, headline_setting, reference)
     write_csv(run_dir / "results.csv", rows)
     episodes, configs = episode_table(results)
     write_csv(run_dir / "episodes.csv", episodes)
     atomic_write_text(run_dir / "configs.json", json.dumps(configs, indent=2, sort_keys=True, default=str))
-    summary = headline(results, setting[0], setting[3], LEARNED, schedules, reference=reference)
+    summary = headline(results, headline_setting[0], headline_setting[3], LEARNED, schedules, reference=reference)
     write_markdown(run_dir / "results.md", rows, title=title, preamble=[*notes, "", summary])
     # Schedules of the setting PPO trained on (or of the first one compared), one plot per network.
     setting = (cfg.env.selector, cfg.env.target_density)
@@ -255,6 +276,11 @@ def prior_note(prior: str, results: Sequence[EpisodeResult], setting: tuple[str,
         f"learned and the `{prior}` densities (every decision and layer, selector {setting[0]}, target "
         f"{setting[1]}): {gap}."
     )
+
+
+def paired_reference(cfg: TrainConfig, prior: str) -> str:
+    """The paired reward's reference policy: the prior, or the schedule named by ``reward_reference``."""
+    return prior if cfg.reward_reference == "prior" else cfg.reward_reference
 
 
 def _prepare(cfg: TrainConfig) -> Path:
@@ -315,6 +341,12 @@ def run_train(cfg: TrainConfig) -> Path:
         f"Learned policy (`{LEARNED}`): {chosen}.",
         prior_note(prior, results, (cfg.env.selector, cfg.env.target_density)),
     ]
+    if "reference_episodes" in state:
+        notes.append(
+            f"Paired reward against `{paired_reference(cfg, prior)}` (seed pool {cfg.seed_pool or 'none'} per "
+            f"training network): the reference cost {state['reference_episodes']} episodes "
+            f"({state['reference_seconds']} s) in this run."
+        )
     title = (
         f"sparsity-gym comparison: PPO trained on family {cfg.family} ({cfg.env.dataset}), "
         f"selector {cfg.env.selector}, target density {cfg.env.target_density}"

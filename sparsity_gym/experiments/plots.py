@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from sparsity_gym.core.io import atomic_write
 
@@ -75,7 +76,7 @@ def plot_schedules(path: str | Path, results: Sequence[Any], title: str = "") ->
     return _save(fig, path, draw)
 
 
-def pareto_front(x: Sequence[float], y: Sequence[float]) -> list[int]:
+def pareto_front(x: ArrayLike, y: ArrayLike) -> list[int]:
     """Indices of the points no other point dominates (``x`` no larger and ``y`` no smaller, one strictly).
 
     Lower ``x`` (cost) and higher ``y`` (accuracy) are better; sorted by ``x``. Duplicated points all stay.
@@ -85,7 +86,7 @@ def pareto_front(x: Sequence[float], y: Sequence[float]) -> list[int]:
     return sorted(front, key=lambda i: (xs[i], -ys[i]))
 
 
-def robust_limits(values: Sequence[float], low: Sequence[float], high: Sequence[float], min_span: float) -> tuple:
+def robust_limits(values: ArrayLike, low: ArrayLike, high: ArrayLike, min_span: float) -> tuple:
     """Axis limits that hold every point inside the quartile fences (with its interval), and the rest's mask.
 
     A point beyond ``FENCE`` interquartile ranges outside the quartiles is off scale: ``(lo, hi, off)`` where
