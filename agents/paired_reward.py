@@ -12,9 +12,9 @@ seeds each), so the reference costs **one episode per (network, seed)** for the 
 cached in memory and in a JSON file of the run folder, keyed by network, inner seed and the env config's hash
 (``sparsity_gym.experiments.evaluation.config_hash``). Vector-env workers share the file (each merges what
 the others wrote before it replaces the file atomically); two workers that meet a new pair at the same time
-both run it, so the cost is at most one episode per (network, seed) per worker. Only the last step's reward changes (the env's
-``final_accuracy`` reward; a diverged episode keeps the env's defined ``divergence_reward``);
-``info["reference_val_accuracy"]`` says what was subtracted.
+both run it, so the cost is at most one episode per (network, seed) per worker. Only the last step's reward
+changes (the env's ``final_accuracy`` reward; a diverged episode keeps the env's defined
+``divergence_reward``); ``info["reference_val_accuracy"]`` says what was subtracted.
 """
 
 from __future__ import annotations

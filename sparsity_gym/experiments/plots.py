@@ -23,7 +23,7 @@ PALETTE = (
 )  # fmt: skip
 LEARNED_COLOUR = "#000000"
 MARKERS = "osD^vP*Xph<>"
-DODGE = 0.004  # points of one x are spread by this much per legend entry so that their intervals show
+DODGE = 0.01  # points that share an x are spread sideways by this fraction of the axis each, intervals apart
 FENCE = 3.0  # points beyond FENCE interquartile ranges outside the quartiles are drawn at the axis edge
 
 
@@ -100,7 +100,9 @@ def robust_limits(values: ArrayLike, low: ArrayLike, high: ArrayLike, min_span: 
     lows = np.where(np.isfinite(low), low, v)[inside]
     highs = np.where(np.isfinite(high), high, v)[inside]
     lo, hi = float(np.min(lows)), float(np.max(highs))
-    pad = 0.08 * max(hi - lo, min_span)
+    if hi - lo < min_span:  # all but equal: a span of min_span around them, not a magnified sliver
+        lo, hi = (lo + hi - min_span) / 2, (lo + hi + min_span) / 2
+    pad = 0.08 * (hi - lo)
     return lo - pad, hi + pad, off
 
 
@@ -135,7 +137,7 @@ def plot_accuracy_vs_cost(
     FLOPs fraction is taken against the dense network as specified (``flops_fraction_mean``: DYNO's widened
     network does not change it). The right panel rings the accuracy–FLOPs Pareto front over every point. A
     point far outside the others (see :func:`robust_limits`) is drawn at the axis edge with its value. Points
-    are dodged sideways (``DODGE`` per legend entry) so that intervals at the same density stay apart.
+    that share an x are spread sideways (``DODGE`` of the axis each, legend order) so their intervals show.
     """
     plt = _pyplot()
     networks = list(dict.fromkeys((row["split"], row["network"]) for row in rows))
@@ -156,7 +158,8 @@ def plot_accuracy_vs_cost(
                        markeredgecolor="#d62728", label="Pareto front (accuracy–FLOPs)")
         )  # fmt: skip
         fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 0.98), fontsize=8, frameon=False)
-        fig.suptitle(title)
+        note = "mean and 95% interval over seeds; points at one x are spread sideways; ▼/▲: off scale, value printed"
+        fig.suptitle(f"{title}\n{note}" if title else note, fontsize=10)
         fig.tight_layout()
 
     return _save(fig, path, draw)
@@ -173,12 +176,14 @@ def _panel_pair(axes: Any, rows: Sequence[dict[str, Any]], styles: dict, label: 
     flops = np.array([r.get("flops_fraction_mean", r["inference_flops_mean"] / r["dense_flops"]) for r in rows])
     y_lo, y_hi, y_off = robust_limits(acc, low, high, min_span=1.0)
     x_lo, x_hi, x_off = robust_limits(flops, flops, flops, min_span=0.1)
-    x_lo, x_hi = min(x_lo, 0.0), max(x_hi, 1.05)
+    x_lo, x_hi = min(x_lo, 0.0), max(x_hi, 0.2)
+    d_hi = min(1.05, max(0.2, 1.15 * float(density.max()) + 0.02))  # zoom in when every density is small
     keys = list(styles)
-    dodge = np.array([DODGE * (keys.index((r["policy"], label(r))) - (len(keys) - 1) / 2) for r in rows])
-    panels = ((axes[0], density, np.zeros(len(rows)), (0.0, 1.05)), (axes[1], flops, x_off, (x_lo, x_hi)))
+    order = [keys.index((r["policy"], label(r))) for r in rows]
+    panels = ((axes[0], density, np.zeros(len(rows)), (0.0, d_hi)), (axes[1], flops, x_off, (x_lo, x_hi)))
     for ax, xs, x_out, (xa, xb) in panels:
         ax.set_xlim(xa, xb)
+        dodge = _dodge(xs, order, xb - xa)
         for i, r in enumerate(rows):
             style = styles[(r["policy"], label(r))]
             x = float(np.clip(xs[i] + dodge[i], xa, xb))
@@ -191,12 +196,25 @@ def _panel_pair(axes: Any, rows: Sequence[dict[str, Any]], styles: dict, label: 
         ax.grid(alpha=0.3)
         ax.set_ylabel("test accuracy (%), mean and 95% CI")
     front = pareto_front(flops, acc)
-    fx = np.clip(flops[front] + dodge[front], x_lo, x_hi)
+    fx = np.clip(flops[front] + _dodge(flops, order, x_hi - x_lo)[front], x_lo, x_hi)
     axes[1].step(fx, np.clip(acc[front], y_lo, y_hi), where="post", color="#d62728", lw=0.8, alpha=0.7)
     axes[1].plot(fx, np.clip(acc[front], y_lo, y_hi), linestyle="none", marker="o", markersize=14,
                  markerfacecolor="none", markeredgecolor="#d62728")  # fmt: skip
     axes[0].set_xlabel("final density (parameter-weighted)")
     axes[1].set_xlabel("inference FLOPs / the dense network's (as specified, before widening)")
+
+
+def _dodge(xs: np.ndarray, order: Sequence[int], span: float) -> np.ndarray:
+    """Sideways offsets: points within 1% of the axis of each other spread ``DODGE * span`` apart, by ``order``."""
+    out = np.zeros(len(xs))
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, x in enumerate(xs):
+        groups[round(float(x) / (0.01 * span))].append(i)
+    for members in groups.values():
+        members.sort(key=lambda i: order[i])
+        for j, i in enumerate(members):
+            out[i] = DODGE * span * (j - (len(members) - 1) / 2)
+    return out
 
 
 def _off_scale(ax: Any, x: float, acc: float, raw_x: float, side: int, ylim: tuple, style: dict, name: str) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -336,6 +337,11 @@ def _baselines_table(
     return lines
 
 
+def _cell(value: Any) -> Any:
+    """A CSV cell: containers as JSON (``{"widths": [192, 192]}``), anything else as is."""
+    return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list, tuple)) else value
+
+
 def episode_table(results: Sequence[EpisodeResult]) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
     """``episodes.csv``'s rows and ``configs.json``'s mapping: each episode with the env settings that made it.
 
@@ -351,6 +357,6 @@ def episode_table(results: Sequence[EpisodeResult]) -> tuple[list[dict[str, Any]
     rows = []
     for r in results:
         row = r.row()
-        row.update({f"env_{k}": r.env.get(k, "") for k in varying if f"env_{k}" not in row and k not in row})
+        row.update({f"env_{k}": _cell(r.env.get(k, "")) for k in varying if f"env_{k}" not in row and k not in row})
         rows.append(row)
     return rows, configs
