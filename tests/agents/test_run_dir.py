@@ -33,14 +33,18 @@ def test_evaluation_keeps_a_training_runs_config(tmp_path):
     assert config_path(tmp_path, "train") == tmp_path / "config.json"
 
 
-def test_cli_refuses_to_reuse_a_run_folder(tmp_path):
+def test_cli_refuses_to_reuse_a_run_folder(tmp_path, capsys):
+    from train_agent import main
+
     (tmp_path / "prior.json").write_text('{"prior": "cubic"}')
-    proc = train_agent("--run-dir", str(tmp_path), *TINY_ARGS, check=False)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "--resume" in proc.stderr and "--run-dir" in proc.stderr and "prior.json" in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
+    assert main(["--run-dir", str(tmp_path), *TINY_ARGS]) == 2
+    err = capsys.readouterr().err
+    assert "--resume" in err and "--run-dir" in err and "prior.json" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prior.json"]  # nothing written, nothing reused
 
 
+@pytest.mark.slow
 def test_baselines_only_evaluation_into_a_fresh_folder(tmp_path):
     out = tmp_path / "eval"
     train_agent(
