@@ -66,6 +66,18 @@ class TrainConfig:
         "actor alone), or auto (the schedule with the best validation accuracy on the train split, never the "
         "held-out one)",
     )
+    policy_pooling: str = _opt(
+        "deepsets",
+        "actor of a new model: deepsets (each layer's action sees the pooled rows of every layer) or none (its own "
+        "row only; models saved without the option load as none)",
+    )
+    reward: str = _opt(
+        "env",
+        "env: the env's reward; paired: the final validation accuracy minus that of --reward-reference on the same "
+        "network and seed (agents.paired_reward; the reference runs once per network and seed, cached)",
+    )
+    reward_reference: str = _opt("prior", "paired reward's reference: prior (the prior schedule) or a schedule name")
+    seed_pool: int = _opt(0, "training seeds per training network, drawn from a finite pool (0: a new seed each time)")
     prior_seeds: int = _opt(2, "auto prior: episodes (seeds 4000 + i) per train network and schedule")
     log_std_init: float = _opt(
         -2.0, "initial log standard deviation of the actions (shared by all layers; -2: about 0.06 in density)"
@@ -106,6 +118,10 @@ class TrainConfig:
         for width in self.policy_hidden:
             check_number("policy_hidden", width, low=1, integer=True)
         check_choice("prior", self.prior, (*PRIOR_CHOICES, *available_policies("schedule")))
+        check_choice("policy_pooling", self.policy_pooling, ("none", "deepsets"))
+        check_choice("reward", self.reward, ("env", "paired"))
+        check_choice("reward_reference", self.reward_reference, ("prior", *available_policies("schedule")))
+        check_number("seed_pool", self.seed_pool, low=0, integer=True)
         check_number("prior_seeds", self.prior_seeds, low=1, integer=True)
         check_number("log_std_init", self.log_std_init, low=-5.0, high=1.0)
         check_number("checkpoint_every", self.checkpoint_every, low=1, integer=True)

@@ -8,6 +8,15 @@ repeated on each row). :class:`LayerwisePolicy` reads a padded observation ``(ma
 
 * **actor**: applies one MLP to every row (shared weights, per-layer heads) giving that layer's Gaussian mean;
   one learned log-std shared by all layers. The layers' actions are independent given the observation.
+  With ``pooling="deepsets"`` (what ``train_agent.py`` builds; issue 14, "an actor that sees the other
+  layers") each layer's mean depends on its row *and* on a summary of every valid row: an MLP embeds each
+  row, the embeddings are mean- and max-pooled over the valid rows (Deep Sets, Zaheer et al. 2017, §2:
+  ``rho(pool(phi(x_i)))``, here concatenated back to every row as in their permutation-*equivariant* layer,
+  §2.2 / Qi et al. 2017's PointNet segmentation head), and a per-row head maps ``[phi(x_l), mean, max]`` to
+  the mean. So the actor can trade one layer's density against another's, which a global budget needs, and
+  it is still one set of weights for any depth, equivariant to the order of the layers, blind to padding.
+  ``pooling="none"`` (the default of the class, so models saved before the option load unchanged) is the
+  row-only actor.
   With a ``prior`` (a handcrafted schedule's name, ``baselines.schedules``), the MLP's output is a *residual*
   added to the prior's action at the row's ``progress`` and ``target_density`` (residual policy learning,
   Silver et al. 2018; Johannink et al. 2019): the last layer starts near zero (gain 0.01), so the untrained
@@ -46,6 +55,7 @@ from sparsity_gym.core.checks import check_choice, check_number
 from sparsity_gym.env.actions import to_action
 
 NO_PRIOR = "none"
+POOLINGS = ("none", "deepsets")
 
 
 class MaskedDiagGaussianDistribution(DiagGaussianDistribution):
@@ -94,6 +104,8 @@ class LayerwisePolicy(ActorCriticPolicy):
             ``constant``) whose action the actor's output is added to (see the module doc). Needs the
             ``progress`` and ``target_density`` columns in ``feature_names``.
         density_range: The env's ``(min_density, max_density)``: how a prior density maps to an action.
+        pooling: ``none`` (each layer's mean from its own row) or ``deepsets`` (from its row and the mean- and
+            max-pooled embeddings of every valid row; see the module doc).
         **kwargs: Other :class:`ActorCriticPolicy` keywords (``optimizer_class``...); ``net_arch`` is ignored.
 
     """
@@ -109,6 +121,7 @@ class LayerwisePolicy(ActorCriticPolicy):
         activation_fn: type[nn.Module] = nn.Tanh,
         prior: str = NO_PRIOR,
         density_range: tuple[float, float] = (0.02, 1.0),
+        pooling: str = "none",
         **kwargs: Any,
     ) -> None:
         if len(observation_space.shape) != 2:
@@ -132,6 +145,8 @@ class LayerwisePolicy(ActorCriticPolicy):
                     "feature_names (FamilyEnv.feature_names) or prior='none'"
                 )
         self.prior = prior
+        check_choice("pooling", pooling, POOLINGS)
+        self.pooling = pooling
         self.density_range = (low, high)
         self._prior_cache: dict[tuple[float, float], float] = {}
         kwargs.pop("net_arch", None)
@@ -146,12 +161,20 @@ class LayerwisePolicy(ActorCriticPolicy):
     def _build(self, lr_schedule: Schedule) -> None:
         n = self.num_features
         self.action_dist = MaskedDiagGaussianDistribution(int(self.action_space.shape[0]))
-        self.actor = _mlp(n, self.hidden, 1, self.activation_fn)
+        width = self.hidden[-1] if self.hidden else n
+        if self.pooling == "deepsets":
+            self.actor_rows = _mlp(n, self.hidden, None, self.activation_fn)
+            self.actor = _mlp(3 * width, (width,), 1, self.activation_fn)  # the per-row head
+        else:
+            self.actor = _mlp(n, self.hidden, 1, self.activation_fn)
         self.critic_rows = _mlp(n, self.hidden, None, self.activation_fn)
-        self.value_net = nn.Linear(2 * (self.hidden[-1] if self.hidden else n), 1)
+        self.value_net = nn.Linear(2 * width, 1)
         self.log_std = nn.Parameter(torch.tensor(float(self.log_std_init)))
         if self.ortho_init:
-            for module, gain in ((self.actor, np.sqrt(2)), (self.critic_rows, np.sqrt(2)), (self.value_net, 1.0)):
+            modules = [(self.actor, np.sqrt(2)), (self.critic_rows, np.sqrt(2)), (self.value_net, 1.0)]
+            if self.pooling == "deepsets":
+                modules.append((self.actor_rows, np.sqrt(2)))
+            for module, gain in modules:
                 module.apply(lambda m, g=gain: self.init_weights(m, gain=g))
             self.init_weights(self.actor[-1], gain=0.01)
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
@@ -159,7 +182,11 @@ class LayerwisePolicy(ActorCriticPolicy):
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.update(
-            hidden=self.hidden, feature_names=self.feature_names, prior=self.prior, density_range=self.density_range
+            hidden=self.hidden,
+            feature_names=self.feature_names,
+            prior=self.prior,
+            density_range=self.density_range,
+            pooling=self.pooling,
         )
         data.pop("net_arch", None)
         return data
@@ -198,21 +225,36 @@ class LayerwisePolicy(ActorCriticPolicy):
             self._prior_cache[key] = float(to_action(density, *self.density_range))
         return self._prior_cache[key]
 
+    @staticmethod
+    def _pool(rows: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """``(n, 2 * width)``: mean and max of the valid rows' embeddings ``(n, rows, width)`` (padding ignored)."""
+        keep = valid.unsqueeze(-1)
+        mean = rows.masked_fill(~keep, 0.0).sum(1) / keep.sum(1).clamp_min(1).to(rows.dtype)
+        peak = rows.masked_fill(~keep, float("-inf")).amax(1)
+        peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
+        return torch.cat([mean, peak], dim=-1)
+
+    def action_means(self, features: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """The actor's output per row ``(n, rows)`` before the prior (padding rows: 0, whatever they hold)."""
+        if self.pooling == "deepsets":
+            rows = self.actor_rows(features)
+            pooled = self._pool(rows, valid).unsqueeze(1).expand(-1, rows.shape[1], -1)
+            out = self.actor(torch.cat([rows, pooled], dim=-1)).squeeze(-1)
+        else:
+            out = self.actor(features).squeeze(-1)
+        return torch.where(valid, out, torch.zeros_like(out))
+
     def distribution(self, obs: torch.Tensor) -> MaskedDiagGaussianDistribution:
         """The action distribution for a batch ``(n, rows, F + 1)`` with any number of rows."""
         features, valid = self._split(obs)
-        mean = (self.actor(features).squeeze(-1) + self.prior_actions(features)) * valid
+        mean = self.action_means(features, valid) + self.prior_actions(features)
+        mean = torch.where(valid, mean, torch.zeros_like(mean))
         return self.action_dist.proba_distribution(mean, self.log_std, valid)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """The critic's value ``(n, 1)``: mean and max of the valid rows' embeddings, then a linear map."""
         features, valid = self._split(obs)
-        rows = self.critic_rows(features)
-        weight = valid.unsqueeze(-1).to(rows.dtype)
-        mean = (rows * weight).sum(1) / weight.sum(1).clamp_min(1.0)
-        peak = rows.masked_fill(~valid.unsqueeze(-1), float("-inf")).amax(1)
-        peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
-        return self.value_net(torch.cat([mean, peak], dim=-1))
+        return self.value_net(self._pool(self.critic_rows(features), valid))
 
     # -------------------------------------------------------------------------------------- SB3's interface
     def forward(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, ...]:

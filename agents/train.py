@@ -35,8 +35,10 @@ from agents.callbacks import (
     save_model_atomic,
 )
 from agents.config import TrainConfig
+from agents.paired_reward import PairedReward, ReferenceCache
 from agents.policy import LayerwisePolicy, load_agent
 from agents.prior import choose_prior
+from agents.run_dir import check_fresh, config_path
 from baselines import available_policies, env_kwargs, make_policy
 from sparsity_gym.core.io import atomic_write_text
 from sparsity_gym.env.config import EnvConfig
@@ -45,6 +47,8 @@ from sparsity_gym.experiments.families import Family, NetworkSpec, get_family, p
 from sparsity_gym.experiments.family_env import FamilyEnv
 from sparsity_gym.experiments.grid import GridJob, run_grid
 from sparsity_gym.experiments.report import (
+    add_paired_columns,
+    episode_table,
     headline,
     plot_accuracy_vs_cost,
     plot_schedules,
@@ -52,26 +56,36 @@ from sparsity_gym.experiments.report import (
     write_csv,
     write_markdown,
 )
+from sparsity_gym.experiments.statistics import setting_of
 
 TB_NAME = "PPO"
 LEARNED = "ppo"
 SELECTION_SEED_START = 2000
 
 
-def _family_env(specs: tuple[NetworkSpec, ...], config: EnvConfig, threads: int) -> FamilyEnv:
-    """One training env (runs inside a vector-env worker: ``threads`` torch threads for this process)."""
+def _family_env(
+    specs: tuple[NetworkSpec, ...], config: EnvConfig, threads: int, paired: tuple | None = None
+) -> FamilyEnv | PairedReward:
+    """One training env (runs inside a vector-env worker: ``threads`` torch threads for this process).
+
+    ``paired``: ``(reference schedule, cache file, seeds per network)`` wraps it in :class:`PairedReward`.
+    """
     import torch
 
     if threads:
         torch.set_num_threads(threads)
-    return FamilyEnv(specs, config)
+    env = FamilyEnv(specs, config)
+    if paired is None:
+        return env
+    reference, cache, per_network = paired
+    return PairedReward(env, _baseline_factory(reference), ReferenceCache(cache), per_network)
 
 
-def make_train_env(cfg: TrainConfig, family: Family) -> VecEnv:
+def make_train_env(cfg: TrainConfig, family: Family, paired: tuple | None = None) -> VecEnv:
     """``n_envs`` Monitor-wrapped :class:`FamilyEnv` on the train split, seeded ``seed + i``."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     threads = max(1, cores // cfg.n_envs) if cfg.n_envs > 1 else 0
-    factory = functools.partial(_family_env, tuple(family.train), cfg.env, threads)
+    factory = functools.partial(_family_env, tuple(family.train), cfg.env, threads, paired)
     vec_cls = SubprocVecEnv if cfg.n_envs > 1 else DummyVecEnv
     return make_vec_env(factory, n_envs=cfg.n_envs, seed=cfg.seed, vec_env_cls=vec_cls)
 
@@ -81,7 +95,13 @@ def train_ppo(cfg: TrainConfig, run_dir: Path, family: Family, prior: str = "non
 
     ``prior`` is the new policy's residual schedule (a resumed model keeps the one it was built with).
     """
-    vec_env = make_train_env(cfg, family)
+    paired = None
+    if cfg.reward == "paired":
+        reference = paired_reference(cfg, prior)
+        if reference == "none":
+            raise ValueError("reward_reference='prior' is not allowed with prior='none'; pass a schedule name")
+        paired = (reference, str(run_dir / "reference_cache.json"), cfg.seed_pool)
+    vec_env = make_train_env(cfg, family, paired)
     threads = torch.get_num_threads()
     if cfg.n_envs > 1:
         # The envs train in their own processes; PPO's tiny updates here gain nothing from intra-op threads,
@@ -118,6 +138,7 @@ def train_ppo(cfg: TrainConfig, run_dir: Path, family: Family, prior: str = "non
                     "prior": prior,
                     "density_range": (cfg.env.min_density, cfg.env.max_density),
                     "log_std_init": cfg.log_std_init,
+                    "pooling": cfg.policy_pooling,
                 },
             )
         remaining = cfg.total_timesteps - model.num_timesteps
@@ -144,6 +165,10 @@ def train_ppo(cfg: TrainConfig, run_dir: Path, family: Family, prior: str = "non
             )
             checkpoints.save()
         state = {"num_timesteps": int(model.num_timesteps), "episodes": int(checkpoints.episodes)}
+        if paired is not None:  # the reference's cost: episodes run (cache misses) and their seconds
+            caches = vec_env.get_attr("cache")
+            state["reference_episodes"] = sum(c.episodes for c in caches)
+            state["reference_seconds"] = round(sum(c.seconds for c in caches), 1)
         save_model_atomic(model, run_dir / "model.zip")
     finally:
         vec_env.close()
@@ -190,15 +215,30 @@ def compare(
 
 
 def write_reports(
-    cfg: TrainConfig, results: list[EpisodeResult], run_dir: Path, title: str, notes: Sequence[str] = ()
+    cfg: TrainConfig,
+    results: list[EpisodeResult],
+    run_dir: Path,
+    title: str,
+    notes: Sequence[str] = (),
+    reference: str | None = None,
 ) -> list[dict]:
-    """``results.csv`` (mean ± std), ``episodes.csv``, ``results.md`` (with the headline) and the plots."""
-    rows = summarize(results)
+    """``results.csv``, ``episodes.csv`` + ``configs.json``, ``results.md`` (with the headline) and the plots.
+
+    Every policy is compared with ``reference`` (the tuned handcrafted schedule when given; else the best
+    handcrafted schedule by validation accuracy on the comparison, labelled so), paired by seed
+    (``sparsity_gym.experiments.statistics``).
+    """
+    schedules = available_policies("schedule")
+    env = cfg.env
+    headline_setting = (env.selector, env.regrowth, env.granularity, env.target_density)
+    if not any(setting_of(r) == headline_setting and r.policy in schedules for r in results):  # not compared: the first
+        headline_setting = next((setting_of(r) for r in results if r.policy in schedules), headline_setting)
+    rows = add_paired_columns(summarize(results), results, schedules, headline_setting, reference)
     write_csv(run_dir / "results.csv", rows)
-    write_csv(run_dir / "episodes.csv", [r.row() for r in results])
-    summary = headline(
-        results, cfg.env.selector, cfg.env.target_density, learned=LEARNED, baselines=available_policies("schedule")
-    )
+    episodes, configs = episode_table(results)
+    write_csv(run_dir / "episodes.csv", episodes)
+    atomic_write_text(run_dir / "configs.json", json.dumps(configs, indent=2, sort_keys=True, default=str))
+    summary = headline(results, headline_setting[0], headline_setting[3], LEARNED, schedules, reference=reference)
     write_markdown(run_dir / "results.md", rows, title=title, preamble=[*notes, "", summary])
     # Schedules of the setting PPO trained on (or of the first one compared), one plot per network.
     setting = (cfg.env.selector, cfg.env.target_density)
@@ -238,6 +278,11 @@ def prior_note(prior: str, results: Sequence[EpisodeResult], setting: tuple[str,
     )
 
 
+def paired_reference(cfg: TrainConfig, prior: str) -> str:
+    """The paired reward's reference policy: the prior, or the schedule named by ``reward_reference``."""
+    return prior if cfg.reward_reference == "prior" else cfg.reward_reference
+
+
 def _prepare(cfg: TrainConfig) -> Path:
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -258,6 +303,7 @@ def _networks(cfg: TrainConfig, family: Family) -> tuple[NetworkSpec, ...]:
 
 def run_train(cfg: TrainConfig) -> Path:
     """Train on the family's train split, compare on its held-out split, report; return the run folder."""
+    check_fresh(cfg.run_dir, cfg.resume)
     run_dir = _prepare(cfg)
     atomic_write_text(run_dir / "config.json", cfg.to_json())
     family = get_family(cfg.family)
@@ -295,6 +341,12 @@ def run_train(cfg: TrainConfig) -> Path:
         f"Learned policy (`{LEARNED}`): {chosen}.",
         prior_note(prior, results, (cfg.env.selector, cfg.env.target_density)),
     ]
+    if "reference_episodes" in state:
+        notes.append(
+            f"Paired reward against `{paired_reference(cfg, prior)}` (seed pool {cfg.seed_pool or 'none'} per "
+            f"training network): the reference cost {state['reference_episodes']} episodes "
+            f"({state['reference_seconds']} s) in this run."
+        )
     title = (
         f"sparsity-gym comparison: PPO trained on family {cfg.family} ({cfg.env.dataset}), "
         f"selector {cfg.env.selector}, target density {cfg.env.target_density}"
@@ -309,6 +361,7 @@ def run_train(cfg: TrainConfig) -> Path:
 def run_evaluate(cfg: TrainConfig) -> Path:
     """Run a saved model and the chosen baselines on ``cfg.networks`` (default: held-out split) and report."""
     run_dir = _prepare(cfg)
+    atomic_write_text(config_path(run_dir, cfg.mode), cfg.to_json())
     family = get_family(cfg.family)
     if cfg.model:
         model_path: Path | None = Path(cfg.model)
@@ -322,7 +375,7 @@ def run_evaluate(cfg: TrainConfig) -> Path:
     results = compare(cfg, specs, _split_labeller(family), model_path)
     seeds = f"seeds {cfg.eval_seed_start}-{cfg.eval_seed_start + cfg.eval_seeds - 1}"
     notes = [
-        f"Evaluation of `{model_path}` (`{LEARNED}`)" if model_path else "No model: baselines only",
+        f"Evaluation of `{model_path}` (`{LEARNED}`)" if model_path else "No learned model: baselines only,",
         f"on {', '.join(s.name for s in specs)}, {seeds}.",
     ]
     write_reports(cfg, results, run_dir, f"sparsity-gym evaluation on {cfg.env.dataset}", [" ".join(notes)])

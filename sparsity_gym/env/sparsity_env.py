@@ -164,6 +164,7 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
     per-layer densities the allocation rule and the projection produced at this step: the requested densities
     under ``allocation="policy"``, the current ones at a threshold decision before the last), ``val_accuracy``,
     ``train_loss``, ``flops`` (inference FLOPs per sample of the active network), ``dense_flops``,
+    ``base_dense_flops`` (those of the network before ``capacity`` widened it: what FLOPs fractions compare to),
     ``training_flops`` (summed over the episode so far, frozen neurons' weight gradients excluded),
     ``saved_backward_flops`` (those, summed: 2·B·P·F per frozen neuron and step), ``frozen_fraction``,
     ``invalid_actions``, ``mask_update``, ``iteration``, ``diverged``, and at the end ``test_accuracy``. In
@@ -476,6 +477,8 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
                 [start_active.get(m.info.name, everything.new_ones(m.num_units)) for m in self.masks.layers]
             )
         self.dense_flops = dense_inference_flops(self.masks.all_layers)
+        # the network as the user specified it (before widening): what its FLOPs fractions are taken against
+        self.base_dense_flops = self.inference_flops() if cfg.capacity > 1.0 else self.dense_flops
         needed = dict.fromkeys((*cfg.observations, *self._rule_statistics()))
         settings = ObserverSettings(total_iterations=cfg.total_iterations, selector=cfg.selector)
         self.observers: dict[str, Observer] = {name: OBSERVERS[name](self.masks, settings) for name in needed}
@@ -600,6 +603,7 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
             "train_loss": self.last_train_loss,
             "flops": self.inference_flops(),
             "dense_flops": self.dense_flops,
+            "base_dense_flops": self.base_dense_flops,
             "training_flops": self.training_flops,
             "saved_backward_flops": self.saved_backward_flops,
             "frozen_fraction": 0.0 if self.freezer is None else self.freezer.frozen_fraction,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -52,13 +54,37 @@ class EpisodeResult:
     invalid_actions: int
     progress: list[float] = field(default_factory=list)
     schedule: list[list[float]] = field(default_factory=list)
+    regrowth: str = "random"
+    base_dense_flops: int = 0
+    config_hash: str = ""
+    env: dict[str, Any] = field(default_factory=dict)
 
     def row(self) -> dict[str, Any]:
-        """The flat fields (without the per-decision schedule), for CSV."""
+        """The flat fields (without the per-decision schedule and the env settings), for CSV."""
         d = asdict(self)
-        d.pop("progress")
-        d.pop("schedule")
+        for key in ("progress", "schedule", "env"):
+            d.pop(key)
         return d
+
+    @property
+    def flops_fraction(self) -> float:
+        """Inference FLOPs over those of the dense network as specified (before any ``capacity`` widening)."""
+        return self.inference_flops / (self.base_dense_flops or self.dense_flops)
+
+
+def env_settings(config: EnvConfig) -> dict[str, Any]:
+    """``config.to_dict()`` as JSON-ready values (a user's network factory by its qualified name)."""
+    values = config.to_dict()
+    if callable(values["network"]):
+        net = values["network"]
+        values["network"] = f"{getattr(net, '__module__', '?')}.{getattr(net, '__qualname__', config.network_name)}"
+    return json.loads(json.dumps(values, sort_keys=True, default=str))
+
+
+def config_hash(settings: Mapping[str, Any]) -> str:
+    """A short stable hash (10 hex digits of SHA-1) of :func:`env_settings`: the key of ``configs.json``."""
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
 def run_episode(env: SparsityEnv, policy: Policy, seed: int, deterministic: bool = True) -> tuple[dict, list, list]:
@@ -102,6 +128,7 @@ def evaluate(
     they read the env's layout). ``progress_bar`` (e.g. a ``tqdm``) is advanced once per episode.
     """
     cfg = config if isinstance(config, EnvConfig) else EnvConfig(**config)
+    settings = env_settings(cfg)
     env = SparsityEnv(config=cfg)
     try:
         agent = policy if hasattr(policy, "predict") else policy(env)  # type: ignore[operator]
@@ -129,6 +156,10 @@ def evaluate(
                     invalid_actions=int(info["invalid_actions"]),
                     progress=progress,
                     schedule=schedule,
+                    regrowth=cfg.regrowth,
+                    base_dense_flops=int(info.get("base_dense_flops", info["dense_flops"])),
+                    config_hash=config_hash(settings),
+                    env=settings,
                 )
             )
             if progress_bar is not None:

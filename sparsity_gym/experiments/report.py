@@ -1,13 +1,22 @@
-"""Comparison reports: mean ± std over seeds as CSV and Markdown, and PNG plots.
+"""Comparison reports: paired statistics, mean ± std over seeds, as CSV and Markdown; plots in :mod:`.plots`.
 
 Standard deviations are sample standard deviations over seeds (ddof=1; 0 for a single seed). Every row says
-which split (``train`` or ``heldout``) its network comes from.
+which split (``train`` or ``heldout``) its network comes from. Differences between policies are paired by
+seed and carry 95% bootstrap intervals (:mod:`sparsity_gym.experiments.statistics`); a verdict is **wins** only
+when the interval lies above zero, **loses** when below, **ties** otherwise.
+
+The *reference* of a comparison is a policy name passed in (the task's tuned handcrafted schedule, once it is
+chosen on the train split); without one it is the handcrafted schedule with the best mean **validation**
+accuracy on the comparison's own networks and seeds, and the report says so. The *oracle* (per network, the
+handcrafted schedule with the best mean **test** accuracy there) is an upper bound that no fixed schedule
+chosen in advance can claim.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,20 +24,49 @@ from typing import Any
 
 import numpy as np
 
-from sparsity_gym.core.io import atomic_write, atomic_write_text
+from sparsity_gym.core.io import atomic_write_text
 from sparsity_gym.experiments.evaluation import EpisodeResult
+from sparsity_gym.experiments.plots import pareto_front, plot_schedules
+from sparsity_gym.experiments.plots import plot_accuracy_vs_cost as _plot_accuracy_vs_cost
+from sparsity_gym.experiments.statistics import (
+    RESAMPLES,
+    best_by_mean,
+    compare,
+    mean_interval,
+    oracle,
+    paired_differences,
+    setting_of,
+)
 
-GROUP_KEYS = ("split", "network", "selector", "granularity", "target_density", "policy")
-METRICS = ("test_accuracy", "final_density", "inference_flops", "training_flops", "wall_time_s")
-SELECTOR_LABELS = {"magnitude": "MP-RR", "random": "RP-RR"}
+__all__ = ["headline", "markdown", "pareto_front", "plot_accuracy_vs_cost", "plot_schedules", "summarize"]
+
+GROUP_KEYS = ("split", "network", "selector", "regrowth", "granularity", "target_density", "policy")
+METRICS = ("test_accuracy", "final_density", "flops_fraction", "inference_flops", "training_flops", "wall_time_s")
+METHOD_LABELS = {("magnitude", "random"): "MP-RR", ("random", "random"): "RP-RR"}
+"""Names of (selector, regrowth) pairs from the literature; any other pair reads ``selector/regrowth``."""
+PAIRED_COLUMNS = ("paired_reference", "paired_seeds", "paired_diff_mean", "paired_diff_ci_low", "paired_diff_ci_high")
 
 
 def _std(values: np.ndarray) -> float:
     return float(values.std(ddof=1)) if len(values) > 1 else 0.0
 
 
+def method_label(selector: str, regrowth: str = "random", granularity: str = "weight") -> str:
+    """``MP-RR`` (magnitude, random regrowth), ``RP-RR`` (random, random), else ``selector/regrowth``."""
+    label = METHOD_LABELS.get((selector, regrowth), f"{selector}/{regrowth}")
+    return label if granularity == "weight" else f"{label} ({granularity})"
+
+
+def _method_label(row: dict[str, Any]) -> str:
+    return method_label(row["selector"], row.get("regrowth", "random"), row["granularity"])
+
+
 def summarize(results: Sequence[EpisodeResult]) -> list[dict[str, Any]]:
-    """One row per (split, network, selector, granularity, target, policy) with mean and std of each metric."""
+    """One row per (split, network, selector, regrowth, granularity, target, policy): mean and std of each metric.
+
+    ``test_accuracy_ci_low``/``_high`` are the 95% percentile-bootstrap interval of the mean over seeds (NaN
+    for one seed); ``flops_fraction`` is taken against the dense network as specified (before widening).
+    """
     groups: dict[tuple, list[EpisodeResult]] = defaultdict(list)
     for r in results:
         groups[tuple(getattr(r, k) for k in GROUP_KEYS)].append(r)
@@ -40,31 +78,84 @@ def summarize(results: Sequence[EpisodeResult]) -> list[dict[str, Any]]:
             values = np.array([getattr(m, metric) for m in members], dtype=np.float64)
             row[f"{metric}_mean"] = float(values.mean())
             row[f"{metric}_std"] = _std(values)
+        ci = mean_interval([[m.test_accuracy for m in members]])
+        row["test_accuracy_ci_low"], row["test_accuracy_ci_high"] = ci.low, ci.high
         row["dense_flops"] = members[0].dense_flops
+        row["base_dense_flops"] = members[0].base_dense_flops or members[0].dense_flops
         row["diverged"] = sum(m.diverged for m in members)
         rows.append(row)
     return rows
 
 
+def reference_for(
+    results: Sequence[EpisodeResult], setting: tuple, candidates: Sequence[str], reference: str | None = None
+) -> str | None:
+    """``reference`` if given, else the candidate with the best mean validation accuracy at ``setting``."""
+    return reference or best_by_mean(results, candidates, setting, "val_accuracy")
+
+
+def add_paired_columns(
+    rows: Sequence[dict[str, Any]],
+    results: Sequence[EpisodeResult],
+    candidates: Sequence[str],
+    headline_setting: tuple,
+    reference: str | None = None,
+) -> list[dict[str, Any]]:
+    """Each row with its policy − reference paired difference over seeds (fractions) and its 95% interval.
+
+    The reference runs at the row's setting when it ran there (:func:`reference_for` per setting); a row at a
+    setting no handcrafted schedule ran at (a criterion method with its own settings) is paired, seed by seed
+    on its network, with the reference at ``headline_setting``: ``paired_reference`` says which.
+    """
+    out = []
+    for row in rows:
+        setting = (row["selector"], row.get("regrowth", "random"), row["granularity"], row["target_density"])
+        ref_setting = setting
+        ref = reference_for(results, setting, candidates, reference)
+        here = [r for r in results if r.network == row["network"] and r.split == row["split"]]
+        if ref is None or not paired_differences(here, ref, ref, setting):
+            ref_setting = headline_setting
+            ref = reference_for(results, ref_setting, candidates, reference)
+        diffs = paired_differences(here, row["policy"], ref, setting, ref_setting) if ref else {}
+        extra: dict[str, Any] = dict.fromkeys(PAIRED_COLUMNS, "")
+        if diffs:
+            ci = mean_interval(list(diffs.values()))
+            where = "" if ref_setting == setting else f" @ {method_label(*ref_setting[:3])} {ref_setting[3]}"
+            extra.update(
+                paired_reference=f"{ref}{where}",
+                paired_seeds=ci.n,
+                paired_diff_mean=ci.estimate,
+                paired_diff_ci_low=ci.low,
+                paired_diff_ci_high=ci.high,
+            )
+        out.append({**row, **extra})
+    return out
+
+
 def write_csv(path: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
-    """Write ``rows`` (dicts with the same keys) as CSV, atomically."""
+    """Write ``rows`` as CSV (columns: the union of the rows' keys, in order of appearance), atomically."""
     buf = io.StringIO()
     if rows:
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        fields = list(dict.fromkeys(k for row in rows for k in row))
+        writer = csv.DictWriter(buf, fieldnames=fields, restval="")
         writer.writeheader()
         writer.writerows(rows)
     return atomic_write_text(path, buf.getvalue())
 
 
-def _method_label(row: dict[str, Any]) -> str:
-    label = SELECTOR_LABELS.get(row["selector"], row["selector"])
-    return label if row["granularity"] == "weight" else f"{label} ({row['granularity']})"
+def _paired_text(row: dict[str, Any]) -> str:
+    if row.get("paired_diff_mean", "") == "":
+        return ""
+    low, high = row["paired_diff_ci_low"], row["paired_diff_ci_high"]
+    ci = f"[{100 * low:+.2f}, {100 * high:+.2f}]" if np.isfinite(low) else "[no interval]"
+    return f"{100 * row['paired_diff_mean']:+.2f} {ci} vs {row['paired_reference']}"
 
 
 def markdown(rows: Sequence[dict[str, Any]], title: str = "Results", preamble: Sequence[str] = ()) -> str:
     """Markdown tables per (split, network), after ``preamble`` (lines of Markdown, e.g. :func:`headline`).
 
-    First test accuracy (%) mean ± std by target density × policy × method, then every metric per row.
+    First test accuracy (%) mean ± std by target density × policy × method, then every metric per row (with
+    the paired difference to the reference when the rows carry it, :func:`add_paired_columns`).
     """
     out = [f"# {title}", "", *preamble, ""]
     by_net: dict[tuple, list[dict]] = defaultdict(list)
@@ -85,16 +176,17 @@ def markdown(rows: Sequence[dict[str, Any]], title: str = "Results", preamble: S
             out.append(f"| {target_txt} | {policy} | " + " | ".join(by_method.get(m, "") for m in methods) + " |")
         out += [
             "",
-            "| Target | Method | Policy | Seeds | Test acc. (%) | Final density | Inference MFLOPs | "
-            "Training GFLOPs | Wall time (s) |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| Target | Method | Policy | Seeds | Test acc. (%) | − reference, paired (points) [95% CI] | "
+            "Final density | FLOPs / dense | Inference MFLOPs | Training GFLOPs | Wall time (s) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in sorted(members, key=lambda r: (_target_key(r["target_density"]), _method_label(r), r["policy"])):
             out.append(
                 f"| {r['target_density']} | {_method_label(r)} | {r['policy']} | {r['seeds']} | "
-                f"{100 * r['test_accuracy_mean']:.2f} ± {100 * r['test_accuracy_std']:.2f} | "
-                f"{r['final_density_mean']:.3f} | {r['inference_flops_mean'] / 1e6:.4f} | "
-                f"{r['training_flops_mean'] / 1e9:.2f} | {r['wall_time_s_mean']:.2f} |"
+                f"{100 * r['test_accuracy_mean']:.2f} ± {100 * r['test_accuracy_std']:.2f} | {_paired_text(r)} | "
+                f"{r['final_density_mean']:.3f} | {r.get('flops_fraction_mean', float('nan')):.3f} | "
+                f"{r['inference_flops_mean'] / 1e6:.4f} | {r['training_flops_mean'] / 1e9:.2f} | "
+                f"{r['wall_time_s_mean']:.2f} |"
             )
         out.append("")
     return "\n".join(out)
@@ -111,19 +203,32 @@ def write_markdown(
     return atomic_write_text(path, markdown(rows, title, preamble))
 
 
-def _pooled_sd(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.sqrt((_std(a) ** 2 + _std(b) ** 2) / 2.0))
+def plot_accuracy_vs_cost(path: str | Path, rows: Sequence[dict[str, Any]], title: str = "") -> Path:
+    """:func:`sparsity_gym.experiments.plots.plot_accuracy_vs_cost` with this module's method labels."""
+    return _plot_accuracy_vs_cost(path, rows, title, label=_method_label)
 
 
-def _versus(label: str, learned: np.ndarray, best_name: str, best: np.ndarray) -> str:
-    diff = 100 * (learned.mean() - best.mean())
-    sd = 100 * _pooled_sd(learned, best)
-    in_sd = f"{diff / sd:+.2f} pooled standard deviations" if sd > 0 else "standard deviation 0"
-    verdict = "**wins**" if diff >= 0 else "**does not win**"
-    return (
-        f"| {label} | {100 * learned.mean():.2f} ± {100 * _std(learned):.2f} | {best_name} | "
-        f"{100 * best.mean():.2f} ± {100 * _std(best):.2f} | {diff:+.2f} ({in_sd}) | {verdict} |"
-    )
+def _mean_std(results: Sequence[EpisodeResult], policy: str | dict, setting: tuple, network: str | None) -> str:
+    """Test accuracy (%) ``mean ± std`` over seeds on ``network``.
+
+    Pooled (``network=None``): each seed's mean over the networks (only seeds every network has), then mean ±
+    std over seeds.
+    """
+    by_net: dict[str, dict[int, float]] = defaultdict(dict)
+    for r in results:
+        name = policy if isinstance(policy, str) else policy.get(r.network)
+        if r.policy == name and setting_of(r) == setting and network in (None, r.network):
+            by_net[r.network][r.seed] = r.test_accuracy
+    if not by_net:
+        return ""
+    seeds = set.intersection(*(set(v) for v in by_net.values()))
+    values = np.array([np.mean([v[s] for v in by_net.values()]) for s in sorted(seeds)])
+    return f"{100 * values.mean():.2f} ± {100 * _std(values):.2f}" if len(values) else ""
+
+
+def _ci(interval: Any, scale: float = 100.0, digits: int = 2) -> str:
+    """Points (``scale`` 100, signed) or a probability (``scale`` 1, unsigned) with its interval."""
+    return "n/a" if interval is None else interval.scaled(scale).text(digits, signed=scale != 1.0)
 
 
 def headline(
@@ -132,140 +237,126 @@ def headline(
     target: float | None,
     learned: str = "ppo",
     baselines: Sequence[str] = (),
+    reference: str | None = None,
 ) -> str:
-    """Markdown: the learned policy against the best of ``baselines`` at one (selector, target) setting.
+    """Markdown: ``learned`` against the reference at one (selector, target), paired by seed, with intervals.
 
-    Uses the ``heldout`` split when it is present (else every network). Per network, "best" is the baseline with
-    the highest mean test accuracy over seeds; the last line pools the networks: each seed's accuracy averaged
-    over the networks, then mean ± std over seeds (only seeds every network has). The difference is in points
-    and in pooled standard deviations, sqrt((s_learned² + s_best²) / 2), both over seeds (ddof=1).
+    Uses the ``heldout`` split when it is present (else every network). Per network and pooled: mean ± std
+    over seeds of each side, the mean paired difference (points) with its 95% bootstrap interval, the verdict,
+    and the oracle; pooled also rliable's IQM of the paired differences and P(learned > reference). Without
+    ``learned`` results it is the table of the baselines against the reference, and says no learned model was
+    compared. ``reference`` defaults to the best of ``baselines`` by mean validation accuracy (see the module).
     """
     chosen = [r for r in results if r.selector == selector and r.target_density == target]
     if any(r.split == "heldout" for r in chosen):
         chosen = [r for r in chosen if r.split == "heldout"]
-    policies = {learned, *baselines}
-    chosen = [r for r in chosen if r.policy in policies]
-    label = SELECTOR_LABELS.get(selector, selector)
-    head = [
-        f"## Headline: `{learned}` against the best handcrafted schedule ({label}, target density {target})",
-        "",
-    ]
-    acc: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
-    for r in chosen:
-        acc[(r.network, r.policy)][r.seed] = r.test_accuracy
+    chosen = [r for r in chosen if r.policy in {learned, *baselines}]
+    mine = [r for r in chosen if r.policy == learned] or chosen
+    setting = setting_of(mine[0]) if mine else (selector, "random", "weight", target)
+    chosen = [r for r in chosen if setting_of(r) == setting]
+    label = method_label(*setting[:3])
+    ref = reference_for(chosen, setting, baselines, reference)
+    has_learned = any(r.policy == learned for r in chosen)
+    what = f"`{learned}` against the reference" if has_learned else "the handcrafted schedules"
+    head = [f"## Headline: {what} ({label}, target density {target})", ""]
+    if ref is None:
+        return "\n".join([*head, "No handcrafted schedule ran at this setting: nothing to compare with."])
+    orc = oracle(chosen, baselines, setting)
     networks = list(dict.fromkeys(r.network for r in chosen))
-    if not any(net for net, pol in acc if pol == learned) or not any(pol != learned for _, pol in acc):
-        return "\n".join([*head, f"No `{learned}` or no baseline results at this setting."])
+    how = (
+        "the tuned handcrafted schedule passed in" if reference else
+        "the handcrafted schedule with the best mean *validation* accuracy on these networks and seeds (picked "
+        "on the comparison itself, not chosen in advance; pass the tuned handcrafted schedule to replace it)"
+    )  # fmt: skip
     lines = [
         *head,
-        f"Test accuracy (%), mean ± std over seeds; split: {chosen[0].split}.",
+        f"Reference: `{ref}`, {how}. Oracle: per network, the handcrafted schedule with the best mean *test* "
+        "accuracy there, an upper bound that no fixed schedule chosen in advance can claim.",
         "",
-        "| Network | Learned | Best handcrafted | Its accuracy | Learned − best (points) | Verdict |",
-        "|---|---|---|---|---|---|",
+        f"Test accuracy (%), mean ± std over seeds; split: {chosen[0].split}. Differences are paired seed by seed "
+        f"(same network, seed and setting), in points, with 95% percentile-bootstrap intervals ({RESAMPLES} "
+        "resamples; pooled: seeds resampled within networks). Verdict: **wins** only when the interval lies "
+        "above zero, **loses** when below, **ties** otherwise.",
+        "",
     ]
-
-    def best_of(per_policy: dict[str, np.ndarray]) -> tuple[str, np.ndarray]:
-        return max(((p, v) for p, v in per_policy.items() if p != learned), key=lambda pv: pv[1].mean())
-
-    pooled: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    if not has_learned:
+        return "\n".join([*lines, *_baselines_table(chosen, baselines, ref, setting, len(networks))])
+    vs_ref = compare(chosen, learned, ref, setting)
+    vs_orc = compare(chosen, learned, orc, setting)
+    lines += [
+        "| Network | Seeds | Learned | Reference | Learned − reference [95% CI] | Verdict | Oracle | "
+        "Learned − oracle [95% CI] |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for net in networks:
-        per_policy = {p: np.array(list(acc[(n, p)].values())) for (n, p) in acc if n == net}
-        for (n, p), by_seed in acc.items():
-            if n == net:
-                for seed, value in by_seed.items():
-                    pooled[p][seed].append(value)
-        if learned in per_policy and len(per_policy) > 1:
-            name, best = best_of(per_policy)
-            lines.append(_versus(net, per_policy[learned], name, best))
-    if len(networks) > 1:
-        full = {
-            p: np.array([np.mean(v) for v in by_seed.values() if len(v) == len(networks)])
-            for p, by_seed in pooled.items()
-        }
-        full = {p: v for p, v in full.items() if len(v)}
-        if learned in full and len(full) > 1:
-            name, best = best_of(full)
-            lines.append(_versus(f"all {len(networks)} networks (mean)", full[learned], name, best))
+        if net not in vs_ref.per_network:
+            continue
+        interval = vs_ref.per_network[net]
+        lines.append(
+            f"| {net} | {interval.n} | {_mean_std(chosen, learned, setting, net)} | "
+            f"{ref} {_mean_std(chosen, ref, setting, net)} | {_ci(interval)} | **{interval.verdict}** | "
+            f"{orc.get(net, '')} {_mean_std(chosen, orc, setting, net)} | {_ci(vs_orc.per_network.get(net))} |"
+        )
+    if vs_ref.pooled is not None and len(vs_ref.per_network) > 1:
+        lines.append(
+            f"| all {len(vs_ref.per_network)} networks (mean) | {vs_ref.pooled.n} | "
+            f"{_mean_std(chosen, learned, setting, None)} | {ref} {_mean_std(chosen, ref, setting, None)} | "
+            f"{_ci(vs_ref.pooled)} | **{vs_ref.pooled.verdict}** | oracle {_mean_std(chosen, orc, setting, None)} | "
+            f"{_ci(vs_orc.pooled)} |"
+        )
+    if vs_ref.pooled is not None:
+        lines += [
+            "",
+            f"Pooled over {len(vs_ref.per_network)} network(s): interquartile mean of the paired differences "
+            f"{_ci(vs_ref.iqm)} points; probability of improvement P(learned > reference) "
+            f"{_ci(vs_ref.p_improvement, 1.0)} (Agarwal et al. 2021; ties count ½). Verdict: "
+            f"**{vs_ref.pooled.verdict}**.",
+        ]
     return "\n".join(lines)
 
 
-def plot_schedules(path: str | Path, results: Sequence[EpisodeResult], title: str = "") -> Path:
-    """Per-layer density against training progress, mean over seeds, one line per policy, one panel a layer."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    by_policy: dict[str, list[EpisodeResult]] = defaultdict(list)
-    for r in results:
-        by_policy[r.policy].append(r)
-    n_layers = max(len(r.schedule[0]) for r in results)
-    fig, axes = plt.subplots(1, n_layers, figsize=(3.2 * n_layers, 3), squeeze=False, sharey=True)
-    for policy, members in sorted(by_policy.items()):
-        sched = np.mean([m.schedule for m in members], axis=0)  # (decisions, layers)
-        # each decision's density holds until the next one; the last holds until the end of training
-        prog = np.append(np.asarray(members[0].progress), 1.0)
-        sched = np.vstack([sched, sched[-1:]])
-        for layer in range(sched.shape[1]):
-            axes[0, layer].step(
-                prog, sched[:, layer], where="post", label=policy, lw=2.5 if policy.startswith("ppo") else 1.2
-            )
-    for layer in range(n_layers):
-        axes[0, layer].set_title(f"layer {layer}")
-        axes[0, layer].set_xlabel("training progress")
-    axes[0, 0].set_ylabel("density")
-    axes[0, -1].legend(fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png")) and _close(fig, path)
-
-
-def plot_accuracy_vs_cost(path: str | Path, rows: Sequence[dict[str, Any]], title: str = "") -> Path:
-    """Test accuracy against final density and against inference FLOPs fraction, every policy and method.
-
-    One row of two panels per network (its split in the title); colour: policy, marker: method.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    networks = list(dict.fromkeys((row["split"], row["network"]) for row in rows))
-    fig, grid = plt.subplots(len(networks), 2, figsize=(10, 3.6 * len(networks)), squeeze=False)
-    panel = {net: grid[i] for i, net in enumerate(networks)}
-    policies = sorted({row["policy"] for row in rows})
-    methods = sorted({_method_label(row) for row in rows})
-    colors = {p: plt.get_cmap("tab10")(i % 10) for i, p in enumerate(policies)}
-    markers = dict(zip(methods, "osD^vP", strict=False))
-    for row in rows:
-        acc, err = 100 * row["test_accuracy_mean"], 100 * row["test_accuracy_std"]
-        style = {
-            "color": colors[row["policy"]],
-            "marker": markers.get(_method_label(row), "o"),
-            "capsize": 2,
-            "linestyle": "none",
-            "markersize": 9 if row["policy"].startswith("ppo") else 6,
-        }
-        axes = panel[(row["split"], row["network"])]
-        axes[0].errorbar(row["final_density_mean"], acc, yerr=err, **style)
-        axes[1].errorbar(row["inference_flops_mean"] / row["dense_flops"], acc, yerr=err, **style)
-    handles = [plt.Line2D([], [], color=colors[p], marker="o", linestyle="none", label=p) for p in policies]
-    handles += [
-        plt.Line2D([], [], color="grey", marker=markers.get(m, "o"), linestyle="none", label=m) for m in methods
+def _baselines_table(
+    chosen: Sequence[EpisodeResult], baselines: Sequence[str], ref: str, setting: tuple, n_networks: int
+) -> list[str]:
+    """The baselines-only headline: each handcrafted schedule, pooled, against the reference."""
+    lines = [
+        "No learned model was compared: the handcrafted schedules at this setting, pooled over "
+        f"{n_networks} network(s).",
+        "",
+        "| Policy | Test acc. (%) | − reference [95% CI] | IQM of the differences | P(policy > reference) | Verdict |",
+        "|---|---|---|---|---|---|",
     ]
-    grid[0, 1].legend(handles=handles, fontsize=7, loc="lower right")
-    for (split, network), axes in panel.items():
-        axes[0].set_title(f"{network} ({split} split)", fontsize=9)
-        axes[0].set_xlabel("final density")
-        axes[1].set_xlabel("inference FLOPs / dense")
-        axes[0].set_ylabel("test accuracy (%)")
-    fig.suptitle(title)
-    fig.tight_layout()
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png")) and _close(fig, path)
+    for name in baselines:
+        c = compare(chosen, name, ref, setting)
+        if c.pooled is None:
+            continue
+        lines.append(
+            f"| {name}{' (reference)' if name == ref else ''} | {_mean_std(chosen, name, setting, None)} | "
+            f"{_ci(c.pooled)} | {_ci(c.iqm)} | {_ci(c.p_improvement, 1.0)} | **{c.pooled.verdict}** |"
+        )
+    return lines
 
 
-def _close(fig: Any, path: str | Path) -> Path:
-    import matplotlib.pyplot as plt
+def _cell(value: Any) -> Any:
+    """A CSV cell: containers as JSON (``{"widths": [192, 192]}``), anything else as is."""
+    return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list, tuple)) else value
 
-    plt.close(fig)
-    return Path(path)
+
+def episode_table(results: Sequence[EpisodeResult]) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """``episodes.csv``'s rows and ``configs.json``'s mapping: each episode with the env settings that made it.
+
+    Every row carries ``config_hash`` (the key of its full ``EnvConfig.to_dict()`` in the mapping) and, as
+    columns of their own, the env fields that differ between the episodes (``budget`` and ``allocation``
+    always, when the env has them), so a row can be rerun from the two files alone.
+    """
+    configs = {r.config_hash: r.env for r in results if r.config_hash}
+    fields = list(dict.fromkeys(k for env in configs.values() for k in env))
+    varying = [
+        k for k in fields if k in ("budget", "allocation") or len({repr(env.get(k)) for env in configs.values()}) > 1
+    ]
+    rows = []
+    for r in results:
+        row = r.row()
+        row.update({f"env_{k}": _cell(r.env.get(k, "")) for k in varying if f"env_{k}" not in row and k not in row})
+        rows.append(row)
+    return rows, configs

@@ -79,15 +79,30 @@ def _result(policy, network, seed, acc, split="heldout"):
     )
 
 
-def test_headline_compares_with_the_best_schedule_in_standard_deviations():
-    accs = {"ppo": [0.64, 0.63, 0.62], "constant": [0.62, 0.63, 0.61], "cubic": [0.50, 0.52, 0.51]}
+def test_headline_pairs_by_seed_with_intervals_and_verdicts():
+    accs = {"ppo": [0.64, 0.63, 0.62], "constant": [0.62, 0.62, 0.61], "cubic": [0.50, 0.52, 0.51]}
     results = [_result(p, "net_a", s, a) for p, values in accs.items() for s, a in enumerate(values)]
     results += [_result(p, "net_b", s, a - 0.1) for p, values in accs.items() for s, a in enumerate(values)]
     results.append(_result("ppo", "net_train", 0, 0.99, split="train"))  # other splits are left out
     text = headline(results, "magnitude", 0.1, learned="ppo", baselines=("constant", "cubic"))
-    diff = 100 * (np.mean(accs["ppo"]) - np.mean(accs["constant"]))
-    pooled = 100 * np.sqrt((np.var(accs["ppo"], ddof=1) + np.var(accs["constant"], ddof=1)) / 2)
-    assert f"| net_a | 63.00 ± 1.00 | constant | 62.00 ± 1.00 | {diff:+.2f} ({diff / pooled:+.2f} pooled" in text
-    assert "all 2 networks (mean)" in text and "**wins**" in text and "net_train" not in text
+    # paired differences ppo - constant per seed: +2, +1, +1 points; with 3 seeds the 95% interval is their range
+    assert "| net_a | 3 | 63.00 ± 1.00 | constant 61.67 ± 0.58 | +1.33 [+1.00, +2.00] | **wins** |" in text
+    assert "all 2 networks (mean)" in text and "net_train" not in text
+    assert "Reference: `constant`" in text and "*validation*" in text and "upper bound" in text
+    assert "interquartile mean" in text and "P(learned > reference)" in text
     worse = [_result("ppo", "net_a", s, 0.3) for s in range(3)] + [r for r in results if r.policy == "cubic"]
-    assert "**does not win**" in headline(worse, "magnitude", 0.1, baselines=("cubic",))
+    assert "**loses**" in headline(worse, "magnitude", 0.1, baselines=("cubic",))
+    mixed = [_result("ppo", "net_a", s, a) for s, a in enumerate([0.52, 0.50, 0.53])]
+    mixed += [r for r in results if r.policy == "cubic" and r.network == "net_a"]
+    assert "**ties**" in headline(mixed, "magnitude", 0.1, baselines=("cubic",))
+    # the reference is a parameter: the merger passes the tuned handcrafted schedule
+    assert "Reference: `cubic`, the tuned handcrafted" in headline(
+        results, "magnitude", 0.1, baselines=("constant", "cubic"), reference="cubic"
+    )
+
+
+def test_baselines_only_headline_prints_their_table():
+    results = [_result(p, "net_a", s, a + 0.01 * s) for p, a in (("cubic", 0.5), ("constant", 0.6)) for s in range(3)]
+    text = headline(results, "magnitude", 0.1, learned="ppo", baselines=("constant", "cubic"))
+    assert "No learned model was compared" in text and "No `ppo`" not in text
+    assert "| constant (reference) |" in text and "| cubic |" in text and "**loses**" in text

@@ -1,0 +1,235 @@
+"""The report's PNG plots: learned schedules against the baselines, and accuracy against density and FLOPs.
+
+Every figure is closed whether or not writing it succeeds (no figure leaks into a long-running process).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from sparsity_gym.core.io import atomic_write
+
+# Distinct colours, no greys (tab10 without its grey, then tab20's light partners without theirs); the learned
+# policy is black and drawn larger.
+PALETTE = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf",
+    "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5",
+)  # fmt: skip
+LEARNED_COLOUR = "#000000"
+MARKERS = "osD^vP*Xph<>"
+DODGE = 0.01  # points that share an x are spread sideways by this fraction of the axis each, intervals apart
+FENCE = 3.0  # points beyond FENCE interquartile ranges outside the quartiles are drawn at the axis edge
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: str | Path, draw: Callable[[], None]) -> Path:
+    """Run ``draw()``, write ``fig`` atomically as PNG, and close it whatever happens."""
+    plt = _pyplot()
+    try:
+        draw()
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png", bbox_inches="tight"))
+    finally:
+        plt.close(fig)
+
+
+def plot_schedules(path: str | Path, results: Sequence[Any], title: str = "") -> Path:
+    """Per-layer density against training progress, mean over seeds, one line per policy, one panel a layer."""
+    plt = _pyplot()
+    by_policy: dict[str, list[Any]] = defaultdict(list)
+    for r in results:
+        by_policy[r.policy].append(r)
+    n_layers = max(len(r.schedule[0]) for r in results)
+    fig, axes = plt.subplots(1, n_layers, figsize=(3.2 * n_layers, 3), squeeze=False, sharey=True)
+
+    def draw() -> None:
+        for policy, members in sorted(by_policy.items()):
+            sched = np.mean([m.schedule for m in members], axis=0)  # (decisions, layers)
+            # each decision's density holds until the next one; the last holds until the end of training
+            prog = np.append(np.asarray(members[0].progress), 1.0)
+            sched = np.vstack([sched, sched[-1:]])
+            for layer in range(sched.shape[1]):
+                axes[0, layer].step(
+                    prog, sched[:, layer], where="post", label=policy, lw=2.5 if policy.startswith("ppo") else 1.2
+                )
+        for layer in range(n_layers):
+            axes[0, layer].set_title(f"layer {layer}")
+            axes[0, layer].set_xlabel("training progress")
+        axes[0, 0].set_ylabel("density")
+        axes[0, -1].legend(fontsize=7)
+        fig.suptitle(title)
+        fig.tight_layout()
+
+    return _save(fig, path, draw)
+
+
+def pareto_front(x: ArrayLike, y: ArrayLike) -> list[int]:
+    """Indices of the points no other point dominates (``x`` no larger and ``y`` no smaller, one strictly).
+
+    Lower ``x`` (cost) and higher ``y`` (accuracy) are better; sorted by ``x``. Duplicated points all stay.
+    """
+    xs, ys = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    front = [i for i in range(len(xs)) if not np.any((xs <= xs[i]) & (ys >= ys[i]) & ((xs < xs[i]) | (ys > ys[i])))]
+    return sorted(front, key=lambda i: (xs[i], -ys[i]))
+
+
+def robust_limits(values: ArrayLike, low: ArrayLike, high: ArrayLike, min_span: float) -> tuple:
+    """Axis limits that hold every point inside the quartile fences (with its interval), and the rest's mask.
+
+    A point beyond ``FENCE`` interquartile ranges outside the quartiles is off scale: ``(lo, hi, off)`` where
+    ``off[i]`` is ``-1``/``+1`` for a point below/above the limits, else 0 (such points are drawn at the edge).
+    """
+    v = np.asarray(values, dtype=np.float64)
+    q1, q3 = np.percentile(v, [25, 75])
+    reach = FENCE * max(q3 - q1, min_span)
+    off = np.where(v < q1 - reach, -1, np.where(v > q3 + reach, 1, 0))
+    inside = off == 0
+    lows = np.where(np.isfinite(low), low, v)[inside]
+    highs = np.where(np.isfinite(high), high, v)[inside]
+    lo, hi = float(np.min(lows)), float(np.max(highs))
+    if hi - lo < min_span:  # all but equal: a span of min_span around them, not a magnified sliver
+        lo, hi = (lo + hi - min_span) / 2, (lo + hi + min_span) / 2
+    pad = 0.08 * (hi - lo)
+    return lo - pad, hi + pad, off
+
+
+def _styles(rows: Sequence[dict[str, Any]], label: Callable[[dict], str], learned: str) -> dict[tuple, dict]:
+    """One colour per policy (the learned one black), one marker per method: a legend entry per pair."""
+    policies = sorted({r["policy"] for r in rows}, key=lambda p: (p.startswith(learned), p))
+    methods = sorted({label(r) for r in rows})
+    others = [p for p in policies if not p.startswith(learned)]
+    colour = {p: PALETTE[i % len(PALETTE)] for i, p in enumerate(others)}
+    colour.update({p: LEARNED_COLOUR for p in policies if p.startswith(learned)})
+    marker = {m: MARKERS[i % len(MARKERS)] for i, m in enumerate(methods)}
+    used = {(r["policy"], label(r)) for r in rows}
+    return {
+        (p, m): {"color": colour[p], "marker": marker[m], "markersize": 10 if p.startswith(learned) else 7}
+        for p in policies
+        for m in methods
+        if (p, m) in used
+    }
+
+
+def plot_accuracy_vs_cost(
+    path: str | Path,
+    rows: Sequence[dict[str, Any]],
+    title: str = "",
+    label: Callable[[dict], str] = lambda r: str(r["selector"]),
+    learned: str = "ppo",
+) -> Path:
+    """Test accuracy against final density and against the inference-FLOPs fraction, every policy and method.
+
+    One row of two panels per network (its split in the title). A point is the mean over seeds with its 95%
+    bootstrap interval (``test_accuracy_ci_low``/``_high`` when the rows have them, else ± one std). The
+    FLOPs fraction is taken against the dense network as specified (``flops_fraction_mean``: DYNO's widened
+    network does not change it). The right panel rings the accuracy–FLOPs Pareto front over every point. A
+    point far outside the others (see :func:`robust_limits`) is drawn at the axis edge with its value. Points
+    that share an x are spread sideways (``DODGE`` of the axis each, legend order) so their intervals show.
+    """
+    plt = _pyplot()
+    networks = list(dict.fromkeys((row["split"], row["network"]) for row in rows))
+    fig, grid = plt.subplots(len(networks), 2, figsize=(11, 3.8 * len(networks)), squeeze=False)
+    styles = _styles(rows, label, learned)
+
+    def draw() -> None:
+        for (split, network), axes in zip(networks, grid, strict=True):
+            members = [r for r in rows if (r["split"], r["network"]) == (split, network)]
+            _panel_pair(axes, members, styles, label)
+            axes[0].set_title(f"{network} ({split} split)", fontsize=9)
+            axes[1].set_title(f"{network}: ringed = accuracy–FLOPs Pareto front", fontsize=9)
+        handles = [
+            plt.Line2D([], [], linestyle="none", label=f"{p} · {m}", **style) for (p, m), style in styles.items()
+        ]
+        handles.append(
+            plt.Line2D([], [], linestyle="none", marker="o", markersize=13, markerfacecolor="none",
+                       markeredgecolor="#d62728", label="Pareto front (accuracy–FLOPs)")
+        )  # fmt: skip
+        fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 0.98), fontsize=8, frameon=False)
+        note = "mean and 95% interval over seeds; points at one x are spread sideways; ▼/▲: off scale, value printed"
+        fig.suptitle(f"{title}\n{note}" if title else note, fontsize=10)
+        fig.tight_layout()
+
+    return _save(fig, path, draw)
+
+
+def _panel_pair(axes: Any, rows: Sequence[dict[str, Any]], styles: dict, label: Callable[[dict], str]) -> None:
+    """Draw one network's two panels: accuracy against density, and against the FLOPs fraction."""
+    acc = np.array([100 * r["test_accuracy_mean"] for r in rows])
+    std = np.array([100 * r["test_accuracy_std"] for r in rows])
+    low = np.array([100 * r.get("test_accuracy_ci_low", np.nan) for r in rows], dtype=np.float64)
+    high = np.array([100 * r.get("test_accuracy_ci_high", np.nan) for r in rows], dtype=np.float64)
+    low, high = np.where(np.isfinite(low), low, acc - std), np.where(np.isfinite(high), high, acc + std)
+    density = np.array([r["final_density_mean"] for r in rows])
+    flops = np.array([r.get("flops_fraction_mean", r["inference_flops_mean"] / r["dense_flops"]) for r in rows])
+    y_lo, y_hi, y_off = robust_limits(acc, low, high, min_span=1.0)
+    x_lo, x_hi, x_off = robust_limits(flops, flops, flops, min_span=0.1)
+    x_lo, x_hi = min(x_lo, 0.0), max(x_hi, 0.2)
+    d_hi = min(1.05, max(0.2, 1.15 * float(density.max()) + 0.02))  # zoom in when every density is small
+    keys = list(styles)
+    order = [keys.index((r["policy"], label(r))) for r in rows]
+    panels = ((axes[0], density, np.zeros(len(rows)), (0.0, d_hi)), (axes[1], flops, x_off, (x_lo, x_hi)))
+    for ax, xs, x_out, (xa, xb) in panels:
+        ax.set_xlim(xa, xb)
+        dodge = _dodge(xs, order, xb - xa)
+        for i, r in enumerate(rows):
+            style = styles[(r["policy"], label(r))]
+            x = float(np.clip(xs[i] + dodge[i], xa, xb))
+            if y_off[i] or x_out[i]:
+                _off_scale(ax, x, acc[i], xs[i], int(y_off[i]), (y_lo, y_hi), style, r["policy"])
+                continue
+            ax.errorbar(x, acc[i], yerr=[[acc[i] - low[i]], [high[i] - acc[i]]], linestyle="none", capsize=2, **style)
+        ax.set_xlim(xa, xb)
+        ax.set_ylim(y_lo, y_hi)
+        ax.grid(alpha=0.3)
+        ax.set_ylabel("test accuracy (%), mean and 95% CI")
+    front = pareto_front(flops, acc)
+    fx = np.clip(flops[front] + _dodge(flops, order, x_hi - x_lo)[front], x_lo, x_hi)
+    axes[1].step(fx, np.clip(acc[front], y_lo, y_hi), where="post", color="#d62728", lw=0.8, alpha=0.7)
+    axes[1].plot(fx, np.clip(acc[front], y_lo, y_hi), linestyle="none", marker="o", markersize=14,
+                 markerfacecolor="none", markeredgecolor="#d62728")  # fmt: skip
+    axes[0].set_xlabel("final density (parameter-weighted)")
+    axes[1].set_xlabel("inference FLOPs / the dense network's (as specified, before widening)")
+
+
+def _dodge(xs: np.ndarray, order: Sequence[int], span: float) -> np.ndarray:
+    """Sideways offsets: points within 1% of the axis of each other spread ``DODGE * span`` apart, by ``order``."""
+    out = np.zeros(len(xs))
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, x in enumerate(xs):
+        groups[round(float(x) / (0.01 * span))].append(i)
+    for members in groups.values():
+        members.sort(key=lambda i: order[i])
+        for j, i in enumerate(members):
+            out[i] = DODGE * span * (j - (len(members) - 1) / 2)
+    return out
+
+
+def _off_scale(ax: Any, x: float, acc: float, raw_x: float, side: int, ylim: tuple, style: dict, name: str) -> None:
+    """Draw an off-scale point at the axis edge as an arrow head pointing out, with its true values."""
+    y_lo, y_hi = ylim
+    inset = 0.04 * (y_hi - y_lo)
+    y = y_lo + inset if side < 0 else y_hi - inset if side > 0 else float(np.clip(acc, y_lo, y_hi))
+    marker = "v" if side < 0 else "^" if side > 0 else ">"
+    ax.plot(x, y, linestyle="none", **{**style, "marker": marker})
+    ax.annotate(
+        f"{name}: {acc:.1f}% at x={raw_x:.2f} (off scale)",
+        (x, y),
+        xytext=(8 if x < sum(ax.get_xlim()) / 2 else -8, 4 if side < 0 else -10),
+        ha="left" if x < sum(ax.get_xlim()) / 2 else "right",
+        textcoords="offset points",
+        fontsize=7,
+        color=style["color"],
+    )
