@@ -40,10 +40,10 @@ def test_cell_policy_follows_its_window_and_needs_its_allocation():
     env = SparsityEnv(**FAST, target_density=0.2, **env_kwargs("linear@0.5+erk"))
     policy = make_policy("linear@0.5+erk", env)
     assert policy.name == "linear@0.5+erk"
-    assert policy.density(0.25) == pytest.approx(linear(0.25, 0.2, p_end=0.5))
-    assert policy.density(0.5) == pytest.approx(0.2) and policy.density(0.7) == pytest.approx(0.2)
+    assert policy.density(0.25, 0.2) == pytest.approx(linear(0.25, 0.2, p_end=0.5))
+    assert policy.density(0.5, 0.2) == pytest.approx(0.2) and policy.density(0.7, 0.2) == pytest.approx(0.2)
     plain = make_policy("cubic", SparsityEnv(**FAST, target_density=0.2))
-    assert plain.density(0.3) == pytest.approx(cubic(0.3, 0.2))  # the default window (0.75)
+    assert plain.density(0.3, 0.2) == pytest.approx(cubic(0.3, 0.2))  # the default window (0.75)
     with pytest.raises(ValueError, match="allocation='policy' is not allowed for policy 'cubic\\+lamp'"):
         make_policy("cubic+lamp", SparsityEnv(**FAST))
     obs, _ = env.reset(seed=0)
