@@ -23,8 +23,10 @@ SEQUENCE_LENGTH = 40
 
 
 @functools.lru_cache(maxsize=4)
-def generate_mnist1d(generator_seed: int = DEFAULT_GENERATOR_SEED) -> tuple[np.ndarray, np.ndarray]:
-    """MNIST-1D's ``(x, y)`` as arrays ``(5000, 40)`` float32 and ``(5000,)`` int64, from ``generator_seed``.
+def generate_mnist1d(
+    generator_seed: int = DEFAULT_GENERATOR_SEED, num_samples: int = 5000
+) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST-1D's ``(x, y)`` as arrays ``(num_samples, 40)`` float32 and ``(num_samples,)`` int64.
 
     Calls ``mnist1d.data.make_dataset`` (offline generation). The package seeds Python's and NumPy's global
     generators; their states are restored afterwards, so loading the dataset does not disturb the caller.
@@ -33,6 +35,7 @@ def generate_mnist1d(generator_seed: int = DEFAULT_GENERATOR_SEED) -> tuple[np.n
 
     args = get_dataset_args()
     args.seed = int(generator_seed)
+    args.num_samples = int(num_samples)
     np_state, py_state = np.random.get_state(), random.getstate()
     try:
         data = make_dataset(args)
