@@ -351,8 +351,8 @@ def zero_optimizer_state_rows(
 
 
 def grow_units(
-    layer: nn.Linear | nn.Conv2d,
-    next_layer: nn.Linear | nn.Conv2d,
+    layer: nn.Linear | nn.Conv1d | nn.Conv2d,
+    next_layer: nn.Linear | nn.Conv1d | nn.Conv2d,
     new_fan_in: Tensor,
     new_bias: Tensor | None,
     slots: Tensor,
@@ -366,10 +366,10 @@ def grow_units(
 
     Parameters
     ----------
-    layer : nn.Linear or nn.Conv2d
+    layer : nn.Linear, nn.Conv1d or nn.Conv2d
         The growing layer; ``weight[slots]`` receives ``new_fan_in`` (reshaped to the row shape, so a conv
         kernel may be given flattened) and ``bias[slots]`` receives ``new_bias`` (0 when None).
-    next_layer : nn.Linear or nn.Conv2d
+    next_layer : nn.Linear, nn.Conv1d or nn.Conv2d
         The consumer whose ``weight[:, slots]`` (fan-out of the new units) is set to 0. It must index the
         grown units along dim 1 (Linear→Linear or Conv2d→Conv2d with ``groups=1``).
     new_fan_in : Tensor

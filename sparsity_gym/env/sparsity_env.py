@@ -15,6 +15,7 @@ from sparsity_gym.datasets import DatasetSplits, load_dataset
 from sparsity_gym.env.actions import from_action, to_action
 from sparsity_gym.env.config import EnvConfig
 from sparsity_gym.env.flops import dense_inference_flops, inference_flops, training_step_flops
+from sparsity_gym.env.tasks import task_env_kwargs
 from sparsity_gym.env.training import TrainingLoop, make_optimizer, resolve_device
 from sparsity_gym.masks.freezing import RowFreezer
 from sparsity_gym.masks.masked_network import MaskedNetwork
@@ -34,8 +35,8 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
 
     The environment trains a network (a zoo name or a user factory, see :class:`EnvConfig`) on a classification
     dataset for ``total_iterations`` optimizer steps. Every ``decision_interval`` steps the agent sets the
-    density of each prunable layer (``nn.Linear`` and ``nn.Conv2d``, found by walking the module; at neuron
-    granularity the output layer is excluded). The selector decides *which* units go, the regrowth rule how
+    density of each prunable layer (``nn.Linear``, ``nn.Conv1d`` and ``nn.Conv2d``, found by walking the module;
+    at neuron granularity the output layer is excluded). The selector decides *which* units go, the regrowth rule how
     units return (CRITERIA §5: random or magnitude pruning, random regrowth with zero weights and zero optimizer
     state). After every optimizer step each layer holds exactly ``max(1, round(d * n))`` active units and
     inactive weights are exactly zero (:mod:`sparsity_gym.masks`).
@@ -77,7 +78,7 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
     | Column            | Family       | Meaning                                                  | Range   |
     |-------------------|--------------|----------------------------------------------------------|---------|
     | relative_depth    | static       | layer index / (number of prunable layers - 1)            | [0, 1]  |
-    | is_conv           | static       | 1 for Conv2d, 0 for Linear                               | {0, 1}  |
+    | is_conv           | static       | 1 for Conv1d and Conv2d, 0 for Linear                    | {0, 1}  |
     | is_output         | static       | 1 for the output layer                                   | {0, 1}  |
     | log_fan_in        | static       | ln(fan-in) / 10                                          | [0, 2]  |
     | log_fan_out       | static       | ln(output units) / 10                                    | [0, 2]  |
@@ -140,7 +141,9 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
 
     ``gym.make("SparsityGym/Schedule-v0", **fields)`` with any field of :class:`EnvConfig` (network, dataset,
     target_density, granularity, selector, regrowth, total_iterations, decision_interval, batch_size, ...), or
-    ``SparsityEnv(config=EnvConfig(...))``.
+    ``SparsityEnv(config=EnvConfig(...))``. ``task="mnist1d_mlp"`` (a name of
+    :data:`sparsity_gym.env.tasks.TASKS`) takes a named benchmark task's settings as the defaults; the other
+    keywords override them (``network`` may then be a sized name such as ``"mlp_512"``).
     """
 
     metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 (Gymnasium's convention)
@@ -150,10 +153,15 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
         config: EnvConfig | None = None,
         render_mode: str | None = None,
         data: DatasetSplits | None = None,
+        task: str | None = None,
         **kwargs: Any,
     ) -> None:
         if render_mode is not None:
             raise ValueError(f"render_mode={render_mode!r} is not allowed; this environment does not render")
+        if task is not None:
+            if config is not None:
+                raise ValueError(f"task={task!r} is not allowed with a config; expected one of them")
+            kwargs = task_env_kwargs(task, kwargs)
         self.config = EnvConfig(**kwargs) if config is None else config.replace(**kwargs) if kwargs else config
         self.device = resolve_device(self.config.device)
         if self.config.precision == "float16" and self.device.type != "cuda":
