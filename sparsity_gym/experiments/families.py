@@ -18,11 +18,14 @@ Families (``available_network_families()``):
 * ``random``: :func:`random_mlp_specs` draws the train split from ``seed`` 0 and the held-out split from
   seed 1 (architectures already in the train split are skipped), plus ``cnn_8x16``.
 
-Register more with :func:`register_network_family`.
+Every named task of :mod:`sparsity_gym.env.tasks` is also a family of the same name (its train and held-out
+networks; :func:`task_family`), unless a family of that name exists. Register more with
+:func:`register_network_family`.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -30,6 +33,7 @@ import numpy as np
 
 from sparsity_gym.core.checks import check_choice, check_number
 from sparsity_gym.core.registry import Registry
+from sparsity_gym.env.tasks import available_tasks, get_task
 from sparsity_gym.models.names import NetworkSpec, parse_network, sized
 
 __all__ = [
@@ -43,6 +47,7 @@ __all__ = [
     "random_mlp_specs",
     "register_network_family",
     "sized",
+    "task_family",
 ]
 
 SPLITS = ("train", "heldout")
@@ -160,3 +165,19 @@ def random_family(seed: int = 0, n_train: int = 8, n_heldout: int = 3) -> Family
         heldout=(*heldout, sized("cnn", (8, 16))),
         description=f"random MLPs (train: seed {seed}; held out: seed {seed + 1}, deeper allowed, and cnn_8x16)",
     )
+
+
+def task_family(name: str) -> Family:
+    """The train and held-out networks of the named task (:data:`sparsity_gym.env.tasks.TASKS`) as a family."""
+    task = get_task(name)
+    return Family(
+        name,
+        train=tuple(parse_network(n) for n in task.train),
+        heldout=tuple(parse_network(n) for n in task.heldout),
+        description=f"the networks of task {name!r}",
+    )
+
+
+for _task in available_tasks():
+    if _task not in FAMILIES:
+        FAMILIES.add(_task, functools.partial(task_family, _task))
