@@ -13,8 +13,8 @@ from typing import Any
 
 from baselines import available_policies
 from sparsity_gym.core.checks import check_choice, check_number
-from sparsity_gym.experiments.families import available_network_families, parse_network
 from sparsity_gym.env.tasks import available_tasks, get_task
+from sparsity_gym.experiments.families import available_network_families, parse_network
 from sparsity_gym.experiments.grid import BACKENDS
 
 
@@ -249,8 +249,8 @@ def build_parser(preset: str = "default", task: str | None = None) -> argparse.A
 def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
     """Parse the command line into a :class:`TrainConfig` (``ValueError`` on a bad value).
 
-    A leading ``train`` or ``evaluate`` word is the same as ``--mode``. ``--preset`` and ``--task`` are read first and set
-    the defaults of the other flags (:func:`task_defaults`: a task's dataset, family, targets...).
+    A leading ``train`` or ``evaluate`` word is the same as ``--mode``. ``--preset`` and ``--task`` are read first
+    and set the defaults of the other flags (:func:`task_defaults`: a task's dataset, family, targets...).
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in MODES:

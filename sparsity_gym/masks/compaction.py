@@ -3,7 +3,8 @@
 At neuron granularity (:mod:`sparsity_gym.masks`) an inactive neuron has a zero fan-in row and bias and zero
 fan-out columns in its successor layer, so it contributes nothing to the network's output whatever the
 activation function. :func:`compact` turns those zeros into missing rows and columns: every prunable layer
-(``nn.Linear`` / ``nn.Conv1d`` / ``nn.Conv2d``) of a deep copy is replaced by a smaller layer of the same kind that keeps
+(``nn.Linear`` / ``nn.Conv1d`` / ``nn.Conv2d``) of a deep copy is replaced by a smaller layer of the same kind
+that keeps
 
 * the active output units (rows of a Linear, output channels of a conv) with their bias, and
 * the input columns (channels) fed by active units of its predecessor, the layer whose
@@ -218,9 +219,7 @@ def _copy_without_hooks(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, memo)
 
 
-def _smaller_layer(
-    name: str, old: nn.Module, rows: torch.Tensor | None, cols: torch.Tensor | None
-) -> nn.Module:
+def _smaller_layer(name: str, old: nn.Module, rows: torch.Tensor | None, cols: torch.Tensor | None) -> nn.Module:
     """A new layer of ``old``'s kind and settings holding ``old``'s weight at ``rows`` x ``cols``."""
     weight = old.weight
     bias = old.bias
@@ -232,7 +231,8 @@ def _smaller_layer(
     new: nn.Module
     if isinstance(old, (nn.Conv1d, nn.Conv2d)):
         if old.groups != 1:
-            raise ValueError(f"layer {name!r} is a {type(old).__name__} with groups={old.groups}; compact only resizes groups=1")
+            kind = type(old).__name__
+            raise ValueError(f"layer {name!r} is a {kind} with groups={old.groups}; compact only resizes groups=1")
         new = nn.utils.skip_init(
             type(old),
             int(w.shape[1]),

@@ -12,8 +12,9 @@ that carry it in every layer that consumes it. Those consumers are found here by
   index ``k`` and are passed through, but they normalise across channels, so a pruned channel still takes part in
   their statistics (as with the order-based rule; :func:`sparsity_gym.masks.compaction.compact` catches it).
 * **Flatten** (``nn.Flatten``, ``torch.flatten``, ``view`` / ``reshape``) of ``(n, C, h, w)`` into ``(n, C·h·w)``
-  (or of a Conv1d's ``(n, C, L)`` into ``(n, C·L)``) is channel-major: channel ``k`` owns ``h·w`` consecutive columns (``columns_per_unit``), checked on the
-  probe's shapes (``AdaptiveAvgPool2d(7) + flatten`` in VGG gives 49 columns per channel).
+  (or of a Conv1d's ``(n, C, L)`` into ``(n, C·L)``) is channel-major: channel ``k`` owns ``h·w`` (``L``)
+  consecutive columns (``columns_per_unit``), checked on the probe's shapes (``AdaptiveAvgPool2d(7) + flatten``
+  in VGG gives 49 columns per channel).
 * **Joins**: an element-wise op of two data tensors (``add``, ``sub``, ``mul``, ``div``, in-place or not) mixes
   channel ``k`` of its operands; every prunable layer whose output reaches one is **coupled**: its channel ``k``
   is summed with another layer's (or the input's) channel ``k`` in a residual addition, so it cannot be

@@ -1,8 +1,9 @@
 """Discovery of a network's prunable layers and their static description.
 
 Prunable layers are found by walking the module in ``named_modules()`` order and keeping every ``nn.Linear``,
-``nn.Conv1d`` and ``nn.Conv2d`` (both convolutions have ``kind == "conv"``; ``kernel_dims`` tells them apart). Which layers consume a layer's outputs (what neuron granularity masks as fan-out) comes
-from the traced data-flow graph (:mod:`sparsity_gym.models.graph`): through BatchNorm, activations, pooling
+``nn.Conv1d`` and ``nn.Conv2d`` (both convolutions have ``kind == "conv"``; ``kernel_dims`` tells them apart).
+Which layers consume a layer's outputs (what neuron granularity masks as fan-out) comes from the traced data-flow
+graph (:mod:`sparsity_gym.models.graph`): through BatchNorm, activations, pooling
 and flattening, to several consumers where the graph branches. A layer whose output enters a residual addition
 (a *coupled* layer) is not pruned at neuron granularity (``LayerInfo.neuron_prunable`` is False): its channel
 ``k`` is summed with another layer's channel ``k``, so it cannot be removed one layer at a time. When tracing

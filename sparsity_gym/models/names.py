@@ -61,7 +61,7 @@ def sized(kind: str, sizes: Sequence[int]) -> NetworkSpec:
 
 
 def parse_network(name: str | Callable[..., Any] | NetworkSpec) -> NetworkSpec:
-    """A spec from ``mlp_256x128`` / ``cnn_16x32`` / ``cnn1d_32x32``, a zoo name (default arguments), a factory or a spec."""
+    """A spec from a sized name (``mlp_256x128``, ``cnn_16x32``, ``cnn1d_32x32``), a zoo name, a factory or a spec."""
     if isinstance(name, NetworkSpec):
         return name
     if callable(name):

@@ -354,8 +354,8 @@ class GradientMomentCollector:
     """Accumulate per-weight gradient moments during ordinary training steps and smooth the SNR.
 
     The collector does not run training steps itself.  It registers a forward hook on each given
-    ``nn.Linear`` / ``nn.Conv1d`` / ``nn.Conv2d``; on a step where :attr:`active` is True (grad mode on, outside torch.func
-    transforms) the hook
+    ``nn.Linear`` / ``nn.Conv1d`` / ``nn.Conv2d``; on a step where :attr:`active` is True (grad mode on, outside
+    torch.func transforms) the hook
     keeps the layer's input (detached, no copy) and registers a tensor hook on the layer's output that keeps
     the output gradient δ (detached).  :meth:`update`, called after ``loss.backward()``, turns them into
     ``ḡ`` and ``Σg²`` per weight (``grad_scale = B``: **the loss must be a mean over the batch**, or a

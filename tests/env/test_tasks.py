@@ -45,8 +45,16 @@ def test_task_families_mirror_the_splits():
 
 
 def test_env_kwargs_and_overrides():
-    task = Task("tiny", "synthetic", train=("mlp_8",), heldout=("mlp_4",), targets=(0.5, 0.2), total_iterations=20,
-                decision_interval=10, env_overrides={"batch_size": 16})
+    task = Task(
+        "tiny",
+        "synthetic",
+        train=("mlp_8",),
+        heldout=("mlp_4",),
+        targets=(0.5, 0.2),
+        total_iterations=20,
+        decision_interval=10,
+        env_overrides={"batch_size": 16},
+    )
     register_task(task)
     try:
         cfg = task_config("tiny")

@@ -38,8 +38,9 @@ def _cells():
     return [cell("linear", 0.5), cell("cubic", 0.9), cell("constant")]
 
 
-def test_pick_is_the_argmax_of_the_cached_table_and_the_cache_is_reused(tiny_task, tmp_path, monkeypatch,
-                                                                        one_torch_thread):
+def test_pick_is_the_argmax_of_the_cached_table_and_the_cache_is_reused(
+    tiny_task, tmp_path, monkeypatch, one_torch_thread
+):
     table = tune(tiny_task, _cells(), run_dir=tmp_path, seeds=(5000, 5001), backend="sequential", progress=False)
     data = json.loads((tmp_path / CACHE_NAME).read_text())
     assert data["task"] == "tiny_tuning"
@@ -74,15 +75,19 @@ def test_bad_cells_are_refused(tiny_task):
 
 
 def _result(policy, network, seed, test):
-    return EpisodeResult(policy, network, "heldout", seed, "magnitude", "weight", 0.1, test, test, 0.1, 1, 1, 1, 0.0,
-                         False, 0)
+    return EpisodeResult(
+        policy, network, "heldout", seed, "magnitude", "weight", 0.1, test, test, 0.1, 1, 1, 1, 0.0, False, 0
+    )
 
 
 def test_oracle_picks_the_best_test_mean_per_network():
     results = [
-        _result("a", "n1", 0, 0.5), _result("a", "n1", 1, 0.7),  # mean 0.6
-        _result("b", "n1", 0, 0.65), _result("b", "n1", 1, 0.65),  # mean 0.65
-        _result("a", "n2", 0, 0.9), _result("b", "n2", 0, 0.8),
+        _result("a", "n1", 0, 0.5),
+        _result("a", "n1", 1, 0.7),  # mean 0.6
+        _result("b", "n1", 0, 0.65),
+        _result("b", "n1", 1, 0.65),  # mean 0.65
+        _result("a", "n2", 0, 0.9),
+        _result("b", "n2", 0, 0.8),
     ]
     best = oracle(results)
     assert (best["n1"].cell, best["n2"].cell) == ("b", "a")
