@@ -153,7 +153,11 @@ def main() -> None:
     parser.add_argument("--train-networks", type=int, default=0, help="tune on the first N train networks (0: all)")
     parser.add_argument("--heldout-networks", type=int, default=0, help="the first N held-out networks (0: all)")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per worker (1: no oversubscription)")
     parser.add_argument("--run-dir", default="runs/room_table")
+    parser.add_argument(
+        "--layer-budget", action="store_true", help="every task at a per-layer budget (uniform allocation only)"
+    )
     args = parser.parse_args()
 
     start = time.perf_counter()
@@ -162,6 +166,8 @@ def main() -> None:
     rows = []
     for name in args.tasks:
         task = get_task(name)
+        if args.layer_budget:
+            task = dataclasses.replace(task, budget="layer")
         if args.train_networks:
             task = dataclasses.replace(task, train=task.train[: args.train_networks])
         nets = list(task.heldout[: args.heldout_networks or None])
@@ -169,13 +175,15 @@ def main() -> None:
         cells = grid_cells(args.shapes, args.windows, allocations)
         targets = args.targets or list(task.targets)
         picks = {
-            t: tune(task, cells, t, Path(args.run_dir) / name, tune_seeds, FAST, workers=args.workers).best
+            t: tune(
+                task, cells, t, Path(args.run_dir) / name, tune_seeds, FAST, "process", args.workers, True, args.threads
+            ).best
             for t in targets
         }
         jobs = _dense_jobs(task, nets, seeds)
         for t in targets:
             jobs += _heldout_jobs(task, cells, t, nets, seeds)
-        acc = _by(run_grid(jobs, backend="process", workers=args.workers, progress=True))
+        acc = _by(run_grid(jobs, "process", args.workers, args.threads, progress=True))
         names = [c.name for c in cells]
         rows += [_row(task, t, picks[t], names, nets, acc, acc) for t in targets]
         print(_markdown(rows), flush=True)

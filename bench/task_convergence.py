@@ -47,7 +47,7 @@ def main() -> None:
             }
             jobs.append(GridJob(f"dense@{factor}T", dense, config, seeds=range(args.seeds), network=name))
     start = time.perf_counter()
-    results = run_grid(jobs, backend="process", workers=args.workers, progress=True)
+    results = run_grid(jobs, "process", args.workers, threads_per_worker=1, progress=True)
     wall = time.perf_counter() - start
     print(f"\ndense validation accuracy (%), mean ± std over seeds 0-{args.seeds - 1} ({wall:.0f} s)")
     print("| task | network | T | val at T | val at 2T | 2T − T | converged (within 1 point) |")

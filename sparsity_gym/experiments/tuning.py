@@ -160,6 +160,7 @@ def tune(
     backend: str = "process",
     workers: int | None = None,
     progress: bool = True,
+    threads_per_worker: int | None = None,
 ) -> TuningTable:
     """The tuning table of ``task`` at ``target`` (default: its first target): every cell on every train network.
 
@@ -173,6 +174,7 @@ def tune(
         backend: :func:`run_grid`'s backend.
         workers: :func:`run_grid`'s workers.
         progress: Show a progress bar.
+        threads_per_worker: :func:`run_grid`'s torch threads per worker.
 
     Raises:
         ValueError: No cells, duplicate names, or a cache in ``run_dir`` that holds another task.
@@ -203,7 +205,7 @@ def tune(
         for cell in cells
         for network in t.train
     ]
-    results = run_grid(jobs, backend=backend, workers=workers, progress=progress)
+    results = run_grid(jobs, backend, workers, threads_per_worker, progress)
     table = _table(t.name, key, target, tuple(int(s) for s in seeds), tuple(names), results)
     if path is not None:
         entries = _read_cache(path, t.name)  # re-read: another process may have added an entry meanwhile
