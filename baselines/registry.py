@@ -19,6 +19,7 @@ from baselines.criteria import (
     make_neq_policy,
     make_snr_policy,
 )
+from baselines.handcrafted import cell_env_kwargs, is_cell, make_cell_policy
 from baselines.policies import make_schedule_policy
 from baselines.schedules import SCHEDULES
 from sparsity_gym.core.registry import Registry
@@ -61,10 +62,23 @@ def available_policies(kind: str | None = None) -> tuple[str, ...]:
 
 
 def make_policy(name: str, env: gym.Env, **kwargs: Any) -> Any:
-    """The fixed policy ``name`` acting in ``env`` (an object with SB3's ``predict`` signature)."""
+    """The fixed policy ``name`` acting in ``env`` (an object with SB3's ``predict`` signature).
+
+    Besides the registered names, any handcrafted cell ``<shape>[@<window_end>][+<allocation>]``
+    (:mod:`baselines.handcrafted`, e.g. ``linear@0.9+lamp``).
+    """
+    if name not in METHODS and isinstance(name, str) and is_cell(name):
+        if kwargs:
+            raise ValueError(f"policy {name!r} takes no keyword arguments; got {sorted(kwargs)}")
+        return make_cell_policy(name, env)
     return METHODS.get(name).factory(env, **kwargs)
 
 
 def env_kwargs(name: str) -> dict[str, Any]:
-    """The env settings method ``name`` needs (selector, regrowth, effect...); empty for schedules."""
+    """The env settings method ``name`` needs (selector, regrowth, effect...); empty for plain schedules.
+
+    A handcrafted cell with ``+allocation`` needs ``{"allocation": allocation}``.
+    """
+    if name not in METHODS and isinstance(name, str) and is_cell(name):
+        return cell_env_kwargs(name)
     return dict(METHODS.get(name).env_kwargs)

@@ -14,11 +14,13 @@ from sparsity_gym.core.checks import check_choice, check_number
 from sparsity_gym.datasets import available_datasets
 from sparsity_gym.datasets.vision import SPECS as VISION_SPECS
 from sparsity_gym.datasets.vision import check_data_root
+from sparsity_gym.masks.allocation import available_allocations
 from sparsity_gym.masks.regrowth import available_regrowth
 from sparsity_gym.masks.selectors import GRANULARITIES, SELECTORS, available_selectors, threshold_range
 from sparsity_gym.models import available_networks, widened_kwargs
 
 ACTION_MODES = ("density", "threshold")
+BUDGETS = ("layer", "global", "flops")
 EFFECTS = ("prune", "freeze")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 REWARDS = ("final_accuracy", "delta_accuracy")
@@ -73,8 +75,20 @@ class EnvConfig:
             whose score reaches it stay active (prune never regrows in this mode) or trainable (freeze).
         exchange_fraction: Fraction f of the active units dropped and regrown at random at every mask update
             on top of the density change (CRITERIA §5; 0 disables).
-        target_density: The density every layer ends the episode at (the last decision is projected onto it);
-            ``None`` leaves the final density to the policy.
+        target_density: The budget the episode ends on (the last decision is projected onto it, in every action
+            mode); what it measures is ``budget``'s. ``None`` leaves the final density to the policy.
+        budget: What ``target_density`` constrains. ``layer``: every controlled layer ends at it. ``global``: the
+            parameter-weighted density over every prunable layer (``info["density"]``: active weights / weights)
+            ends at it, the policy's allocation kept: its last per-layer densities are scaled onto the budget by
+            water-filling within each layer's bounds [one unit, all units], with exact unit counts
+            (:mod:`sparsity_gym.env.projection`), so the final global density is the target to one unit.
+            ``flops``: the same with the inference-FLOPs fraction (``info["flops"] / info["dense_flops"]``,
+            AMC's constraint) as the budget, a weight of layer l costing ``2 * P_l``.
+        allocation: ``policy``: the action's per-layer densities as the policy gives them. A rule name
+            (``sparsity_gym.masks.allocation``: ``uniform``, ``er``, ``erk``, ``lamp``, ``global_magnitude``): at
+            every decision the requested densities' parameter-weighted mean is the requested global density
+            and the rule shares it out across the layers (then ``budget`` projects the last decision). Needs
+            ``action_mode="density"``.
         min_density: Lowest density an action can ask for; an action of -1 maps here.
         max_density: Highest density an action can ask for; an action of +1 maps here.
         total_iterations: Optimizer steps in one episode (one full training run).
@@ -121,6 +135,8 @@ class EnvConfig:
     action_mode: str = "density"
     exchange_fraction: float = 0.0
     target_density: float | None = 0.1
+    budget: str = "layer"
+    allocation: str = "policy"
     min_density: float = 0.02
     max_density: float = 1.0
     total_iterations: int = 400
@@ -194,6 +210,16 @@ class EnvConfig:
         if self.capacity > 1.0:
             widened_kwargs(self.network, self.network_kwargs, self.capacity)
 
+    def _validate_budget(self) -> None:
+        """The budget kind and the allocation rule (a rule needs requested densities: density mode)."""
+        check_choice("budget", self.budget, BUDGETS)
+        check_choice("allocation", self.allocation, ("policy", *available_allocations()))
+        if self.allocation != "policy" and self.action_mode != "density":
+            raise ValueError(
+                f"allocation={self.allocation!r} is not allowed with action_mode={self.action_mode!r}; expected "
+                "allocation='policy' (a rule re-allocates requested densities, and thresholds request none)"
+            )
+
     def validate(self) -> None:
         """Check every field; raise ``ValueError`` naming the first bad field, its value and what is allowed."""
         if isinstance(self.network, str):
@@ -211,6 +237,7 @@ class EnvConfig:
         check_choice("regrowth", self.regrowth, available_regrowth())
         check_choice("effect", self.effect, EFFECTS)
         check_choice("action_mode", self.action_mode, ACTION_MODES)
+        self._validate_budget()
         self._validate_selection()
         if self.effect == "freeze" and self.granularity != "neuron":
             raise ValueError(f"granularity={self.granularity!r} is not allowed with effect='freeze'; expected 'neuron'")

@@ -13,6 +13,7 @@ import torch.nn as nn
 from sparsity_gym.criteria.snr_pruning import LossHold
 from sparsity_gym.datasets import DatasetSplits, load_dataset
 from sparsity_gym.env.actions import from_action, to_action
+from sparsity_gym.env.budget import budget_counts, reallocate
 from sparsity_gym.env.config import EnvConfig
 from sparsity_gym.env.flops import dense_inference_flops, inference_flops, training_step_flops
 from sparsity_gym.env.tasks import task_env_kwargs
@@ -60,8 +61,18 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
     whose score reaches the threshold stay active (prune: at least one per layer, never regrown) or trainable
     (freeze). Under ``regrowth="feedback"`` every unit whose score passes is active, so units return; the
     ``snr`` selector has its own rule, ``keep = snr > 10**t OR global magnitude of the same sparsity``.
-    When ``target_density`` is set, the last decision of the episode is replaced by ``target_density`` for every
-    layer (the projection), so every policy, learned or fixed, ends at the target.
+    When ``target_density`` is set, the last decision of the episode is projected onto the budget, in every
+    action mode, so every policy, learned or fixed, ends on it. ``budget="layer"``: every layer at
+    ``target_density``. ``budget="global"`` (or ``"flops"``): the policy's last per-layer densities are scaled by
+    one factor onto ``target_density`` times the dense weights (inference FLOPs), water-filling within each
+    layer's bounds [one unit, all units], with exact unit counts and largest-remainder rounding
+    (:mod:`sparsity_gym.env.projection`); the final global density (FLOPs fraction) is the target to one unit
+    and the allocation across layers stays the policy's. In threshold mode the last decision's thresholds are
+    read as the densities they would leave, and those are projected (under ``layer`` every layer then ends at
+    the target too). With ``allocation`` set to a rule (``uniform``, ``er``, ``erk``, ``lamp``,
+    ``global_magnitude``; :mod:`sparsity_gym.masks.allocation`, density mode) every decision's densities are
+    reduced to their parameter-weighted mean and shared out across the layers by the rule before the budget's
+    projection; ``info["allocation"]`` holds the per-layer densities the rule and the projection produced.
     With ``effect="freeze"`` (neuron granularity) nothing is pruned: the units an action leaves out keep their
     forward pass but their fan-in rows and biases stay bit-identical through every optimizer step
     (:class:`sparsity_gym.masks.freezing.RowFreezer`), and thaw at a later decision. Non-finite or out-of-range
@@ -124,18 +135,23 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
     ## Episode End
 
     Truncation after ``total_iterations / decision_interval`` steps (the training budget is spent);
-    ``info["test_accuracy"]`` is then set. Termination only when the training loss becomes non-finite
-    (divergence). The dataset split is fixed by ``data_seed``: the test set never changes between episodes.
+    ``info["test_accuracy"]`` is then set. With a ``target_density`` the episode ends on the budget: every layer
+    at the target (``budget="layer"``), or the global density (``"global"``) or the inference-FLOPs fraction
+    (``"flops"``) within one unit of it, whatever the policy and the action mode. Termination only when the
+    training loss becomes non-finite (divergence). The dataset split is fixed by ``data_seed``: the test set
+    never changes between episodes.
 
     ## Info
 
     ``density`` (global, parameter-weighted), ``layer_densities``, ``target_density``,
-    ``requested_densities`` (this step's densities after clipping and projection), ``val_accuracy``,
+    ``requested_densities`` (this step's densities after clipping and projection), ``allocation`` (the
+    per-layer densities the allocation rule and the projection produced at this step: the requested densities
+    under ``allocation="policy"``, the current ones at a threshold decision before the last), ``val_accuracy``,
     ``train_loss``, ``flops`` (inference FLOPs per sample of the active network), ``dense_flops``,
     ``training_flops`` (summed over the episode so far, frozen neurons' weight gradients excluded),
     ``saved_backward_flops`` (those, summed: 2·B·P·F per frozen neuron and step), ``frozen_fraction``,
     ``invalid_actions``, ``mask_update``, ``iteration``, ``diverged``, and at the end ``test_accuracy``. In
-    threshold mode ``requested_densities`` holds the thresholds.
+    threshold mode ``requested_densities`` holds the thresholds (the projected densities at the last decision).
 
     ## Arguments
 
@@ -252,28 +268,25 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
         return to_action(density, self.config.min_density, self.config.max_density)
 
     def _apply_action(self, action: np.ndarray) -> list[float]:
-        """Map ``action`` onto densities or thresholds and apply them (prune or freeze); return them."""
+        """Map ``action`` onto densities or thresholds and apply them (prune or freeze); return them.
+
+        The last decision under a target is projected onto the budget (:meth:`_budget_counts`) in every action
+        mode; a threshold action is then read as the densities its thresholds would give.
+        """
         cfg = self.config
         projected = self.decision == cfg.num_decisions - 1 and cfg.target_density is not None
-        if cfg.action_mode == "threshold":
-            values = self.thresholds_from_action(action)
-        else:
-            values = self.densities_from_action(action)
-            if projected:
-                values = np.full(len(values), cfg.target_density)
+        thresholded = cfg.action_mode == "threshold" and not projected
+        values, counts = self._decision_values(action, projected)
         self.mask_update = "applied" if projected else self._mask_update_gate()
         if self.mask_update != "applied":
             return values.tolist()
-        ctx = SelectionContext(
-            self._generator,
-            {name: self.observers[name].unit_scores() for name in self._rule_statistics()},
-            cfg.selector_options,
-        )
-        if cfg.action_mode == "threshold":
+        ctx = self._selection_context()
+        if thresholded:
             # pruning keeps at least one unit per layer; freezing may freeze a whole layer (NEq does)
             keeps = self.masks.keeps_from_thresholds(values.tolist(), ctx, minimum=0 if self.freezer else 1)
         else:
-            counts = [m.target_count(float(d)) for m, d in zip(self.masks.layers, values, strict=True)]
+            if counts is None:
+                counts = [m.target_count(float(d)) for m, d in zip(self.masks.layers, values, strict=True)]
             keeps = None if self.freezer is None else self.masks.keep_masks(counts, ctx)
         if self.freezer is not None:
             for i, keep in enumerate(keeps):
@@ -283,6 +296,53 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
         else:
             self.masks.set_keep(keeps, ctx)
         return values.tolist()
+
+    def _decision_values(self, action: np.ndarray, projected: bool) -> tuple[np.ndarray, list[int] | None]:
+        """The decision's thresholds or densities (after the allocation rule), and the projection's unit counts.
+
+        Sets :attr:`allocation` (``info["allocation"]``): the densities the rule and the projection produced, or
+        the current densities at a threshold decision before the last.
+        """
+        cfg = self.config
+        if cfg.action_mode == "threshold" and not projected:
+            self.allocation = np.array(self.masks.densities, dtype=np.float32)
+            return self.thresholds_from_action(action), None
+        if cfg.action_mode == "threshold":
+            values = self._threshold_densities(self.thresholds_from_action(action))
+        else:
+            values = self.densities_from_action(action)
+            if cfg.allocation != "policy":
+                values = self._allocated(values)
+            if projected and cfg.budget == "layer":
+                values = np.full(len(values), cfg.target_density)
+        counts = None
+        if projected and cfg.target_density is not None:
+            counts = self._budget_counts(values, cfg.target_density)
+            values = np.array([c / m.num_units for c, m in zip(counts, self.masks.layers, strict=True)])
+        self.allocation = np.asarray(values, dtype=np.float32)
+        return values, counts
+
+    def _selection_context(self) -> SelectionContext:
+        """What the selector and regrowth rules read now: the generator, the statistics, the options."""
+        cfg = self.config
+        stats = {name: self.observers[name].unit_scores() for name in self._rule_statistics()}
+        return SelectionContext(self._generator, stats, cfg.selector_options)
+
+    def _threshold_densities(self, thresholds: np.ndarray) -> np.ndarray:
+        """The densities the thresholds would leave (masks untouched); the target's for every layer under ``layer``."""
+        if self.config.budget == "layer":
+            return np.full(len(thresholds), self.config.target_density)
+        keeps = self.masks.keeps_from_thresholds(thresholds.tolist(), self._selection_context(), minimum=1)
+        return np.array([int(k.sum()) / m.num_units for k, m in zip(keeps, self.masks.layers, strict=True)])
+
+    def _allocated(self, densities: np.ndarray) -> np.ndarray:
+        """The requested densities' parameter-weighted mean, shared out by the configured allocation rule."""
+        return reallocate(self.masks.layers, densities, self.config.allocation)
+
+    def _budget_counts(self, densities: np.ndarray, target: float) -> list[int]:
+        """Unit counts of the last decision on the configured budget (:func:`sparsity_gym.env.budget.budget_counts`)."""
+        cfg = self.config
+        return budget_counts(self.masks, densities, cfg.budget, target, grows=cfg.regrowth != "none")
 
     def _mask_update_gate(self) -> str:
         """``applied``, or why this decision leaves the masks as they are: ``burn_in`` or ``loss_hold``."""
@@ -357,6 +417,7 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
         self._burn_in_iterations = math.ceil(cfg.burn_in_epochs * epoch - 1e-9)
         self._loss_hold = LossHold()
         self.mask_update = "applied"
+        self.allocation = np.array(self.masks.densities, dtype=np.float32)
         self.iteration = 0
         self.decision = 0
         self.training_flops = 0
@@ -443,6 +504,7 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
             "layer_densities": np.array(self.masks.densities, dtype=np.float32),
             "target_density": self.config.target_density,
             "requested_densities": np.array(requested, dtype=np.float32),
+            "allocation": np.array(self.allocation, dtype=np.float32),
             "val_accuracy": self.last_val_accuracy,
             "train_loss": self.last_train_loss,
             "flops": self.inference_flops(),

@@ -3,7 +3,9 @@
 Modules: :mod:`~sparsity_gym.masks.layer_mask` (one layer), :mod:`~sparsity_gym.masks.masked_network` (the
 network), :mod:`~sparsity_gym.masks.selectors` (*which* units go), :mod:`~sparsity_gym.masks.regrowth` (*how*
 they return), :mod:`~sparsity_gym.masks.optimizer_state`, :mod:`~sparsity_gym.masks.freezing` (NEq's frozen
-rows) and :mod:`~sparsity_gym.masks.compaction` (a pruned network made small).
+rows), :mod:`~sparsity_gym.masks.compaction` (a pruned network made small) and
+:mod:`~sparsity_gym.masks.allocation` (how a global density is shared out across layers: uniform, ER, ERK,
+LAMP, global magnitude).
 
 The mask contract, one for every method:
 
