@@ -38,13 +38,13 @@ EVAL_SEED_START = 3000
 FAST = {"observations": ()}
 
 
-def grid_cells(shapes: list[str], windows: list[float], allocations: list[str]) -> list[Cell]:
+def grid_cells(shapes: list[str], windows: list[float], allocations: list[str | None]) -> list[Cell]:
     """The handcrafted grid as cells (``baselines.handcrafted_grid`` names; before budgets: shape@window only)."""
     if hasattr(baselines, "handcrafted_grid"):
         names = baselines.handcrafted_grid(shapes, windows, allocations)
         return [Cell(n, functools.partial(baselines.make_policy, n), baselines.env_kwargs(n)) for n in names]
-    if allocations != ["uniform"]:
-        raise ValueError(f"allocations={allocations!r} need the budgets branch; expected ['uniform'] without it")
+    if allocations != [None]:
+        raise ValueError(f"allocations={allocations!r} need the budgets branch; expected none without it")
     cells = []
     for shape in shapes:
         for window in [None] if shape == "constant" else windows:
@@ -171,27 +171,23 @@ def main() -> None:
         if args.train_networks:
             task = dataclasses.replace(task, train=task.train[: args.train_networks])
         nets = list(task.heldout[: args.heldout_networks or None])
-        allocations = args.allocations if task.budget != "layer" else ["uniform"]
+        allocations = args.allocations if task.budget != "layer" else [None]  # the schedule's own: today's cells
         cells = grid_cells(args.shapes, args.windows, allocations)
         targets = args.targets or list(task.targets)
-        picks = {
-            t: tune(
-                task, cells, t, Path(args.run_dir) / name, tune_seeds, FAST, "process", args.workers, True, args.threads
-            ).best
-            for t in targets
-        }
-        jobs = _dense_jobs(task, nets, seeds)
-        for t in targets:
-            jobs += _heldout_jobs(task, cells, t, nets, seeds)
-        acc = _by(run_grid(jobs, "process", args.workers, args.threads, progress=True))
         names = [c.name for c in cells]
-        rows += [_row(task, t, picks[t], names, nets, acc, acc) for t in targets]
-        print(_markdown(rows), flush=True)
+        dense = _by(run_grid(_dense_jobs(task, nets, seeds), "process", args.workers, args.threads))
+        for t in targets:  # one target at a time: an interrupted run has printed its finished rows
+            run_dir = Path(args.run_dir) / name
+            table = tune(task, cells, t, run_dir, tune_seeds, FAST, "process", args.workers, True, args.threads)
+            acc = _by(run_grid(_heldout_jobs(task, cells, t, nets, seeds), "process", args.workers, args.threads))
+            rows.append(_row(task, t, table.best, names, nets, acc, dense))
+            print(_markdown(rows), f"\n({time.perf_counter() - start:.0f} s so far)", flush=True)
     wall = time.perf_counter() - start
     grid = (
-        f"shapes {args.shapes} × windows {args.windows} × allocations {args.allocations} (uniform only under a "
-        f"layer budget); tuning: {args.tune_seeds} seed(s) per train network; held-out: {args.seeds} seeds "
-        f"(test accuracy, %); workers {args.workers}"
+        f"shapes {args.shapes} × windows {args.windows} × allocations {args.allocations} (none under a layer "
+        f"budget: every layer ends at the target); tuning: {args.tune_seeds} seed(s) on "
+        f"{args.train_networks or 'all'} train network(s); held-out: {args.seeds} seeds (test accuracy, %); "
+        f"workers {args.workers}"
     )
     note = "† upper bound, chosen on its own test results."
     text = f"{_markdown(rows)}\n\n{note}\n\nGrid: {grid}. Wall time {wall:.0f} s."
