@@ -48,9 +48,11 @@ def grid_cells(shapes: list[str], windows: list[float], allocations: list[str | 
     cells = []
     for shape in shapes:
         for window in [None] if shape == "constant" else windows:
-            kw = {} if window is None else {"p_end": window}
-            name = shape if window is None else f"{shape}@{window:g}"
-            cells.append(Cell(name, functools.partial(make_schedule_policy, name=shape, **kw)))
+            if window is None:
+                cells.append(Cell(shape, functools.partial(make_schedule_policy, name=shape)))
+            else:
+                factory = functools.partial(make_schedule_policy, name=shape, p_end=window)
+                cells.append(Cell(f"{shape}@{window:g}", factory))
     return cells
 
 

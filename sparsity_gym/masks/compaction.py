@@ -219,7 +219,9 @@ def _copy_without_hooks(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, memo)
 
 
-def _smaller_layer(name: str, old: nn.Module, rows: torch.Tensor | None, cols: torch.Tensor | None) -> nn.Module:
+def _smaller_layer(
+    name: str, old: nn.Module, rows: torch.Tensor | None, cols: torch.Tensor | None
+) -> nn.Linear | nn.Conv1d | nn.Conv2d:
     """A new layer of ``old``'s kind and settings holding ``old``'s weight at ``rows`` x ``cols``."""
     weight = old.weight
     bias = old.bias
@@ -228,7 +230,7 @@ def _smaller_layer(name: str, old: nn.Module, rows: torch.Tensor | None, cols: t
         w = w if cols is None else w.index_select(1, cols.to(weight.device))
         b = bias if bias is None or rows is None else bias.index_select(0, rows.to(bias.device))
     factory: dict[str, Any] = {"device": weight.device, "dtype": weight.dtype}
-    new: nn.Module
+    new: nn.Linear | nn.Conv1d | nn.Conv2d
     if isinstance(old, (nn.Conv1d, nn.Conv2d)):
         if old.groups != 1:
             kind = type(old).__name__

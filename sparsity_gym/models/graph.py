@@ -45,8 +45,8 @@ import torch.nn.functional as F
 
 __all__ = ["CONV_TYPES", "PRUNABLE", "Edge", "LayerGraph", "trace_layer_graph"]
 
-CONV_TYPES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d)
-PRUNABLE: tuple[type[nn.Module], ...] = (nn.Linear, *CONV_TYPES)
+CONV_TYPES = (nn.Conv1d, nn.Conv2d)
+PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 # single-input modules whose output channel k depends on input channel k only (shape checked on the probe)
 _CHANNEL_MODULES: tuple[type[nn.Module], ...] = (
