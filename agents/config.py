@@ -14,12 +14,13 @@ from typing import Any
 from baselines import available_policies
 from sparsity_gym.core.checks import check_choice, check_number
 from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.env.tasks import available_tasks, get_task
 from sparsity_gym.experiments.families import available_network_families, parse_network
 from sparsity_gym.experiments.grid import BACKENDS
 
 
-def _opt(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
+def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices})
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,12 @@ class TrainConfig:
     run_dir: str = _opt("runs/default", "folder for TensorBoard events, checkpoints, the model and the results")
     seed: int = _opt(0, "seed of PPO and of the training episodes (evaluation seeds are eval_seed_start + i)")
     resume: bool = _opt(False, "continue from run_dir/checkpoints/last.zip with the timestep count and curves")
+    task: str | None = _opt(
+        None,
+        "a named benchmark task (sparsity_gym.env.tasks): its dataset, networks (train / held-out split), budget, "
+        "targets, selector and training length become the defaults; explicit flags still win",
+        choices=available_tasks(),
+    )
     family: str = _opt("mlp", "network family: training samples its train split, reports use its held-out split")
     n_envs: int = _opt(2, "parallel training envs (subprocess vector envs when more than 1)")
     n_steps: int = _opt(50, "PPO rollout length per env and update (an update sees n_steps * n_envs decisions)")
@@ -105,6 +112,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_choice("mode", self.mode, MODES)
         check_choice("preset", self.preset, tuple(PRESETS))
+        if self.task is not None:
+            check_choice("task", self.task, available_tasks())
         check_choice("family", self.family, available_network_families())
         check_number("total_timesteps", self.total_timesteps, low=1, integer=True)
         check_number("seed", self.seed, low=0, integer=True)
@@ -194,8 +203,36 @@ PRESETS: dict[str, dict[str, Any]] = {
 """Named sets of defaults: ``--preset long`` is the headline run; flags given explicitly still win."""
 
 
-def build_parser(preset: str = "default") -> argparse.ArgumentParser:
-    """An ``argparse`` parser with one ``--flag`` per :class:`TrainConfig` field, defaults from ``preset``."""
+def task_defaults(task: str | None) -> dict[str, Any]:
+    """The :class:`TrainConfig` defaults a ``--task`` sets (none without a task): its family, dataset, settings."""
+    if task is None:
+        return {}
+    t = get_task(task)
+    return {
+        "family": t.name,
+        "dataset": t.dataset,
+        "selector": t.selector,
+        "target_density": t.targets[0],
+        "eval_targets": t.targets,
+        "eval_selectors": (t.selector,),
+        "granularity": t.granularity,
+        "total_iterations": t.total_iterations,
+        "decision_interval": t.decision_interval,
+    }
+
+
+def task_env_extras(task: str | None) -> dict[str, Any]:
+    """``EnvConfig`` fields a task sets that have no flag (its budget and other env settings)."""
+    if task is None:
+        return {}
+    flagged = {"dataset", "selector", "target_density", "granularity", "total_iterations", "decision_interval"}
+    return {k: v for k, v in get_task(task).settings().items() if k not in flagged}
+
+
+def build_parser(preset: str = "default", task: str | None = None) -> argparse.ArgumentParser:
+    """An ``argparse`` parser with one ``--flag`` per :class:`TrainConfig` field, defaults from ``preset`` and
+    ``task`` (a task's values win over the preset's; explicit flags over both).
+    """  # noqa: D205
     parser = argparse.ArgumentParser(
         prog="train_agent.py",
         description="Train a PPO agent to schedule per-layer densities of networks in training (sampled from a "
@@ -204,11 +241,18 @@ def build_parser(preset: str = "default") -> argparse.ArgumentParser:
         "Writes TensorBoard events, the model, results.csv/.md and plots.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    defaults = PRESETS.get(preset, {})
+    defaults = {**PRESETS.get(preset, {}), **task_defaults(task)}
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         if f.name != "env":
-            _add_flag(parser, f.name, hints[f.name], defaults.get(f.name, f.default), f.metadata["help"])
+            _add_flag(
+                parser,
+                f.name,
+                hints[f.name],
+                defaults.get(f.name, f.default),
+                f.metadata["help"],
+                f.metadata.get("choices"),
+            )
     env = parser.add_argument_group("env settings (sparsity_gym.env.config.EnvConfig)")
     env_hints = typing.get_type_hints(EnvConfig)
     env_defaults = EnvConfig()
@@ -217,7 +261,9 @@ def build_parser(preset: str = "default") -> argparse.ArgumentParser:
     return parser
 
 
-def _add_flag(parser: Any, name: str, hint: Any, default: Any, help_text: str) -> None:
+def _add_flag(
+    parser: Any, name: str, hint: Any, default: Any, help_text: str, choices: Sequence[Any] | None = None
+) -> None:
     """One ``--flag`` for a field of type ``hint`` (bool: ``--x/--no-x``; tuple: several values)."""
     flag = "--" + name.replace("_", "-")
     if hint is bool:
@@ -227,23 +273,26 @@ def _add_flag(parser: Any, name: str, hint: Any, default: Any, help_text: str) -
         parser.add_argument(flag, nargs="*", type=item, default=default, help=help_text)
     else:  # ``X | None`` parses as X (None is the default only)
         kind = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
-        parser.add_argument(flag, type=kind, default=default, help=help_text)
+        parser.add_argument(flag, type=kind, default=default, choices=choices, help=help_text)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
     """Parse the command line into a :class:`TrainConfig` (``ValueError`` on a bad value).
 
-    A leading ``train`` or ``evaluate`` word is the same as ``--mode``. ``--preset`` is read first and sets the
-    defaults of the other flags.
+    A leading ``train`` or ``evaluate`` word is the same as ``--mode``. ``--preset`` and ``--task`` are read first
+    and set the defaults of the other flags (:func:`task_defaults`: a task's dataset, family, targets...).
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in MODES:
         args = ["--mode", args[0], *args[1:]]
     first = argparse.ArgumentParser(add_help=False)
     first.add_argument("--preset", default="default")
-    preset = first.parse_known_args(args)[0].preset
+    first.add_argument("--task", default=None)
+    known = first.parse_known_args(args)[0]
+    preset, task = known.preset, known.task
     check_choice("preset", preset, tuple(PRESETS))
-    ns = build_parser(preset).parse_args(args)
+    parser = build_parser(preset, task if task in available_tasks() else None)
+    ns = parser.parse_args(args)  # an unknown --task is argparse's error, naming the choices
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in vars(ns).items()}
-    env = EnvConfig(**{k: values.pop(k) for k in ENV_FLAGS})
+    env = EnvConfig(**task_env_extras(values["task"]), **{k: values.pop(k) for k in ENV_FLAGS})
     return TrainConfig(env=env, **values)

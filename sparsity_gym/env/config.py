@@ -67,7 +67,7 @@ class EnvConfig:
         data_root: Local folder of the datasets read from disk (``mnist``, ``fashion_mnist``, ``cifar10``, in
             torchvision's layout; see :mod:`sparsity_gym.datasets.vision`).
         data_seed: Seed of the train/validation/test split; fixed across episodes so the test set never moves.
-        granularity: ``weight`` (unstructured) or ``neuron`` (rows of Linear, output channels of Conv2d; the
+        granularity: ``weight`` (unstructured) or ``neuron`` (rows of Linear, output channels of Conv1d/Conv2d; the
             output layer is never pruned at neuron granularity).
         selector: Which units go when a layer shrinks (one spec each in :mod:`sparsity_gym.masks.selectors`):
             ``magnitude`` (smallest |w| among the active, a neuron's score is the l2 norm of its fan-in),

@@ -1,8 +1,8 @@
 """FLOPs of the active network, by one documented convention.
 
 * Inference: 2 FLOPs per active multiply-accumulate, ``2 * P * (active weights)`` per layer and sample, with
-  P the layer's output positions (1 for Linear, h_out * w_out for Conv2d). Biases, activations, pooling and
-  normalisation are not counted; only prunable layers are.
+  P the layer's output positions (1 for Linear, L_out for Conv1d, h_out * w_out for Conv2d). Biases,
+  activations, pooling and normalisation are not counted; only prunable layers are.
 * Training, per optimizer step: ``3 * B * inference`` (the forward pass, and a backward pass costing twice the
   forward: one product for the input gradient, one for the weight gradient), summed over the episode's steps.
 """

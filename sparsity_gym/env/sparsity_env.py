@@ -21,6 +21,7 @@ from sparsity_gym.env.config import EnvConfig, field_names
 from sparsity_gym.env.flops import dense_inference_flops, inference_flops, training_step_flops
 from sparsity_gym.env.interop import check_network_fits, copy_state, mid_episode_copy_error, render_densities
 from sparsity_gym.env.registration import METADATA
+from sparsity_gym.env.tasks import task_env_kwargs
 from sparsity_gym.env.training import TrainingLoop, make_optimizer, resolve_device
 from sparsity_gym.masks.freezing import RowFreezer
 from sparsity_gym.masks.masked_network import MaskedNetwork
@@ -42,8 +43,8 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
 
     The environment trains a network (a zoo name or a user factory, see :class:`EnvConfig`) on a classification
     dataset for ``total_iterations`` optimizer steps. Every ``decision_interval`` steps the agent sets the
-    density of each prunable layer (``nn.Linear`` and ``nn.Conv2d``, found by walking the module; at neuron
-    granularity the output layer is excluded). The selector decides *which* units go, the regrowth rule how
+    density of each prunable layer (``nn.Linear``, ``nn.Conv1d`` and ``nn.Conv2d``, found by walking the module;
+    at neuron granularity the output layer is excluded). The selector decides *which* units go, the regrowth rule how
     units return (CRITERIA §5: random or magnitude pruning, random regrowth with zero weights and zero optimizer
     state). After every optimizer step each layer holds exactly ``max(1, round(d * n))`` active units and
     inactive weights are exactly zero (:mod:`sparsity_gym.masks`).
@@ -95,7 +96,7 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
     | Column            | Family       | Meaning                                                  | Range   |
     |-------------------|--------------|----------------------------------------------------------|---------|
     | relative_depth    | static       | layer index / (number of prunable layers - 1)            | [0, 1]  |
-    | is_conv           | static       | 1 for Conv2d, 0 for Linear                               | {0, 1}  |
+    | is_conv           | static       | 1 for Conv1d and Conv2d, 0 for Linear                    | {0, 1}  |
     | is_output         | static       | 1 for the output layer                                   | {0, 1}  |
     | log_fan_in        | static       | ln(fan-in) / 10                                          | [0, 2]  |
     | log_fan_out       | static       | ln(output units) / 10                                    | [0, 2]  |
@@ -174,8 +175,10 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
 
     ``gym.make("SparsityGym/Schedule-v0", **fields)`` with any field of :class:`EnvConfig` (network, dataset,
     target_density, granularity, selector, regrowth, total_iterations, decision_interval, batch_size, ...), or
-    ``SparsityEnv(config=EnvConfig(...))``. An unknown field raises ``UnknownFieldError`` (a ``TypeError`` and
-    a ``ValueError``) naming the closest field; a user network that cannot take the dataset's inputs raises
+    ``SparsityEnv(config=EnvConfig(...))``. ``task="mnist1d_mlp"`` (a name of
+    :data:`sparsity_gym.env.tasks.TASKS`) takes a named benchmark task's settings as the defaults; the other
+    keywords override them (``network`` may then be a sized name such as ``"mlp_512"``). An unknown field raises
+    ``UnknownFieldError`` (a ``TypeError`` and a ``ValueError``) naming the closest field; a user network that cannot take the dataset's inputs raises
     ``ValueError`` naming ``network`` when the env is built. ``render_mode`` is ``None`` or ``"rgb_array"``
     (what stable-baselines3's ``make_vec_env`` passes): :meth:`render` then draws the layers' densities.
 
@@ -196,10 +199,11 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
         config: EnvConfig | None = None,
         render_mode: str | None = None,
         data: DatasetSplits | None = None,
+        task: str | None = None,
         **kwargs: Any,
     ) -> None:
         limit_threads_if_forked()  # before any torch operation: a forked child must not enter OpenMP
-        check_fields(type(self).__name__, kwargs, (*field_names(), "config", "render_mode", "data"))
+        check_fields(type(self).__name__, kwargs, (*field_names(), "config", "render_mode", "data", "task"))
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
                 f"render_mode={render_mode!r} is not allowed; expected None or one of: "
@@ -208,6 +212,10 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
         self.render_mode = render_mode
         self._data_given = data is not None
         self._closed = False
+        if task is not None:
+            if config is not None:
+                raise ValueError(f"task={task!r} is not allowed with a config; expected one of them")
+            kwargs = task_env_kwargs(task, kwargs)
         self.config = EnvConfig(**kwargs) if config is None else config.replace(**kwargs) if kwargs else config
         self.device = resolve_device(self.config.device)
         if self.config.precision == "float16" and self.device.type != "cuda":

@@ -3,9 +3,10 @@
 A learned schedule is only interesting if it transfers: the agent trains on the networks of a family's
 ``train`` split (one is sampled at every episode, see :class:`sparsity_gym.env.wrappers.FamilyEnv`) and is
 reported on the ``heldout`` split, which training never sees. Networks are :class:`NetworkSpec` objects: a zoo
-name or a user factory plus its keyword arguments, with a readable name. Names written ``mlp_256x128`` or
-``cnn_16x32`` are parsed back into specs by :func:`parse_network` (widths of the hidden Linear layers, or the
-channels of the conv layers), so the command line can name any width and depth.
+name or a user factory plus its keyword arguments, with a readable name. Names written ``mlp_256x128``,
+``cnn_16x32`` or ``cnn1d_32x32`` are parsed back into specs by :func:`parse_network` (widths of the hidden
+Linear layers, or the channels of the conv layers), so the command line can name any width and depth. The specs
+and the parser live in :mod:`sparsity_gym.models.names` (the env's tasks need them) and are re-exported here.
 
 Families (``available_network_families()``):
 
@@ -17,82 +18,39 @@ Families (``available_network_families()``):
 * ``random``: :func:`random_mlp_specs` draws the train split from ``seed`` 0 and the held-out split from
   seed 1 (architectures already in the train split are skipped), plus ``cnn_8x16``.
 
-Register more with :func:`register_network_family`.
+Every named task of :mod:`sparsity_gym.env.tasks` is also a family of the same name (its train and held-out
+networks; :func:`task_family`), unless a family of that name exists. Register more with
+:func:`register_network_family`.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Any
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from sparsity_gym.core.checks import check_choice, check_number
 from sparsity_gym.core.registry import Registry
+from sparsity_gym.env.tasks import available_tasks, get_task
+from sparsity_gym.models.names import NetworkSpec, parse_network, sized
+
+__all__ = [
+    "FAMILIES",
+    "SPLITS",
+    "Family",
+    "NetworkSpec",
+    "available_network_families",
+    "get_family",
+    "parse_network",
+    "random_mlp_specs",
+    "register_network_family",
+    "sized",
+    "task_family",
+]
 
 SPLITS = ("train", "heldout")
-_SIZED = re.compile(r"^(?P<kind>mlp|cnn)_(?P<sizes>\d+(?:x\d+)*)$")
-_SIZE_ARGUMENT = {"mlp": "widths", "cnn": "channels"}
-
-
-@dataclass(frozen=True)
-class NetworkSpec:
-    """One network of a family: a zoo name or a factory, its keyword arguments and a readable name.
-
-    Attributes:
-        name: The name used in reports and on the command line (``mlp_256x256``, ``cnn_16x32``, a factory's
-            ``__name__``).
-        network: A zoo name or any callable returning an ``nn.Module`` (``EnvConfig.network``). A factory
-            used with subprocess vector envs must be picklable (a module-level function).
-        kwargs: ``EnvConfig.network_kwargs``.
-
-    """
-
-    name: str
-    network: str | Callable[..., Any]
-    kwargs: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "kwargs", MappingProxyType(dict(self.kwargs)))
-
-    def env_kwargs(self) -> dict[str, Any]:
-        """The ``EnvConfig`` fields that select this network."""
-        return {"network": self.network, "network_kwargs": dict(self.kwargs)}
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # MappingProxyType does not pickle; subprocess vector envs send specs to their workers.
-        return (NetworkSpec, (self.name, self.network, dict(self.kwargs)))
-
-
-def sized(kind: str, sizes: Sequence[int]) -> NetworkSpec:
-    """The spec ``mlp_<w1>x<w2>...`` (hidden widths) or ``cnn_<c1>x<c2>...`` (conv channels)."""
-    check_choice("network", kind, tuple(_SIZE_ARGUMENT))
-    sizes = tuple(int(s) for s in sizes)
-    if not sizes or min(sizes) < 1:
-        raise ValueError(f"network sizes={sizes!r} are not allowed; expected one or more positive integers")
-    return NetworkSpec(f"{kind}_{'x'.join(map(str, sizes))}", kind, {_SIZE_ARGUMENT[kind]: sizes})
-
-
-def parse_network(name: str | Callable[..., Any] | NetworkSpec) -> NetworkSpec:
-    """A spec from ``mlp_256x128`` / ``cnn_16x32``, a zoo name (default arguments), a factory or a spec."""
-    if isinstance(name, NetworkSpec):
-        return name
-    if callable(name):
-        return NetworkSpec(getattr(name, "__name__", type(name).__name__), name)
-    match = _SIZED.match(name)
-    if match:
-        return sized(match["kind"], [int(s) for s in match["sizes"].split("x")])
-    from sparsity_gym.models.zoo import available_networks
-
-    if name in available_networks():
-        return NetworkSpec(name, name)
-    raise ValueError(
-        f"networks={name!r} is not allowed; expected a zoo name {available_networks()!r} or a sized name such "
-        "as 'mlp_256x128' (hidden widths) or 'cnn_16x32' (conv channels)"
-    )
 
 
 @dataclass(frozen=True)
@@ -207,3 +165,19 @@ def random_family(seed: int = 0, n_train: int = 8, n_heldout: int = 3) -> Family
         heldout=(*heldout, sized("cnn", (8, 16))),
         description=f"random MLPs (train: seed {seed}; held out: seed {seed + 1}, deeper allowed, and cnn_8x16)",
     )
+
+
+def task_family(name: str) -> Family:
+    """The train and held-out networks of the named task (:data:`sparsity_gym.env.tasks.TASKS`) as a family."""
+    task = get_task(name)
+    return Family(
+        name,
+        train=tuple(parse_network(n) for n in task.train),
+        heldout=tuple(parse_network(n) for n in task.heldout),
+        description=f"the networks of task {name!r}",
+    )
+
+
+for _task in available_tasks():
+    if _task not in FAMILIES:
+        FAMILIES.add(_task, functools.partial(task_family, _task))

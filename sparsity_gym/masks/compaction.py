@@ -3,13 +3,14 @@
 At neuron granularity (:mod:`sparsity_gym.masks`) an inactive neuron has a zero fan-in row and bias and zero
 fan-out columns in its successor layer, so it contributes nothing to the network's output whatever the
 activation function. :func:`compact` turns those zeros into missing rows and columns: every prunable layer
-(``nn.Linear`` / ``nn.Conv2d``) of a deep copy is replaced by a smaller layer of the same kind that keeps
+(``nn.Linear`` / ``nn.Conv1d`` / ``nn.Conv2d``) of a deep copy is replaced by a smaller layer of the same kind
+that keeps
 
-* the active output units (rows of a Linear, output channels of a Conv2d) with their bias, and
+* the active output units (rows of a Linear, output channels of a conv) with their bias, and
 * the input columns (channels) fed by active units of its predecessor, the layer whose
   :meth:`MaskedNetwork.successors <sparsity_gym.masks.MaskedNetwork.successors>` include it
-  (:func:`sparsity_gym.masks.successor_columns`): Linear -> Linear and Conv2d -> Conv2d column for unit,
-  Conv2d -> Linear through a channel-major flatten, where each channel owns ``in_features / channels``
+  (:func:`sparsity_gym.masks.successor_columns`): Linear -> Linear and conv -> conv column for unit,
+  conv -> Linear through a channel-major flatten, where each channel owns ``in_features / channels``
   consecutive columns and an inactive channel's whole block is dropped.
 
 A layer may feed several successors (the traced graph of :mod:`sparsity_gym.models.graph`); the columns are removed
@@ -32,6 +33,7 @@ import torch
 import torch.nn as nn
 
 from sparsity_gym.masks.masked_network import MaskedNetwork
+from sparsity_gym.models.graph import CONV_TYPES, PRUNABLE
 
 __all__ = ["compact", "compaction_summary"]
 
@@ -62,9 +64,9 @@ def compact(
     Returns
     -------
     nn.Module
-        A new module (``model`` is not changed) in which every ``nn.Linear`` / ``nn.Conv2d`` named in
-        ``masks`` whose width changes is replaced, on its parent, by a plain ``nn.Linear`` / ``nn.Conv2d`` of
-        the same dtype, device, bias presence, ``requires_grad`` and training mode (and for Conv2d the same
+        A new module (``model`` is not changed) in which every ``nn.Linear`` / ``nn.Conv1d`` / ``nn.Conv2d`` named in
+        ``masks`` whose width changes is replaced, on its parent, by a plain layer of its class
+        the same dtype, device, bias presence, ``requires_grad`` and training mode (and for a conv the same
         kernel size, stride, padding, dilation and padding mode) holding the kept rows and columns. Layers
         whose width does not change are plain deep copies. Forward and backward hooks of ``model`` (for
         instance the environment's observers) are not copied. In eval mode the result's outputs equal the
@@ -75,7 +77,7 @@ def compact(
     ValueError
         If ``masks.granularity`` is not ``"neuron"``; if ``masks`` does not describe ``model``; if a layer
         with inactive units has no known successor (its fan-out columns could not be removed, so dropping the
-        units could change the output); if a resized Conv2d has ``groups != 1``; or if the ``example_input``
+        units could change the output); if a resized conv has ``groups != 1``; or if the ``example_input``
         check fails.
 
     """
@@ -122,9 +124,9 @@ def compaction_summary(model: nn.Module, compacted: nn.Module) -> dict[str, Any]
     dict
         ``params_before`` / ``params_after`` (every parameter entry of each module, biases and non-prunable
         layers included), ``param_ratio`` (after / before), and ``layers``: for every ``nn.Linear`` /
-        ``nn.Conv2d`` of ``model`` in ``named_modules()`` order, ``{"kind", "in_before", "in_after",
+        ``nn.Conv1d`` / ``nn.Conv2d`` of ``model`` in ``named_modules()`` order, ``{"kind", "in_before", "in_after",
         "out_before", "out_after", "params_before", "params_after"}`` where ``in`` / ``out`` are input and
-        output features (channels for Conv2d).
+        output features (channels for a conv).
 
     Raises
     ------
@@ -135,14 +137,14 @@ def compaction_summary(model: nn.Module, compacted: nn.Module) -> dict[str, Any]
     after_modules = dict(compacted.named_modules())
     layers: dict[str, dict[str, Any]] = {}
     for name, before in model.named_modules():
-        if not isinstance(before, (nn.Linear, nn.Conv2d)):
+        if not isinstance(before, PRUNABLE):
             continue
         after = after_modules.get(name)
-        kind = nn.Conv2d if isinstance(before, nn.Conv2d) else nn.Linear
+        kind = type(before) if isinstance(before, CONV_TYPES) else nn.Linear
         if not isinstance(after, kind):
             raise ValueError(f"layer {name!r} of the model has no {kind.__name__} of that name in `compacted`")
         layers[name] = {
-            "kind": "conv" if isinstance(before, nn.Conv2d) else "linear",
+            "kind": "conv" if isinstance(before, CONV_TYPES) else "linear",
             "in_before": int(before.weight.shape[1]),
             "in_after": int(after.weight.shape[1]),
             "out_before": int(before.weight.shape[0]),
@@ -219,7 +221,7 @@ def _copy_without_hooks(model: nn.Module) -> nn.Module:
 
 def _smaller_layer(
     name: str, old: nn.Module, rows: torch.Tensor | None, cols: torch.Tensor | None
-) -> nn.Linear | nn.Conv2d:
+) -> nn.Linear | nn.Conv1d | nn.Conv2d:
     """A new layer of ``old``'s kind and settings holding ``old``'s weight at ``rows`` x ``cols``."""
     weight = old.weight
     bias = old.bias
@@ -228,12 +230,13 @@ def _smaller_layer(
         w = w if cols is None else w.index_select(1, cols.to(weight.device))
         b = bias if bias is None or rows is None else bias.index_select(0, rows.to(bias.device))
     factory: dict[str, Any] = {"device": weight.device, "dtype": weight.dtype}
-    new: nn.Linear | nn.Conv2d
-    if isinstance(old, nn.Conv2d):
+    new: nn.Linear | nn.Conv1d | nn.Conv2d
+    if isinstance(old, (nn.Conv1d, nn.Conv2d)):
         if old.groups != 1:
-            raise ValueError(f"layer {name!r} is a Conv2d with groups={old.groups}; compact only resizes groups=1")
+            kind = type(old).__name__
+            raise ValueError(f"layer {name!r} is a {kind} with groups={old.groups}; compact only resizes groups=1")
         new = nn.utils.skip_init(
-            nn.Conv2d,
+            type(old),
             int(w.shape[1]),
             int(w.shape[0]),
             old.kernel_size,

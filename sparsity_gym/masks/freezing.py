@@ -21,7 +21,8 @@ whatever the optimizer (SGD with momentum, Nesterov and weight decay; Adam; Adam
 
 Saved backward FLOPs (our convention, CRITERIA.md §4): a frozen neuron saves its weight-gradient FLOPs,
 ``2·B·P·F`` per iteration, with ``B`` the batch size, ``P`` the output positions (1 for Linear,
-``h_out·w_out`` for Conv2d) and ``F`` the fan-in (``in_features``, or ``in_channels/groups·kh·kw``).
+``L_out`` for Conv1d, ``h_out·w_out`` for Conv2d) and ``F`` the fan-in (``in_features``, or
+``in_channels/groups`` times the kernel size).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from torch import Tensor, nn
 
 from sparsity_gym.masks.optimizer_state import zero_optimizer_state
 
-FREEZABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv2d)
+FREEZABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d)
 DEFAULT_THAW_RESET_KEYS: tuple[str, ...] = ("momentum_buffer", "exp_avg")
 
 __all__ = ["DEFAULT_THAW_RESET_KEYS", "FREEZABLE_TYPES", "RowFreezer"]
@@ -53,7 +54,7 @@ class RowFreezer:
     optimizer : torch.optim.Optimizer
         Any optimizer; hooks are registered with ``register_step_pre_hook``/``register_step_post_hook``.
     layers : Sequence[nn.Module]
-        ``nn.Linear`` / ``nn.Conv2d`` layers; neuron ``k`` of a layer is output feature / channel ``k``.
+        ``nn.Linear`` / ``nn.Conv1d`` / ``nn.Conv2d`` layers; neuron ``k`` of a layer is output feature / channel ``k``.
     thaw_reset_keys : tuple of str
         Optimizer state entries whose rows are zeroed when a neuron thaws (default: first moments
         ``momentum_buffer`` and ``exp_avg``; second moments are kept, see the module docstring).
@@ -79,7 +80,7 @@ class RowFreezer:
     ) -> None:
         for i, layer in enumerate(layers):
             if not isinstance(layer, FREEZABLE_TYPES):
-                raise TypeError(f"layers[{i}] is {type(layer).__name__}; expected nn.Linear or nn.Conv2d")
+                raise TypeError(f"layers[{i}] is {type(layer).__name__}; expected nn.Linear, nn.Conv1d or nn.Conv2d")
         self.optimizer = optimizer
         self.layers: list[nn.Module] = list(layers)
         self.thaw_reset_keys = tuple(thaw_reset_keys)
@@ -149,8 +150,8 @@ class RowFreezer:
         batch_size : int
             ``B``.
         output_positions : Mapping, optional
-            ``P`` per layer, keyed by layer index or module. Linear layers default to 1; Conv2d layers with
-            frozen channels must be given (``h_out·w_out``), else ``ValueError``.
+            ``P`` per layer, keyed by layer index or module. Linear layers default to 1; conv layers with
+            frozen channels must be given (``L_out`` or ``h_out·w_out``), else ``ValueError``.
 
         Returns
         -------

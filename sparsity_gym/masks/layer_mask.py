@@ -20,8 +20,9 @@ def successor_columns(
     With ``per_unit`` (from the traced graph, ``LayerInfo.successors``): unit ``k`` owns the ``per_unit``
     consecutive columns from ``k * per_unit`` (a channel-major flatten; 1: column for unit), provided the
     successor's input width is ``fan_out * per_unit``. Without it (module order), by shape:
-    Linear -> Linear and Conv2d -> Conv2d match when the successor's input units equal the layer's outputs;
-    Conv2d -> Linear matches a channel-major flatten (each channel owns ``in_features / channels`` columns).
+    Linear -> Linear and conv -> conv (Conv1d or Conv2d) match when the successor's input units equal the
+    layer's outputs; conv -> Linear matches a channel-major flatten (each channel owns
+    ``in_features / channels`` columns).
     """
     if per_unit is not None:
         if successor.in_units != layer.fan_out * per_unit or (successor.kind == "conv" and per_unit != 1):

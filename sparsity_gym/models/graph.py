@@ -12,8 +12,9 @@ that carry it in every layer that consumes it. Those consumers are found here by
   index ``k`` and are passed through, but they normalise across channels, so a pruned channel still takes part in
   their statistics (as with the order-based rule; :func:`sparsity_gym.masks.compaction.compact` catches it).
 * **Flatten** (``nn.Flatten``, ``torch.flatten``, ``view`` / ``reshape``) of ``(n, C, h, w)`` into ``(n, C·h·w)``
-  is channel-major: channel ``k`` owns ``h·w`` consecutive columns (``columns_per_unit``), checked on the
-  probe's shapes (``AdaptiveAvgPool2d(7) + flatten`` in VGG gives 49 columns per channel).
+  (or of a Conv1d's ``(n, C, L)`` into ``(n, C·L)``) is channel-major: channel ``k`` owns ``h·w`` (``L``)
+  consecutive columns (``columns_per_unit``), checked on the probe's shapes (``AdaptiveAvgPool2d(7) + flatten``
+  in VGG gives 49 columns per channel).
 * **Joins**: an element-wise op of two data tensors (``add``, ``sub``, ``mul``, ``div``, in-place or not) mixes
   channel ``k`` of its operands; every prunable layer whose output reaches one is **coupled**: its channel ``k``
   is summed with another layer's (or the input's) channel ``k`` in a residual addition, so it cannot be
@@ -42,9 +43,10 @@ import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["Edge", "LayerGraph", "trace_layer_graph"]
+__all__ = ["CONV_TYPES", "PRUNABLE", "Edge", "LayerGraph", "trace_layer_graph"]
 
-PRUNABLE = (nn.Linear, nn.Conv2d)
+CONV_TYPES = (nn.Conv1d, nn.Conv2d)
+PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 # single-input modules whose output channel k depends on input channel k only (shape checked on the probe)
 _CHANNEL_MODULES: tuple[type[nn.Module], ...] = (
@@ -379,6 +381,6 @@ def _flatten_columns(node: torch.fx.Node, modules: dict[str, nn.Module], shapes:
 def _columns_match(layer: nn.Module, successor: nn.Module, per_unit: int) -> bool:
     """The successor's input width is the layer's output units times ``per_unit`` (a conv takes channels)."""
     units = int(layer.weight.shape[0])
-    if isinstance(successor, nn.Conv2d):
+    if isinstance(successor, CONV_TYPES):
         return per_unit == 1 and successor.groups == 1 and int(successor.weight.shape[1]) == units
     return int(successor.weight.shape[1]) == units * per_unit

@@ -1,8 +1,9 @@
 """Discovery of a network's prunable layers and their static description.
 
-Prunable layers are found by walking the module in ``named_modules()`` order and keeping every ``nn.Linear``
-and ``nn.Conv2d``. Which layers consume a layer's outputs (what neuron granularity masks as fan-out) comes
-from the traced data-flow graph (:mod:`sparsity_gym.models.graph`): through BatchNorm, activations, pooling
+Prunable layers are found by walking the module in ``named_modules()`` order and keeping every ``nn.Linear``,
+``nn.Conv1d`` and ``nn.Conv2d`` (both convolutions have ``kind == "conv"``; ``kernel_dims`` tells them apart).
+Which layers consume a layer's outputs (what neuron granularity masks as fan-out) comes from the traced data-flow
+graph (:mod:`sparsity_gym.models.graph`): through BatchNorm, activations, pooling
 and flattening, to several consumers where the graph branches. A layer whose output enters a residual addition
 (a *coupled* layer) is not pruned at neuron granularity (``LayerInfo.neuron_prunable`` is False): its channel
 ``k`` is summed with another layer's channel ``k``, so it cannot be removed one layer at a time. When tracing
@@ -19,21 +20,21 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from sparsity_gym.models.graph import trace_layer_graph
+from sparsity_gym.models.graph import CONV_TYPES, PRUNABLE, trace_layer_graph
 
 
 @dataclass(frozen=True)
 class LayerInfo:
-    """Static description of one prunable layer (``nn.Linear`` or ``nn.Conv2d``)."""
+    """Static description of one prunable layer (``nn.Linear``, ``nn.Conv1d`` or ``nn.Conv2d``)."""
 
     name: str
     module: nn.Module
     index: int
-    kind: str  # "linear" or "conv"
-    fan_in: int  # inputs per output unit: in_features, or in_channels * kh * kw
+    kind: str  # "linear" or "conv" (Conv1d and Conv2d)
+    fan_in: int  # inputs per output unit: in_features, or in_channels * (kernel size product)
     fan_out: int  # output units: out_features or out_channels
     in_units: int  # in_features or in_channels
-    output_positions: int  # 1 for Linear, h_out * w_out for Conv2d (measured on a probe input)
+    output_positions: int  # 1 for Linear, L_out for Conv1d, h_out * w_out for Conv2d (measured on a probe input)
     is_output: bool
     # (successor name, input columns per output unit) from the traced graph; None: not traced (module order)
     successors: tuple[tuple[str, int], ...] | None = None
@@ -41,6 +42,8 @@ class LayerInfo:
     neuron_prunable: bool = True
     # modules with per-channel parameters between this layer and its successors (e.g. BatchNorm)
     channel_modules: tuple[str, ...] = ()
+    # spatial dimensions of the kernel: 0 for Linear, 1 for Conv1d, 2 for Conv2d
+    kernel_dims: int = 0
 
     @property
     def num_weights(self) -> int:
@@ -49,7 +52,7 @@ class LayerInfo:
 
 
 def find_prunable_layers(model: nn.Module, input_shape: Sequence[int], trace: bool = True) -> list[LayerInfo]:
-    """Every ``nn.Linear`` / ``nn.Conv2d`` of ``model`` in ``named_modules()`` order, with output positions.
+    """Every ``nn.Linear`` / ``nn.Conv1d`` / ``nn.Conv2d`` of ``model`` in ``named_modules()`` order.
 
     One probe forward pass of a single zero input (no gradient, modes restored) measures each layer's output
     positions. The last layer found is marked as the output layer. With ``trace`` (default) the data flow is
@@ -57,12 +60,12 @@ def find_prunable_layers(model: nn.Module, input_shape: Sequence[int], trace: bo
     ``channel_modules``; when tracing fails, or with ``trace=False``, ``successors`` is ``None`` (module order is
     assumed) and every layer is neuron-prunable.
     """
-    found = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    found = [(n, m) for n, m in model.named_modules() if isinstance(m, PRUNABLE)]
     if not found:
-        raise ValueError("network has no nn.Linear or nn.Conv2d layer to prune")
+        raise ValueError("network has no nn.Linear, nn.Conv1d or nn.Conv2d layer to prune")
     positions: dict[str, int] = {}
     hooks = [
-        m.register_forward_hook(lambda mod, inp, out, name=n: positions.__setitem__(name, _positions(out)))
+        m.register_forward_hook(lambda mod, inp, out, name=n: positions.__setitem__(name, _positions(mod, out)))
         for n, m in found
     ]
     device = next(model.parameters()).device
@@ -78,7 +81,7 @@ def find_prunable_layers(model: nn.Module, input_shape: Sequence[int], trace: bo
     graph = trace_layer_graph(model, input_shape) if trace else None
     infos = []
     for i, (name, m) in enumerate(found):
-        conv = isinstance(m, nn.Conv2d)
+        conv = isinstance(m, CONV_TYPES)
         edges = None if graph is None else graph.successors.get(name, ())
         infos.append(
             LayerInfo(
@@ -94,6 +97,7 @@ def find_prunable_layers(model: nn.Module, input_shape: Sequence[int], trace: bo
                 successors=None if edges is None else tuple((e.successor, e.columns_per_unit) for e in edges),
                 neuron_prunable=graph is None or name not in graph.coupled,
                 channel_modules=_channel_modules(edges),
+                kernel_dims=m.weight.dim() - 2,
             )
         )
     return infos
@@ -104,5 +108,8 @@ def _channel_modules(edges: Sequence[Any] | None) -> tuple[str, ...]:
     return () if edges is None else tuple(dict.fromkeys(c for e in edges for c in e.channel_modules))
 
 
-def _positions(out: torch.Tensor) -> int:
-    return int(out.shape[-1] * out.shape[-2]) if out.dim() == 4 else int(out[0].numel() // out.shape[-1])
+def _positions(module: nn.Module, out: torch.Tensor) -> int:
+    """Output positions of one sample: the spatial size of a conv output, the leading positions of a Linear's."""
+    if isinstance(module, CONV_TYPES):
+        return int(out[0, 0].numel())
+    return int(out[0].numel() // out.shape[-1])

@@ -62,6 +62,31 @@ def small_cnn(input_shape: Sequence[int], num_classes: int, channels: Sequence[i
     return nn.Sequential(*layers)
 
 
+@register_network("cnn1d")
+def cnn1d(
+    input_shape: Sequence[int], num_classes: int, channels: Sequence[int] = (32, 32), kernel_size: int = 5
+) -> nn.Module:
+    """A 1-D conv net for ``(C, L)`` sequences (MNIST-1D's ``(1, 40)``).
+
+    Per entry of ``channels``: a Conv1d of ``kernel_size`` (odd, "same" length through padding ``k // 2``), ReLU,
+    and a max-pool of 2 while the length is at least 4; then a Linear output over the flattened channels
+    (channel-major). The conv-ReLU-pool stack follows MNIST-1D's CNN baseline (Greydanus 2020, §3), with pooling
+    in place of strides.
+    """
+    if len(input_shape) != 2:
+        raise ValueError(f"input_shape={tuple(input_shape)!r} is not allowed for cnn1d; expected (channels, length)")
+    c_in, length = int(input_shape[0]), int(input_shape[1])
+    layers: list[nn.Module] = []
+    for c_out in channels:
+        layers += [nn.Conv1d(c_in, int(c_out), int(kernel_size), padding=int(kernel_size) // 2), nn.ReLU()]
+        if length >= 4:
+            layers.append(nn.MaxPool1d(2))
+            length //= 2
+        c_in = int(c_out)
+    layers += [nn.Flatten(), nn.Linear(c_in * length, num_classes)]
+    return nn.Sequential(*layers)
+
+
 def build_network(
     network: str | NetworkBuilder,
     input_shape: Sequence[int],

@@ -94,7 +94,7 @@ STATIC = FeatureFamily(
     "static",
     (
         Feature("relative_depth", 0.0, 1.0, "layer index / (number of prunable layers - 1)"),
-        Feature("is_conv", 0.0, 1.0, "1 for Conv2d, 0 for Linear"),
+        Feature("is_conv", 0.0, 1.0, "1 for Conv1d and Conv2d, 0 for Linear"),
         Feature("is_output", 0.0, 1.0, "1 for the output layer"),
         Feature("log_fan_in", 0.0, 2.0, "ln(fan-in) / 10 (fan-in: inputs per output unit)"),
         Feature("log_fan_out", 0.0, 2.0, "ln(output units) / 10"),

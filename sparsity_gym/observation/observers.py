@@ -332,7 +332,8 @@ class LayerInputObserver(Observer):
     """The recent inputs of each controlled layer (NORTH-Select's buffered inputs); not an observation family.
 
     A Linear layer keeps its last ``max(min_rows, 2·N)`` input rows (N its units), a conv layer its last batch,
-    unfolded into patches ``(n·h·w, C·kh·kw)`` on demand and thinned evenly to that many rows.
+    unfolded into patches ``(n·h·w, C·kh·kw)`` on demand (a Conv1d's ``(n, C, L)`` as an image of height one:
+    ``(n·L_out, C·k)``) and thinned evenly to that many rows.
     """
 
     name = "layer_inputs"
@@ -349,7 +350,7 @@ class LayerInputObserver(Observer):
             if not (self.measuring and torch.is_grad_enabled()):
                 return
             x = args[0].detach()
-            if isinstance(module, nn.Conv2d):
+            if isinstance(module, (nn.Conv1d, nn.Conv2d)):
                 self.recent[name] = [x]
                 return
             kept = [*self.recent.get(name, []), x.reshape(-1, x.shape[-1])]
@@ -366,12 +367,10 @@ class LayerInputObserver(Observer):
             name, module = layer.info.name, layer.info.module
             if name not in self.recent:
                 continue
-            if isinstance(module, nn.Conv2d):
-                if isinstance(module.padding, str) or module.groups != 1:
+            if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+                patches = _patches(module, self.recent[name][0])
+                if patches is None:
                     continue
-                patches = nn.functional.unfold(
-                    self.recent[name][0], module.kernel_size, module.dilation, module.padding, module.stride
-                )
                 rows = patches.transpose(1, 2).reshape(-1, patches.shape[1])
                 pick = torch.linspace(0, len(rows) - 1, min(len(rows), self.max_rows[name])).long()
                 out[name] = rows[pick.to(rows.device)]
@@ -381,6 +380,21 @@ class LayerInputObserver(Observer):
 
     def features(self) -> np.ndarray:  # noqa: D102
         return np.zeros((len(self.masks.layers), 0))
+
+
+def _patches(module: nn.Conv1d | nn.Conv2d, x: torch.Tensor) -> torch.Tensor | None:
+    """``(n, C·kernel, positions)`` patches of a conv's input (``None`` for string padding or groups)."""
+    if isinstance(module.padding, str) or module.groups != 1:
+        return None
+    if isinstance(module, nn.Conv2d):
+        return nn.functional.unfold(x, module.kernel_size, module.dilation, module.padding, module.stride)
+    return nn.functional.unfold(
+        x.unsqueeze(2),
+        (1, module.kernel_size[0]),
+        (1, module.dilation[0]),
+        (0, module.padding[0]),
+        (1, module.stride[0]),
+    )
 
 
 OBSERVERS: dict[str, type[Observer]] = {

@@ -20,6 +20,7 @@ from sparsity_gym.stats.rank import (
 )
 from sparsity_gym.stats.snr import (
     GradientMomentCollector,
+    conv1d_grad_moments,
     conv2d_grad_moments,
     conv2d_grad_sq_sum,
     gradient_snr,
@@ -36,6 +37,7 @@ __all__ = [
     "GradientMomentCollector",
     "contribution",
     "contribution_score",
+    "conv1d_grad_moments",
     "conv2d_grad_moments",
     "conv2d_grad_sq_sum",
     "effective_dimension",

@@ -16,13 +16,14 @@ def as_float(tensor: Tensor) -> Tensor:
 def flatten_units(activations: Tensor, name: str = "activations") -> Tensor:
     """Flatten a layer's activations to ``(rows, units)``, channel-major for conv maps.
 
-    ``(n, M)`` is returned as is; ``(n, C, h, w)`` becomes ``(n·h·w, C)`` via ``permute(0, 2, 3, 1)``.
+    ``(n, M)`` is returned as is; ``(n, C, h, w)`` becomes ``(n·h·w, C)`` via ``permute(0, 2, 3, 1)`` and a
+    Conv1d's ``(n, C, L)`` becomes ``(n·L, C)`` via ``permute(0, 2, 1)``.
     """
     if activations.ndim == 2:
         return activations
-    if activations.ndim == 4:
-        return activations.permute(0, 2, 3, 1).reshape(-1, activations.shape[1])
-    raise ValueError(f"{name} must have shape (n, M) or (n, C, h, w); got {tuple(activations.shape)}")
+    if activations.ndim in (3, 4):
+        return activations.movedim(1, -1).reshape(-1, activations.shape[1])
+    raise ValueError(f"{name} must have shape (n, M), (n, C, L) or (n, C, h, w); got {tuple(activations.shape)}")
 
 
 def check_positive_int(value: int, name: str) -> int:

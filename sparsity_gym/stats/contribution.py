@@ -16,8 +16,9 @@ Implementation conventions:
 * ``C_max[k] = max_s |a[s,k]|·max_j |W[j,k]|/D[s,j]`` needs a max-times product, computed over chunks of
   samples: at most ``chunk_size × M × N`` temporary elements (``chunk_size`` chosen so that this is about
   2²² elements unless given).
-* Conv layers: a channel's activation is the spatial mean of ``|a|`` (``(n, C, h, w) → (n, C)``); a next
-  conv layer's kernel weight is its ℓ1 norm (``(C_out, C, kh, kw) → (C_out, C)``).  A next **Linear** layer
+* Conv layers: a channel's activation is the spatial mean of ``|a|`` (``(n, C, h, w) → (n, C)``, a Conv1d's
+  ``(n, C, L) → (n, C)``); a next conv layer's kernel weight is its ℓ1 norm (``(C_out, C, kh, kw) → (C_out, C)``,
+  or ``(C_out, C, k)``).  A next **Linear** layer
   after ``nn.Flatten`` of a conv map (``in_features = C·p``, channel-major as ``Flatten`` on NCHW gives,
   with p = h·w, or p = 1 after global pooling) is grouped per channel: the ℓ1 norm over each channel's p
   columns.  Other shapes raise ``ValueError``.
@@ -42,14 +43,14 @@ def _reduce_inputs(activations: Tensor, next_weight: Tensor) -> tuple[Tensor, Te
     """Return ``(|a|, |W|)`` as ``(S, N)`` and ``(M, N)`` following the conv conventions."""
     a = as_float(activations.detach()).abs()
     w = as_float(next_weight.detach()).abs().to(a.dtype)
-    if a.ndim == 4:
-        a = a.mean(dim=(2, 3))
+    if a.ndim in (3, 4):
+        a = a.mean(dim=tuple(range(2, a.ndim)))
     elif a.ndim != 2:
-        raise ValueError(f"activations must be (n, N) or (n, C, h, w); got {tuple(activations.shape)}")
+        raise ValueError(f"activations must be (n, N), (n, C, L) or (n, C, h, w); got {tuple(activations.shape)}")
     num_units = a.shape[1]
-    if w.ndim == 4:
-        w = w.sum(dim=(2, 3))
-    elif w.ndim == 2 and activations.ndim == 4 and w.shape[1] != num_units:
+    if w.ndim in (3, 4):
+        w = w.sum(dim=tuple(range(2, w.ndim)))
+    elif w.ndim == 2 and activations.ndim in (3, 4) and w.shape[1] != num_units:
         if w.shape[1] % num_units != 0:
             raise ValueError(f"next Linear layer has {w.shape[1]} inputs, not a multiple of the {num_units} channels")
         w = w.reshape(w.shape[0], num_units, -1).sum(-1)
@@ -91,10 +92,10 @@ def contribution(activations: Tensor, next_weight: Tensor, chunk_size: int | Non
     Parameters
     ----------
     activations : Tensor
-        The layer's outputs after the nonlinearity, ``(n, N)`` or ``(n, C, h, w)`` (reduced to the spatial
-        mean of ``|a|``).  Pass ``|pre-activation|`` for the authors' code variant.
+        The layer's outputs after the nonlinearity, ``(n, N)``, ``(n, C, L)`` or ``(n, C, h, w)`` (reduced to
+        the spatial mean of ``|a|``).  Pass ``|pre-activation|`` for the authors' code variant.
     next_weight : Tensor
-        The next layer's weight: ``(M, N)`` (Linear), ``(M, C, kh, kw)`` (conv; ℓ1 per kernel) or
+        The next layer's weight: ``(M, N)`` (Linear), ``(M, C, kh, kw)`` or ``(M, C, k)`` (conv; ℓ1 per kernel) or
         ``(M, C·p)`` (Linear after flattening a conv map; ℓ1 per channel's p columns).
     chunk_size : int, optional
         Samples per chunk for ``C_max`` (memory ``chunk_size × M × N``); about 2²² elements if None.

@@ -10,7 +10,8 @@ Conventions (all named in CRITERIA.md §1):
   ``unbiased=True`` multiplies it by ``B/(B−1)``.
 * ``snr = ḡ² / (s²/B)``; ``s² = 0`` and ``ḡ ≠ 0`` gives ``+inf`` (kept); ``0/0`` gives ``0``.
 * **No per-sample gradients for Linear layers**: ``Σ_n g_n² = grad_scale²·(δ²)ᵀ(x²)``, one extra matmul.
-  Conv2d layers materialise per-sample gradients through ``unfold`` + ``einsum``, chunked over the batch.
+  Conv2d layers materialise per-sample gradients through ``unfold`` + ``einsum``, chunked over the batch;
+  Conv1d layers are unfolded the same way, as a Conv2d of kernel ``(1, k)`` on inputs of height one.
 * **Smoothing** (paper A.6): ``snr_t = γ·snr_{t−1} + (1−γ)·snr_now`` with ``γ = 0.01^(1/m)``,
   ``m = r_m·T`` (not rounded), ``r_m = 0.02``; T=1000 gives γ ≈ 0.794.  Before smoothing, ``snr_now`` is
   capped at ``inf_cap`` (default 1e12) so that the smoothed value stays finite; the unsmoothed value of the
@@ -39,6 +40,7 @@ from sparsity_gym.stats._validation import as_float, check_positive_int
 
 __all__ = [
     "GradientMomentCollector",
+    "conv1d_grad_moments",
     "conv2d_grad_moments",
     "conv2d_grad_sq_sum",
     "gradient_snr",
@@ -288,6 +290,46 @@ def conv2d_grad_sq_sum(
     return conv2d_grad_moments(module, out_grads, inputs, grad_scale=grad_scale, chunk_size=chunk_size)[1]
 
 
+def conv1d_grad_moments(
+    module: nn.Conv1d,
+    out_grads: Tensor,
+    inputs: Tensor,
+    grad_scale: float = 1.0,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> tuple[Tensor, Tensor]:
+    """First moment and sum of squares of a Conv1d weight's per-sample gradients.
+
+    A Conv1d of kernel ``k`` on ``(B, C, L)`` is the Conv2d of kernel ``(1, k)`` on ``(B, C, 1, L)``: the
+    sequence is viewed as an image of height one and unfolded into patches by :func:`conv2d_grad_moments`
+    (same conventions: stride, dilation, integer / ``"same"`` / ``"valid"`` padding, every ``padding_mode``,
+    any ``groups``). ``out_grads`` is ``(B, C_out, L_out)``, ``inputs`` ``(B, C_in, L)``; the moments come
+    back shaped like ``module.weight``, ``(C_out, C_in/groups, k)``.
+    """
+    if not isinstance(module, nn.Conv1d):
+        raise TypeError(f"module must be nn.Conv1d; got {type(module).__name__}")
+    if inputs.ndim != 3 or out_grads.ndim != 3:
+        raise ValueError(
+            f"inputs and out_grads must be 3-D (batched); got {tuple(inputs.shape)}, {tuple(out_grads.shape)}"
+        )
+    padding = module.padding if isinstance(module.padding, str) else (0, module.padding[0])
+    as_2d = nn.Conv2d(
+        module.in_channels,
+        module.out_channels,
+        (1, module.kernel_size[0]),
+        stride=(1, module.stride[0]),
+        padding=padding,
+        dilation=(1, module.dilation[0]),
+        groups=module.groups,
+        bias=False,
+        padding_mode=module.padding_mode,
+        device="meta",
+    )
+    mean, sq = conv2d_grad_moments(
+        as_2d, out_grads.unsqueeze(2), inputs.unsqueeze(2), grad_scale=grad_scale, chunk_size=chunk_size
+    )
+    return mean.squeeze(2), sq.squeeze(2)
+
+
 def _functorch_active() -> bool:
     """Return True inside a torch.func transform (vmap/grad), where the collector does not capture."""
     check = getattr(torch._C, "_are_functorch_transforms_active", None)
@@ -312,8 +354,8 @@ class GradientMomentCollector:
     """Accumulate per-weight gradient moments during ordinary training steps and smooth the SNR.
 
     The collector does not run training steps itself.  It registers a forward hook on each given
-    ``nn.Linear`` / ``nn.Conv2d``; on a step where :attr:`active` is True (grad mode on, outside torch.func
-    transforms) the hook
+    ``nn.Linear`` / ``nn.Conv1d`` / ``nn.Conv2d``; on a step where :attr:`active` is True (grad mode on, outside
+    torch.func transforms) the hook
     keeps the layer's input (detached, no copy) and registers a tensor hook on the layer's output that keeps
     the output gradient δ (detached).  :meth:`update`, called after ``loss.backward()``, turns them into
     ``ḡ`` and ``Σg²`` per weight (``grad_scale = B``: **the loss must be a mean over the batch**, or a
@@ -334,7 +376,7 @@ class GradientMomentCollector:
     Parameters
     ----------
     modules : iterable of (name, module) or mapping name -> module
-        The prunable layers (``nn.Linear`` or ``nn.Conv2d``).
+        The prunable layers (``nn.Linear``, ``nn.Conv1d`` or ``nn.Conv2d``).
     gamma : float, optional
         Smoothing factor in [0, 1).  Mutually exclusive with ``total_iterations``; 0 (no smoothing) when
         neither is given.
@@ -347,7 +389,7 @@ class GradientMomentCollector:
     inf_cap : float, default 1e12
         Cap applied to ``snr_now`` before smoothing, so the smoothed SNR is finite.
     conv_chunk_size : int, default 32
-        Samples per chunk for Conv2d per-sample gradients.
+        Samples per chunk for conv per-sample gradients.
 
     Examples
     --------
@@ -374,9 +416,9 @@ class GradientMomentCollector:
         if len(set(names)) != len(names):
             raise ValueError("module names must be unique")
         for name, module in items:
-            if not isinstance(module, (nn.Linear, nn.Conv2d)):
+            if not isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
                 kind = type(module).__name__
-                raise TypeError(f"{name!r}: only nn.Linear and nn.Conv2d are supported, got {kind}")
+                raise TypeError(f"{name!r}: only nn.Linear, nn.Conv1d and nn.Conv2d are supported, got {kind}")
         if gamma is not None and total_iterations is not None:
             raise ValueError("give gamma or total_iterations, not both")
         if total_iterations is not None:
@@ -453,6 +495,10 @@ class GradientMomentCollector:
             batch = capture.inputs.shape[0]
             if isinstance(module, nn.Conv2d):
                 mean, sq = conv2d_grad_moments(
+                    module, capture.out_grads, capture.inputs, batch, chunk_size=self.conv_chunk_size
+                )
+            elif isinstance(module, nn.Conv1d):
+                mean, sq = conv1d_grad_moments(
                     module, capture.out_grads, capture.inputs, batch, chunk_size=self.conv_chunk_size
                 )
             else:
@@ -546,7 +592,7 @@ def gradient_snr(
     unbiased: bool = False,
     conv_chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> dict[str, Tensor]:
-    """Per-weight gradient SNR of every ``nn.Linear`` and ``nn.Conv2d`` weight of ``model`` on one batch.
+    """Per-weight gradient SNR of every ``nn.Linear``, ``nn.Conv1d`` and ``nn.Conv2d`` weight of ``model`` on one batch.
 
     One forward and one backward of ``loss_fn(model(inputs), targets)``, which **must be the mean over the
     batch** (e.g. ``nn.CrossEntropyLoss()``; a common multiple of the mean gives the same SNR).  Moments
@@ -563,9 +609,9 @@ def gradient_snr(
         gradient are absent.
 
     """
-    layers = [(name, m) for name, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    layers = [(name, m) for name, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
     if not layers:
-        raise ValueError("model has no nn.Linear or nn.Conv2d layer")
+        raise ValueError("model has no nn.Linear, nn.Conv1d or nn.Conv2d layer")
     params = list(model.parameters())
     saved = [p.grad for p in params]
     collector = GradientMomentCollector(layers, unbiased=unbiased, conv_chunk_size=conv_chunk_size)

@@ -67,7 +67,7 @@ def test_conv_flattening_channel_major():
 
 def test_invalid_inputs():
     with pytest.raises(ValueError):
-        effective_dimension(torch.zeros(3, 4, 5))
+        effective_dimension(torch.zeros(3, 4, 5, 6, 7))  # (n, C, L) is a Conv1d's layout, 5-D is nothing
     with pytest.raises(ValueError):
         effective_dimension(torch.zeros(0, 4))
     with pytest.raises(ValueError):

@@ -1,0 +1,96 @@
+import functools
+import json
+
+import numpy as np
+import pytest
+
+from baselines.policies import make_schedule_policy
+from sparsity_gym.env.tasks import TASKS, Task, register_task
+from sparsity_gym.experiments import tuning
+from sparsity_gym.experiments.evaluation import EpisodeResult
+from sparsity_gym.experiments.tuning import CACHE_NAME, Cell, oracle, tune
+
+
+@pytest.fixture
+def tiny_task():
+    task = register_task(
+        Task(
+            "tiny_tuning",
+            "synthetic",
+            train=("mlp_8", "mlp_6x6"),
+            heldout=("mlp_4",),
+            targets=(0.3,),
+            total_iterations=20,
+            decision_interval=10,
+            env_overrides={"batch_size": 16, "observations": ()},
+        )
+    )
+    yield task
+    TASKS._items.pop(task.name)
+
+
+def _cells():
+    def cell(shape, p_end=None):
+        kw = {} if p_end is None else {"p_end": p_end}
+        name = shape if p_end is None else f"{shape}@{p_end}"
+        return Cell(name, functools.partial(make_schedule_policy, name=shape, **kw))
+
+    return [cell("linear", 0.5), cell("cubic", 0.9), cell("constant")]
+
+
+def test_pick_is_the_argmax_of_the_cached_table_and_the_cache_is_reused(
+    tiny_task, tmp_path, monkeypatch, one_torch_thread
+):
+    table = tune(tiny_task, _cells(), run_dir=tmp_path, seeds=(5000, 5001), backend="sequential", progress=False)
+    data = json.loads((tmp_path / CACHE_NAME).read_text())
+    assert data["task"] == "tiny_tuning"
+    (entry,) = data["entries"].values()
+    # independent recomputation from the file: mean validation accuracy over networks and seeds
+    means = {c: np.mean([v for vals in entry["val"][c].values() for v in vals]) for c in entry["cells"]}
+    assert all(len(entry["val"][c][n]) == 2 for c in entry["cells"] for n in tiny_task.train)
+    assert table.best == max(entry["cells"], key=lambda c: (means[c], -entry["cells"].index(c)))
+    assert entry["best"] == table.best
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("the cached table should have been reused")
+
+    monkeypatch.setattr(tuning, "run_grid", no_run)
+    again = tune(tiny_task, _cells(), run_dir=tmp_path, seeds=(5000, 5001), backend="sequential", progress=False)
+    assert again == table
+    with pytest.raises(AssertionError, match="reused"):  # another target is another entry: it must run
+        tune(tiny_task, _cells(), target=0.5, run_dir=tmp_path, seeds=(5000, 5001), backend="sequential")
+
+
+def test_a_cache_of_another_task_is_refused(tiny_task, tmp_path):
+    (tmp_path / CACHE_NAME).write_text(json.dumps({"task": "digits", "entries": {}}))
+    with pytest.raises(ValueError, match="task='digits'"):
+        tune(tiny_task, _cells(), run_dir=tmp_path, backend="sequential", progress=False)
+
+
+def test_bad_cells_are_refused(tiny_task):
+    with pytest.raises(ValueError, match="cells"):
+        tune(tiny_task, [], backend="sequential")
+    with pytest.raises(ValueError, match="unique"):
+        tune(tiny_task, _cells()[:1] * 2, backend="sequential")
+
+
+def _result(policy, network, seed, test):
+    return EpisodeResult(
+        policy, network, "heldout", seed, "magnitude", "weight", 0.1, test, test, 0.1, 1, 1, 1, 0.0, False, 0
+    )
+
+
+def test_oracle_picks_the_best_test_mean_per_network():
+    results = [
+        _result("a", "n1", 0, 0.5),
+        _result("a", "n1", 1, 0.7),  # mean 0.6
+        _result("b", "n1", 0, 0.65),
+        _result("b", "n1", 1, 0.65),  # mean 0.65
+        _result("a", "n2", 0, 0.9),
+        _result("b", "n2", 0, 0.8),
+    ]
+    best = oracle(results)
+    assert (best["n1"].cell, best["n2"].cell) == ("b", "a")
+    assert best["n1"].test_accuracy == pytest.approx(0.65)
+    assert "upper bound" in best["n1"].label
+    assert oracle(results, cells=["a"])["n1"].cell == "a"
