@@ -175,12 +175,12 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
 
     ``gym.make("SparsityGym/Schedule-v0", **fields)`` with any field of :class:`EnvConfig` (network, dataset,
     target_density, granularity, selector, regrowth, total_iterations, decision_interval, batch_size, ...), or
-    ``SparsityEnv(config=EnvConfig(...))``. ``task="mnist1d_mlp"`` (a name of
-    :data:`sparsity_gym.env.tasks.TASKS`) takes a named benchmark task's settings as the defaults; the other
-    keywords override them (``network`` may then be a sized name such as ``"mlp_512"``). An unknown field raises
-    ``UnknownFieldError`` (a ``TypeError`` and a ``ValueError``) naming the closest field; a user network that
-    cannot take the dataset's inputs raises ``ValueError`` naming ``network`` when the env is built. ``render_mode`` is ``None`` or ``"rgb_array"``
-    (what stable-baselines3's ``make_vec_env`` passes): :meth:`render` then draws the layers' densities.
+    ``SparsityEnv(config=EnvConfig(...))``. ``task="mnist1d_mlp"`` (a name of :data:`sparsity_gym.env.tasks.TASKS`)
+    takes a named benchmark task's settings as the defaults; the other keywords override them (``network`` may then
+    be a sized name such as ``"mlp_512"``). An unknown field raises ``UnknownFieldError`` (a ``TypeError`` and a
+    ``ValueError``) naming the closest field; a user network that cannot take the dataset's inputs raises
+    ``ValueError`` naming ``network`` when the env is built. ``render_mode`` is ``None`` or ``"rgb_array"`` (what
+    stable-baselines3's ``make_vec_env`` passes): :meth:`render` then draws the layers' densities.
 
     ## Clients
 
