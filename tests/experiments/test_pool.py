@@ -26,7 +26,7 @@ def test_shared_pool_keeps_its_workers_until_asked_for_another():
 def test_pool_as_context_manager_rejects_bad_sizes():
     import pytest
 
-    with pytest.raises(ValueError, match="^workers=0"):
+    with pytest.raises(ValueError, match=r"^workers=0"):
         WorkerPool(0)
     with WorkerPool(1, 1) as pool:
         assert pool.workers == 1
