@@ -20,7 +20,8 @@ from sparsity_gym.masks.freezing import RowFreezer
 from sparsity_gym.masks.masked_network import MaskedNetwork
 from sparsity_gym.masks.regrowth import REGROWTH
 from sparsity_gym.masks.selectors import SELECTORS, SelectionContext, threshold_range
-from sparsity_gym.models import build_network, find_prunable_layers, widened_kwargs
+from sparsity_gym.models import build_network, widened_kwargs
+from sparsity_gym.models.layers import LayerCache
 from sparsity_gym.models.layers import LayerInfo
 from sparsity_gym.observation.features import ObservationLayout
 from sparsity_gym.observation.observers import OBSERVERS, Observer, ObserverSettings
@@ -320,7 +321,9 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
             kwargs = widened_kwargs(cfg.network, cfg.network_kwargs, cfg.capacity)
             model = build_network(cfg.network, self.data.input_shape, self.data.num_classes, kwargs)
         self.model: nn.Module = model.to(self.device).train()
-        infos = find_prunable_layers(self.model, self.data.input_shape)
+        # Traced once per architecture: every episode rebuilds the same network (models.layers.LayerCache).
+        layer_cache = self.__dict__.setdefault("_layer_cache", LayerCache())
+        infos = layer_cache(self.model, self.data.input_shape)
         self.optimizer = make_optimizer(cfg, self.model)
         self.loop = TrainingLoop(self.model, self.optimizer, self.data, cfg, self.device, self._generator)
         self.masks = MaskedNetwork(
