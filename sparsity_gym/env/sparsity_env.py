@@ -21,8 +21,7 @@ from sparsity_gym.masks.masked_network import MaskedNetwork
 from sparsity_gym.masks.regrowth import REGROWTH
 from sparsity_gym.masks.selectors import SELECTORS, SelectionContext, threshold_range
 from sparsity_gym.models import build_network, widened_kwargs
-from sparsity_gym.models.layers import LayerCache
-from sparsity_gym.models.layers import LayerInfo
+from sparsity_gym.models.layers import LayerCache, LayerInfo
 from sparsity_gym.observation.features import ObservationLayout
 from sparsity_gym.observation.observers import OBSERVERS, Observer, ObserverSettings
 from sparsity_gym.observation.snapshot import TrainingSnapshot
