@@ -6,8 +6,8 @@ left out, as there is no model) with ``--iterations`` iterations per episode (10
 The sequential run uses one torch thread in this process; the process backend ``--workers`` workers of one
 thread each from the shared pool (``sparsity_gym.experiments.pool``). The pool is timed twice: *cold* (its
 first grid pays the workers' start-up: interpreters, ``import torch``) and *warm* (a later grid of the same
-run: in ``train_agent.py`` the prior's scoring warms it before the comparison). The results are checked to be the same episodes.
-Shared machines are noisy; the load average is printed beside the ratios.
+run: in ``train_agent.py`` the prior's scoring warms it before the comparison). The results are checked to be
+the same episodes. Shared machines are noisy; the load average is printed beside the ratios.
 
     python bench/eval_grid.py [--seeds 3] [--iterations 400] [--workers 2]
 """
