@@ -41,7 +41,7 @@ from agents.ray_vec_env import ActorRestartsCallback
 from baselines import available_policies, env_kwargs, make_policy
 from sparsity_gym.core.io import atomic_write_text
 from sparsity_gym.env.config import EnvConfig
-from sparsity_gym.experiments.episode_log import EpisodeLog, run_logged
+from sparsity_gym.experiments.episode_log import EpisodeLog, file_digest, run_logged
 from sparsity_gym.experiments.evaluation import EpisodeResult, seeds_from
 from sparsity_gym.experiments.families import Family, NetworkSpec, get_family, parse_network
 from sparsity_gym.experiments.family_env import FamilyEnv
@@ -209,13 +209,14 @@ def compare(
 
     With ``run_dir``, every finished episode is appended to ``run_dir/comparison/episodes.jsonl``
     (:mod:`sparsity_gym.experiments.episode_log`); ``cfg.resume`` runs only the episodes missing there, a fresh
-    run starts the file anew.
+    run starts the file anew. The learned policy's episodes are keyed by the model file's digest too.
     """
     jobs = comparison_jobs(cfg, specs, split_of, model_path)
     grid = {"backend": cfg.backend, "workers": cfg.workers or None, "progress": cfg.progress_bar}
     if run_dir is None:
         return run_grid(jobs, **grid)
-    return run_logged(jobs, EpisodeLog(run_dir / COMPARISON_LOG, fresh=not cfg.resume), **grid)
+    versions = {LEARNED: file_digest(model_path)} if model_path is not None else {}  # a new model: new episodes
+    return run_logged(jobs, EpisodeLog(run_dir / COMPARISON_LOG, fresh=not cfg.resume), versions, **grid)
 
 
 def write_reports(

@@ -20,7 +20,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -97,13 +97,28 @@ class EpisodeLog:
             os.fsync(f.fileno())
 
 
-def run_logged(jobs: Sequence[GridJob], log: EpisodeLog, **grid: Any) -> list[EpisodeResult]:
+def file_digest(path: str | Path) -> str:
+    """A short sha256 of a file's bytes (e.g. a saved model, to key its episodes)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def run_logged(
+    jobs: Sequence[GridJob], log: EpisodeLog, versions: Mapping[str, str] | None = None, **grid: Any
+) -> list[EpisodeResult]:
     """``run_grid(jobs, **grid)``, one episode a job, skipping and recording episodes in ``log``.
 
-    Returns every episode's result in job order, then seed order (recorded ones read back from the log).
+    ``versions`` maps a policy name to a version string added to its episodes' keys (e.g. the learned policy's
+    :func:`file_digest`: a model trained further after a resume does not reuse its old episodes). Returns every
+    episode's result in job order, then seed order (recorded ones read back from the log).
     """
     recorded = log.load()
-    singles = [(job_key(job, seed), dataclasses.replace(job, seeds=seed)) for job in jobs for seed in job.seeds]
+    versions = dict(versions or {})
+
+    def key(job: GridJob, seed: int) -> str:
+        version = versions.get(job.policy_name)
+        return job_key(job, seed) + (f"|{version}" if version else "")
+
+    singles = [(key(job, seed), dataclasses.replace(job, seeds=seed)) for job in jobs for seed in job.seeds]
     missing = [(key, job) for key, job in singles if key not in recorded]
 
     def record(index: int, results: list[EpisodeResult]) -> None:

@@ -122,3 +122,23 @@ def test_killed_comparison_resumes_to_the_same_results(tmp_path, one_thread):
     run(_cfg("--run-dir", str(whole)))
     assert _rows(killed / "results.csv") == _rows(whole / "results.csv")
     assert len(_rows(whole / "results.csv")) == 5 * 2
+
+
+def test_run_logged_skips_recorded_episodes_unless_the_policy_version_changed(tmp_path):
+    import functools
+
+    import baselines
+    from sparsity_gym.experiments.episode_log import run_logged
+    from sparsity_gym.experiments.grid import GridJob
+
+    config = EnvConfig(dataset="synthetic", total_iterations=4, decision_interval=2, observations=())
+    job = GridJob("linear", functools.partial(baselines.make_policy, "linear"), config, seeds=(1, 2))
+    log = EpisodeLog(tmp_path / "episodes.jsonl")
+    first = run_logged([job], log, {"linear": "v1"}, progress=False)
+    assert [r.seed for r in first] == [1, 2] and len(_lines(log.path)) == 2
+    assert run_logged([job], log, {"linear": "v1"}, progress=False) == first and len(_lines(log.path)) == 2
+    again = run_logged([job], log, {"linear": "v2"}, progress=False)  # a new model: its episodes run again
+    assert len(_lines(log.path)) == 4
+    assert [dataclasses.replace(r, wall_time_s=0) for r in again] == [
+        dataclasses.replace(r, wall_time_s=0) for r in first
+    ]
