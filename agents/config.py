@@ -60,6 +60,14 @@ class TrainConfig:
     )
     family: str = _opt("mlp", "network family: training samples its train split, reports use its held-out split")
     n_envs: int = _opt(2, "parallel training envs (subprocess vector envs when more than 1)")
+    vec_env: str = _opt(
+        "auto",
+        "how the training envs run: auto (subproc when n_envs > 1, else dummy), dummy (in this process), subproc "
+        "(one process each) or ray (Ray actors, agents.ray_vec_env; pip install -e '.[ray]')",
+    )
+    ray_address: str = _opt("", "--vec-env ray: address of a running Ray cluster (default: start a local Ray)")
+    env_cpus: float = _opt(1.0, "--vec-env ray: CPUs each env actor declares (its torch threads)")
+    env_gpus: float = _opt(0.0, "--vec-env ray: GPUs each env actor declares (fractional allowed, e.g. 0.25)")
     n_steps: int = _opt(50, "PPO rollout length per env and update (an update sees n_steps * n_envs decisions)")
     batch_size: int = _opt(50, "PPO minibatch size")
     n_epochs: int = _opt(10, "PPO epochs per update")
@@ -118,6 +126,9 @@ class TrainConfig:
         check_number("total_timesteps", self.total_timesteps, low=1, integer=True)
         check_number("seed", self.seed, low=0, integer=True)
         check_number("n_envs", self.n_envs, low=1, integer=True)
+        check_choice("vec_env", self.vec_env, VEC_ENVS)
+        check_number("env_cpus", self.env_cpus, low=0.0)
+        check_number("env_gpus", self.env_gpus, low=0.0)
         check_number("n_steps", self.n_steps, low=2, integer=True)
         check_number("batch_size", self.batch_size, low=2, integer=True)
         check_number("n_epochs", self.n_epochs, low=1, integer=True)
@@ -184,6 +195,7 @@ ENV_FLAGS: dict[str, str] = {
 }
 
 MODES = ("train", "evaluate")
+VEC_ENVS = ("auto", "dummy", "subproc", "ray")
 PRIOR_CHOICES = ("auto", "none")
 POLICY_GROUPS = ("all", "schedules", "criteria", "none")
 PRESETS: dict[str, dict[str, Any]] = {

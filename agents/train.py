@@ -38,10 +38,12 @@ from agents.config import TrainConfig
 from agents.paired_reward import PairedReward, ReferenceCache
 from agents.policy import LayerwisePolicy, load_agent
 from agents.prior import choose_prior
+from agents.ray_vec_env import ActorRestartsCallback
 from agents.run_dir import check_fresh, config_path
 from baselines import available_policies, env_kwargs, make_policy
 from sparsity_gym.core.io import atomic_write_text
 from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.experiments.episode_log import EpisodeLog, file_digest, run_logged
 from sparsity_gym.experiments.evaluation import EpisodeResult, seeds_from
 from sparsity_gym.experiments.families import Family, NetworkSpec, get_family, parse_network
 from sparsity_gym.experiments.family_env import FamilyEnv
@@ -61,6 +63,7 @@ from sparsity_gym.experiments.statistics import setting_of
 TB_NAME = "PPO"
 LEARNED = "ppo"
 SELECTION_SEED_START = 2000
+COMPARISON_LOG = "comparison/episodes.jsonl"
 
 
 def _family_env(
@@ -82,12 +85,26 @@ def _family_env(
 
 
 def make_train_env(cfg: TrainConfig, family: Family, paired: tuple | None = None) -> VecEnv:
-    """``n_envs`` Monitor-wrapped :class:`FamilyEnv` on the train split, seeded ``seed + i``."""
+    """``n_envs`` Monitor-wrapped :class:`FamilyEnv` on the train split, seeded ``seed + i``.
+
+    ``cfg.vec_env``: ``auto`` (subprocesses when ``n_envs > 1``, else this process), ``dummy``, ``subproc`` or
+    ``ray`` (:class:`agents.ray_vec_env.RayVecEnv`: actors of ``env_cpus`` CPUs / ``env_gpus`` GPUs, each env
+    with ``max(1, int(env_cpus))`` torch threads, on ``ray_address`` or a local Ray). ``paired``: the paired
+    reward's reference, cache and seed pool (:class:`agents.paired_reward.PairedReward`), or ``None``.
+    """
+    kind = cfg.vec_env if cfg.vec_env != "auto" else ("subproc" if cfg.n_envs > 1 else "dummy")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    threads = max(1, cores // cfg.n_envs) if cfg.n_envs > 1 else 0
+    threads = max(1, cores // cfg.n_envs) if kind == "subproc" else 0
+    vec_kwargs: dict[str, Any] = {}
+    vec_cls: type[VecEnv] = SubprocVecEnv if kind == "subproc" else DummyVecEnv
+    if kind == "ray":
+        from agents.ray_vec_env import RayVecEnv
+
+        threads = max(1, int(cfg.env_cpus))
+        vec_cls = RayVecEnv
+        vec_kwargs = {"num_cpus": cfg.env_cpus, "num_gpus": cfg.env_gpus, "address": cfg.ray_address or None}
     factory = functools.partial(_family_env, tuple(family.train), cfg.env, threads, paired)
-    vec_cls = SubprocVecEnv if cfg.n_envs > 1 else DummyVecEnv
-    return make_vec_env(factory, n_envs=cfg.n_envs, seed=cfg.seed, vec_env_cls=vec_cls)
+    return make_vec_env(factory, n_envs=cfg.n_envs, seed=cfg.seed, vec_env_cls=vec_cls, vec_env_kwargs=vec_kwargs)
 
 
 def train_ppo(cfg: TrainConfig, run_dir: Path, family: Family, prior: str = "none") -> tuple[PPO, dict[str, Any]]:
@@ -103,7 +120,7 @@ def train_ppo(cfg: TrainConfig, run_dir: Path, family: Family, prior: str = "non
         paired = (reference, str(run_dir / "reference_cache.json"), cfg.seed_pool)
     vec_env = make_train_env(cfg, family, paired)
     threads = torch.get_num_threads()
-    if cfg.n_envs > 1:
+    if cfg.n_envs > 1 or cfg.vec_env == "ray":
         # The envs train in their own processes; PPO's tiny updates here gain nothing from intra-op threads,
         # whose spin-waiting took a whole core from the env workers (the default run went 10x slower).
         torch.set_num_threads(1)
@@ -155,6 +172,7 @@ def train_ppo(cfg: TrainConfig, run_dir: Path, family: Family, prior: str = "non
                     run_dir / "best_model.zip",
                 ),
                 checkpoints,
+                ActorRestartsCallback(),
             ]
             model.learn(
                 remaining,
@@ -207,11 +225,24 @@ def comparison_jobs(
 
 
 def compare(
-    cfg: TrainConfig, specs: Sequence[NetworkSpec], split_of: Callable[[NetworkSpec], str], model_path: Path | None
+    cfg: TrainConfig,
+    specs: Sequence[NetworkSpec],
+    split_of: Callable[[NetworkSpec], str],
+    model_path: Path | None,
+    run_dir: Path | None = None,
 ) -> list[EpisodeResult]:
-    """Run :func:`comparison_jobs` with ``sparsity_gym.experiments.grid.run_grid`` on ``cfg.backend``."""
+    """Run :func:`comparison_jobs` with ``sparsity_gym.experiments.grid.run_grid`` on ``cfg.backend``.
+
+    With ``run_dir``, every finished episode is appended to ``run_dir/comparison/episodes.jsonl``
+    (:mod:`sparsity_gym.experiments.episode_log`); ``cfg.resume`` runs only the episodes missing there, a fresh
+    run starts the file anew. The learned policy's episodes are keyed by the model file's digest too.
+    """
     jobs = comparison_jobs(cfg, specs, split_of, model_path)
-    return run_grid(jobs, backend=cfg.backend, workers=cfg.workers or None, progress=cfg.progress_bar)
+    grid = {"backend": cfg.backend, "workers": cfg.workers or None, "progress": cfg.progress_bar}
+    if run_dir is None:
+        return run_grid(jobs, **grid)
+    versions = {LEARNED: file_digest(model_path)} if model_path is not None else {}  # a new model: new episodes
+    return run_logged(jobs, EpisodeLog(run_dir / COMPARISON_LOG, fresh=not cfg.resume), versions, **grid)
 
 
 def write_reports(
@@ -333,7 +364,7 @@ def run_train(cfg: TrainConfig) -> Path:
         if info["num_timesteps"] == 0:
             chosen += "; **no trained model beat the untrained policy**, so the learned policy is its prior"
     specs = _networks(cfg, family)
-    results = compare(cfg, specs, _split_labeller(family), model_path)
+    results = compare(cfg, specs, _split_labeller(family), model_path, run_dir)
     notes = [
         f"Trained on the `{cfg.family}` family's train split ({', '.join(s.name for s in family.train)}) for "
         f"{state['num_timesteps']} timesteps = **{state['episodes']} training episodes**; compared on "
@@ -372,7 +403,7 @@ def run_evaluate(cfg: TrainConfig) -> Path:
         model_path = found[0] if found else None
     start = time.perf_counter()
     specs = _networks(cfg, family)
-    results = compare(cfg, specs, _split_labeller(family), model_path)
+    results = compare(cfg, specs, _split_labeller(family), model_path, run_dir)
     seeds = f"seeds {cfg.eval_seed_start}-{cfg.eval_seed_start + cfg.eval_seeds - 1}"
     notes = [
         f"Evaluation of `{model_path}` (`{LEARNED}`)" if model_path else "No learned model: baselines only,",

@@ -1,62 +1,64 @@
-"""Wall time of an evaluation grid run sequentially and with the process backend, and the speedup ratio.
+"""Wall time of the default comparison grid run sequentially (one thread) and in the persistent process pool.
 
-The grid: the handcrafted schedules (``baselines.available_policies("schedule")``) × ``--seeds`` seeds on the
-default task (mlp on digits) with ``--iterations`` iterations. Both backends run the same jobs in this process,
-one after the other (sequential first, with torch's default threads or ``--sequential-threads``, then
-``--workers`` spawned processes of cores // workers torch threads each);
-the results are checked to be the same episodes. Pool start-up (spawning interpreters, importing torch) is
-included in the process time, as a user pays it. Shared machines are noisy: run it on an idle one for figures.
-On a busy machine torch's multi-threaded kernels lose far more than one thread does (threads spin waiting for
-cores), which inflates the ratio; ``--sequential-threads 1`` isolates the gain from the parallel processes.
+The grid: ``agents.train.comparison_jobs`` of the default ``TrainConfig`` (every baseline on every held-out
+network of the ``mlp`` family, at every comparison target and selector, ``--seeds`` seeds; the learned policy
+left out, as there is no model) with ``--iterations`` iterations per episode (10 decisions, as by default).
+The sequential run uses one torch thread in this process; the process backend ``--workers`` workers of one
+thread each from the shared pool (``sparsity_gym.experiments.pool``). The pool is timed twice: *cold* (its
+first grid pays the workers' start-up: interpreters, ``import torch``) and *warm* (a later grid of the same
+run: in ``train_agent.py`` the prior's scoring warms it before the comparison). The results are checked to be
+the same episodes. Shared machines are noisy; the load average is printed beside the ratios.
 
-    python bench/eval_grid.py [--seeds 2] [--iterations 200] [--interval 20] [--workers 2] [--sequential-threads N]
+    python bench/eval_grid.py [--seeds 3] [--iterations 400] [--workers 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
+import os
 import time
 
 import torch
 
-import baselines
-from sparsity_gym.experiments.grid import make_grid, run_grid
+from agents.config import TrainConfig
+from agents.train import _split_labeller, comparison_jobs
+from sparsity_gym.experiments.families import get_family
+from sparsity_gym.experiments.grid import run_grid
+from sparsity_gym.experiments.pool import shutdown_shared_pool
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--iterations", type=int, default=200)
-    parser.add_argument("--interval", type=int, default=20)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--iterations", type=int, default=400)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument(
-        "--sequential-threads", type=int, default=None, help="torch threads of the sequential run (default: torch's)"
-    )
     args = parser.parse_args()
-    if args.sequential_threads is not None:
-        torch.set_num_threads(args.sequential_threads)
-    schedules = baselines.available_policies("schedule")
-    policies = {name: functools.partial(baselines.make_policy, name) for name in schedules}
-    config = {"total_iterations": args.iterations, "decision_interval": args.interval}
-    jobs = make_grid(policies, {"mlp (digits)": config}, seeds=range(args.seeds))
+    torch.set_num_threads(1)
+    base = TrainConfig(eval_seeds=args.seeds)
+    env = base.env.replace(total_iterations=args.iterations, decision_interval=args.iterations // 10)
+    cfg = dataclasses.replace(base, env=env)
+    family = get_family(cfg.family)
+    jobs = comparison_jobs(cfg, family.heldout, _split_labeller(family), None)
+    episodes = sum(job.episodes for job in jobs)
+    load = os.getloadavg()[0]
 
     times, results = {}, {}
-    for backend, workers in (("sequential", None), ("process", args.workers)):
+    for name, backend in (("sequential", "sequential"), ("pool, cold", "process"), ("pool, warm", "process")):
         start = time.perf_counter()
-        results[backend] = run_grid(jobs, backend=backend, workers=workers, progress=False)
-        times[backend] = time.perf_counter() - start
+        results[name] = run_grid(jobs, backend=backend, workers=args.workers, threads_per_worker=1, progress=False)
+        times[name] = time.perf_counter() - start
+    shutdown_shared_pool()
 
     def comparable(rows: list) -> list[dict]:
         return [{k: v for k, v in dataclasses.asdict(r).items() if k != "wall_time_s"} for r in rows]
 
-    same = comparable(results["sequential"]) == comparable(results["process"])
-    n = len(jobs)
-    print(f"grid: {len(schedules)} schedules x {args.seeds} seeds = {n} episodes of {args.iterations} iterations")
-    print(f"sequential: {times['sequential']:.2f} s  (torch threads in this process: {torch.get_num_threads()})")
-    print(f"process   : {times['process']:.2f} s  ({args.workers} workers, pool start-up included)")
-    print(f"speedup   : x{times['sequential'] / times['process']:.2f}   same episodes: {same}")
+    same = all(comparable(results[k]) == comparable(results["sequential"]) for k in results)
+    print(f"default comparison grid: {len(jobs)} jobs, {episodes} episodes of {args.iterations} iterations")
+    print(f"load average before / after: {load:.1f} / {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    for name, seconds in times.items():
+        print(f"{name:11s}: {seconds:7.1f} s   x{times['sequential'] / seconds:.2f} the sequential one-thread run")
+    print(f"same episodes: {same}")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from sparsity_gym.masks.regrowth import REGROWTH
 from sparsity_gym.masks.selectors import SELECTORS, SelectionContext, threshold_range
 from sparsity_gym.models import build_network, find_prunable_layers
 from sparsity_gym.models.initial_state import load_initial_state
-from sparsity_gym.models.layers import LayerInfo
+from sparsity_gym.models.layers import LayerCache, LayerInfo
 from sparsity_gym.models.widening import widen_network
 from sparsity_gym.observation.features import ObservationLayout
 from sparsity_gym.observation.observers import OBSERVERS, Observer, ObserverSettings
@@ -466,7 +466,9 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
         model, start_active = self._starting_network(model)
         self.model: nn.Module = model.to(self.device).train()
         check_network_fits(self.model, self.data.val_x[:2], self.data.num_classes, cfg.network_name, cfg.dataset)
-        infos = find_prunable_layers(self.model, self.data.input_shape)
+        # Traced once per architecture: every episode rebuilds the same network (models.layers.LayerCache).
+        layer_cache = self.__dict__.setdefault("_layer_cache", LayerCache())
+        infos = layer_cache(self.model, self.data.input_shape)
         self.optimizer = make_optimizer(cfg, self.model)
         self.loop = TrainingLoop(self.model, self.optimizer, self.data, cfg, self.device, self._generator)
         self.masks = MaskedNetwork(

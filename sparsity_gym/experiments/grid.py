@@ -5,7 +5,8 @@ config and one or a few seeds. :func:`make_grid` builds the product grid; :func:
 
 - ``sequential``: in this process, one after the other;
 - ``process``: in a pool of ``workers`` processes started with ``spawn`` (fresh interpreters: no inherited
-  torch threads or state), each limited to ``threads_per_worker`` torch threads;
+  torch threads or state), each limited to ``threads_per_worker`` torch threads; the pool is kept for the
+  next grid (:mod:`sparsity_gym.experiments.pool`: workers pay their start-up once), or pass your own;
 - ``ray``: as Ray tasks of ``threads_per_worker`` CPUs each (``pip install -e ".[ray]"``; an existing
   ``ray.init`` connection is used, else a local one with ``workers`` CPUs is started and shut down after).
 
@@ -22,10 +23,9 @@ callable ``network``. A criterion method needs its env settings in the config (`
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from numbers import Integral
 from types import ModuleType
@@ -35,10 +35,12 @@ from sparsity_gym.core.checks import check_choice, check_number
 from sparsity_gym.env.config import EnvConfig
 from sparsity_gym.env.sparsity_env import SparsityEnv
 from sparsity_gym.experiments.evaluation import EpisodeResult, Policy, evaluate
+from sparsity_gym.experiments.pool import WorkerPool, set_threads, shared_pool
 
 BACKENDS = ("sequential", "process", "ray")
 
 PolicyFactory = Callable[[SparsityEnv], Policy]
+OnResult = Callable[[int, list[EpisodeResult]], None]
 
 
 @dataclass(frozen=True)
@@ -109,14 +111,8 @@ def run_job(job: GridJob, progress_bar: Any = None) -> list[EpisodeResult]:
 
 def _run_job_with_threads(job: GridJob, threads: int) -> list[EpisodeResult]:
     """:func:`run_job` with torch limited to ``threads`` intra-op threads (Ray's task body)."""
-    _set_threads(threads)
+    set_threads(threads)
     return run_job(job)
-
-
-def _set_threads(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
 
 
 def _cores() -> int:
@@ -129,6 +125,8 @@ def run_grid(
     workers: int | None = None,
     threads_per_worker: int | None = None,
     progress: bool = True,
+    on_result: OnResult | None = None,
+    pool: WorkerPool | None = None,
 ) -> list[EpisodeResult]:
     """Run ``jobs`` on ``backend``; every episode's result, in job order (then seed order within a job).
 
@@ -140,6 +138,10 @@ def run_grid(
         threads_per_worker: Torch threads of each worker; default: cores // workers, at least 1. Ignored by
             ``sequential``, which keeps this process's setting.
         progress: Show a tqdm progress bar counting episodes.
+        on_result: Called here as ``on_result(job_index, results)`` as each job finishes (in any order), e.g.
+            to record it (:mod:`sparsity_gym.experiments.episode_log`).
+        pool: The ``process`` backend's workers (default: the shared persistent pool of ``workers`` ×
+            ``threads_per_worker``, :func:`sparsity_gym.experiments.pool.shared_pool`).
 
     Raises:
         ValueError: A bad ``backend``, ``workers`` or ``threads_per_worker``.
@@ -163,32 +165,39 @@ def run_grid(
 
     total = sum(job.episodes for job in jobs)
     with tqdm(total=total, desc=f"grid ({backend})", unit="episode", disable=not progress) as bar:
+        report = on_result or (lambda index, results: None)
         if backend == "sequential":
-            per_job = [run_job(job, progress_bar=bar) for job in jobs]
+            per_job = []
+            for index, job in enumerate(jobs):
+                per_job.append(run_job(job, progress_bar=bar))
+                report(index, per_job[-1])
         elif backend == "process":
-            per_job = _run_processes(jobs, n_workers, threads, bar)
+            if jobs and pool is None:
+                pool = shared_pool(n_workers, threads)
+            per_job = _run_processes(jobs, pool, bar, report)
         else:
-            per_job = _run_ray(jobs, workers, threads, bar)
+            per_job = _run_ray(jobs, workers, threads, bar, report)
     return [result for results in per_job for result in results]
 
 
-def _run_processes(jobs: list[GridJob], workers: int, threads: int, bar: Any) -> list[list[EpisodeResult]]:
-    """The jobs in a spawn-started process pool; results in job order, the bar advanced as jobs finish."""
+def _run_processes(jobs: list[GridJob], pool: Any, bar: Any, report: OnResult) -> list[list[EpisodeResult]]:
+    """The jobs in the worker pool; results in job order, the bar advanced and ``report`` called as jobs finish."""
     if not jobs:
         return []
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_set_threads, initargs=(threads,)
-    ) as pool:
-        futures = [pool.submit(run_job, job) for job in jobs]
-        episodes: dict[Future, int] = {f: job.episodes for f, job in zip(futures, jobs, strict=True)}
-        pending = set(futures)
+    futures = [pool.submit(run_job, job) for job in jobs]
+    index: dict[Future, int] = {f: i for i, f in enumerate(futures)}
+    pending = set(futures)
+    try:
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                future.result()  # a failed job fails the grid at once
-                bar.update(episodes[future])
-        return [f.result() for f in futures]
+            for future in sorted(done, key=index.__getitem__):
+                results = future.result()  # a failed job fails the grid at once
+                bar.update(jobs[index[future]].episodes)
+                report(index[future], results)
+    finally:
+        for future in pending:
+            future.cancel()
+    return [f.result() for f in futures]
 
 
 def import_ray() -> ModuleType:
@@ -202,7 +211,9 @@ def import_ray() -> ModuleType:
     return ray
 
 
-def _run_ray(jobs: list[GridJob], workers: int | None, threads: int, bar: Any) -> list[list[EpisodeResult]]:
+def _run_ray(
+    jobs: list[GridJob], workers: int | None, threads: int, bar: Any, report: OnResult
+) -> list[list[EpisodeResult]]:
     """The jobs as Ray tasks of ``threads`` CPUs; a local Ray is started (and stopped) unless one is running."""
     ray = import_ray()
     if not jobs:
@@ -213,12 +224,13 @@ def _run_ray(jobs: list[GridJob], workers: int | None, threads: int, bar: Any) -
     try:
         task = ray.remote(num_cpus=threads)(_run_job_with_threads)
         refs = [task.remote(job, threads) for job in jobs]
-        episodes = {ref: job.episodes for ref, job in zip(refs, jobs, strict=True)}
+        index = {ref: i for i, ref in enumerate(refs)}
         pending = list(refs)
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             for ref in done:
-                bar.update(episodes[ref])
+                bar.update(jobs[index[ref]].episodes)
+                report(index[ref], ray.get(ref))
         return ray.get(refs)
     finally:
         if started:

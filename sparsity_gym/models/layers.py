@@ -13,6 +13,7 @@ fails (e.g. data-dependent control flow in a user factory) the data flow is assu
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -101,6 +102,38 @@ def find_prunable_layers(model: nn.Module, input_shape: Sequence[int], trace: bo
             )
         )
     return infos
+
+
+class LayerCache:
+    """:func:`find_prunable_layers` remembered per architecture, for networks rebuilt again and again.
+
+    An env builds a fresh instance of the same network every episode; tracing its graph and probing its shapes
+    again cost about 3% of a 400-iteration episode of the default MLP. The key is the model's class, its module
+    tree (``repr``: every module's type and sizes), the input shape and the device; a known key returns the
+    stored infos bound to the new instance's modules (the same names, kinds, sizes, positions and successors).
+    At most ``size`` architectures are kept (the oldest forgotten first); the stored infos hold no module of
+    an old instance.
+    """
+
+    def __init__(self, size: int = 8) -> None:
+        self.size = size
+        self._known: dict[tuple[Any, ...], list[LayerInfo]] = {}
+
+    def __call__(self, model: nn.Module, input_shape: Sequence[int]) -> list[LayerInfo]:
+        """``find_prunable_layers(model, input_shape)``, traced once per architecture."""
+        key = (type(model), repr(model), tuple(input_shape), str(next(model.parameters()).device))
+        known = self._known.get(key)
+        if known is None:
+            infos = find_prunable_layers(model, input_shape)
+            if len(self._known) >= self.size:
+                self._known.pop(next(iter(self._known)))
+            self._known[key] = [dataclasses.replace(info, module=_UNBOUND) for info in infos]
+            return infos
+        modules = dict(model.named_modules())
+        return [dataclasses.replace(info, module=modules[info.name]) for info in known]
+
+
+_UNBOUND = nn.Module()
 
 
 def _channel_modules(edges: Sequence[Any] | None) -> tuple[str, ...]:
