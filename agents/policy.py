@@ -61,7 +61,7 @@ POOLINGS = ("none", "deepsets")
 class MaskedDiagGaussianDistribution(DiagGaussianDistribution):
     """A diagonal Gaussian whose masked-out dimensions (padding rows) count in neither log-prob nor entropy."""
 
-    def proba_distribution(  # type: ignore[override]
+    def proba_distribution(
         self, mean_actions: torch.Tensor, log_std: torch.Tensor, mask: torch.Tensor | None = None
     ) -> MaskedDiagGaussianDistribution:
         """Set the distribution's parameters; ``mask`` (same shape as the mean) is 1 for real layers."""

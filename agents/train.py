@@ -213,14 +213,17 @@ def comparison_jobs(
     jobs = []
     for spec in specs:
         base = cfg.env.replace(**spec.env_kwargs())
-        common = {"seeds": seeds, "split": split_of(spec), "network": spec.name}
+        split, network = split_of(spec), spec.name
         for target in cfg.eval_targets:
             for selector in cfg.eval_selectors:
                 config = base.replace(selector=selector, target_density=target)
-                jobs += [GridJob(n, _baseline_factory(n), config, **common) for n in schedules]
+                jobs += [GridJob(n, _baseline_factory(n), config, seeds, split, network) for n in schedules]
                 if model_path is not None:
-                    jobs.append(GridJob(LEARNED, functools.partial(load_agent, str(model_path)), config, **common))
-        jobs += [GridJob(n, _baseline_factory(n), base.replace(**env_kwargs(n)), **common) for n in criteria]
+                    learned = functools.partial(load_agent, str(model_path))
+                    jobs.append(GridJob(LEARNED, learned, config, seeds, split, network))
+        jobs += [
+            GridJob(n, _baseline_factory(n), base.replace(**env_kwargs(n)), seeds, split, network) for n in criteria
+        ]
     return jobs
 
 
@@ -238,11 +241,12 @@ def compare(
     run starts the file anew. The learned policy's episodes are keyed by the model file's digest too.
     """
     jobs = comparison_jobs(cfg, specs, split_of, model_path)
-    grid = {"backend": cfg.backend, "workers": cfg.workers or None, "progress": cfg.progress_bar}
+    workers = cfg.workers or None
     if run_dir is None:
-        return run_grid(jobs, **grid)
+        return run_grid(jobs, backend=cfg.backend, workers=workers, progress=cfg.progress_bar)
     versions = {LEARNED: file_digest(model_path)} if model_path is not None else {}  # a new model: new episodes
-    return run_logged(jobs, EpisodeLog(run_dir / COMPARISON_LOG, fresh=not cfg.resume), versions, **grid)
+    log = EpisodeLog(run_dir / COMPARISON_LOG, fresh=not cfg.resume)
+    return run_logged(jobs, log, versions, backend=cfg.backend, workers=workers, progress=cfg.progress_bar)
 
 
 def write_reports(

@@ -31,7 +31,7 @@ def generate_mnist1d(
     Calls ``mnist1d.data.make_dataset`` (offline generation). The package seeds Python's and NumPy's global
     generators; their states are restored afterwards, so loading the dataset does not disturb the caller.
     """
-    from mnist1d.data import get_dataset_args, make_dataset  # type: ignore[import-untyped]
+    from mnist1d.data import get_dataset_args, make_dataset
 
     args = get_dataset_args()
     args.seed = int(generator_seed)

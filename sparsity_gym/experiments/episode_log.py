@@ -118,7 +118,7 @@ def run_logged(
         version = versions.get(job.policy_name)
         return job_key(job, seed) + (f"|{version}" if version else "")
 
-    singles = [(key(job, seed), dataclasses.replace(job, seeds=seed)) for job in jobs for seed in job.seeds]
+    singles = [(key(job, seed), dataclasses.replace(job, seeds=(seed,))) for job in jobs for seed in job.seeds]
     missing = [(key, job) for key, job in singles if key not in recorded]
 
     def record(index: int, results: list[EpisodeResult]) -> None:

@@ -131,7 +131,7 @@ def evaluate(
     settings = env_settings(cfg)
     env = SparsityEnv(config=cfg)
     try:
-        agent = policy if hasattr(policy, "predict") else policy(env)  # type: ignore[operator]
+        agent = policy if hasattr(policy, "predict") else policy(env)
         results = []
         for seed in seeds:
             start = time.perf_counter()

@@ -61,7 +61,7 @@ class GridJob:
     policy_name: str
     policy_factory: PolicyFactory
     config: EnvConfig
-    seeds: int | Sequence[int]
+    seeds: Sequence[int]
     split: str = "train"
     network: str | None = None
 
@@ -70,7 +70,7 @@ class GridJob:
             raise ValueError(
                 f"policy_factory={self.policy_factory!r} is not allowed; expected a callable env -> policy"
             )
-        raw = (self.seeds,) if isinstance(self.seeds, Integral) else tuple(self.seeds)
+        raw: tuple[Any, ...] = (self.seeds,) if isinstance(self.seeds, Integral) else tuple(self.seeds)
         seeds = tuple(int(s) if isinstance(s, Integral) and not isinstance(s, bool) else s for s in raw)
         if not seeds:
             raise ValueError("seeds=() is not allowed; expected at least one seed")
@@ -95,7 +95,7 @@ def make_grid(
     """Every policy × every named config × every seed, one job each (policy-major, then config, then seed)."""
     seed_list = list(seeds)
     return [
-        GridJob(name, factory, config, seed, split=split, network=label)
+        GridJob(name, factory, config if isinstance(config, EnvConfig) else EnvConfig(**config), (seed,), split, label)
         for name, factory in policies.items()
         for label, config in configs.items()
         for seed in seed_list

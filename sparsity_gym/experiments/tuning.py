@@ -29,9 +29,10 @@ from typing import Any
 import numpy as np
 
 from sparsity_gym.core.io import atomic_write_text
+from sparsity_gym.env.config import EnvConfig
 from sparsity_gym.env.tasks import Task, get_task
 from sparsity_gym.experiments.evaluation import EpisodeResult
-from sparsity_gym.experiments.grid import GridJob, PolicyFactory, config_kwargs, run_grid
+from sparsity_gym.experiments.grid import GridJob, PolicyFactory, run_grid
 
 __all__ = [
     "CACHE_NAME",
@@ -197,7 +198,7 @@ def tune(
         GridJob(
             cell.name,
             cell.factory,
-            config_kwargs({**t.env_kwargs(network, target), **env, **dict(cell.env_kwargs)}),
+            EnvConfig(**{**t.env_kwargs(network, target), **env, **dict(cell.env_kwargs)}),
             seeds=tuple(seeds),
             split="train",
             network=network,

@@ -199,7 +199,7 @@ def _explicit_padding(module: nn.Conv2d) -> tuple[int, int, int, int]:
     if module.padding == "same":  # same split as nn.Conv2d: the extra pixel goes right/bottom
         th, tw = dh * (kh - 1), dw * (kw - 1)
         return (tw // 2, tw - tw // 2, th // 2, th - th // 2)
-    ph, pw = module.padding  # type: ignore[misc]
+    ph, pw = module.padding
     return (pw, pw, ph, ph)
 
 
@@ -256,7 +256,7 @@ def conv2d_grad_moments(
     elif isinstance(module.padding, str):
         x = F.pad(x, _explicit_padding(module))
     else:
-        unfold_padding = module.padding  # type: ignore[assignment]
+        unfold_padding = module.padding
     batch = x.shape[0]
     weight_shape = (c_out, module.in_channels // groups, *module.kernel_size)
     fan = weight_shape[1] * weight_shape[2] * weight_shape[3]
