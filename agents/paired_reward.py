@@ -154,7 +154,7 @@ class PairedReward(gym.Wrapper):
             ref = self.cache.get(self._key, self._reference_accuracy)
             info.update(reference_val_accuracy=ref, unpaired_reward=float(reward))
             reward = float(reward) - ref
-        return obs, reward, terminated, truncated, info
+        return obs, float(reward), terminated, truncated, info
 
     def close(self) -> None:
         """Close the reference envs and the wrapped env."""

@@ -156,11 +156,15 @@ class LayerwisePolicy(ActorCriticPolicy):
     @property
     def num_features(self) -> int:
         """Feature columns per row, without the validity column."""
-        return int(self.observation_space.shape[1]) - 1
+        shape = self.observation_space.shape
+        assert shape is not None  # a Box
+        return int(shape[1]) - 1
 
     def _build(self, lr_schedule: Schedule) -> None:
         n = self.num_features
-        self.action_dist = MaskedDiagGaussianDistribution(int(self.action_space.shape[0]))
+        action_shape = self.action_space.shape
+        assert action_shape is not None  # a Box
+        self.action_dist = MaskedDiagGaussianDistribution(int(action_shape[0]))
         width = self.hidden[-1] if self.hidden else n
         if self.pooling == "deepsets":
             self.actor_rows = _mlp(n, self.hidden, None, self.activation_fn)
@@ -249,7 +253,9 @@ class LayerwisePolicy(ActorCriticPolicy):
         features, valid = self._split(obs)
         mean = self.action_means(features, valid) + self.prior_actions(features)
         mean = torch.where(valid, mean, torch.zeros_like(mean))
-        return self.action_dist.proba_distribution(mean, self.log_std, valid)
+        dist = self.action_dist.proba_distribution(mean, self.log_std, valid)
+        assert isinstance(dist, MaskedDiagGaussianDistribution)
+        return dist
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """The critic's value ``(n, 1)``: mean and max of the valid rows' embeddings, then a linear map."""
@@ -307,7 +313,7 @@ class LayerwiseAgent:
 
     def bind(self, env: gym.Env) -> LayerwiseAgent:
         """Return ``self`` after checking ``env``'s observation columns against the training env's."""
-        columns = tuple(env.unwrapped.layout.columns)
+        columns = tuple(getattr(env.unwrapped, "layout").columns)  # noqa: B009 (any env with a column layout)
         expected = self.policy.feature_names[:-1]
         if expected and columns != expected:
             raise ValueError(

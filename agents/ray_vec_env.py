@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -75,7 +76,7 @@ class EnvActor:
             info["terminal_observation"] = observation
             generator = self._generator()
             observation, reset_info = self.env.reset()
-        return observation, reward, done, info, reset_info, generator
+        return observation, float(reward), done, info, reset_info, generator
 
     def replay(self, start: EpisodeStart, actions: Sequence[np.ndarray]) -> Any:
         """Begin an episode as ``start`` says and take ``actions``; the last step's result (or the reset's)."""
@@ -177,7 +178,7 @@ class RayVecEnv(VecEnv):
         refs = [actor.reset.remote(self._seeds[i], self._options[i] or None) for i, actor in enumerate(self.actors)]
         self._starts = [("seed", self._seeds[i], self._options[i] or None) for i in range(self.num_envs)]
         self._actions = [[] for _ in range(self.num_envs)]
-        results = [self._get(i, ref, lambda i=i: self._replay(i, [])) for i, ref in enumerate(refs)]
+        results = [self._get(i, ref, functools.partial(self._replay, i, [])) for i, ref in enumerate(refs)]
         obs, reset_infos = zip(*results, strict=True)
         self.reset_infos = list(reset_infos)
         self._reset_seeds()
@@ -197,7 +198,7 @@ class RayVecEnv(VecEnv):
         for i, (ref, action) in enumerate(self._pending):
             restarts = self.restarts_per_env[i]
             obs, reward, done, info, reset_info, generator = self._get(
-                i, ref, lambda i=i, a=action: self._replay(i, [a])
+                i, ref, functools.partial(self._replay, i, [action])
             )
             if self.restarts_per_env[i] != restarts:
                 info["actor_restarts"] = self.actor_restarts

@@ -96,7 +96,7 @@ def make_train_env(cfg: TrainConfig, family: Family, paired: tuple | None = None
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     threads = max(1, cores // cfg.n_envs) if kind == "subproc" else 0
     vec_kwargs: dict[str, Any] = {}
-    vec_cls: type[VecEnv] = SubprocVecEnv if kind == "subproc" else DummyVecEnv
+    vec_cls: Any = SubprocVecEnv if kind == "subproc" else DummyVecEnv
     if kind == "ray":
         from agents.ray_vec_env import RayVecEnv
 
@@ -291,7 +291,7 @@ def write_reports(
     return rows
 
 
-def prior_note(prior: str, results: Sequence[EpisodeResult], setting: tuple[str, float]) -> str:
+def prior_note(prior: str, results: Sequence[EpisodeResult], setting: tuple[str, float | None]) -> str:
     """One line: the prior, and how far the learned schedules are from it (mean absolute density difference).
 
     Compares the learned policy's and the prior schedule's episodes of the same network and seed at
@@ -400,7 +400,7 @@ def run_evaluate(cfg: TrainConfig) -> Path:
     family = get_family(cfg.family)
     if cfg.model:
         model_path: Path | None = Path(cfg.model)
-        if not model_path.exists():
+        if not Path(cfg.model).exists():
             raise ValueError(f"model={cfg.model!r} is not allowed: no such file; expected a model.zip saved by PPO")
     else:
         found = [p for p in (run_dir / "best_model.zip", run_dir / "model.zip") if p.exists()]

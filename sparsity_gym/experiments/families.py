@@ -93,7 +93,8 @@ def random_mlp_specs(
     possible = sum(len(widths) ** d for d in range(lo, hi + 1)) - len(set(exclude))
     if count > possible:
         raise ValueError(f"count={count} is not allowed; at most {possible} distinct architectures can be drawn")
-    seen, specs = set(exclude), []
+    seen: set[str] = set(exclude)
+    specs: list[NetworkSpec] = []
     while len(specs) < count:
         depth = int(rng.integers(lo, hi + 1))
         spec = sized("mlp", [int(w) for w in rng.choice(np.asarray(widths), size=depth)])

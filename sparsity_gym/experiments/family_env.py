@@ -50,7 +50,7 @@ class FamilyEnv(gym.Env[np.ndarray, np.ndarray]):
         self.envs: list[SparsityEnv] = [
             SparsityEnv(config=base.replace(**spec.env_kwargs()), data=data) for spec in self.specs
         ]
-        depths = [e.action_space.shape[0] for e in self.envs]
+        depths = [len(e.layer_names) for e in self.envs]
         self.max_layers = max(depths) if max_layers is None else int(max_layers)
         self.padded = [PadLayers(e, self.max_layers) for e in self.envs]
         self.observation_space = self.padded[0].observation_space
