@@ -17,11 +17,10 @@ import functools
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
@@ -34,36 +33,21 @@ from agents.callbacks import (
     HParamsCallback,
     save_model_atomic,
 )
+from agents.comparison import LEARNED, _baseline_factory, compare, prior_note, write_reports
 from agents.config import TrainConfig
 from agents.paired_reward import PairedReward, ReferenceCache
-from agents.policy import LayerwisePolicy, load_agent
+from agents.policy import LayerwisePolicy
 from agents.prior import choose_prior
 from agents.ray_vec_env import ActorRestartsCallback
 from agents.run_dir import check_fresh, config_path
-from baselines import available_policies, env_kwargs, make_policy
 from sparsity_gym.core.io import atomic_write_text
 from sparsity_gym.env.config import EnvConfig
-from sparsity_gym.experiments.episode_log import EpisodeLog, file_digest, run_logged
-from sparsity_gym.experiments.evaluation import EpisodeResult, seeds_from
+from sparsity_gym.experiments.evaluation import seeds_from
 from sparsity_gym.experiments.families import Family, NetworkSpec, get_family, parse_network
 from sparsity_gym.experiments.family_env import FamilyEnv
-from sparsity_gym.experiments.grid import GridJob, run_grid
-from sparsity_gym.experiments.report import (
-    add_paired_columns,
-    episode_table,
-    headline,
-    plot_accuracy_vs_cost,
-    plot_schedules,
-    summarize,
-    write_csv,
-    write_markdown,
-)
-from sparsity_gym.experiments.statistics import setting_of
 
 TB_NAME = "PPO"
-LEARNED = "ppo"
 SELECTION_SEED_START = 2000
-COMPARISON_LOG = "comparison/episodes.jsonl"
 
 
 def _family_env(
@@ -192,125 +176,6 @@ def train_ppo(cfg: TrainConfig, run_dir: Path, family: Family, prior: str = "non
         vec_env.close()
         torch.set_num_threads(threads)
     return model, state
-
-
-def _baseline_factory(name: str) -> Callable[[Any], Any]:
-    return functools.partial(make_policy, name)
-
-
-def comparison_jobs(
-    cfg: TrainConfig, specs: Sequence[NetworkSpec], split_of: Callable[[NetworkSpec], str], model_path: Path | None
-) -> list[GridJob]:
-    """Every chosen baseline and the learned policy on every network, with the same seeds.
-
-    Schedules and the learned policy run at every (selector, target) of the comparison; a criterion method
-    runs once per network with the env settings it needs (``baselines.env_kwargs(name)``).
-    """
-    seeds = seeds_from(cfg.eval_seed_start, cfg.eval_seeds)
-    chosen = cfg.baseline_names()
-    schedules = [n for n in available_policies("schedule") if n in chosen]
-    criteria = [n for n in available_policies("criterion") if n in chosen]
-    jobs = []
-    for spec in specs:
-        base = cfg.env.replace(**spec.env_kwargs())
-        split, network = split_of(spec), spec.name
-        for target in cfg.eval_targets:
-            for selector in cfg.eval_selectors:
-                config = base.replace(selector=selector, target_density=target)
-                jobs += [GridJob(n, _baseline_factory(n), config, seeds, split, network) for n in schedules]
-                if model_path is not None:
-                    learned = functools.partial(load_agent, str(model_path))
-                    jobs.append(GridJob(LEARNED, learned, config, seeds, split, network))
-        jobs += [
-            GridJob(n, _baseline_factory(n), base.replace(**env_kwargs(n)), seeds, split, network) for n in criteria
-        ]
-    return jobs
-
-
-def compare(
-    cfg: TrainConfig,
-    specs: Sequence[NetworkSpec],
-    split_of: Callable[[NetworkSpec], str],
-    model_path: Path | None,
-    run_dir: Path | None = None,
-) -> list[EpisodeResult]:
-    """Run :func:`comparison_jobs` with ``sparsity_gym.experiments.grid.run_grid`` on ``cfg.backend``.
-
-    With ``run_dir``, every finished episode is appended to ``run_dir/comparison/episodes.jsonl``
-    (:mod:`sparsity_gym.experiments.episode_log`); ``cfg.resume`` runs only the episodes missing there, a fresh
-    run starts the file anew. The learned policy's episodes are keyed by the model file's digest too.
-    """
-    jobs = comparison_jobs(cfg, specs, split_of, model_path)
-    workers = cfg.workers or None
-    if run_dir is None:
-        return run_grid(jobs, backend=cfg.backend, workers=workers, progress=cfg.progress_bar)
-    versions = {LEARNED: file_digest(model_path)} if model_path is not None else {}  # a new model: new episodes
-    log = EpisodeLog(run_dir / COMPARISON_LOG, fresh=not cfg.resume)
-    return run_logged(jobs, log, versions, backend=cfg.backend, workers=workers, progress=cfg.progress_bar)
-
-
-def write_reports(
-    cfg: TrainConfig,
-    results: list[EpisodeResult],
-    run_dir: Path,
-    title: str,
-    notes: Sequence[str] = (),
-    reference: str | None = None,
-) -> list[dict]:
-    """``results.csv``, ``episodes.csv`` + ``configs.json``, ``results.md`` (with the headline) and the plots.
-
-    Every policy is compared with ``reference`` (the tuned handcrafted schedule when given; else the best
-    handcrafted schedule by validation accuracy on the comparison, labelled so), paired by seed
-    (``sparsity_gym.experiments.statistics``).
-    """
-    schedules = available_policies("schedule")
-    env = cfg.env
-    headline_setting = (env.selector, env.regrowth, env.granularity, env.target_density)
-    if not any(setting_of(r) == headline_setting and r.policy in schedules for r in results):  # not compared: the first
-        headline_setting = next((setting_of(r) for r in results if r.policy in schedules), headline_setting)
-    rows = add_paired_columns(summarize(results), results, schedules, headline_setting, reference)
-    write_csv(run_dir / "results.csv", rows)
-    episodes, configs = episode_table(results)
-    write_csv(run_dir / "episodes.csv", episodes)
-    atomic_write_text(run_dir / "configs.json", json.dumps(configs, indent=2, sort_keys=True, default=str))
-    summary = headline(results, headline_setting[0], headline_setting[3], LEARNED, schedules, reference=reference)
-    write_markdown(run_dir / "results.md", rows, title=title, preamble=[*notes, "", summary])
-    # Schedules of the setting PPO trained on (or of the first one compared), one plot per network.
-    setting = (cfg.env.selector, cfg.env.target_density)
-    if not any((r.selector, r.target_density) == setting for r in results):
-        setting = (results[0].selector, results[0].target_density)
-    for i, network in enumerate(dict.fromkeys(r.network for r in results)):
-        chosen = [r for r in results if (r.selector, r.target_density) == setting and r.network == network]
-        if not chosen:
-            continue
-        label = f"{network} ({chosen[0].split}), selector {setting[0]}, target density {setting[1]}"
-        plot_schedules(run_dir / f"schedules_{network}.png", chosen, title=label)
-        if i == 0:
-            plot_schedules(run_dir / "schedules.png", chosen, title=label)
-    plot_accuracy_vs_cost(run_dir / "accuracy_vs_density.png", rows, title=f"{cfg.env.dataset}: every method")
-    return rows
-
-
-def prior_note(prior: str, results: Sequence[EpisodeResult], setting: tuple[str, float | None]) -> str:
-    """One line: the prior, and how far the learned schedules are from it (mean absolute density difference).
-
-    Compares the learned policy's and the prior schedule's episodes of the same network and seed at
-    ``setting`` (selector, target), decision by decision and layer by layer.
-    """
-    if prior == "none":
-        return "Prior: none (the actor alone sets every density)."
-    by_key = {(r.policy, r.network, r.seed): r for r in results if (r.selector, r.target_density) == tuple(setting)}
-    gaps = [
-        np.abs(np.asarray(r.schedule) - np.asarray(by_key[(prior, r.network, r.seed)].schedule)).mean()
-        for (policy, network, seed), r in by_key.items()
-        if policy == LEARNED and (prior, network, seed) in by_key
-    ]
-    gap = f"{np.mean(gaps):.3f}" if gaps else "n/a (the prior schedule was not in the comparison)"
-    return (
-        f"Prior: the learned actor is a residual on the `{prior}` schedule; mean absolute difference between the "
-        f"learned and the `{prior}` densities (every decision and layer, selector {setting[0]}, target "
-        f"{setting[1]}): {gap}."
-    )
 
 
 def paired_reference(cfg: TrainConfig, prior: str) -> str:

@@ -2,9 +2,9 @@
 
 Why rows: a policy that reads each layer's row on its own (shared weights across rows) acts on networks of
 any depth; the observation of a network with L controlled layers is an ``(L, F)`` float32 array whose
-columns mean the same thing for every network. Columns come from *feature families*: ``static`` and
-``state`` are always on, statistic families are added by name (``EnvConfig.observations``) through
-:func:`register_family`, and the ``global`` family is repeated on every row. :class:`ObservationLayout` gives
+columns mean the same thing for every network. Columns come in *column groups*: ``static`` and
+``state`` are always on, the statistics' groups are added by name (``EnvConfig.observations``) through
+:func:`register_column_group`, and the ``global`` group is repeated on every row. :class:`ObservationLayout` gives
 every column's name, bounds and index; values are clipped into the declared bounds.
 """
 
@@ -31,7 +31,7 @@ class Feature:
 
 
 @dataclass(frozen=True)
-class FeatureFamily:
+class ColumnGroup:
     """A group of columns computed together: ``compute(snapshot) -> (L, len(features))`` (global: ``(len,)``)."""
 
     name: str
@@ -39,18 +39,18 @@ class FeatureFamily:
     compute: Callable[[TrainingSnapshot], np.ndarray]
 
 
-_FAMILIES: dict[str, FeatureFamily] = {}
+_GROUPS: dict[str, ColumnGroup] = {}
 
 
-def register_family(family: FeatureFamily) -> FeatureFamily:
-    """Register a per-layer statistic family under ``family.name``."""
-    _FAMILIES[family.name] = family
-    return family
+def register_column_group(group: ColumnGroup) -> ColumnGroup:
+    """Register a per-layer statistics column group under ``group.name``."""
+    _GROUPS[group.name] = group
+    return group
 
 
-def registered_families() -> tuple[str, ...]:
-    """Statistic families that can be named in ``EnvConfig.observations``."""
-    return tuple(sorted(_FAMILIES))
+def registered_column_groups() -> tuple[str, ...]:
+    """Statistics column groups that can be named in ``EnvConfig.observations``."""
+    return tuple(sorted(_GROUPS))
 
 
 def _static(snap: TrainingSnapshot) -> np.ndarray:
@@ -90,7 +90,7 @@ def _global(snap: TrainingSnapshot) -> np.ndarray:
     )
 
 
-STATIC = FeatureFamily(
+STATIC = ColumnGroup(
     "static",
     (
         Feature("relative_depth", 0.0, 1.0, "layer index / (number of prunable layers - 1)"),
@@ -102,7 +102,7 @@ STATIC = FeatureFamily(
     ),
     _static,
 )
-STATE = FeatureFamily(
+STATE = ColumnGroup(
     "state",
     (
         Feature("density", 0.0, 1.0, "active units / units now"),
@@ -110,7 +110,7 @@ STATE = FeatureFamily(
     ),
     _state,
 )
-GLOBAL = FeatureFamily(
+GLOBAL = ColumnGroup(
     "global",
     (
         Feature("progress", 0.0, 1.0, "optimizer steps done / total_iterations"),
@@ -124,18 +124,18 @@ GLOBAL = FeatureFamily(
 
 
 class ObservationLayout:
-    """The columns of the observation for a given set of statistic families, and its Gymnasium space."""
+    """The columns of the observation for a given set of statistics column groups, and its Gymnasium space."""
 
-    def __init__(self, num_layers: int, families: Sequence[str] = ()) -> None:
-        unknown = [f for f in families if f not in _FAMILIES]
+    def __init__(self, num_layers: int, groups: Sequence[str] = ()) -> None:
+        unknown = [g for g in groups if g not in _GROUPS]
         if unknown:
             raise ValueError(
-                f"observations={tuple(families)!r}: unknown family {unknown[0]!r}; "
-                f"expected names from {registered_families()!r}"
+                f"observations={tuple(groups)!r}: unknown column group {unknown[0]!r}; "
+                f"expected names from {registered_column_groups()!r}"
             )
         self.num_layers = num_layers
-        self.layer_families = (STATIC, STATE, *(_FAMILIES[f] for f in families))
-        self.features = tuple(f for fam in (*self.layer_families, GLOBAL) for f in fam.features)
+        self.layer_groups = (STATIC, STATE, *(_GROUPS[g] for g in groups))
+        self.features = tuple(f for fam in (*self.layer_groups, GLOBAL) for f in fam.features)
         self.columns = {f.name: i for i, f in enumerate(self.features)}
         low = np.array([f.low for f in self.features], dtype=np.float32)
         high = np.array([f.high for f in self.features], dtype=np.float32)
@@ -147,7 +147,7 @@ class ObservationLayout:
         """The observation of ``snapshot``: finite, float32, clipped into the space."""
         parts = [
             np.asarray(fam.compute(snapshot), dtype=np.float64).reshape(self.num_layers, -1)
-            for fam in self.layer_families
+            for fam in self.layer_groups
         ]
         parts.append(
             np.broadcast_to(

@@ -1,8 +1,8 @@
-"""The four statistic families as observation columns, collected from the training the env runs anyway.
+"""The four statistics as observation column groups, collected from the training the env runs anyway.
 
 Each observer hooks the network when an episode starts and turns what the hooks saw into a few finite,
 O(1) features per controlled layer at every decision (the columns are registered with
-:func:`sparsity_gym.observation.features.register_family`; the env's docstring lists them):
+:func:`sparsity_gym.observation.features.register_column_group`; the env's docstring lists them):
 
 * ``snr`` (CRITERIA §1): per-weight gradient SNR from :class:`~sparsity_gym.stats.GradientMomentCollector`
   (the ``(δ²)ᵀ(x²)`` second moment for Linear, unfold/einsum for conv), smoothed with γ = 0.01^(1/(0.02·T)).
@@ -16,7 +16,7 @@ O(1) features per controlled layer at every decision (the columns are registered
 * ``equilibrium`` (CRITERIA §4): NEq's similarity φ and velocity v of each neuron's outputs on the validation
   split (fixed order, eval mode), from the validation pass the env runs at every decision anyway.
 
-*Which steps are measured*: the step-based families (snr, rank, contribution) collect only on the last
+*Which steps are measured*: the step-based statistics (snr, rank, contribution) collect only on the last
 ``stats_window`` optimizer steps of each decision interval, which is all the observation needs; the smoothing
 of the SNR runs over measured steps. A layer's post-activations are the input of its (first) successor layer
 (from the traced graph, as for neuron masks: after BatchNorm, the activation function, pooling and flattening);
@@ -34,7 +34,6 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -43,7 +42,9 @@ import torch.nn as nn
 
 from sparsity_gym.masks.layer_mask import LayerMask
 from sparsity_gym.masks.masked_network import MaskedNetwork
-from sparsity_gym.observation.features import Feature, FeatureFamily, register_family
+from sparsity_gym.observation.base import Observer, ObserverSettings
+from sparsity_gym.observation.features import ColumnGroup, Feature, register_column_group
+from sparsity_gym.observation.layer_inputs import LayerInputObserver
 from sparsity_gym.observation.snapshot import TrainingSnapshot
 from sparsity_gym.stats import (
     ActivationBuffer,
@@ -55,53 +56,6 @@ from sparsity_gym.stats import (
 )
 
 SNR_LOG_SCALE = 4.0  # log10(1 + snr) / 4: snr = 1e4 -> ~1, the 1e12 cap -> 3
-
-
-@dataclass(frozen=True)
-class ObserverSettings:
-    """What observers need to know of the episode besides the masks."""
-
-    total_iterations: int = 400  # SNR smoothing: γ = 0.01^(1/(0.02·T))
-    selector: str = "magnitude"  # contribution: the paper's λ weighting when it selects units
-
-
-class Observer:
-    """Base class: hooks on the network for one episode, features at decisions."""
-
-    name = ""
-
-    def __init__(self, masks: MaskedNetwork, settings: ObserverSettings | None = None) -> None:
-        self.settings = settings or ObserverSettings()
-        self.masks: MaskedNetwork = masks
-        self.handles: list[Any] = []
-        self.measuring = False
-
-    def set_measuring(self, on: bool) -> None:
-        """Collect on the following training steps (or stop)."""
-        self.measuring = on
-
-    def after_backward(self) -> None:
-        """Called after ``loss.backward()`` of a measured step, before the optimizer step."""
-
-    def begin_evaluation(self) -> None:
-        """Called before the validation pass at reset and at every decision."""
-
-    def end_evaluation(self) -> None:
-        """Called after that validation pass."""
-
-    def features(self) -> np.ndarray:
-        """``(L, k)`` features of the controlled layers."""
-        raise NotImplementedError
-
-    def unit_scores(self) -> dict[str, torch.Tensor]:
-        """Per-unit statistics a selector reads (``SelectionContext.stats[self.name]``), by layer name."""
-        return {}
-
-    def detach(self) -> None:
-        """Remove every hook."""
-        for h in self.handles:
-            h.remove()
-        self.handles.clear()
 
 
 def _post_activation_hook(
@@ -328,111 +282,42 @@ class EquilibriumObserver(Observer):
         return out
 
 
-class LayerInputObserver(Observer):
-    """The recent inputs of each controlled layer (NORTH-Select's buffered inputs); not an observation family.
-
-    A Linear layer keeps its last ``max(min_rows, 2·N)`` input rows (N its units), a conv layer its last batch,
-    unfolded into patches ``(n·h·w, C·kh·kw)`` on demand (a Conv1d's ``(n, C, L)`` as an image of height one:
-    ``(n·L_out, C·k)``) and thinned evenly to that many rows.
-    """
-
-    name = "layer_inputs"
-
-    def __init__(self, masks: MaskedNetwork, settings: ObserverSettings | None = None, min_rows: int = 1024) -> None:
-        super().__init__(masks, settings)
-        self.recent: dict[str, list[torch.Tensor]] = {}
-        self.max_rows = {m.info.name: max(min_rows, 2 * m.info.fan_out) for m in self.masks.layers}
-        for layer in self.masks.layers:
-            self.handles.append(layer.info.module.register_forward_pre_hook(self._keeper(layer.info.name)))
-
-    def _keeper(self, name: str) -> Callable[[nn.Module, tuple[Any, ...]], None]:
-        def keep(module: nn.Module, args: tuple[Any, ...]) -> None:
-            if not (self.measuring and torch.is_grad_enabled()):
-                return
-            x = args[0].detach()
-            if isinstance(module, (nn.Conv1d, nn.Conv2d)):
-                self.recent[name] = [x]
-                return
-            kept = [*self.recent.get(name, []), x.reshape(-1, x.shape[-1])]
-            while len(kept) > 1 and sum(len(t) for t in kept[1:]) >= self.max_rows[name]:
-                kept.pop(0)
-            self.recent[name] = kept
-
-        return keep
-
-    def unit_scores(self) -> dict[str, torch.Tensor]:
-        """``(rows, fan_in)`` input rows per layer name (layers whose inputs cannot be unfolded are left out)."""
-        out = {}
-        for layer in self.masks.layers:
-            name, module = layer.info.name, layer.info.module
-            if name not in self.recent:
-                continue
-            if isinstance(module, (nn.Conv1d, nn.Conv2d)):
-                patches = _patches(module, self.recent[name][0])
-                if patches is None:
-                    continue
-                rows = patches.transpose(1, 2).reshape(-1, patches.shape[1])
-                pick = torch.linspace(0, len(rows) - 1, min(len(rows), self.max_rows[name])).long()
-                out[name] = rows[pick.to(rows.device)]
-            else:
-                out[name] = torch.cat(self.recent[name])[-self.max_rows[name] :]
-        return out
-
-    def features(self) -> np.ndarray:  # noqa: D102
-        return np.zeros((len(self.masks.layers), 0))
-
-
-def _patches(module: nn.Conv1d | nn.Conv2d, x: torch.Tensor) -> torch.Tensor | None:
-    """``(n, C·kernel, positions)`` patches of a conv's input (``None`` for string padding or groups)."""
-    if isinstance(module.padding, str) or module.groups != 1:
-        return None
-    if isinstance(module, nn.Conv2d):
-        return nn.functional.unfold(x, module.kernel_size, module.dilation, module.padding, module.stride)
-    return nn.functional.unfold(
-        x.unsqueeze(2),
-        (1, module.kernel_size[0]),
-        (1, module.dilation[0]),
-        (0, module.padding[0]),
-        (1, module.stride[0]),
-    )
-
-
 OBSERVERS: dict[str, type[Observer]] = {
     cls.name: cls for cls in (SNRObserver, RankObserver, ContributionObserver, EquilibriumObserver, LayerInputObserver)
 }
 
 
-def _family(name: str, features: tuple[Feature, ...]) -> FeatureFamily:
-    return register_family(FeatureFamily(name, features, functools.partial(_statistics_of, name)))
+def _columns(name: str, features: tuple[Feature, ...]) -> ColumnGroup:
+    return register_column_group(ColumnGroup(name, features, functools.partial(_statistics_of, name)))
 
 
 def _statistics_of(name: str, snapshot: TrainingSnapshot) -> np.ndarray:
-    """The ``(L, k)`` features of family ``name`` in ``snapshot`` (filled from its observer by the env)."""
+    """The ``(L, k)`` features of column group ``name`` in ``snapshot`` (filled from its observer by the env)."""
     return snapshot.statistics[name]
 
 
-_family(
+_columns(
     "snr",
     (
         Feature("snr_above_one", 0.0, 1.0, "fraction of active weights with smoothed SNR > 1"),
         Feature("snr_log_mean", 0.0, 3.0, "mean of log10(1 + smoothed SNR) / 4 over active weights"),
     ),
 )
-_family(
+_columns(
     "rank",
     (
         Feature("rank_ed", 0.0, 1.0, "effective dimension φ_ED = E / N of the post-activations"),
         Feature("rank_active_share", 0.0, 1.0, "E / active units"),
     ),
 )
-_family(
+_columns(
     "contribution",
     (
         Feature("contribution_q10", 0.0, 10.0, "10% quantile of the contribution score / its mean (active units)"),
         Feature("contribution_q50", 0.0, 10.0, "median of the contribution score / its mean (active units)"),
     ),
 )
-_family(
+_columns(
     "equilibrium",
     (
         Feature("eq_similarity", 0.0, 1.0, "mean NEq similarity φ of active neurons (negative clipped to 0)"),

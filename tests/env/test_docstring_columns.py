@@ -4,7 +4,7 @@ import re
 
 from sparsity_gym.env.config import OBSERVATION_FAMILIES
 from sparsity_gym.env.sparsity_env import SparsityEnv
-from sparsity_gym.observation.features import GLOBAL, STATE, STATIC, ObservationLayout, registered_families
+from sparsity_gym.observation.features import GLOBAL, STATE, STATIC, ObservationLayout, registered_column_groups
 
 ROW = re.compile(r"^\s*\|\s*(\w+)\s*\|\s*(\w+)\s*\|(.*)\|\s*([\[{])\s*(-?[\d.]+),\s*(-?[\d.]+)\s*([\]}])\s*\|\s*$")
 
@@ -21,9 +21,9 @@ def _table_rows() -> list[tuple[str, str, float, float]]:
 
 def test_docstring_table_lists_every_declared_column_in_order_with_its_family_and_bounds():
     families = OBSERVATION_FAMILIES  # the default order of EnvConfig.observations
-    assert set(families) == set(registered_families())
+    assert set(families) == set(registered_column_groups())
     layout = ObservationLayout(1, families)
-    family_of = {f.name: fam.name for fam in (STATIC, STATE, *layout.layer_families, GLOBAL) for f in fam.features}
+    family_of = {f.name: fam.name for fam in (STATIC, STATE, *layout.layer_groups, GLOBAL) for f in fam.features}
     declared = [(f.name, family_of[f.name], f.low, f.high) for f in layout.features]
     assert _table_rows() == declared
 

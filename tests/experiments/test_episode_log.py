@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from cli_helpers import ROOT
 
+from agents.comparison import COMPARISON_LOG
 from agents.config import TrainConfig, parse_args
-from agents.train import COMPARISON_LOG, run
+from agents.train import run
 from sparsity_gym.env.config import EnvConfig
 from sparsity_gym.experiments.episode_log import EpisodeLog, episode_key
 from sparsity_gym.experiments.evaluation import EpisodeResult

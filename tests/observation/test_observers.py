@@ -28,7 +28,7 @@ def test_checkers_pass_for_every_subset(families):
     )
     gym_check_env(env, skip_render_check=True)
     sb3_check_env(SparsityEnv(**TINY, observations=families), warn=False)
-    width = sum(len(env.layout.layer_families[i].features) for i in range(len(env.layout.layer_families)))
+    width = sum(len(env.layout.layer_groups[i].features) for i in range(len(env.layout.layer_groups)))
     assert env.observation_space.shape[1] == width + 5
 
 

@@ -1,0 +1,58 @@
+"""The observer contract: hooks on the network for one episode, features at decisions, scores for selectors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from sparsity_gym.masks.masked_network import MaskedNetwork
+
+
+@dataclass(frozen=True)
+class ObserverSettings:
+    """What observers need to know of the episode besides the masks."""
+
+    total_iterations: int = 400  # SNR smoothing: γ = 0.01^(1/(0.02·T))
+    selector: str = "magnitude"  # contribution: the paper's λ weighting when it selects units
+
+
+class Observer:
+    """Base class: hooks on the network for one episode, features at decisions."""
+
+    name = ""
+
+    def __init__(self, masks: MaskedNetwork, settings: ObserverSettings | None = None) -> None:
+        self.settings = settings or ObserverSettings()
+        self.masks: MaskedNetwork = masks
+        self.handles: list[Any] = []
+        self.measuring = False
+
+    def set_measuring(self, on: bool) -> None:
+        """Collect on the following training steps (or stop)."""
+        self.measuring = on
+
+    def after_backward(self) -> None:
+        """Called after ``loss.backward()`` of a measured step, before the optimizer step."""
+
+    def begin_evaluation(self) -> None:
+        """Called before the validation pass at reset and at every decision."""
+
+    def end_evaluation(self) -> None:
+        """Called after that validation pass."""
+
+    def features(self) -> np.ndarray:
+        """``(L, k)`` features of the controlled layers."""
+        raise NotImplementedError
+
+    def unit_scores(self) -> dict[str, torch.Tensor]:
+        """Per-unit statistics a selector reads (``SelectionContext.stats[self.name]``), by layer name."""
+        return {}
+
+    def detach(self) -> None:
+        """Remove every hook."""
+        for h in self.handles:
+            h.remove()
+        self.handles.clear()
