@@ -2,7 +2,7 @@
 
 The number of steps of an episode depends on its config (``total_iterations / decision_interval``), so a
 fixed ``max_episode_steps`` at registration would cut every longer episode short. The id's entry point,
-:func:`make_env`, wraps the environment in ``TimeLimit`` at its own horizon instead: ``env.spec
+:func:`sparsity_gym.env.factory.make_env`, wraps the environment in ``TimeLimit`` at its own horizon instead: ``env.spec
 .max_episode_steps`` then reports the horizon of the config that was made, and the time limit coincides with
 the environment's own end. A shorter ``gym.make(..., max_episode_steps=k)`` adds an outside ``TimeLimit``;
 see :class:`sparsity_gym.env.SparsityEnv` (Episode End) for what such a truncation means.
@@ -10,26 +10,11 @@ see :class:`sparsity_gym.env.SparsityEnv` (Episode End) for what such a truncati
 
 from __future__ import annotations
 
-from typing import Any
-
 import gymnasium as gym
 
 import sparsity_gym.core.threads  # noqa: F401  (records the importing process: see limit_threads_if_forked)
 
 ENV_IDS: tuple[str, ...] = ("SparsityGym/Schedule-v0",)
-METADATA: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 4}
-
-
-def make_env(**kwargs: Any) -> gym.Env:
-    """``SparsityEnv(**kwargs)`` in a ``TimeLimit`` at its horizon (``config.num_decisions`` steps)."""
-    from sparsity_gym.env.sparsity_env import SparsityEnv
-
-    env = SparsityEnv(**kwargs)
-    return gym.wrappers.TimeLimit(env, max_episode_steps=env.config.num_decisions)
-
-
-# gym.make reads the render modes from the entry point
-make_env.metadata = METADATA  # type: ignore[attr-defined]
 
 
 def register_envs() -> None:
@@ -37,6 +22,6 @@ def register_envs() -> None:
     if "SparsityGym/Schedule-v0" not in gym.registry:
         gym.register(
             id="SparsityGym/Schedule-v0",
-            entry_point="sparsity_gym.env.registration:make_env",
+            entry_point="sparsity_gym.env.factory:make_env",
             disable_env_checker=False,
         )

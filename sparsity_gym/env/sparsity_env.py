@@ -16,12 +16,13 @@ from sparsity_gym.env.config import EnvConfig, field_names
 from sparsity_gym.env.decisions import DecisionsMixin
 from sparsity_gym.env.episode import EpisodeMixin
 from sparsity_gym.env.interop import copy_state, mid_episode_copy_error, render_densities
-from sparsity_gym.env.registration import METADATA
 from sparsity_gym.env.tasks import task_env_kwargs
 from sparsity_gym.env.training import resolve_device
 from sparsity_gym.models.layers import LayerInfo
 from sparsity_gym.observation.features import ObservationLayout
 from sparsity_gym.observation.snapshot import TrainingSnapshot
+
+METADATA: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 4}
 
 
 class SparsityEnv(DecisionsMixin, EpisodeMixin, gym.Env[np.ndarray, np.ndarray]):
