@@ -24,22 +24,18 @@ Registered tasks (:data:`TASKS`):
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sparsity_gym.core.checks import check_choice, check_number
 from sparsity_gym.core.registry import Registry
+from sparsity_gym.env.config import BUDGETS, EnvConfig
 from sparsity_gym.models.names import parse_network
-
-if TYPE_CHECKING:
-    from sparsity_gym.env.config import EnvConfig
 
 __all__ = ["BUDGETS", "TASKS", "Task", "available_tasks", "get_task", "register_task", "task_config", "task_env_kwargs"]
 
-BUDGETS = ("layer", "global", "flops")
 # keys a task decides through its own fields, not through ``env_overrides``
 _OWN_FIELDS = frozenset(
     {"dataset", "network", "network_kwargs", "budget", "target_density", "selector", "regrowth", "granularity"}
@@ -127,27 +123,13 @@ class Task:
             "decision_interval": self.decision_interval,
             **dict(self.env_overrides),
         }
-        kwargs.update(_budget_kwargs(self))
+        kwargs["budget"] = self.budget
         return kwargs
 
     def env_kwargs(self, network: str | None = None, target: float | None = None) -> dict[str, Any]:
         """``EnvConfig`` keywords of one network of the task (default: its first train network)."""
         spec = parse_network(self.train[0] if network is None else network)
         return {**self.settings(target), **spec.env_kwargs()}
-
-
-def _budget_kwargs(task: Task) -> dict[str, Any]:
-    """``{"budget": ...}`` when ``EnvConfig`` has budgets; a per-layer budget needs nothing (today's behaviour)."""
-    from sparsity_gym.env.config import EnvConfig
-
-    if any(f.name == "budget" for f in dataclasses.fields(EnvConfig)):
-        return {"budget": task.budget}
-    if task.budget != "layer":
-        raise ValueError(
-            f"task={task.name!r} needs budget={task.budget!r}, but this EnvConfig has no budget field; "
-            "expected an EnvConfig with budgets (layer, global, flops)"
-        )
-    return {}
 
 
 TASKS: Registry[Task] = Registry("task")
@@ -188,8 +170,6 @@ def task_env_kwargs(task: str | Task, overrides: Mapping[str, Any] | None = None
 
 def task_config(task: str | Task, **overrides: Any) -> EnvConfig:
     """The :class:`~sparsity_gym.env.config.EnvConfig` of ``task`` with ``overrides`` (see :func:`task_env_kwargs`)."""
-    from sparsity_gym.env.config import EnvConfig
-
     return EnvConfig(**task_env_kwargs(task, overrides))
 
 

@@ -1,4 +1,3 @@
-import dataclasses
 import pickle
 
 import gymnasium as gym
@@ -9,8 +8,6 @@ from sparsity_gym.env.config import EnvConfig
 from sparsity_gym.env.sparsity_env import SparsityEnv
 from sparsity_gym.env.tasks import TASKS, Task, available_tasks, get_task, register_task, task_config
 from sparsity_gym.experiments.families import get_family
-
-HAS_BUDGET = any(f.name == "budget" for f in dataclasses.fields(EnvConfig))
 
 
 def test_registry_holds_the_benchmark_tasks():
@@ -83,7 +80,6 @@ def test_bad_tasks_are_refused():
         Task("bad", "digits", train=("mlp_8",), heldout=("mlp_4",), env_overrides={"dataset": "x"})
 
 
-@pytest.mark.skipif(not HAS_BUDGET, reason="needs EnvConfig.budget (the budgets branch)")
 def test_gym_make_builds_a_global_budget_task():
     env = gym.make("SparsityGym/Schedule-v0", task="mnist1d_mlp", total_iterations=20, decision_interval=10)
     cfg = env.unwrapped.config
@@ -91,24 +87,16 @@ def test_gym_make_builds_a_global_budget_task():
     env.close()
 
 
-@pytest.mark.skipif(HAS_BUDGET, reason="only without budgets")
-def test_global_task_without_budgets_says_so():
-    with pytest.raises(ValueError, match="budget"):
-        task_config("mnist1d_mlp")
-
-
 def test_cli_task_sets_defaults_and_explicit_flags_win():
     from agents.config import parse_args
 
     cfg = parse_args(["--task", "mnist1d_mlp", "--total-iterations", "40", "--decision-interval", "20"])
     task = get_task("mnist1d_mlp")
-    assert (cfg.task, cfg.family, cfg.dataset) == ("mnist1d_mlp", "mnist1d_mlp", "mnist1d")
-    assert cfg.eval_targets == task.targets and cfg.target_density == task.targets[0]
-    assert cfg.total_iterations == 40
-    if HAS_BUDGET:
-        assert cfg.env_kwargs()["budget"] == "global"
+    assert (cfg.task, cfg.family, cfg.env.dataset) == ("mnist1d_mlp", "mnist1d_mlp", "mnist1d")
+    assert cfg.eval_targets == task.targets and cfg.env.target_density == task.targets[0]
+    assert cfg.env.total_iterations == 40 and cfg.env.budget == "global"
     default = parse_args([])
-    assert default.task is None and default.family == "mlp" and "budget" not in default.env_kwargs()
+    assert default.task is None and default.family == "mlp" and default.env.budget == "layer"
 
 
 def test_cli_unknown_task_names_the_choices(capsys):
