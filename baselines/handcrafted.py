@@ -19,7 +19,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from baselines.policies import SchedulePolicy, make_schedule_policy
+from baselines.policies import SchedulePolicy, make_schedule_policy, sparsity_env
 from baselines.schedules import SCHEDULES
 from sparsity_gym.core.checks import check_choice, check_number
 from sparsity_gym.masks.allocation import available_allocations
@@ -60,9 +60,9 @@ def is_cell(name: str) -> bool:
 def make_cell_policy(name: str, env: gym.Env) -> SchedulePolicy:
     """The :class:`SchedulePolicy` of cell ``name`` (its schedule and window); reported under ``name``."""
     shape, end, allocation = parse_cell(name)
-    config = getattr(env.unwrapped, "config", None)
+    config = sparsity_env(env).config
     wanted = allocation or "policy"
-    if config is not None and getattr(config, "allocation", wanted) != wanted:
+    if config.allocation != wanted:
         raise ValueError(
             f"allocation={config.allocation!r} is not allowed for policy {name!r}; expected {wanted!r} "
             f"(build the env with baselines.env_kwargs({name!r}))"

@@ -24,7 +24,7 @@ from sparsity_gym.masks.freezing import RowFreezer
 from sparsity_gym.masks.masked_network import MaskedNetwork
 from sparsity_gym.masks.regrowth import REGROWTH
 from sparsity_gym.masks.selectors import SELECTORS
-from sparsity_gym.models import build_network, find_prunable_layers
+from sparsity_gym.models import build_network
 from sparsity_gym.models.initial_state import load_initial_state
 from sparsity_gym.models.layers import LayerCache
 from sparsity_gym.models.widening import widen_network
@@ -52,12 +52,16 @@ class EpisodeMixin:
     dense_flops: int
     base_dense_flops: int
     _release: Callable[[], None]  # the env's own: hooks of the previous episode
+    _layer_cache: LayerCache  # prunable layers traced once per architecture (every episode rebuilds the same)
 
     def inference_flops(self) -> int:
         """Inference FLOPs per sample of the active network."""
         return inference_flops(self.masks.all_layers)
 
-    def _build_network(self, seed: int) -> None:
+    def _build_network(self, seed: int, check_fit: bool = False) -> None:
+        """A fresh episode: the seeded network (checked against the dataset when ``check_fit``, at the env's
+        first build), its optimizer, training loop, masks, observers and freezer, and the counters reset.
+        """  # noqa: D205
         cfg = self.config
         self._release()
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
@@ -66,10 +70,9 @@ class EpisodeMixin:
             model = build_network(cfg.network, self.data.input_shape, self.data.num_classes, cfg.network_kwargs)
         model, start_active = self._starting_network(model)
         self.model: nn.Module = model.to(self.device).train()
-        check_network_fits(self.model, self.data.val_x[:2], self.data.num_classes, cfg.network_name, cfg.dataset)
-        # Traced once per architecture: every episode rebuilds the same network (models.layers.LayerCache).
-        layer_cache = self.__dict__.setdefault("_layer_cache", LayerCache())
-        infos = layer_cache(self.model, self.data.input_shape)
+        if check_fit:
+            check_network_fits(self.model, self.data.val_x[:2], self.data.num_classes, cfg.network_name, cfg.dataset)
+        infos = self._layer_cache(self.model, self.data.input_shape)
         self.optimizer = make_optimizer(cfg, self.model)
         self.loop = TrainingLoop(self.model, self.optimizer, self.data, cfg, self.device, self._generator)
         self.masks = MaskedNetwork(
@@ -119,7 +122,7 @@ class EpisodeMixin:
         if cfg.capacity == 1.0:
             return model, {}
         shape = self.data.input_shape
-        widened = widen_network(model, find_prunable_layers(model, shape), cfg.capacity, shape)
+        widened = widen_network(model, self._layer_cache(model, shape), cfg.capacity, shape)
         if not widened.active:
             raise ValueError(
                 f"capacity={cfg.capacity!r} is not allowed for network={cfg.network_name!r}: none of its hidden layers "

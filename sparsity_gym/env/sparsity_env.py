@@ -18,7 +18,7 @@ from sparsity_gym.env.episode import EpisodeMixin
 from sparsity_gym.env.interop import copy_state, mid_episode_copy_error, render_densities
 from sparsity_gym.env.tasks import task_env_kwargs
 from sparsity_gym.env.training import resolve_device
-from sparsity_gym.models.layers import LayerInfo
+from sparsity_gym.models.layers import LayerCache, LayerInfo
 from sparsity_gym.observation.features import ObservationLayout
 from sparsity_gym.observation.snapshot import TrainingSnapshot
 
@@ -218,7 +218,8 @@ class SparsityEnv(DecisionsMixin, EpisodeMixin, gym.Env[np.ndarray, np.ndarray])
             raise ValueError(f"data holds dataset {data.name!r}; expected the config's dataset={self.config.dataset!r}")
         self.data: DatasetSplits = data.to(self.device)
         self._generator = torch.Generator().manual_seed(0)
-        self._build_network(seed=0)
+        self._layer_cache = LayerCache()
+        self._build_network(seed=0, check_fit=True)
         self.layer_names = tuple(m.info.name for m in self.masks.layers)
         self.layout = ObservationLayout(len(self.layer_names), self.config.observations)
         self.observation_space = self.layout.space
