@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -75,6 +76,65 @@ class EpisodeStatsCallback(BaseCallback):
         fig.tight_layout()
         self.logger.record("schedule/last_episode", Figure(fig, close=True), exclude=("stdout", "log", "json", "csv"))
         self._last = None
+
+
+class EpisodeLogCallback(BaseCallback):
+    """Append one CSV row per finished training episode to ``path`` (the run's learning curve, kept on resume).
+
+    Columns: :data:`EPISODE_LOG_COLUMNS`: the timestep it ended at, its network, the final reward (under paired
+    rewards the difference to the reference), the reference's validation accuracy (paired rewards only), and
+    the episode's validation and test accuracy and final density. Rows are flushed at the end of each rollout.
+    """
+
+    def __init__(self, path: str | Path, verbose: int = 0) -> None:
+        super().__init__(verbose)
+        self.path = Path(path)
+        self._rows: list[dict[str, Any]] = []
+
+    def _on_step(self) -> bool:
+        for info, done, reward in zip(self.locals["infos"], self.locals["dones"], self.locals["rewards"], strict=True):
+            if done:
+                self._rows.append(
+                    {
+                        "timestep": int(self.num_timesteps),
+                        "network": info.get("network", ""),
+                        "reward": float(reward),
+                        "reference_val_accuracy": info.get("reference_val_accuracy", ""),
+                        "val_accuracy": info["val_accuracy"],
+                        "test_accuracy": info.get("test_accuracy", ""),
+                        "final_density": info["density"],
+                    }
+                )
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self.flush()
+
+    def _on_training_end(self) -> None:
+        self.flush()
+
+    def flush(self) -> None:
+        """Append the rows gathered since the last flush."""
+        if not self._rows:
+            return
+        new = not self.path.exists()
+        with self.path.open("a", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=EPISODE_LOG_COLUMNS)
+            if new:
+                writer.writeheader()
+            writer.writerows(self._rows)
+        self._rows = []
+
+
+EPISODE_LOG_COLUMNS = (
+    "timestep",
+    "network",
+    "reward",
+    "reference_val_accuracy",
+    "val_accuracy",
+    "test_accuracy",
+    "final_density",
+)
 
 
 class HParamsCallback(BaseCallback):
@@ -162,7 +222,8 @@ class _Recorder:
 class HeldoutEvalCallback(BaseCallback):
     """Before training, every ``every`` timesteps and at its end, run the policy on held-out networks; keep the best.
 
-    Each evaluation plays ``seeds`` deterministic episodes on every network of ``networks`` (never trained on)
+    Each evaluation plays ``seeds`` deterministic episodes on every network of ``networks`` (the held-out split,
+    or the train split under ``--select-on train``)
     and records through ``self.logger.record``:
 
     * ``eval/val_accuracy``, ``eval/test_accuracy``, ``eval/final_density``, ``eval/flops_fraction``,
@@ -175,6 +236,12 @@ class HeldoutEvalCallback(BaseCallback):
     * and, as its own TensorBoard run ``eval_schedules/t<timesteps>`` beside SB3's, one scalar tag per layer
       ``schedule/<network>/<layer>`` whose x-axis is the pruned network's optimizer step: the per-layer density
       over training time of that evaluation episode.
+
+    With ``workers`` > 1 the episodes run on the persistent process pool
+    (:func:`sparsity_gym.experiments.pool.shared_pool`, one torch thread each), one job per network and seed, from
+    a copy of the model saved beside ``best_path``: the training envs wait for PPO meanwhile, so their cores are
+    free, and the workers stay warm for the next evaluation and the comparison. The episodes are the same as in
+    this process (same weights, seeds and thread count).
 
     The model with the best mean validation accuracy is written to ``best_path`` (``best.json`` beside it holds
     its timestep and scores, and is read back on ``--resume``). Selection uses validation accuracy and seeds of
@@ -189,8 +256,10 @@ class HeldoutEvalCallback(BaseCallback):
         every: int,
         best_path: str | Path,
         verbose: int = 0,
+        workers: int = 1,
     ) -> None:
         super().__init__(verbose)
+        self.workers = int(workers)
         self.networks = tuple(networks)
         self.config = config if isinstance(config, EnvConfig) else EnvConfig(**config)
         self.seeds = list(seeds)
@@ -225,14 +294,17 @@ class HeldoutEvalCallback(BaseCallback):
         from sparsity_gym.experiments.evaluation import evaluate
 
         self._last = self.num_timesteps
-        recorder = _Recorder(LayerwiseAgent(self.model))
-        results, observations, layers = [], [], {}
-        for spec in self.networks:
-            config = self.config.replace(**spec.env_kwargs())
-            results += evaluate(recorder.bind, config, self.seeds, "ppo", split="heldout", network_name=spec.name)
-            observations += recorder.observations
-            layers[spec.name] = recorder.layer_names
-        columns = recorder.columns
+        if self.workers > 1:
+            results, observations, layers, columns = self._evaluate_on_pool()
+        else:
+            recorder = _Recorder(LayerwiseAgent(self.model))
+            results, observations, layers = [], [], {}
+            for spec in self.networks:
+                config = self.config.replace(**spec.env_kwargs())
+                results += evaluate(recorder.bind, config, self.seeds, "ppo", split="heldout", network_name=spec.name)
+                observations += recorder.observations
+                layers[spec.name] = recorder.layer_names
+            columns = recorder.columns
         self._record_scores(results)
         self._record_statistics(observations, columns)
         for spec in self.networks:
@@ -257,6 +329,25 @@ class HeldoutEvalCallback(BaseCallback):
             atomic_write_text(self.best_json, json.dumps(best))
         self.logger.record("eval/best_val_accuracy", float(self.best))
         return results
+
+    def _evaluate_on_pool(self) -> tuple[list[Any], list[np.ndarray], dict[str, tuple[str, ...]], dict[str, int]]:
+        """The evaluation's episodes on the shared pool: results, observations, layer names, columns."""
+        from sparsity_gym.experiments.pool import shared_pool
+
+        snapshot = save_model_atomic(self.model, self.best_path.with_name(".heldout_eval_model.zip"))
+        pool = shared_pool(self.workers, 1)
+        futures = [
+            pool.submit(heldout_episode, str(snapshot), self.config.replace(**spec.env_kwargs()), seed, spec.name)
+            for spec in self.networks
+            for seed in self.seeds
+        ]
+        results, observations, layers, columns = [], [], {}, {}
+        for spec_seed, future in zip([(s.name, x) for s in self.networks for x in self.seeds], futures, strict=True):
+            result, seen, names, columns = future.result()
+            results.append(result)
+            observations += seen
+            layers[spec_seed[0]] = names
+        return results, observations, layers, columns
 
     def _record_scores(self, results: Sequence[Any]) -> None:
         def mean(values: Any) -> float:
@@ -301,6 +392,21 @@ class HeldoutEvalCallback(BaseCallback):
                         writer.add_scalar(f"schedule/{spec.name}/{name}", row[j], global_step=step)
         finally:
             writer.close()
+
+
+def heldout_episode(
+    model_path: str, config: EnvConfig, seed: int, network: str
+) -> tuple[Any, list[np.ndarray], tuple[str, ...], dict[str, int]]:
+    """One held-out evaluation episode of a saved model (a pool worker's job, :class:`HeldoutEvalCallback`).
+
+    Returns the episode's result, the observations the policy saw, the env's layer names and its columns.
+    """
+    from agents.policy import LayerwiseAgent
+    from sparsity_gym.experiments.evaluation import evaluate
+
+    recorder = _Recorder(LayerwiseAgent.load(model_path))
+    [result] = evaluate(recorder.bind, config, [seed], "ppo", split="heldout", network_name=network)
+    return result, recorder.observations, recorder.layer_names, recorder.columns
 
 
 def schedule_figure(result: Any, layer_names: Sequence[str]) -> Any:

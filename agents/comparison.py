@@ -46,28 +46,36 @@ def _baseline_factory(name: str) -> Callable[[Any], Any]:
 def comparison_jobs(
     cfg: TrainConfig, specs: Sequence[NetworkSpec], split_of: Callable[[NetworkSpec], str], model_path: Path | None
 ) -> list[GridJob]:
-    """Every chosen baseline and the learned policy on every network, with the same seeds.
+    """Every chosen baseline, every tuned grid cell and the learned policy on every network, with the same seeds.
 
-    Schedules and the learned policy run at every (selector, target) of the comparison; a criterion method
-    runs once per network with the env settings it needs (``baselines.env_kwargs(name)``).
+    Schedules, cells (``cfg.tune_cells``) and the learned policy run at every (selector, target) of the
+    comparison; a criterion method runs once per network with the env settings it needs
+    (``baselines.env_kwargs(name)``). The learned policy runs on ``cfg.env`` as it trained (its allocation rule
+    and tilt included); a baseline runs without them (``allocation="policy"``), plus its own settings (a cell's
+    ``+rule``).
     """
     seeds = seeds_from(cfg.eval_seed_start, cfg.eval_seeds)
     chosen = cfg.baseline_names()
     schedules = [n for n in available_policies("schedule") if n in chosen]
+    handcrafted = [*schedules, *(c for c in cfg.tune_cells if c not in schedules)]
     criteria = [n for n in available_policies("criterion") if n in chosen]
     jobs = []
     for spec in specs:
         base = cfg.env.replace(**spec.env_kwargs())
+        plain = base.replace(allocation="policy", allocation_tilt=False)
         split, network = split_of(spec), spec.name
         for target in cfg.eval_targets:
             for selector in cfg.eval_selectors:
-                config = base.replace(selector=selector, target_density=target)
-                jobs += [GridJob(n, _baseline_factory(n), config, seeds, split, network) for n in schedules]
+                setting = {"selector": selector, "target_density": target}
+                jobs += [
+                    GridJob(n, _baseline_factory(n), plain.replace(**setting, **env_kwargs(n)), seeds, split, network)
+                    for n in handcrafted
+                ]
                 if model_path is not None:
                     learned = functools.partial(load_agent, str(model_path))
-                    jobs.append(GridJob(LEARNED, learned, config, seeds, split, network))
+                    jobs.append(GridJob(LEARNED, learned, base.replace(**setting), seeds, split, network))
         jobs += [
-            GridJob(n, _baseline_factory(n), base.replace(**env_kwargs(n)), seeds, split, network) for n in criteria
+            GridJob(n, _baseline_factory(n), plain.replace(**env_kwargs(n)), seeds, split, network) for n in criteria
         ]
     return jobs
 
@@ -106,9 +114,10 @@ def write_reports(
 
     Every policy is compared with ``reference`` (the tuned handcrafted schedule when given; else the best
     handcrafted schedule by validation accuracy on the comparison, labelled so), paired by seed
-    (``sparsity_gym.experiments.statistics``).
+    (``sparsity_gym.experiments.statistics``). The handcrafted policies (the oracle's choices) are the registered
+    schedules and ``cfg.tune_cells``.
     """
-    schedules = available_policies("schedule")
+    schedules = (*available_policies("schedule"), *cfg.tune_cells)
     env = cfg.env
     headline_setting = (env.selector, env.regrowth, env.granularity, env.target_density)
     if not any(setting_of(r) == headline_setting and r.policy in schedules for r in results):  # not compared: the first

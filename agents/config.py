@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from baselines import available_policies
+from baselines.handcrafted import handcrafted_grid, is_cell
 from sparsity_gym.core.checks import check_choice, check_number
 from sparsity_gym.env.config import EnvConfig
 from sparsity_gym.env.tasks import available_tasks, get_task
@@ -79,19 +80,31 @@ class TrainConfig:
         "auto",
         "handcrafted schedule the actor's output is a residual on (agents.policy): a schedule name, none (the "
         "actor alone), or auto (the schedule with the best validation accuracy on the train split, never the "
-        "held-out one)",
+        "held-out one), or tuned (the tuned cell of --tune-cells: its schedule as the prior, its allocation rule "
+        "as the env's, tilted by the actor)",
     )
     policy_pooling: str = _opt(
         "deepsets",
         "actor of a new model: deepsets (each layer's action sees the pooled rows of every layer) or none (its own "
         "row only; models saved without the option load as none)",
     )
+    tune_cells: tuple[str, ...] = _opt(
+        (),
+        "handcrafted cells (shape@window+allocation, e.g. cubic@0.9+erk) tuned on the task's train split before "
+        "training (agents.tuned; needs --task): the best by validation accuracy is the report's reference and "
+        "--prior tuned's schedule, and every cell runs in the comparison (the oracle's grid)",
+    )
+    tune_seeds: int = _opt(2, "tuning episodes (seeds 5000 + i) per train network and cell")
     reward: str = _opt(
         "env",
         "env: the env's reward; paired: the final validation accuracy minus that of --reward-reference on the same "
         "network and seed (agents.paired_reward; the reference runs once per network and seed, cached)",
     )
-    reward_reference: str = _opt("prior", "paired reward's reference: prior (the prior schedule) or a schedule name")
+    reward_reference: str = _opt(
+        "prior",
+        "paired reward's reference: prior (the prior schedule; the tuned cell with --prior tuned) or a "
+        "schedule or cell name",
+    )
     seed_pool: int = _opt(0, "training seeds per training network, drawn from a finite pool (0: a new seed each time)")
     prior_seeds: int = _opt(2, "auto prior: episodes (seeds 4000 + i) per train network and schedule")
     log_std_init: float = _opt(
@@ -100,6 +113,13 @@ class TrainConfig:
     checkpoint_every: int = _opt(500, "save run_dir/checkpoints/last.zip every this many timesteps")
     eval_every: int = _opt(
         1000, "evaluate on the held-out split every this many timesteps and keep best_model.zip (0: never)"
+    )
+    select_on: str = _opt(
+        "heldout",
+        "networks of the periodic evaluation that picks best_model.zip (validation accuracy, seeds 2000+): heldout "
+        "(the family's held-out split, as the comparison) or train (the train split: the held-out networks stay "
+        "unseen until the comparison, as the tuned handcrafted cell's)",
+        choices=("heldout", "train"),
     )
     eval_episodes: int = _opt(1, "seeds per held-out network in each periodic evaluation (seeds 2000 + i)")
     eval_seeds: int = _opt(3, "evaluation episodes (seeds) per policy, network and setting in the comparison")
@@ -137,16 +157,20 @@ class TrainConfig:
         check_number("ent_coef", self.ent_coef, low=0.0)
         for width in self.policy_hidden:
             check_number("policy_hidden", width, low=1, integer=True)
-        check_choice("prior", self.prior, (*PRIOR_CHOICES, *available_policies("schedule")))
+        if not (is_cell(self.prior) and "+" not in self.prior):  # a schedule with its window: cubic@0.9
+            check_choice("prior", self.prior, (*PRIOR_CHOICES, *available_policies("schedule")))
         check_choice("policy_pooling", self.policy_pooling, ("none", "deepsets"))
         check_choice("reward", self.reward, ("env", "paired"))
-        check_choice("reward_reference", self.reward_reference, ("prior", *available_policies("schedule")))
+        if not is_cell(self.reward_reference):
+            check_choice("reward_reference", self.reward_reference, ("prior", *available_policies("schedule")))
+        self._check_tuning()
         check_number("seed_pool", self.seed_pool, low=0, integer=True)
         check_number("prior_seeds", self.prior_seeds, low=1, integer=True)
         check_number("log_std_init", self.log_std_init, low=-5.0, high=1.0)
         check_number("checkpoint_every", self.checkpoint_every, low=1, integer=True)
         check_number("eval_every", self.eval_every, low=0, integer=True)
         check_number("eval_episodes", self.eval_episodes, low=1, integer=True)
+        check_choice("select_on", self.select_on, ("heldout", "train"))
         check_number("eval_seeds", self.eval_seeds, low=1, integer=True)
         for t in self.eval_targets:
             check_number("eval_targets", t, low=0.0, high=1.0, low_inclusive=False)
@@ -158,6 +182,19 @@ class TrainConfig:
         check_number("workers", self.workers, low=0, integer=True)
         for name in self.policies:
             check_choice("policies", name, (*POLICY_GROUPS, *available_policies()))
+
+    def _check_tuning(self) -> None:
+        """The tuning grid: cells, unique, with a task; ``prior='tuned'`` needs one."""
+        for cell in self.tune_cells:
+            if not is_cell(cell):
+                raise ValueError(f"tune_cells={cell!r} is not allowed; expected a cell like 'cubic@0.9+erk'")
+        if self.tune_cells and self.task is None:
+            raise ValueError("tune_cells is not allowed without --task; the grid is tuned on a task's train split")
+        if len(set(self.tune_cells)) != len(self.tune_cells):
+            raise ValueError(f"tune_cells={self.tune_cells!r} is not allowed; expected unique cells")
+        check_number("tune_seeds", self.tune_seeds, low=1, integer=True)
+        if self.prior == "tuned" and not self.tune_cells:
+            raise ValueError("prior='tuned' is not allowed without --tune-cells; expected a grid to tune")
 
     def baseline_names(self) -> tuple[str, ...]:
         """The registered baselines ``policies`` selects (groups expanded, registry order, no duplicates)."""
@@ -196,7 +233,7 @@ ENV_FLAGS: dict[str, str] = {
 
 MODES = ("train", "evaluate")
 VEC_ENVS = ("auto", "dummy", "subproc", "ray")
-PRIOR_CHOICES = ("auto", "none")
+PRIOR_CHOICES = ("auto", "none", "tuned")
 POLICY_GROUPS = ("all", "schedules", "criteria", "none")
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -215,17 +252,46 @@ PRESETS: dict[str, dict[str, Any]] = {
 """Named sets of defaults: ``--preset long`` is the headline run; flags given explicitly still win."""
 
 
+TUNE_GRID: tuple[str, ...] = tuple(handcrafted_grid(("linear", "cubic"), (0.75, 0.9), ("uniform", "erk", "lamp")))
+"""The handcrafted grid a ``--task`` run tunes: {linear, cubic} × window end {0.75, 0.9} × {uniform, ERK, LAMP}."""
+
+TASK_PRESET: dict[str, Any] = {
+    "total_timesteps": 4000,
+    "eval_seeds": 5,
+    "eval_every": 1000,
+    "eval_episodes": 2,
+    "tune_cells": TUNE_GRID,
+    "prior": "tuned",
+    "reward": "paired",
+    "seed_pool": 4,
+    "log_std_init": -3.0,
+    "policies": ("criteria",),
+}
+"""What ``--task`` sets besides the task's own settings (issue 14, item 5): the grid is tuned on the train split,
+the actor starts from the tuned cell, explores with a smaller noise (log-std -3: about 0.05 in action, a density
+ratio of about 1.2 under the tasks' log action map), the reward is paired with it (a pool of 4 seeds per train
+network), and the
+comparison on the held-out split runs 5 seeds of every grid cell (the oracle's), the criteria and the learned
+policy at the training target (``--eval-targets`` adds others)."""
+
+
 def task_defaults(task: str | None) -> dict[str, Any]:
-    """The :class:`TrainConfig` defaults a ``--task`` sets (none without a task): its family, dataset, settings."""
+    """The :class:`TrainConfig` defaults a ``--task`` sets (none without a task): its family, dataset, settings.
+
+    Besides the task's settings, :data:`TASK_PRESET` and ``run_dir=runs/<task>``; ``eval_targets`` defaults to the
+    training target (:func:`parse_args`).
+    """
     if task is None:
         return {}
     t = get_task(task)
     return {
+        **TASK_PRESET,
+        "run_dir": f"runs/{t.name}",
         "family": t.name,
         "dataset": t.dataset,
         "selector": t.selector,
         "target_density": t.targets[0],
-        "eval_targets": t.targets,
+        "eval_targets": t.targets[:1],
         "eval_selectors": (t.selector,),
         "granularity": t.granularity,
         "total_iterations": t.total_iterations,
@@ -309,4 +375,6 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
     env_values: dict[str, Any] = {k: values.pop(k) for k in ENV_FLAGS}
     env = EnvConfig(**task_env_extras(ns.task), **env_values)
     run_values: dict[str, Any] = values
+    if ns.task is not None and not any(a.split("=")[0] == "--eval-targets" for a in args):
+        run_values["eval_targets"] = (env.target_density,)  # a task compares at the target it trains for
     return TrainConfig(env=env, **run_values)

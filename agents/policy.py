@@ -50,9 +50,10 @@ from stable_baselines3.common.distributions import DiagGaussianDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import Schedule
 
+from baselines.handcrafted import parse_cell
 from baselines.schedules import SCHEDULES
 from sparsity_gym.core.checks import check_choice, check_number
-from sparsity_gym.env.actions import to_action
+from sparsity_gym.env.actions import ACTION_SCALES, to_action
 
 NO_PRIOR = "none"
 POOLINGS = ("none", "deepsets")
@@ -101,9 +102,12 @@ class LayerwisePolicy(ActorCriticPolicy):
             policy can check an env's columns before acting.
         activation_fn: Activation of both MLPs.
         prior: ``none``, or the handcrafted schedule (``linear``, ``quadratic``, ``cubic``, ``cosine``,
-            ``constant``) whose action the actor's output is added to (see the module doc). Needs the
-            ``progress`` and ``target_density`` columns in ``feature_names``.
+            ``constant``, optionally with its window end: ``cubic@0.9``, ``baselines.handcrafted``) whose action
+            the actor's output is added to (see the module doc). Needs the ``progress`` and ``target_density``
+            columns in ``feature_names``. An allocation rule is the env's (``EnvConfig.allocation`` with
+            ``allocation_tilt``), not the prior's.
         density_range: The env's ``(min_density, max_density)``: how a prior density maps to an action.
+        action_scale: The env's ``action_scale`` (``linear`` or ``log``), the other half of that map.
         pooling: ``none`` (each layer's mean from its own row) or ``deepsets`` (from its row and the mean- and
             max-pooled embeddings of every valid row; see the module doc).
         **kwargs: Other :class:`ActorCriticPolicy` keywords (``optimizer_class``...); ``net_arch`` is ignored.
@@ -122,6 +126,7 @@ class LayerwisePolicy(ActorCriticPolicy):
         prior: str = NO_PRIOR,
         density_range: tuple[float, float] = (0.02, 1.0),
         pooling: str = "none",
+        action_scale: str = "linear",
         **kwargs: Any,
     ) -> None:
         if len(observation_space.shape) != 2:
@@ -133,7 +138,23 @@ class LayerwisePolicy(ActorCriticPolicy):
             raise ValueError(f"action_space has shape {action_space.shape}; expected {observation_space.shape[:1]}")
         self.hidden = tuple(int(h) for h in hidden)
         self.feature_names = tuple(feature_names)
-        check_choice("prior", prior, (NO_PRIOR, *SCHEDULES))
+        self._window: dict[str, float] = {}
+        if prior != NO_PRIOR:
+            try:
+                shape, end, allocation = parse_cell(prior)
+            except ValueError:
+                raise ValueError(
+                    f"prior={prior!r} is not allowed; expected {NO_PRIOR!r} or a schedule of {tuple(SCHEDULES)!r}, "
+                    "optionally with its window end (e.g. 'cubic@0.9')"
+                ) from None
+            if allocation is not None:
+                raise ValueError(
+                    f"prior={prior!r} is not allowed; expected a schedule without '+allocation' (e.g. "
+                    f"{prior.partition('+')[0]!r}): the allocation rule is the env's (EnvConfig.allocation, with "
+                    "allocation_tilt=True for a residual on it)"
+                )
+            self._shape = shape
+            self._window = {} if end is None or shape == "constant" else {"p_end": end}
         low, high = (float(v) for v in density_range)
         check_number("density_range", low, low=0.0, high=1.0, low_inclusive=False)
         check_number("density_range", high, low=low, high=1.0, low_inclusive=False)
@@ -148,6 +169,8 @@ class LayerwisePolicy(ActorCriticPolicy):
         check_choice("pooling", pooling, POOLINGS)
         self.pooling = pooling
         self.density_range = (low, high)
+        check_choice("action_scale", action_scale, ACTION_SCALES)
+        self.action_scale = action_scale
         self._prior_cache: dict[tuple[float, float], float] = {}
         kwargs.pop("net_arch", None)
         kwargs.update(activation_fn=activation_fn, log_std_init=log_std_init)
@@ -191,6 +214,7 @@ class LayerwisePolicy(ActorCriticPolicy):
             prior=self.prior,
             density_range=self.density_range,
             pooling=self.pooling,
+            action_scale=self.action_scale,
         )
         data.pop("net_arch", None)
         return data
@@ -225,8 +249,8 @@ class LayerwisePolicy(ActorCriticPolicy):
         if key not in self._prior_cache:
             if len(self._prior_cache) > 100_000:
                 self._prior_cache.clear()
-            density = SCHEDULES[self.prior](progress, target if target > 0 else 1.0)
-            self._prior_cache[key] = float(to_action(density, *self.density_range))
+            density = SCHEDULES[self._shape](progress, target if target > 0 else 1.0, **self._window)
+            self._prior_cache[key] = float(to_action(density, *self.density_range, self.action_scale))
         return self._prior_cache[key]
 
     @staticmethod
@@ -319,6 +343,12 @@ class LayerwiseAgent:
             raise ValueError(
                 f"observations={columns!r} is not allowed for this model; expected the columns it was trained "
                 f"on, {expected!r} (build the env with the same observations=)"
+            )
+        scale = getattr(getattr(env.unwrapped, "config", None), "action_scale", None)
+        if self.policy.prior != NO_PRIOR and scale is not None and scale != self.policy.action_scale:
+            raise ValueError(
+                f"action_scale={scale!r} is not allowed for this model; expected {self.policy.action_scale!r}, the "
+                "action map its prior was trained with (build the env with the same action_scale=)"
             )
         return self
 

@@ -13,9 +13,10 @@ The learned policy in the comparison is ``best_model.zip`` when periodic evaluat
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 import functools
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +29,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from agents.callbacks import (
     AtomicCheckpointCallback,
+    EpisodeLogCallback,
     EpisodeStatsCallback,
     HeldoutEvalCallback,
     HParamsCallback,
@@ -40,13 +42,17 @@ from agents.policy import LayerwisePolicy
 from agents.prior import choose_prior
 from agents.ray_vec_env import ActorRestartsCallback
 from agents.run_dir import check_fresh, config_path
+from agents.tuned import prior_from_cell, tune_run
 from sparsity_gym.core.io import atomic_write_text
+from sparsity_gym.core.threads import usable_cores
 from sparsity_gym.env.config import EnvConfig
 from sparsity_gym.experiments.evaluation import seeds_from
 from sparsity_gym.experiments.families import Family, NetworkSpec, get_family, parse_network
 from sparsity_gym.experiments.family_env import FamilyEnv
+from sparsity_gym.experiments.plots import plot_learning_curve
 
 TB_NAME = "PPO"
+TRAINING_EPISODES = "training_episodes.csv"
 SELECTION_SEED_START = 2000
 
 
@@ -77,7 +83,7 @@ def make_train_env(cfg: TrainConfig, family: Family, paired: tuple | None = None
     reward's reference, cache and seed pool (:class:`agents.paired_reward.PairedReward`), or ``None``.
     """
     kind = cfg.vec_env if cfg.vec_env != "auto" else ("subproc" if cfg.n_envs > 1 else "dummy")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
     threads = max(1, cores // cfg.n_envs) if kind == "subproc" else 0
     vec_kwargs: dict[str, Any] = {}
     vec_cls: Any = SubprocVecEnv if kind == "subproc" else DummyVecEnv
@@ -91,14 +97,18 @@ def make_train_env(cfg: TrainConfig, family: Family, paired: tuple | None = None
     return make_vec_env(factory, n_envs=cfg.n_envs, seed=cfg.seed, vec_env_cls=vec_cls, vec_env_kwargs=vec_kwargs)
 
 
-def train_ppo(cfg: TrainConfig, run_dir: Path, family: Family, prior: str = "none") -> tuple[PPO, dict[str, Any]]:
+def train_ppo(
+    cfg: TrainConfig, run_dir: Path, family: Family, prior: str = "none", prior_cell: str | None = None
+) -> tuple[PPO, dict[str, Any]]:
     """Train (or resume) PPO; the final model goes to ``run_dir/model.zip``. Returns it and the checkpoint state.
 
-    ``prior`` is the new policy's residual schedule (a resumed model keeps the one it was built with).
+    ``prior`` is the new policy's residual schedule (a resumed model keeps the one it was built with);
+    ``prior_cell`` the handcrafted cell it plays with ``cfg.env`` (``--prior tuned``), the paired reward's
+    reference under ``--reward-reference prior``.
     """
     paired = None
     if cfg.reward == "paired":
-        reference = paired_reference(cfg, prior)
+        reference = paired_reference(cfg, prior_cell or prior)
         if reference == "none":
             raise ValueError("reward_reference='prior' is not allowed with prior='none'; pass a schedule name")
         paired = (reference, str(run_dir / "reference_cache.json"), cfg.seed_pool)
@@ -138,6 +148,7 @@ def train_ppo(cfg: TrainConfig, run_dir: Path, family: Family, prior: str = "non
                     "feature_names": feature_names,
                     "prior": prior,
                     "density_range": (cfg.env.min_density, cfg.env.max_density),
+                    "action_scale": cfg.env.action_scale,
                     "log_std_init": cfg.log_std_init,
                     "pooling": cfg.policy_pooling,
                 },
@@ -148,12 +159,14 @@ def train_ppo(cfg: TrainConfig, run_dir: Path, family: Family, prior: str = "non
             callbacks = [
                 HParamsCallback(json.loads(cfg.to_json())),
                 EpisodeStatsCallback(),
+                EpisodeLogCallback(run_dir / TRAINING_EPISODES),
                 HeldoutEvalCallback(
-                    family.heldout,
+                    family.heldout if cfg.select_on == "heldout" else family.train,
                     cfg.env,
                     seeds_from(SELECTION_SEED_START, cfg.eval_episodes),
                     cfg.eval_every,
                     run_dir / "best_model.zip",
+                    workers=eval_workers(cfg),
                 ),
                 checkpoints,
                 ActorRestartsCallback(),
@@ -176,6 +189,14 @@ def train_ppo(cfg: TrainConfig, run_dir: Path, family: Family, prior: str = "non
         vec_env.close()
         torch.set_num_threads(threads)
     return model, state
+
+
+def eval_workers(cfg: TrainConfig) -> int:
+    """Workers of the periodic held-out evaluation: the comparison's pool (``--backend process``), else one."""
+    if cfg.backend != "process":
+        return 1
+    cores = usable_cores()
+    return cfg.workers or cores
 
 
 def paired_reference(cfg: TrainConfig, prior: str) -> str:
@@ -208,18 +229,29 @@ def run_train(cfg: TrainConfig) -> Path:
     atomic_write_text(run_dir / "config.json", cfg.to_json())
     family = get_family(cfg.family)
     start = time.perf_counter()
-    prior = choose_prior(
-        cfg.prior,
-        family.train,
-        cfg.env,
-        cfg.prior_seeds,
-        run_dir / "prior.json",
-        backend=cfg.backend,
-        workers=cfg.workers or None,
-        progress=cfg.progress_bar,
-    )
-    print(f"prior schedule: {prior}")
-    _, state = train_ppo(cfg, run_dir, family, prior)
+    table = tune_run(cfg, run_dir)
+    tuned = None if table is None else table.best
+    if tuned is not None:
+        print(f"tuned handcrafted schedule (train split, validation accuracy): {tuned}")
+    prior_label = None
+    if cfg.prior == "tuned":
+        assert tuned is not None
+        prior, env = prior_from_cell(tuned, cfg.env)
+        cfg = dataclasses.replace(cfg, env=env)
+        prior_label = tuned
+    else:
+        prior = choose_prior(
+            cfg.prior,
+            family.train,
+            cfg.env,
+            cfg.prior_seeds,
+            run_dir / "prior.json",
+            backend=cfg.backend,
+            workers=cfg.workers or None,
+            progress=cfg.progress_bar,
+        )
+    print(f"prior schedule: {prior}" + (f" (env allocation {cfg.env.allocation}, tilted)" if prior_label else ""))
+    _, state = train_ppo(cfg, run_dir, family, prior, prior_label)
     train_time = time.perf_counter() - start
     best = run_dir / "best_model.zip"
     model_path = best if cfg.eval_every and best.exists() else run_dir / "model.zip"
@@ -239,11 +271,20 @@ def run_train(cfg: TrainConfig) -> Path:
         f"{state['num_timesteps']} timesteps = **{state['episodes']} training episodes**; compared on "
         f"{', '.join(s.name for s in specs)}, seeds {cfg.eval_seed_start}-{cfg.eval_seed_start + cfg.eval_seeds - 1}.",
         f"Learned policy (`{LEARNED}`): {chosen}.",
-        prior_note(prior, results, (cfg.env.selector, cfg.env.target_density)),
+        prior_note(prior_label or prior, results, (cfg.env.selector, cfg.env.target_density)),
     ]
+    if table is not None:
+        notes.insert(
+            0,
+            f"Reference: the **tuned handcrafted** cell `{tuned}`, chosen before any held-out episode by mean "
+            f"validation accuracy {100 * table.mean_val(table.best):.2f}% on the train split "
+            f"({', '.join(s.name for s in family.train)}; seeds {', '.join(map(str, table.seeds))}) among "
+            f"{len(table.cells)} cells: {', '.join(table.cells)} (run_dir/tuning.json).",
+        )
     if "reference_episodes" in state:
+        reference = paired_reference(cfg, prior_label or prior)
         notes.append(
-            f"Paired reward against `{paired_reference(cfg, prior)}` (seed pool {cfg.seed_pool or 'none'} per "
+            f"Paired reward against `{reference}` (seed pool {cfg.seed_pool or 'none'} per "
             f"training network): the reference cost {state['reference_episodes']} episodes "
             f"({state['reference_seconds']} s) in this run."
         )
@@ -251,11 +292,24 @@ def run_train(cfg: TrainConfig) -> Path:
         f"sparsity-gym comparison: PPO trained on family {cfg.family} ({cfg.env.dataset}), "
         f"selector {cfg.env.selector}, target density {cfg.env.target_density}"
     )
-    write_reports(cfg, results, run_dir, title, notes)
+    write_reports(cfg, results, run_dir, title, notes, reference=tuned)
+    write_learning_curve(run_dir, f"{cfg.family}, target {cfg.env.target_density}, reward {cfg.reward}")
     timing = {"train_seconds": train_time, "total_seconds": time.perf_counter() - start, **state}
     atomic_write_text(run_dir / "timing.json", json.dumps(timing, indent=2))
     print(f"done in {timing['total_seconds']:.0f}s: {run_dir}/results.md; tensorboard --logdir {run_dir}/tb")
     return run_dir
+
+
+def write_learning_curve(run_dir: Path, title: str) -> Path | None:
+    """``learning_curve.png`` from the run's ``training_episodes.csv`` (``None`` when no episode finished)."""
+    path = run_dir / TRAINING_EPISODES
+    if not path.exists():
+        return None
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    rewards = [float(r["reward"]) for r in rows]
+    val = [float(r["val_accuracy"]) for r in rows]
+    return plot_learning_curve(run_dir / "learning_curve.png", rewards, val, title=title)
 
 
 def run_evaluate(cfg: TrainConfig) -> Path:
@@ -271,6 +325,10 @@ def run_evaluate(cfg: TrainConfig) -> Path:
         found = [p for p in (run_dir / "best_model.zip", run_dir / "model.zip") if p.exists()]
         model_path = found[0] if found else None
     start = time.perf_counter()
+    table = tune_run(cfg, run_dir)  # read back from the training run's tuning.json when it is there
+    tuned = None if table is None else table.best
+    if cfg.prior == "tuned" and tuned is not None:  # the learned policy runs on the env it trained on
+        cfg = dataclasses.replace(cfg, env=prior_from_cell(tuned, cfg.env)[1])
     specs = _networks(cfg, family)
     results = compare(cfg, specs, _split_labeller(family), model_path, run_dir)
     seeds = f"seeds {cfg.eval_seed_start}-{cfg.eval_seed_start + cfg.eval_seeds - 1}"
@@ -278,7 +336,11 @@ def run_evaluate(cfg: TrainConfig) -> Path:
         f"Evaluation of `{model_path}` (`{LEARNED}`)" if model_path else "No learned model: baselines only,",
         f"on {', '.join(s.name for s in specs)}, {seeds}.",
     ]
-    write_reports(cfg, results, run_dir, f"sparsity-gym evaluation on {cfg.env.dataset}", [" ".join(notes)])
+    if tuned is not None:
+        notes.append(f"Reference: the tuned handcrafted cell `{tuned}` (train split, run_dir/tuning.json).")
+    write_reports(
+        cfg, results, run_dir, f"sparsity-gym evaluation on {cfg.env.dataset}", [" ".join(notes)], reference=tuned
+    )
     print(f"done in {time.perf_counter() - start:.0f}s: {run_dir}/results.md")
     return run_dir
 

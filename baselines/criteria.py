@@ -37,6 +37,7 @@ import numpy as np
 
 from baselines.policies import FixedPolicy, density_map, sparsity_env
 from sparsity_gym.core.checks import check_number
+from sparsity_gym.criteria.contribution_pruning import prune_count
 from sparsity_gym.criteria.dyno import DEFAULT_DELTA, clamp_prune_count, prune_grow_counts
 
 
@@ -91,6 +92,9 @@ NEQ_ENV_KWARGS = {
 class ContributionPolicy(FixedPolicy):
     """Prune rounds of ``ceil(fraction·N_active)`` neurons per hidden layer (SB3 ``predict`` signature).
 
+    The count is :func:`sparsity_gym.criteria.prune_count` (CRITERIA.md §3, with its float guard), keeping at
+    least one neuron; which neurons go is the env's ``contribution`` selector.
+
     Args:
         env: The env, built with ``baselines.env_kwargs("contribution")``.
         fraction: x, the share of a layer's active neurons removed per round (paper: 10%).
@@ -117,8 +121,8 @@ class ContributionPolicy(FixedPolicy):
         if progress < self.start:
             return active
         prune = (active > self.keep * self.units) & (active > 1)
-        removed = np.ceil(self.fraction * active - 1e-9).astype(int)
-        return np.where(prune, np.maximum(active - removed, 1), active)
+        removed = np.array([prune_count(int(a), self.fraction, min_keep=1) for a in active])
+        return np.where(prune, active - removed, active)
 
     def actions(self, observations: np.ndarray) -> np.ndarray:  # noqa: D102
         return np.stack(

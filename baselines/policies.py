@@ -21,14 +21,15 @@ from sparsity_gym.env.sparsity_env import SparsityEnv
 
 @dataclass(frozen=True)
 class ActionMap:
-    """The env's affine map from a value in ``[low, high]`` to an action in [-1, 1] (the bounds alone)."""
+    """The env's map from a value in ``[low, high]`` to an action in [-1, 1] (the bounds and the scale alone)."""
 
     low: float
     high: float
+    scale: str = "linear"
 
     def __call__(self, value: float | np.ndarray) -> np.ndarray:
         """The action that asks for ``value`` (clipped to [-1, 1])."""
-        return to_action(value, self.low, self.high)
+        return to_action(value, self.low, self.high, self.scale)
 
 
 def sparsity_env(env: gym.Env) -> SparsityEnv:
@@ -42,9 +43,9 @@ def sparsity_env(env: gym.Env) -> SparsityEnv:
 
 
 def density_map(env: gym.Env) -> ActionMap:
-    """The density action map of ``env`` (``[min_density, max_density]``)."""
+    """The density action map of ``env`` (``[min_density, max_density]``, its ``action_scale``)."""
     cfg = sparsity_env(env).config
-    return ActionMap(float(cfg.min_density), float(cfg.max_density))
+    return ActionMap(float(cfg.min_density), float(cfg.max_density), cfg.action_scale)
 
 
 class FixedPolicy:

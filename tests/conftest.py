@@ -22,3 +22,26 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def untrained_residual_policy(env, prior: str):
+    """A ``LayerwisePolicy`` on a ``FamilyEnv`` with its residual head at zero: it plays its prior exactly.
+
+    The density map (range and scale) is the env's own.
+    """
+    from agents.policy import LayerwisePolicy
+
+    config = env.current.config
+    policy = LayerwisePolicy(
+        env.observation_space,
+        env.action_space,
+        lambda _: 1e-3,
+        hidden=(16,),
+        feature_names=env.feature_names,
+        prior=prior,
+        density_range=(config.min_density, config.max_density),
+        action_scale=config.action_scale,
+    )
+    torch.nn.init.zeros_(policy.actor[-1].weight)
+    torch.nn.init.zeros_(policy.actor[-1].bias)
+    return policy

@@ -38,3 +38,8 @@ def limit_threads_if_forked() -> bool:
     if torch.get_num_threads() > 1:
         torch.set_num_threads(1)
     return True
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one, else the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

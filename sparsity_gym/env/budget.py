@@ -52,15 +52,50 @@ def budget_model(masks: MaskedNetwork, kind: str) -> BudgetModel:
     return BudgetModel(units, factor, row_layer, row_const, col_layer, col_scale, col_const)
 
 
-def reallocate(layers: Sequence[LayerMask], densities: np.ndarray, rule: str) -> np.ndarray:
+def reallocate(layers: Sequence[LayerMask], densities: np.ndarray, rule: str, tilt: bool = False) -> np.ndarray:
     """The densities' parameter-weighted mean (the requested global density), shared out by allocation ``rule``.
 
     The weights are each layer's dense weights; ``rule`` is a name of
-    :data:`sparsity_gym.masks.allocation.ALLOCATIONS`.
+    :data:`sparsity_gym.masks.allocation.ALLOCATIONS`. With ``tilt`` the request's shape is kept as a
+    multiplicative tilt of the rule (:func:`tilted`): a uniform request gives the rule's densities exactly.
     """
     weights = np.array([m.info.num_weights for m in layers], dtype=np.float64)
+    densities = np.asarray(densities, dtype=np.float64)
     requested = float(np.clip(np.dot(weights, densities) / weights.sum(), 0.0, 1.0))
-    return ALLOCATIONS.get(rule).allocate(layers, requested)
+    shared = ALLOCATIONS.get(rule).allocate(layers, requested)
+    if not tilt or np.all(densities == densities[0]) or requested <= 0.0:
+        return shared
+    return tilted(shared, densities / requested, weights, [1.0 / m.num_units for m in layers])
+
+
+def tilted(shared: np.ndarray, factors: np.ndarray, weights: np.ndarray, lowest: Sequence[float]) -> np.ndarray:
+    """``clip(s * shared_l * factor_l, lowest_l, 1)`` with the one ``s`` that keeps the weighted mean of ``shared``.
+
+    A residual on an allocation rule (``EnvConfig.allocation_tilt``): the rule says how the global density is
+    shared, the policy's per-layer densities relative to their weighted mean (``factors``) tilt that share, and
+    water-filling (bisection on ``s``, layers clipped to [one unit, dense]) restores the requested global density
+    ``sum_l W_l d_l / sum_l W_l``. Equal factors return ``shared`` unchanged.
+    """
+    shared = np.asarray(shared, dtype=np.float64)
+    factors = np.asarray(factors, dtype=np.float64)
+    if np.all(factors == factors[0]):  # no tilt: the rule's densities as they are
+        return shared.copy()
+    base = shared * np.maximum(factors, 1e-12)
+    low = np.minimum(np.asarray(lowest, dtype=np.float64), 1.0)
+    budget = float(np.dot(weights, shared))
+
+    def cost(scale: float) -> float:
+        return float(np.dot(weights, np.clip(scale * base, low, 1.0)))
+
+    lo, hi = 0.0, float(np.max(1.0 / base))
+    if cost(hi) <= budget:
+        return np.clip(hi * base, low, 1.0)
+    for _ in range(200):
+        mid = (lo + hi) / 2.0
+        if mid in (lo, hi):
+            break
+        lo, hi = (mid, hi) if cost(mid) < budget else (lo, mid)
+    return np.clip(hi * base, low, 1.0)
 
 
 def budget_counts(masks: MaskedNetwork, densities: np.ndarray, budget: str, target: float, grows: bool) -> list[int]:

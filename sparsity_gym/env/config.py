@@ -16,6 +16,7 @@ from sparsity_gym.core.checks import as_python, check_choice, check_fields, chec
 from sparsity_gym.datasets import available_datasets
 from sparsity_gym.datasets.vision import SPECS as VISION_SPECS
 from sparsity_gym.datasets.vision import check_data_root
+from sparsity_gym.env.actions import ACTION_SCALES
 from sparsity_gym.masks.allocation import available_allocations
 from sparsity_gym.masks.regrowth import available_regrowth
 from sparsity_gym.masks.selectors import GRANULARITIES, SELECTORS, available_selectors, threshold_range
@@ -113,6 +114,14 @@ class EnvConfig:
             every decision the requested densities' parameter-weighted mean is the requested global density
             and the rule shares it out across the layers (then ``budget`` projects the last decision). Needs
             ``action_mode="density"``.
+        allocation_tilt: With a rule, keep the policy's allocation as a residual on it: the rule's densities
+            times each layer's requested density over the requested global density, scaled back onto the
+            global density by water-filling within [one unit, dense] (``sparsity_gym.env.budget.tilted``). A
+            uniform request gives the rule's allocation exactly, so a schedule policy acts as the rule's
+            handcrafted cell and a learned residual on it can move density between layers.
+        action_scale: How a density action maps onto ``[min_density, max_density]``: ``linear`` (affine) or
+            ``log`` (log-affine: equal action steps are equal density ratios, the resolution low targets need;
+            ``sparsity_gym.env.actions``). Threshold actions are always affine.
         min_density: Lowest density an action can ask for; an action of -1 maps here.
         max_density: Highest density an action can ask for; an action of +1 maps here.
         total_iterations: Optimizer steps in one episode (one full training run).
@@ -163,6 +172,8 @@ class EnvConfig:
     target_density: float | None = 0.1
     budget: str = "layer"
     allocation: str = "policy"
+    allocation_tilt: bool = False
+    action_scale: str = "linear"
     min_density: float = 0.02
     max_density: float = 1.0
     total_iterations: int = 400
@@ -239,7 +250,7 @@ class EnvConfig:
             threshold_range(self.selector)  # ValueError naming the selectors that have a threshold scale
         if self.regrowth == "feedback" and self.effect != "prune":
             raise ValueError(f"effect={self.effect!r} is not allowed with regrowth='feedback'; expected 'prune'")
-        for name in ("feedback_updates_pruned", "loss_hold"):
+        for name in ("feedback_updates_pruned", "loss_hold", "allocation_tilt"):
             check_choice(name, getattr(self, name), (True, False))
         check_number("burn_in_epochs", self.burn_in_epochs, low=0.0)
         check_number("capacity", self.capacity, low=1.0)
@@ -260,6 +271,11 @@ class EnvConfig:
             raise ValueError(
                 f"allocation={self.allocation!r} is not allowed with action_mode={self.action_mode!r}; expected "
                 "allocation='policy' (a rule re-allocates requested densities, and thresholds request none)"
+            )
+        if self.allocation_tilt and self.allocation == "policy":
+            raise ValueError(
+                "allocation_tilt=True is not allowed with allocation='policy'; expected an allocation rule to tilt "
+                f"(one of {available_allocations()!r})"
             )
 
     def validate(self) -> None:
@@ -290,6 +306,7 @@ class EnvConfig:
             )
         check_number("exchange_fraction", self.exchange_fraction, low=0.0, high=1.0, high_inclusive=False)
         check_number("min_density", self.min_density, low=0.0, high=1.0, low_inclusive=False)
+        check_choice("action_scale", self.action_scale, ACTION_SCALES)
         check_number("max_density", self.max_density, low=self.min_density, high=1.0)
         if self.target_density is not None:
             check_number("target_density", self.target_density, low=0.0, high=1.0, low_inclusive=False)

@@ -45,8 +45,8 @@ class DecisionsMixin:
         return (len(self.masks.layers),)
 
     def density_to_action(self, density: float | np.ndarray) -> np.ndarray:
-        """The action that asks for ``density`` (inverse of the affine map), clipped to [-1, 1]."""
-        return to_action(density, self.config.min_density, self.config.max_density)
+        """The action that asks for ``density`` (inverse of the action map), clipped to [-1, 1]."""
+        return to_action(density, self.config.min_density, self.config.max_density, self.config.action_scale)
 
     def _apply_action(self, action: np.ndarray) -> list[float]:
         """Map ``action`` onto densities or thresholds and apply them (prune or freeze); return them.
@@ -118,8 +118,8 @@ class DecisionsMixin:
         return np.array([int(k.sum()) / m.num_units for k, m in zip(keeps, self.masks.layers, strict=True)])
 
     def _allocated(self, densities: np.ndarray) -> np.ndarray:
-        """The requested densities' parameter-weighted mean, shared out by the configured allocation rule."""
-        return reallocate(self.masks.layers, densities, self.config.allocation)
+        """The requested densities' parameter-weighted mean, shared out by the configured allocation rule (tilted)."""
+        return reallocate(self.masks.layers, densities, self.config.allocation, self.config.allocation_tilt)
 
     def _budget_counts(self, densities: np.ndarray, target: float) -> list[int]:
         """Unit counts of the last decision on the configured budget (:func:`sparsity_gym.env.budget.budget_counts`)."""
@@ -158,4 +158,5 @@ class DecisionsMixin:
         """Validate ``action``, clip what is invalid (counted) and map it onto layer densities."""
         arr = self._validated(action)
         current = self.density_to_action(np.array(self.masks.densities)).astype(np.float64)
-        return from_action(np.where(np.isnan(arr), current, arr), self.config.min_density, self.config.max_density)
+        cfg = self.config
+        return from_action(np.where(np.isnan(arr), current, arr), cfg.min_density, cfg.max_density, cfg.action_scale)

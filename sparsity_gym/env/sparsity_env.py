@@ -50,7 +50,9 @@ class SparsityEnv(DecisionsMixin, EpisodeMixin, gym.Env[np.ndarray, np.ndarray])
 
     ``Box(-1, 1, shape=(L,), float32)``, one value per controlled layer, in the order of
     ``env.unwrapped.layer_names``. With ``action_mode="density"`` the value ``a`` maps affinely onto
-    ``[min_density, max_density]``: ``d = min_density + (a + 1) / 2 * (max_density - min_density)``.
+    ``[min_density, max_density]``: ``d = min_density + (a + 1) / 2 * (max_density - min_density)``; with
+    ``action_scale="log"`` log-affinely, ``log d = log min_density + (a + 1) / 2 * log(max_density / min_density)``
+    (equal steps are equal density ratios; the MNIST tasks use it over [0.001, 1]).
     With ``action_mode="threshold"`` it maps onto the selector's threshold range instead
     (``sparsity_gym.masks.threshold_range``: magnitude |w|/RMS in [0, 3], random in [0, 1], equilibrium
     log10 |v| in [-6, 0], contribution score/mean in [0, 2], snr log10 SNR in [-2, 2]) and the active units
@@ -69,6 +71,9 @@ class SparsityEnv(DecisionsMixin, EpisodeMixin, gym.Env[np.ndarray, np.ndarray])
     ``global_magnitude``; :mod:`sparsity_gym.masks.allocation`, density mode) every decision's densities are
     reduced to their parameter-weighted mean and shared out across the layers by the rule before the budget's
     projection; ``info["allocation"]`` holds the per-layer densities the rule and the projection produced.
+    ``allocation_tilt=True`` keeps the request's shape as a residual on the rule: each layer's rule density times
+    its requested density over the request's weighted mean, water-filled back onto the requested global density
+    (a uniform request is the rule exactly).
     With ``effect="freeze"`` (neuron granularity) nothing is pruned: the units an action leaves out keep their
     forward pass but their fan-in rows and biases stay bit-identical through every optimizer step
     (:class:`sparsity_gym.masks.freezing.RowFreezer`), and thaw at a later decision. Non-finite or out-of-range

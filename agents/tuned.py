@@ -1,0 +1,76 @@
+"""The task's tuned handcrafted schedule in a training run: the report's reference, the prior, the paired reward's.
+
+Issue 14 ("a fair opponent"): before any held-out result exists, every cell of ``TrainConfig.tune_cells`` (a
+handcrafted grid, ``shape@window+allocation``) runs on the task's **train** networks with the tuning seeds
+(:mod:`sparsity_gym.experiments.tuning`, cached in the run folder's ``tuning.json``), and the cell with the best
+mean **validation** accuracy is *the tuned handcrafted schedule*. It is then
+
+* the reference of every paired difference and of the verdict in the report;
+* with ``--prior tuned``, what the learned actor starts from: its schedule part (``cubic@0.9``) is the actor's
+  residual prior and its allocation rule (``+erk``) becomes the env's ``allocation`` with ``allocation_tilt``,
+  so the untrained policy plays the tuned cell itself and the actor learns a residual on both the global
+  schedule and the rule's allocation;
+* with ``--reward paired --reward-reference prior``, the paired reward's reference (the whole cell).
+
+Every cell of the grid also runs in the comparison, so the oracle (per held-out network, the best cell on its
+own test results) is an upper bound over the same grid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from pathlib import Path
+from typing import Any
+
+from agents.config import TrainConfig
+from baselines import env_kwargs, make_policy
+from baselines.handcrafted import parse_cell
+from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.experiments.evaluation import seeds_from
+from sparsity_gym.experiments.tuning import TUNING_SEED_START, Cell, TuningTable, tune
+
+# fields a task's networks decide (the tuning runs each train network with its own), and what the tilt changes
+_NOT_OVERRIDDEN = frozenset({"network", "network_kwargs", "allocation", "allocation_tilt", "target_density"})
+
+
+def tuning_overrides(env: EnvConfig) -> dict[str, Any]:
+    """The run's env settings the tuning shares: all but the network, the allocation and the target.
+
+    The tuning's episodes skip the observation statistics (``observations=()``): a schedule does not read them
+    and the training they watch is the same without them.
+    """
+    values = {f.name: getattr(env, f.name) for f in dataclasses.fields(EnvConfig) if f.name not in _NOT_OVERRIDDEN}
+    return {**values, "observations": ()}
+
+
+def tune_run(cfg: TrainConfig, run_dir: Path | None) -> TuningTable | None:
+    """The tuning table of ``cfg.tune_cells`` on the task's train split at the run's target (``None``: no grid)."""
+    if not cfg.tune_cells:
+        return None
+    assert cfg.task is not None  # TrainConfig refuses tune_cells without a task
+    cells = [Cell(name, functools.partial(make_policy, name), env_kwargs(name)) for name in cfg.tune_cells]
+    return tune(
+        cfg.task,
+        cells,
+        target=cfg.env.target_density,
+        run_dir=run_dir,
+        seeds=seeds_from(TUNING_SEED_START, cfg.tune_seeds),
+        env_overrides=tuning_overrides(cfg.env),
+        backend=cfg.backend,
+        workers=cfg.workers or None,
+        progress=cfg.progress_bar,
+    )
+
+
+def prior_from_cell(cell: str, env: EnvConfig) -> tuple[str, EnvConfig]:
+    """``(actor prior, env)`` that make the untrained residual policy play ``cell``.
+
+    The prior is the cell's schedule and window (``cubic@0.9``); a cell with ``+rule`` sets the env's
+    ``allocation=rule`` with ``allocation_tilt=True`` (a uniform request is the rule's allocation exactly).
+    """
+    shape, end, allocation = parse_cell(cell)
+    prior = shape if end is None or shape == "constant" else f"{shape}@{end:g}"
+    if allocation is None:
+        return prior, env.replace(allocation="policy", allocation_tilt=False)
+    return prior, env.replace(allocation=allocation, allocation_tilt=True)
