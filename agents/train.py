@@ -258,9 +258,9 @@ def run_train(cfg: TrainConfig) -> Path:
     chosen = "final model"
     if model_path == best:
         info = json.loads((run_dir / "best_model.json").read_text())
+        split = "held-out" if cfg.select_on == "heldout" else "train-split"
         chosen = (
-            f"best_model.zip (timestep {info['num_timesteps']}, "
-            f"held-out validation accuracy {info['val_accuracy']:.4f})"
+            f"best_model.zip (timestep {info['num_timesteps']}, {split} validation accuracy {info['val_accuracy']:.4f})"
         )
         if info["num_timesteps"] == 0:
             chosen += "; **no trained model beat the untrained policy**, so the learned policy is its prior"
