@@ -193,10 +193,7 @@ def train_ppo(
 
 def eval_workers(cfg: TrainConfig) -> int:
     """Workers of the periodic held-out evaluation: the comparison's pool (``--backend process``), else one."""
-    if cfg.backend != "process":
-        return 1
-    cores = usable_cores()
-    return cfg.workers or cores
+    return (cfg.workers or usable_cores()) if cfg.backend == "process" else 1
 
 
 def paired_reference(cfg: TrainConfig, prior: str) -> str:

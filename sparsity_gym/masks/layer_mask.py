@@ -116,6 +116,12 @@ class LayerMask:
         else:
             self._bias_keep = None
 
+    def masked_tensors(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``(parameter, float keep mask)`` for each of this layer's parameters that has inactive entries."""
+        module = self.info.module
+        pairs = [] if self._weight_keep is None else [(module.weight, self._weight_keep)]
+        return pairs if self._bias_keep is None else [*pairs, (module.bias, self._bias_keep)]
+
     @torch.no_grad()
     def apply_(self) -> None:
         """Set the parameters to ``θ ⊙ mask``: inactive weights (and biases of inactive neurons) exactly 0.
@@ -128,10 +134,8 @@ class LayerMask:
             module.weight.copy_(self.dense)
             if self.dense_bias is not None:
                 module.bias.copy_(self.dense_bias)
-        if self._weight_keep is not None:
-            module.weight.mul_(self._weight_keep)
-        if self._bias_keep is not None:
-            module.bias.mul_(self._bias_keep)
+        for param, keep in self.masked_tensors():
+            param.mul_(keep)
 
     @torch.no_grad()
     def before_step_(self) -> None:
@@ -151,10 +155,8 @@ class LayerMask:
             self._store(self.dense, module.weight, self._weight_keep)
             if self.dense_bias is not None:
                 self._store(self.dense_bias, module.bias, self._bias_keep)
-        if self._weight_keep is not None:
-            module.weight.mul_(self._weight_keep)
-        if self._bias_keep is not None:
-            module.bias.mul_(self._bias_keep)
+        for param, keep in self.masked_tensors():
+            param.mul_(keep)
 
     def _store(self, dense: torch.Tensor, param: torch.Tensor, keep: torch.Tensor | None) -> None:
         if self.update_pruned or keep is None:

@@ -129,18 +129,11 @@ class MaskedNetwork:
             return
         # θ ⊙ mask for every masked parameter in one foreach kernel (the per-layer ``after_step_`` without DPF):
         # the same multiplications, one dispatch instead of one per tensor (bench/env_overhead.py)
-        params, keeps = [], []
-        for layer in self.all_layers:
-            module = layer.info.module
-            if layer._weight_keep is not None:
-                params.append(module.weight)
-                keeps.append(layer._weight_keep)
-            if layer._bias_keep is not None:
-                params.append(module.bias)
-                keeps.append(layer._bias_keep)
-        if params:
+        pairs = [pair for layer in self.all_layers for pair in layer.masked_tensors()]
+        if pairs:
+            params, keeps = zip(*pairs, strict=True)
             with torch.no_grad():
-                torch._foreach_mul_(params, keeps)
+                torch._foreach_mul_(list(params), list(keeps))
 
     def apply_(self) -> None:
         """Set every parameter to ``θ ⊙ mask`` (every inactive weight exactly zero)."""
