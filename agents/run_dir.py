@@ -3,7 +3,7 @@
 A ``train`` run into a folder that holds an earlier run's model (``best_model.*``, ``model.zip``), its prior
 (``prior.json``) or its checkpoints stops with one line naming ``--resume`` and ``--run-dir``, instead of
 silently reusing them (the prior would be read back, the best model compared, the checkpoints resumed by a
-later ``--resume``) — issue 14, "a run starts clean".
+later ``--resume``): a run starts clean.
 """
 
 from __future__ import annotations
