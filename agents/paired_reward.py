@@ -32,9 +32,10 @@ from sparsity_gym.core.io import atomic_write_text
 from sparsity_gym.env.sparsity_env import SparsityEnv
 from sparsity_gym.experiments.evaluation import config_hash, env_settings, run_episode
 from sparsity_gym.experiments.family_env import FamilyEnv
+from sparsity_gym.experiments.seeds import seed_start
 
-POOL_SEED_START = 6000
-"""Outer seeds of the pool are searched from here (apart from evaluation, selection and prior seeds)."""
+POOL_SEED_START = seed_start("pool")
+"""Outer seeds of the pool are searched from here (``sparsity_gym.experiments.seeds``: apart from all others)."""
 
 
 def family_draw(seed: int, n_networks: int) -> tuple[int, int]:

@@ -8,7 +8,8 @@ run on every held-out network with the same seeds, and the report is written. ``
 model and the chosen baselines on chosen networks and seeds, and writes the same report.
 
 The learned policy in the comparison is ``best_model.zip`` when periodic evaluation ran (selected on held-out
-*validation* accuracy with seeds 2000+, apart from the comparison's seeds), else the final ``model.zip``.
+*validation* accuracy with the ``selection`` seeds of :mod:`sparsity_gym.experiments.seeds`, apart from the
+comparison's), else the final ``model.zip``.
 """
 
 from __future__ import annotations
@@ -46,14 +47,13 @@ from agents.tuned import prior_from_cell, tune_run
 from sparsity_gym.core.io import atomic_write_text
 from sparsity_gym.core.threads import usable_cores
 from sparsity_gym.env.config import EnvConfig
-from sparsity_gym.experiments.evaluation import seeds_from
 from sparsity_gym.experiments.families import Family, NetworkSpec, get_family, parse_network
 from sparsity_gym.experiments.family_env import FamilyEnv
 from sparsity_gym.experiments.plots import plot_learning_curve
+from sparsity_gym.experiments.seeds import seeds as seed_range
 
 TB_NAME = "PPO"
 TRAINING_EPISODES = "training_episodes.csv"
-SELECTION_SEED_START = 2000
 
 
 def _family_env(
@@ -163,7 +163,7 @@ def train_ppo(
                 HeldoutEvalCallback(
                     family.heldout if cfg.select_on == "heldout" else family.train,
                     cfg.env,
-                    seeds_from(SELECTION_SEED_START, cfg.eval_episodes),
+                    seed_range("selection", cfg.eval_episodes),
                     cfg.eval_every,
                     run_dir / "best_model.zip",
                     workers=eval_workers(cfg),
