@@ -36,7 +36,7 @@ from agents.callbacks import (
     HParamsCallback,
     save_model_atomic,
 )
-from agents.comparison import LEARNED, _baseline_factory, compare, prior_note, write_reports
+from agents.comparison import LEARNED, baseline_factory, compare, prior_note, write_reports
 from agents.config import TrainConfig
 from agents.paired_reward import PairedReward, ReferenceCache
 from agents.policy import LayerwisePolicy
@@ -71,7 +71,7 @@ def _family_env(
     if paired is None:
         return env
     reference, cache, per_network = paired
-    return PairedReward(env, _baseline_factory(reference), ReferenceCache(cache), per_network)
+    return PairedReward(env, baseline_factory(reference), ReferenceCache(cache), per_network)
 
 
 def make_train_env(cfg: TrainConfig, family: Family, paired: tuple | None = None) -> VecEnv:
@@ -209,7 +209,8 @@ def _prepare(cfg: TrainConfig) -> Path:
     return run_dir
 
 
-def _split_labeller(family: Family) -> Callable[[NetworkSpec], str]:
+def split_labeller(family: Family) -> Callable[[NetworkSpec], str]:
+    """``spec -> split``: ``heldout`` or ``train`` for the family's networks, ``user`` for any other."""
     train = {s.name for s in family.train}
     heldout = {s.name for s in family.heldout}
     return lambda spec: "heldout" if spec.name in heldout else "train" if spec.name in train else "user"
@@ -262,7 +263,7 @@ def run_train(cfg: TrainConfig) -> Path:
         if info["num_timesteps"] == 0:
             chosen += "; **no trained model beat the untrained policy**, so the learned policy is its prior"
     specs = _networks(cfg, family)
-    results = compare(cfg, specs, _split_labeller(family), model_path, run_dir)
+    results = compare(cfg, specs, split_labeller(family), model_path, run_dir)
     notes = [
         f"Trained on the `{cfg.family}` family's train split ({', '.join(s.name for s in family.train)}) for "
         f"{state['num_timesteps']} timesteps = **{state['episodes']} training episodes**; compared on "
@@ -327,7 +328,7 @@ def run_evaluate(cfg: TrainConfig) -> Path:
     if cfg.prior == "tuned" and tuned is not None:  # the learned policy runs on the env it trained on
         cfg = dataclasses.replace(cfg, env=prior_from_cell(tuned, cfg.env)[1])
     specs = _networks(cfg, family)
-    results = compare(cfg, specs, _split_labeller(family), model_path, run_dir)
+    results = compare(cfg, specs, split_labeller(family), model_path, run_dir)
     seeds = f"seeds {cfg.eval_seed_start}-{cfg.eval_seed_start + cfg.eval_seeds - 1}"
     notes = [
         f"Evaluation of `{model_path}` (`{LEARNED}`)" if model_path else "No learned model: baselines only,",
