@@ -34,7 +34,6 @@ from agents.callbacks import (
     EpisodeStatsCallback,
     HeldoutEvalCallback,
     HParamsCallback,
-    save_model_atomic,
 )
 from agents.comparison import LEARNED, baseline_factory, compare, prior_note, write_reports
 from agents.config import TrainConfig
@@ -42,7 +41,7 @@ from agents.paired_reward import PairedReward, ReferenceCache
 from agents.policy import LayerwisePolicy
 from agents.prior import choose_prior
 from agents.ray_vec_env import ActorRestartsCallback
-from agents.run_dir import check_fresh, config_path
+from agents.run_dir import check_fresh, config_path, save_model_atomic
 from agents.tuned import prior_from_cell, tune_run
 from sparsity_gym.core.io import atomic_write_text
 from sparsity_gym.core.threads import usable_cores
