@@ -320,7 +320,11 @@ def config_from(given: Mapping[str, Any]) -> TrainConfig:
     Each setting takes its value from the last of these layers that sets it: the field's default, the preset
     (``given["preset"]``, :data:`PRESETS`), the task (``given["task"]``, :func:`task_settings`), ``given``. Under
     a task, ``eval_targets`` not given is the run's target density (a task compares at the target it trains for).
+    A key that names neither a field nor an :data:`ENV_FLAGS` entry is a ``ValueError``.
     """
+    known = {f.name for f in dataclasses.fields(TrainConfig) if f.name != "env"} | set(ENV_FLAGS)
+    for key in given:
+        check_choice("setting", key, tuple(sorted(known)))
     preset = given.get("preset", "default")
     check_choice("preset", preset, tuple(PRESETS))
     task_run, task_env = task_settings(given.get("task"))

@@ -124,3 +124,5 @@ def test_config_from_settings_given_in_code():
     assert config_from({}) == TrainConfig()
     with pytest.raises(ValueError, match=r"^preset='nope' is not allowed"):
         config_from({"preset": "nope"})
+    with pytest.raises(ValueError, match=r"^setting='budget' is not allowed"):
+        config_from({"budget": "global"})
