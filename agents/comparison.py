@@ -39,7 +39,8 @@ LEARNED = "ppo"
 COMPARISON_LOG = "comparison/episodes.jsonl"
 
 
-def _baseline_factory(name: str) -> Callable[[Any], Any]:
+def baseline_factory(name: str) -> Callable[[Any], Any]:
+    """``env -> policy`` of the registered baseline ``name`` (picklable: a worker process can build it)."""
     return functools.partial(make_policy, name)
 
 
@@ -68,14 +69,14 @@ def comparison_jobs(
             for selector in cfg.eval_selectors:
                 setting = {"selector": selector, "target_density": target}
                 jobs += [
-                    GridJob(n, _baseline_factory(n), plain.replace(**setting, **env_kwargs(n)), seeds, split, network)
+                    GridJob(n, baseline_factory(n), plain.replace(**setting, **env_kwargs(n)), seeds, split, network)
                     for n in handcrafted
                 ]
                 if model_path is not None:
                     learned = functools.partial(load_agent, str(model_path))
                     jobs.append(GridJob(LEARNED, learned, base.replace(**setting), seeds, split, network))
         jobs += [
-            GridJob(n, _baseline_factory(n), plain.replace(**env_kwargs(n)), seeds, split, network) for n in criteria
+            GridJob(n, baseline_factory(n), plain.replace(**env_kwargs(n)), seeds, split, network) for n in criteria
         ]
     return jobs
 

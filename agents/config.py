@@ -7,7 +7,7 @@ import dataclasses
 import json
 import sys
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +18,7 @@ from sparsity_gym.env.config import EnvConfig
 from sparsity_gym.env.tasks import available_tasks, get_task
 from sparsity_gym.experiments.families import available_network_families, parse_network
 from sparsity_gym.experiments.grid import BACKENDS
+from sparsity_gym.experiments.seeds import seed_start
 
 
 def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
@@ -28,10 +29,22 @@ def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any
 class TrainConfig:
     """What ``train_agent.py`` runs: PPO on a family's train split, then the comparison on its held-out split.
 
-    Fields are the command line's flags (``--n-envs`` for ``n_envs``); :data:`PRESETS` names sets of defaults.
-    ``env`` is the env's own frozen :class:`~sparsity_gym.env.config.EnvConfig`, validated once when it is built
-    and passed down whole (every network of the run shares it; the network comes from the family's specs); its
-    flags are :data:`ENV_FLAGS`.
+    Fields are the command line's flags (``--n-envs`` for ``n_envs``). ``env`` is the env's own frozen
+    :class:`~sparsity_gym.env.config.EnvConfig`, validated once when it is built and passed down whole (every
+    network of the run shares it; the network comes from the family's specs); its flags are :data:`ENV_FLAGS`.
+
+    Precedence (:func:`config_from`, what :func:`parse_args` builds): each setting, run or env, takes the value of
+    the last of these layers that sets it:
+
+    1. the field's default (this class's, or ``EnvConfig``'s);
+    2. the preset (``--preset``, :data:`PRESETS`);
+    3. the task (``--task``, :func:`task_settings`: the task's env settings, its family, ``run_dir=runs/<task>``,
+       its selector as the comparison's and :data:`TASK_PRESET`);
+    4. a flag given on the command line.
+
+    Under a task, ``eval_targets`` not given on the command line is ``(env.target_density,)``: the run's target
+    (the task's first, or ``--target-density``). A config built directly (``TrainConfig(task=...)``) takes its
+    fields as given: the layers are the command line's.
     """
 
     env: EnvConfig = field(default_factory=EnvConfig, metadata={"help": "the env settings (see ENV_FLAGS)"})
@@ -43,20 +56,22 @@ class TrainConfig:
     )
     preset: str = _opt(
         "default",
-        "default: about 5 minutes on 2 cores; long: the headline run (30000 timesteps, 5 seeds); explicit flags "
-        "override the preset's values",
+        "default: about 5 minutes on 2 cores; long: the headline run (30000 timesteps, 5 seeds); a task's settings "
+        "and flags given override the preset's",
     )
     total_timesteps: int = _opt(
         3000,
         "PPO environment steps (decisions) to train for; an episode is total_iterations / decision_interval decisions",
     )
     run_dir: str = _opt("runs/default", "folder for TensorBoard events, checkpoints, the model and the results")
-    seed: int = _opt(0, "seed of PPO and of the training episodes (evaluation seeds are eval_seed_start + i)")
+    seed: int = _opt(
+        seed_start("training"), "seed of PPO and of the training episodes (evaluation seeds are eval_seed_start + i)"
+    )
     resume: bool = _opt(False, "continue from run_dir/checkpoints/last.zip with the timestep count and curves")
     task: str | None = _opt(
         None,
         "a named benchmark task (sparsity_gym.env.tasks): its dataset, networks (train / held-out split), budget, "
-        "targets, selector and training length become the defaults; explicit flags still win",
+        "targets, selector and training length override the preset's; flags given still win",
         choices=available_tasks(),
     )
     family: str = _opt("mlp", "network family: training samples its train split, reports use its held-out split")
@@ -94,7 +109,7 @@ class TrainConfig:
         "training (agents.tuned; needs --task): the best by validation accuracy is the report's reference and "
         "--prior tuned's schedule, and every cell runs in the comparison (the oracle's grid)",
     )
-    tune_seeds: int = _opt(2, "tuning episodes (seeds 5000 + i) per train network and cell")
+    tune_seeds: int = _opt(2, f"tuning episodes (seeds {seed_start('tuning')} + i) per train network and cell")
     reward: str = _opt(
         "env",
         "env: the env's reward; paired: the final validation accuracy minus that of --reward-reference on the same "
@@ -105,8 +120,12 @@ class TrainConfig:
         "paired reward's reference: prior (the prior schedule; the tuned cell with --prior tuned) or a "
         "schedule or cell name",
     )
-    seed_pool: int = _opt(0, "training seeds per training network, drawn from a finite pool (0: a new seed each time)")
-    prior_seeds: int = _opt(2, "auto prior: episodes (seeds 4000 + i) per train network and schedule")
+    seed_pool: int = _opt(
+        0,
+        f"training seeds per training network, drawn from a finite pool (seeds {seed_start('pool')}+; 0: a new seed "
+        "each time)",
+    )
+    prior_seeds: int = _opt(2, f"auto prior: episodes (seeds {seed_start('prior')} + i) per train network and schedule")
     log_std_init: float = _opt(
         -2.0, "initial log standard deviation of the actions (shared by all layers; -2: about 0.06 in density)"
     )
@@ -116,14 +135,19 @@ class TrainConfig:
     )
     select_on: str = _opt(
         "heldout",
-        "networks of the periodic evaluation that picks best_model.zip (validation accuracy, seeds 2000+): heldout "
+        f"networks of the periodic evaluation that picks best_model.zip (validation accuracy, seeds "
+        f"{seed_start('selection')}+): heldout "
         "(the family's held-out split, as the comparison) or train (the train split: the held-out networks stay "
         "unseen until the comparison, as the tuned handcrafted cell's)",
         choices=("heldout", "train"),
     )
-    eval_episodes: int = _opt(1, "seeds per held-out network in each periodic evaluation (seeds 2000 + i)")
+    eval_episodes: int = _opt(
+        1, f"seeds per held-out network in each periodic evaluation (seeds {seed_start('selection')} + i)"
+    )
     eval_seeds: int = _opt(3, "evaluation episodes (seeds) per policy, network and setting in the comparison")
-    eval_seed_start: int = _opt(1000, "first evaluation seed (kept apart from training episodes)")
+    eval_seed_start: int = _opt(
+        seed_start("comparison"), "first seed of the comparison (sparsity_gym.experiments.seeds: apart from all others)"
+    )
     eval_targets: tuple[float, ...] = _opt((0.1, 0.5), "target densities of the comparison")
     eval_selectors: tuple[str, ...] = _opt(("magnitude", "random"), "selectors of the comparison (MP-RR, RP-RR)")
     networks: tuple[str, ...] = _opt(
@@ -249,7 +273,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "checkpoint_every": 1000,
     },
 }
-"""Named sets of defaults: ``--preset long`` is the headline run; flags given explicitly still win."""
+"""Named sets of run settings: ``--preset long`` is the headline run; a task's settings and flags given win."""
 
 
 TUNE_GRID: tuple[str, ...] = tuple(handcrafted_grid(("linear", "cubic"), (0.75, 0.9), ("uniform", "erk", "lamp")))
@@ -267,114 +291,101 @@ TASK_PRESET: dict[str, Any] = {
     "log_std_init": -3.0,
     "policies": ("criteria",),
 }
-"""What ``--task`` sets besides the task's own settings (issue 14, item 5): the grid is tuned on the train split,
-the actor starts from the tuned cell, explores with a smaller noise (log-std -3: about 0.05 in action, a density
-ratio of about 1.2 under the tasks' log action map), the reward is paired with it (a pool of 4 seeds per train
-network), and the
-comparison on the held-out split runs 5 seeds of every grid cell (the oracle's), the criteria and the learned
-policy at the training target (``--eval-targets`` adds others)."""
+"""The run settings every ``--task`` sets besides its own (:func:`task_settings`): the grid is tuned on the train
+split, the actor starts from the tuned cell, explores with a smaller noise (log-std -3: about 0.05 in action, a
+density ratio of about 1.2 under the tasks' log action map), the reward is paired with it (a pool of 4 seeds per
+train network), and the comparison on the held-out split runs 5 seeds of every grid cell (the oracle's), the
+criteria and the learned policy at the training target (``--eval-targets`` adds others)."""
 
 
-def task_defaults(task: str | None) -> dict[str, Any]:
-    """The :class:`TrainConfig` defaults a ``--task`` sets (none without a task): its family, dataset, settings.
+def task_settings(task: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What a task sets: ``(run settings, env settings)``, the :class:`TrainConfig` and ``EnvConfig`` fields.
 
-    Besides the task's settings, :data:`TASK_PRESET` and ``run_dir=runs/<task>``; ``eval_targets`` defaults to the
-    training target (:func:`parse_args`).
+    The env settings are the task's own (:meth:`sparsity_gym.env.tasks.Task.settings`: dataset, budget, first
+    target, selector, regrowth, granularity, iterations, action map). The run settings are :data:`TASK_PRESET`,
+    ``family=<task>`` (the task's train / held-out split), ``run_dir=runs/<task>`` and
+    ``eval_selectors=(<task's selector>,)``; ``eval_targets`` follows the run's target density
+    (:func:`config_from`). No task sets nothing.
     """
     if task is None:
-        return {}
+        return {}, {}
     t = get_task(task)
-    return {
-        **TASK_PRESET,
-        "run_dir": f"runs/{t.name}",
-        "family": t.name,
-        "dataset": t.dataset,
-        "selector": t.selector,
-        "target_density": t.targets[0],
-        "eval_targets": t.targets[:1],
-        "eval_selectors": (t.selector,),
-        "granularity": t.granularity,
-        "total_iterations": t.total_iterations,
-        "decision_interval": t.decision_interval,
-    }
+    run = {**TASK_PRESET, "run_dir": f"runs/{t.name}", "family": t.name, "eval_selectors": (t.selector,)}
+    return run, t.settings()
 
 
-def task_env_extras(task: str | None) -> dict[str, Any]:
-    """``EnvConfig`` fields a task sets that have no flag (its budget and other env settings)."""
-    if task is None:
-        return {}
-    flagged = {"dataset", "selector", "target_density", "granularity", "total_iterations", "decision_interval"}
-    return {k: v for k, v in get_task(task).settings().items() if k not in flagged}
+def config_from(given: Mapping[str, Any]) -> TrainConfig:
+    """The :class:`TrainConfig` of the settings ``given`` (flag names as fields: ``target_density``, ``preset``).
+
+    Each setting takes its value from the last of these layers that sets it: the field's default, the preset
+    (``given["preset"]``, :data:`PRESETS`), the task (``given["task"]``, :func:`task_settings`), ``given``. Under
+    a task, ``eval_targets`` not given is the run's target density (a task compares at the target it trains for).
+    A key that names neither a field nor an :data:`ENV_FLAGS` entry is a ``ValueError``.
+    """
+    known = {f.name for f in dataclasses.fields(TrainConfig) if f.name != "env"} | set(ENV_FLAGS)
+    for key in given:
+        check_choice("setting", key, tuple(sorted(known)))
+    preset = given.get("preset", "default")
+    check_choice("preset", preset, tuple(PRESETS))
+    task_run, task_env = task_settings(given.get("task"))
+    run = {**PRESETS[preset], **task_run, **{k: v for k, v in given.items() if k not in ENV_FLAGS}}
+    env = EnvConfig(**{**task_env, **{k: v for k, v in given.items() if k in ENV_FLAGS}})
+    if given.get("task") is not None and "eval_targets" not in given:
+        run["eval_targets"] = (env.target_density,)
+    return TrainConfig(env=env, **run)
 
 
-def build_parser(preset: str = "default", task: str | None = None) -> argparse.ArgumentParser:
-    """An ``argparse`` parser with one ``--flag`` per :class:`TrainConfig` field, defaults from ``preset`` and
-    ``task`` (a task's values win over the preset's; explicit flags over both).
-    """  # noqa: D205
+def build_parser() -> argparse.ArgumentParser:
+    """An ``argparse`` parser with one ``--flag`` per :class:`TrainConfig` field and per :data:`ENV_FLAGS` entry.
+
+    A flag not on the command line is absent from the parsed namespace (``argparse.SUPPRESS``), so the namespace
+    holds exactly the settings given; the help shows each field's own default (presets and tasks change them).
+    """
     parser = argparse.ArgumentParser(
         prog="train_agent.py",
         description="Train a PPO agent to schedule per-layer densities of networks in training (sampled from a "
         "family's train split), then compare it with every handcrafted schedule and criterion on the family's "
         "held-out networks; or (evaluate) run a saved model and the baselines on chosen networks and seeds. "
-        "Writes TensorBoard events, the model, results.csv/.md and plots.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "Writes TensorBoard events, the model, results.csv/.md and plots. Each setting comes from the last of: "
+        "its default, --preset, --task, the flag itself.",
+        argument_default=argparse.SUPPRESS,
     )
-    defaults = {**PRESETS.get(preset, {}), **task_defaults(task)}
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         if f.name != "env":
-            _add_flag(
-                parser,
-                f.name,
-                hints[f.name],
-                defaults.get(f.name, f.default),
-                f.metadata["help"],
-                f.metadata.get("choices"),
-            )
+            _add_flag(parser, f.name, hints[f.name], f.default, f.metadata["help"], f.metadata.get("choices"))
     env = parser.add_argument_group("env settings (sparsity_gym.env.config.EnvConfig)")
     env_hints = typing.get_type_hints(EnvConfig)
     env_defaults = EnvConfig()
     for name, help_text in ENV_FLAGS.items():
-        _add_flag(env, name, env_hints[name], defaults.get(name, getattr(env_defaults, name)), help_text)
+        _add_flag(env, name, env_hints[name], getattr(env_defaults, name), help_text)
     return parser
 
 
 def _add_flag(
     parser: Any, name: str, hint: Any, default: Any, help_text: str, choices: Sequence[Any] | None = None
 ) -> None:
-    """One ``--flag`` for a field of type ``hint`` (bool: ``--x/--no-x``; tuple: several values)."""
+    """One ``--flag`` for a field of type ``hint`` (bool: ``--x/--no-x``; tuple: several values), no default."""
     flag = "--" + name.replace("_", "-")
+    text = f"{help_text} (default: {default})".replace("%", "%%")
     if hint is bool:
-        parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+        parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=text)
     elif typing.get_origin(hint) is tuple:
         item = typing.get_args(hint)[0]
-        parser.add_argument(flag, nargs="*", type=item, default=default, help=help_text)
+        parser.add_argument(flag, nargs="*", type=item, help=text)
     else:  # ``X | None`` parses as X (None is the default only)
         kind = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
-        parser.add_argument(flag, type=kind, default=default, choices=choices, help=help_text)
+        parser.add_argument(flag, type=kind, choices=choices, help=text)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
-    """Parse the command line into a :class:`TrainConfig` (``ValueError`` on a bad value).
+    """Parse the command line once into a :class:`TrainConfig` (``ValueError`` on a bad value).
 
-    A leading ``train`` or ``evaluate`` word is the same as ``--mode``. ``--preset`` and ``--task`` are read first
-    and set the defaults of the other flags (:func:`task_defaults`: a task's dataset, family, targets...).
+    A leading ``train`` or ``evaluate`` word is the same as ``--mode``. The flags given are layered over the
+    preset's and the task's settings by :func:`config_from` (preset < task < flag).
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in MODES:
         args = ["--mode", args[0], *args[1:]]
-    first = argparse.ArgumentParser(add_help=False)
-    first.add_argument("--preset", default="default")
-    first.add_argument("--task", default=None)
-    known = first.parse_known_args(args)[0]
-    preset, task = known.preset, known.task
-    check_choice("preset", preset, tuple(PRESETS))
-    parser = build_parser(preset, task if task in available_tasks() else None)
-    ns = parser.parse_args(args)  # an unknown --task is argparse's error, naming the choices
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in vars(ns).items()}
-    env_values: dict[str, Any] = {k: values.pop(k) for k in ENV_FLAGS}
-    env = EnvConfig(**task_env_extras(ns.task), **env_values)
-    run_values: dict[str, Any] = values
-    if ns.task is not None and not any(a.split("=")[0] == "--eval-targets" for a in args):
-        run_values["eval_targets"] = (env.target_density,)  # a task compares at the target it trains for
-    return TrainConfig(env=env, **run_values)
+    given = {k: tuple(v) if isinstance(v, list) else v for k, v in vars(build_parser().parse_args(args)).items()}
+    return config_from(given)

@@ -1,10 +1,10 @@
 """Paired rewards: the final validation accuracy minus a reference policy's on the same network and seed.
 
-Why (issue 14, "paired rewards"): an episode's final accuracy varies by 0.2–0.6 points from seed to seed, as
-much as anything a schedule changes. Two schedules run on the same seed (same initialisation and data order)
-differ with a std 0.27–0.93 of the unpaired one, so subtracting the reference's accuracy on the same seed
-removes most of the seed's luck from the reward (a control variate; the baseline-subtraction idea of
-Williams 1992, §4, here per episode and outside the learner).
+Why: an episode's final accuracy varies by 0.2–0.6 points from seed to seed, as much as anything a schedule
+changes. Two schedules run on the same seed (same initialisation and data order) differ with a std 0.27–0.93 of
+the unpaired one, so subtracting the reference's accuracy on the same seed removes most of the seed's luck from
+the reward (a control variate; the baseline-subtraction idea of Williams 1992, §4, here per episode and outside
+the learner).
 
 :class:`PairedReward` wraps a :class:`~sparsity_gym.experiments.family_env.FamilyEnv` on the agents' side (the
 env never imports a baseline). Training seeds come from a finite pool per training network (``seed_pool``
@@ -32,9 +32,10 @@ from sparsity_gym.core.io import atomic_write_text
 from sparsity_gym.env.sparsity_env import SparsityEnv
 from sparsity_gym.experiments.evaluation import config_hash, env_settings, run_episode
 from sparsity_gym.experiments.family_env import FamilyEnv
+from sparsity_gym.experiments.seeds import seed_start
 
-POOL_SEED_START = 6000
-"""Outer seeds of the pool are searched from here (apart from evaluation, selection and prior seeds)."""
+POOL_SEED_START = seed_start("pool")
+"""Outer seeds of the pool are searched from here (``sparsity_gym.experiments.seeds``: apart from all others)."""
 
 
 def family_draw(seed: int, n_networks: int) -> tuple[int, int]:

@@ -1,22 +1,21 @@
 """A stable-baselines3 policy that acts on networks of any depth: one small MLP shared by every layer's row.
 
-Design (issue 5, "a policy for any network"): the observation of a network with ``L`` prunable layers is an
-``(L, F)`` array whose rows mean the same thing for every network (``sparsity_gym.observation.features``;
-global features
-repeated on each row). :class:`LayerwisePolicy` reads a padded observation ``(max_layers, F + 1)`` from
+Design: the observation of a network with ``L`` prunable layers is an ``(L, F)`` array whose rows mean the same
+thing for every network (``sparsity_gym.observation.features``; global features repeated on each row).
+:class:`LayerwisePolicy` reads a padded observation ``(max_layers, F + 1)`` from
 ``sparsity_gym.env.wrappers.PadLayers`` (last column: 1 for a real layer, 0 for padding) and
 
 * **actor**: applies one MLP to every row (shared weights, per-layer heads) giving that layer's Gaussian mean;
   one learned log-std shared by all layers. The layers' actions are independent given the observation.
-  With ``pooling="deepsets"`` (what ``train_agent.py`` builds; issue 14, "an actor that sees the other
-  layers") each layer's mean depends on its row *and* on a summary of every valid row: an MLP embeds each
-  row, the embeddings are mean- and max-pooled over the valid rows (Deep Sets, Zaheer et al. 2017, §2:
+  With ``pooling="deepsets"`` (what ``train_agent.py`` builds: an actor that sees the other layers) each
+  layer's mean depends on its row *and* on a summary of every valid row: an MLP embeds each row, the
+  embeddings are mean- and max-pooled over the valid rows (Deep Sets, Zaheer et al. 2017, §2:
   ``rho(pool(phi(x_i)))``, here concatenated back to every row as in their permutation-*equivariant* layer,
   §2.2 / Qi et al. 2017's PointNet segmentation head), and a per-row head maps ``[phi(x_l), mean, max]`` to
   the mean. So the actor can trade one layer's density against another's, which a global budget needs, and
   it is still one set of weights for any depth, equivariant to the order of the layers, blind to padding.
-  ``pooling="none"`` (the default of the class, so models saved before the option load unchanged) is the
-  row-only actor.
+  ``pooling="none"`` (the class's default: a model saved without the option loads as this) is the row-only
+  actor.
   With a ``prior`` (a handcrafted schedule's name, ``baselines.schedules``), the MLP's output is a *residual*
   added to the prior's action at the row's ``progress`` and ``target_density`` (residual policy learning,
   Silver et al. 2018; Johannink et al. 2019): the last layer starts near zero (gain 0.01), so the untrained
@@ -30,10 +29,9 @@ repeated on each row). :class:`LayerwisePolicy` reads a padded observation ``(ma
 Because nothing depends on the number of rows, the same weights act on a deeper network than any seen in
 training: :class:`LayerwiseAgent` feeds an env's raw ``(L, F)`` observation (any ``L``) straight to the policy
 with SB3's ``predict`` signature, so ``sparsity_gym.experiments.evaluation.evaluate`` and ``evaluate_policy``
-run it like
-any baseline. The policy records the training env's column names (``feature_names``, a policy keyword saved in
-the model by ``PPO.save``); loading needs only ``PPO.load(path)`` (this class is pickled by reference to
-``agents.policy``, which the unpickler imports).
+run it like any baseline. The policy records the training env's column names (``feature_names``, a policy
+keyword saved in the model by ``PPO.save``); loading needs only ``PPO.load(path)`` (this class is pickled by
+reference to ``agents.policy``, which the unpickler imports).
 """
 
 from __future__ import annotations

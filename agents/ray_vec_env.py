@@ -35,9 +35,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.vec_env.base_vec_env import CloudpickleWrapper, VecEnv, VecEnvIndices, VecEnvStepReturn
-from stable_baselines3.common.vec_env.patch_gym import _patch_env
-from stable_baselines3.common.vec_env.subproc_vec_env import _stack_obs
+from stable_baselines3.common.vec_env.base_vec_env import (
+    CloudpickleWrapper,
+    VecEnv,
+    VecEnvIndices,
+    VecEnvObs,
+    VecEnvStepReturn,
+)
 
 from sparsity_gym.core.checks import check_number
 from sparsity_gym.experiments.grid import import_ray
@@ -47,11 +51,35 @@ EpisodeStart = tuple[str, Any, Any]
 automatic one (the env's ``np_random`` just before it; ``None`` when the env had none yet)."""
 
 
+def gymnasium_env(env: Any) -> gym.Env:
+    """``env`` itself when it is a Gymnasium env, else ``ValueError`` (what the actor can step).
+
+    SB3's worker passes its env through ``stable_baselines3.common.vec_env.patch_gym._patch_env`` (SB3 2.x), which
+    returns a Gymnasium env unchanged and wraps an OpenAI Gym env with shimmy; here a Gym env is refused instead.
+    """
+    if not isinstance(env, gym.Env):
+        raise ValueError(f"env={type(env).__name__!r} is not allowed; expected a gymnasium.Env")
+    return env
+
+
+def stack_observations(observations: Sequence[VecEnvObs], space: gym.spaces.Space) -> VecEnvObs:
+    """One observation per env stacked along a new first axis (per key of a ``Dict``, per item of a ``Tuple``).
+
+    The lines of ``stable_baselines3.common.vec_env.subproc_vec_env._stack_obs`` (SB3 2.x), which
+    ``SubprocVecEnv`` uses, so both vector envs hand PPO the same arrays.
+    """
+    if isinstance(space, gym.spaces.Dict):
+        return {key: np.stack([obs[key] for obs in observations]) for key in space.spaces}  # type: ignore[call-overload]
+    if isinstance(space, gym.spaces.Tuple):
+        return tuple(np.stack([obs[i] for obs in observations]) for i in range(len(space.spaces)))  # type: ignore[index]
+    return np.stack(observations)  # type: ignore[arg-type]
+
+
 class EnvActor:
     """The body of one Ray actor: an env built from its factory, stepped with SB3's worker semantics."""
 
     def __init__(self, env_fn: CloudpickleWrapper) -> None:
-        self.env = _patch_env(env_fn.var())
+        self.env = gymnasium_env(env_fn.var())
 
     def _generator(self) -> Any:
         return copy.deepcopy(getattr(self.env.unwrapped, "_np_random", None))
@@ -183,7 +211,7 @@ class RayVecEnv(VecEnv):
         self.reset_infos = list(reset_infos)
         self._reset_seeds()
         self._reset_options()
-        return _stack_obs(obs, self.observation_space)
+        return stack_observations(obs, self.observation_space)
 
     def step_async(self, actions: np.ndarray) -> None:
         """Send every env its action (remote calls in flight together)."""
@@ -211,7 +239,7 @@ class RayVecEnv(VecEnv):
             results.append((obs, reward, done, info))
         self._pending = []
         obs, rews, dones, infos = zip(*results, strict=True)
-        return _stack_obs(obs, self.observation_space), np.stack(rews), np.stack(dones), list(infos)
+        return stack_observations(obs, self.observation_space), np.stack(rews), np.stack(dones), list(infos)
 
     def _get(self, i: int, ref: Any, recover: Callable[[], Any]) -> Any:
         """``ray.get(ref)``; if env ``i``'s actor died, replace it and return ``recover()`` instead."""

@@ -1,15 +1,18 @@
-"""The run folder's rules: a new training run starts clean; an evaluation never overwrites a run's config.
+"""The run folder's rules: a training run starts clean, an evaluation keeps the run's config, models save atomically.
 
 A ``train`` run into a folder that holds an earlier run's model (``best_model.*``, ``model.zip``), its prior
 (``prior.json``) or its checkpoints stops with one line naming ``--resume`` and ``--run-dir``, instead of
 silently reusing them (the prior would be read back, the best model compared, the checkpoints resumed by a
-later ``--resume``) — issue 14, "a run starts clean".
+later ``--resume``): a run starts clean.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
+
+from sparsity_gym.core.io import atomic_write
 
 LEFTOVERS = ("best_model.*", "model.zip", "prior.json", "checkpoints")
 """What an earlier training run leaves in its folder (glob patterns)."""
@@ -47,3 +50,13 @@ def config_path(run_dir: str | Path, mode: str) -> Path:
         if earlier == "train":
             return path.with_name(f"config_{mode}.json")
     return path
+
+
+def save_model_atomic(model: Any, path: str | Path) -> Path:
+    """``model.save`` through a temporary file renamed onto ``path`` (a killed run never leaves half a model)."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
+            model.save(fh)
+
+    return atomic_write(path, write)

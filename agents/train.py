@@ -8,7 +8,8 @@ run on every held-out network with the same seeds, and the report is written. ``
 model and the chosen baselines on chosen networks and seeds, and writes the same report.
 
 The learned policy in the comparison is ``best_model.zip`` when periodic evaluation ran (selected on held-out
-*validation* accuracy with seeds 2000+, apart from the comparison's seeds), else the final ``model.zip``.
+*validation* accuracy with the ``selection`` seeds of :mod:`sparsity_gym.experiments.seeds`, apart from the
+comparison's), else the final ``model.zip``.
 """
 
 from __future__ import annotations
@@ -33,27 +34,25 @@ from agents.callbacks import (
     EpisodeStatsCallback,
     HeldoutEvalCallback,
     HParamsCallback,
-    save_model_atomic,
 )
-from agents.comparison import LEARNED, _baseline_factory, compare, prior_note, write_reports
+from agents.comparison import LEARNED, baseline_factory, compare, prior_note, write_reports
 from agents.config import TrainConfig
 from agents.paired_reward import PairedReward, ReferenceCache
 from agents.policy import LayerwisePolicy
 from agents.prior import choose_prior
 from agents.ray_vec_env import ActorRestartsCallback
-from agents.run_dir import check_fresh, config_path
+from agents.run_dir import check_fresh, config_path, save_model_atomic
 from agents.tuned import prior_from_cell, tune_run
 from sparsity_gym.core.io import atomic_write_text
 from sparsity_gym.core.threads import usable_cores
 from sparsity_gym.env.config import EnvConfig
-from sparsity_gym.experiments.evaluation import seeds_from
 from sparsity_gym.experiments.families import Family, NetworkSpec, get_family, parse_network
 from sparsity_gym.experiments.family_env import FamilyEnv
 from sparsity_gym.experiments.plots import plot_learning_curve
+from sparsity_gym.experiments.seeds import seeds as seed_range
 
 TB_NAME = "PPO"
 TRAINING_EPISODES = "training_episodes.csv"
-SELECTION_SEED_START = 2000
 
 
 def _family_env(
@@ -71,7 +70,7 @@ def _family_env(
     if paired is None:
         return env
     reference, cache, per_network = paired
-    return PairedReward(env, _baseline_factory(reference), ReferenceCache(cache), per_network)
+    return PairedReward(env, baseline_factory(reference), ReferenceCache(cache), per_network)
 
 
 def make_train_env(cfg: TrainConfig, family: Family, paired: tuple | None = None) -> VecEnv:
@@ -163,7 +162,7 @@ def train_ppo(
                 HeldoutEvalCallback(
                     family.heldout if cfg.select_on == "heldout" else family.train,
                     cfg.env,
-                    seeds_from(SELECTION_SEED_START, cfg.eval_episodes),
+                    seed_range("selection", cfg.eval_episodes),
                     cfg.eval_every,
                     run_dir / "best_model.zip",
                     workers=eval_workers(cfg),
@@ -209,7 +208,8 @@ def _prepare(cfg: TrainConfig) -> Path:
     return run_dir
 
 
-def _split_labeller(family: Family) -> Callable[[NetworkSpec], str]:
+def split_labeller(family: Family) -> Callable[[NetworkSpec], str]:
+    """``spec -> split``: ``heldout`` or ``train`` for the family's networks, ``user`` for any other."""
     train = {s.name for s in family.train}
     heldout = {s.name for s in family.heldout}
     return lambda spec: "heldout" if spec.name in heldout else "train" if spec.name in train else "user"
@@ -262,7 +262,7 @@ def run_train(cfg: TrainConfig) -> Path:
         if info["num_timesteps"] == 0:
             chosen += "; **no trained model beat the untrained policy**, so the learned policy is its prior"
     specs = _networks(cfg, family)
-    results = compare(cfg, specs, _split_labeller(family), model_path, run_dir)
+    results = compare(cfg, specs, split_labeller(family), model_path, run_dir)
     notes = [
         f"Trained on the `{cfg.family}` family's train split ({', '.join(s.name for s in family.train)}) for "
         f"{state['num_timesteps']} timesteps = **{state['episodes']} training episodes**; compared on "
@@ -327,7 +327,7 @@ def run_evaluate(cfg: TrainConfig) -> Path:
     if cfg.prior == "tuned" and tuned is not None:  # the learned policy runs on the env it trained on
         cfg = dataclasses.replace(cfg, env=prior_from_cell(tuned, cfg.env)[1])
     specs = _networks(cfg, family)
-    results = compare(cfg, specs, _split_labeller(family), model_path, run_dir)
+    results = compare(cfg, specs, split_labeller(family), model_path, run_dir)
     seeds = f"seeds {cfg.eval_seed_start}-{cfg.eval_seed_start + cfg.eval_seeds - 1}"
     notes = [
         f"Evaluation of `{model_path}` (`{LEARNED}`)" if model_path else "No learned model: baselines only,",

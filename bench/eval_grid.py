@@ -23,7 +23,7 @@ import torch
 
 from agents.comparison import comparison_jobs
 from agents.config import TrainConfig
-from agents.train import _split_labeller
+from agents.train import split_labeller
 from sparsity_gym.experiments.families import get_family
 from sparsity_gym.experiments.grid import run_grid
 from sparsity_gym.experiments.pool import shutdown_shared_pool
@@ -40,7 +40,7 @@ def main() -> None:
     env = base.env.replace(total_iterations=args.iterations, decision_interval=args.iterations // 10)
     cfg = dataclasses.replace(base, env=env)
     family = get_family(cfg.family)
-    jobs = comparison_jobs(cfg, family.heldout, _split_labeller(family), None)
+    jobs = comparison_jobs(cfg, family.heldout, split_labeller(family), None)
     episodes = sum(job.episodes for job in jobs)
     load = os.getloadavg()[0]
 

@@ -1,12 +1,12 @@
 r"""The room table: how much a learned schedule could win per task and target, before anyone trains an agent.
 
 For each task (``sparsity_gym.env.tasks``) and target density it prints the dense network's test accuracy, the
-*tuned handcrafted* cell (best mean validation accuracy on the task's train networks, seeds 5000+, cached in
+*tuned handcrafted* cell (best mean validation accuracy on the task's train networks, ``tuning`` seeds, cached in
 ``--run-dir``; :mod:`sparsity_gym.experiments.tuning`), the *oracle* (best cell per held-out network on its own
 test results: an upper bound, not a baseline), the ceiling gap (dense − tuned), the std over seeds of the tuned
 cell and the std of a paired difference (two cells on the same seed: the median over the grid's other cells of
-the std of tuned − cell), all on the held-out networks (seeds 3000+), and names the settings where the gap is at
-least twice the paired std. Statistics are left out of the observation (``observations=()``: fixed schedules
+the std of tuned − cell), all on the held-out networks (``benchmark`` seeds), and names the settings where the gap
+is at least twice the paired std. Statistics are left out of the observation (``observations=()``: fixed schedules
 only read the progress column, and statistics do not change training), which saves time::
 
     .venv/bin/python bench/room_table.py --workers 1 --shapes linear cubic constant --windows 0.5 0.9 \\
@@ -30,11 +30,12 @@ from baselines.policies import make_schedule_policy
 from sparsity_gym.core.io import atomic_write_text
 from sparsity_gym.datasets import available_datasets
 from sparsity_gym.env.tasks import Task, available_tasks, get_task
-from sparsity_gym.experiments.evaluation import EpisodeResult, seeds_from
+from sparsity_gym.experiments.evaluation import EpisodeResult
 from sparsity_gym.experiments.grid import GridJob, run_grid
-from sparsity_gym.experiments.tuning import TUNING_SEED_START, Cell, oracle, tune
+from sparsity_gym.experiments.seeds import seed_start
+from sparsity_gym.experiments.seeds import seeds as seed_range
+from sparsity_gym.experiments.tuning import Cell, oracle, tune
 
-EVAL_SEED_START = 3000
 FAST = {"observations": ()}
 
 
@@ -150,8 +151,9 @@ def main() -> None:
     parser.add_argument("--shapes", nargs="*", default=["linear", "quadratic", "cubic", "cosine", "constant"])
     parser.add_argument("--windows", nargs="*", type=float, default=[0.3, 0.5, 0.75, 0.9])
     parser.add_argument("--allocations", nargs="*", default=["uniform", "er", "erk", "lamp", "global_magnitude"])
-    parser.add_argument("--seeds", type=int, default=3, help="evaluation seeds per held-out network (3000+)")
-    parser.add_argument("--tune-seeds", type=int, default=1, help="tuning seeds per train network (5000+)")
+    bench, tuning = seed_start("benchmark"), seed_start("tuning")
+    parser.add_argument("--seeds", type=int, default=3, help=f"evaluation seeds per held-out network ({bench}+)")
+    parser.add_argument("--tune-seeds", type=int, default=1, help=f"tuning seeds per train network ({tuning}+)")
     parser.add_argument("--train-networks", type=int, default=0, help="tune on the first N train networks (0: all)")
     parser.add_argument("--heldout-networks", type=int, default=0, help="the first N held-out networks (0: all)")
     parser.add_argument("--workers", type=int, default=1)
@@ -163,8 +165,8 @@ def main() -> None:
     args = parser.parse_args()
 
     start = time.perf_counter()
-    seeds = list(seeds_from(EVAL_SEED_START, args.seeds))
-    tune_seeds = list(seeds_from(TUNING_SEED_START, args.tune_seeds))
+    seeds = list(seed_range("benchmark", args.seeds))
+    tune_seeds = list(seed_range("tuning", args.tune_seeds))
     rows = []
     for name in args.tasks:
         task = get_task(name)

@@ -2,7 +2,7 @@
 
 Runs the polynomial schedules (linear, quadratic, cubic) with pruning windows ending at ``p_end`` in
 ``--p-ends``, plus constant, on the chosen networks at one setting (MP-RR, target density 0.1 by default) over
-``--seeds`` seeds of their own (3000+, apart from every other seed range of the project), and prints per
+``--seeds`` seeds of their own (the ``benchmark`` range of ``sparsity_gym.experiments.seeds``), and prints per
 network and pooled over networks the mean ± std of test and validation accuracy. The spread *between*
 schedules set against the std *over seeds* says how large a difference an agent could find and how many
 episodes it needs to see it::
@@ -21,11 +21,9 @@ from collections import defaultdict
 import numpy as np
 
 from baselines.policies import make_schedule_policy
-from sparsity_gym.experiments.evaluation import seeds_from
 from sparsity_gym.experiments.families import get_family, parse_network
 from sparsity_gym.experiments.grid import GridJob, run_grid
-
-SEED_START = 3000
+from sparsity_gym.experiments.seeds import seeds as seed_range
 
 
 def main() -> None:
@@ -39,7 +37,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
 
-    seeds = seeds_from(SEED_START, args.seeds)
+    seeds = seed_range("benchmark", args.seeds)
     jobs = []
     for name in args.networks:
         spec = parse_network(name)

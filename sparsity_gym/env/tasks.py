@@ -14,8 +14,8 @@ same for an :class:`~sparsity_gym.env.config.EnvConfig`.
 
 Registered tasks (:data:`TASKS`):
 
-* ``digits``: today's default task, unchanged: scikit-learn's digits, the ``mlp`` family, per-layer budget,
-  targets 0.1 and 0.5, MP-RR, 400 iterations.
+* ``digits``: the settings of the default run (README command 1) as a task: scikit-learn's digits, the ``mlp``
+  family, per-layer budget, targets 0.1 and 0.5, MP-RR, 400 iterations.
 * ``mnist1d_mlp``: MNIST-1D (Greydanus 2020) with MLPs, global budget, targets 0.1, 0.03, 0.01. This task and
   the two below map density actions log-affinely onto [0.001, 1] (``action_scale="log"``), so schedules and
   policies can ask for densities below their targets' 0.01 and explore in ratios.
@@ -189,7 +189,7 @@ register_task(
         heldout=_MLP_HELDOUT,
         budget="layer",
         targets=(0.1, 0.5),
-        description="Today's default task (README command 1): digits, the mlp family, every layer at the target, "
+        description="The default run's settings (README command 1): digits, the mlp family, every layer at the target, "
         "MP-RR, 400 iterations.",
     )
 )

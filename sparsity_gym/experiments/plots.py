@@ -6,7 +6,7 @@ Every figure is closed whether or not writing it succeeds (no figure leaks into 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,42 @@ def plot_schedules(path: str | Path, results: Sequence[Any], title: str = "") ->
         fig.tight_layout()
 
     return _save(fig, path, draw)
+
+
+def schedule_against_references(
+    result: Any, layer_names: Sequence[str], references: Mapping[str, Callable[[float, float], float]]
+) -> Any:
+    """One panel per layer: one episode's schedule (density against progress) over reference schedules.
+
+    ``result`` is an :class:`~sparsity_gym.experiments.evaluation.EpisodeResult` (its ``progress``, ``schedule``
+    and ``target_density``; no target draws the references at density 1); ``references`` maps a name to
+    ``(progress, target) -> density`` (e.g. ``baselines.SCHEDULES``), each drawn at 101 points of progress. The
+    episode's densities hold from one decision to the next (a step plot, black, labelled ``learned``). Returns
+    the open matplotlib figure: the caller closes it (``stable_baselines3``'s ``Figure(fig, close=True)`` does);
+    a figure that fails to draw is closed here.
+    """
+    plt = _pyplot()
+    target = result.target_density if result.target_density is not None else 1.0
+    prog = np.append(np.asarray(result.progress), 1.0)
+    sched = np.vstack([np.asarray(result.schedule), np.asarray(result.schedule)[-1:]])
+    n = len(layer_names)
+    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.6), squeeze=False, sharey=True)
+    fine = np.linspace(0.0, 1.0, 101)
+    try:
+        for j, name in enumerate(layer_names):
+            ax = axes[0, j]
+            for sname, fn in references.items():
+                ax.plot(fine, [fn(p, target) for p in fine], lw=0.8, alpha=0.7, label=sname)
+            ax.step(prog, sched[:, j], where="post", color="black", lw=2.0, label="learned")
+            ax.set_title(name, fontsize=8)
+            ax.set_xlabel("progress")
+        axes[0, 0].set_ylabel("density")
+        axes[0, -1].legend(fontsize=6)
+        fig.tight_layout()
+    except BaseException:
+        plt.close(fig)  # a figure that failed to draw does not leak
+        raise
+    return fig
 
 
 def pareto_front(x: ArrayLike, y: ArrayLike) -> list[int]:

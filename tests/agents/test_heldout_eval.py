@@ -7,7 +7,8 @@ from conftest import TINY_ENV
 from stable_baselines3 import PPO
 from stable_baselines3.common.logger import KVWriter, Logger
 
-from agents.callbacks import HeldoutEvalCallback
+from agents.callbacks import BestModelKeeper, HeldoutEvalCallback, HeldoutTensorBoard
+from agents.heldout import HeldoutEvaluator
 from agents.policy import LayerwisePolicy
 from sparsity_gym.experiments.families import parse_network
 from sparsity_gym.experiments.family_env import FamilyEnv
@@ -58,6 +59,11 @@ def test_pool_evaluation_matches_the_in_process_one(tmp_path):
         shutdown_shared_pool()
         plt.close("all")  # the schedule figures went to a writer that keeps scalars only
     assert scores[0] == scores[1] and len(scores[0]) == 4
+    # the callback is its parts: the evaluator alone gives the same episodes; the keeper and the logging are in it
+    alone = HeldoutEvaluator(networks, TINY_ENV, [2000, 2001])(model)
+    assert [(r.network, r.seed, r.val_accuracy, r.test_accuracy, r.schedule) for r in alone.results] == scores[0]
+    assert isinstance(callback.callback, BestModelKeeper) and isinstance(callback.logs[0], HeldoutTensorBoard)
+    assert isinstance(callback.evaluator, HeldoutEvaluator) and callback.evaluator.workers == 2
     assert logs[0].keys() == logs[1].keys() and any(k.startswith("eval_stats/") for k in logs[0])
     for key, value in logs[0].items():
         assert np.isclose(logs[1][key], value), key
