@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from sparsity_gym.stats._validation import as_float, check_positive_int
+from sparsity_gym.stats.inputs import as_float, check_positive_int
 
 __all__ = ["ContributionAccumulator", "contribution", "contribution_score"]
 

@@ -24,7 +24,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from sparsity_gym.stats._validation import check_positive_int
+from sparsity_gym.stats.inputs import check_positive_int
 
 __all__ = ["EquilibriumTracker", "neuron_similarity"]
 

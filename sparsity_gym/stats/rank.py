@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from sparsity_gym.stats._validation import check_positive_int, flatten_units
+from sparsity_gym.stats.inputs import check_positive_int, flatten_units
 
 __all__ = ["ActivationBuffer", "effective_dimension", "effective_dimension_count", "singular_values"]
 
