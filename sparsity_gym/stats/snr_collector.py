@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from sparsity_gym.core.state import check_keys, check_known_names, state_int, state_tensor
 from sparsity_gym.stats.grad_moments import (
     DEFAULT_CHUNK_SIZE,
     conv1d_grad_moments,
@@ -281,6 +282,57 @@ class GradientMomentCollector:
         self._moments.clear()
         self._clear_pending()
         self.num_updates = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """What the collector carries from step to step, as plain tensors (copies).
+
+        ``layers``: the tracked layer names, in order. ``snr``, ``snr_now``: layer name -> tensor shaped like the
+        weight (the smoothed SNR and the last unsmoothed one; layers not yet updated are absent).
+        ``moments``: layer name -> ``{"grad_mean", "grad_sq_sum"}`` (tensors shaped like the weight) and
+        ``"batch_size"`` (int) of the last update. ``num_updates``: int. The hooks and :attr:`active` are not
+        state. Called between a backward and :meth:`update` (a captured step not yet turned into moments), it
+        raises ``RuntimeError``; a forward that got no backward is dropped, as the next forward would.
+        """
+        if any(c.out_grads is not None for captures in self._pending.values() for c in captures):
+            raise RuntimeError("state_dict() was called between a backward and update(); call update() first")
+        return {
+            "layers": list(self._modules),
+            "snr": {name: value.detach().clone() for name, value in self._snr.items()},
+            "snr_now": {name: value.detach().clone() for name, value in self._snr_now.items()},
+            "moments": {
+                name: {"grad_mean": mean.detach().clone(), "grad_sq_sum": sq.detach().clone(), "batch_size": batch}
+                for name, (mean, sq, batch) in self._moments.items()
+            },
+            "num_updates": self.num_updates,
+        }
+
+    def load_state_dict(self, state: Any) -> None:
+        """Restore a :meth:`state_dict` (tensors copied as they are; pending captures are dropped).
+
+        A state of other layers (other names or weight shapes) is refused with a ``ValueError`` naming the layer.
+        """
+        owner = "GradientMomentCollector"
+        check_keys(owner, state, ("layers", "snr", "snr_now", "moments", "num_updates"))
+        layers = state["layers"]
+        if not isinstance(layers, (list, tuple)) or list(layers) != list(self._modules):
+            raise ValueError(f"{owner}: layers is {layers!r}; expected the tracked layers {list(self._modules)}")
+        for field in ("snr", "snr_now", "moments"):
+            check_known_names(owner, field, state[field], list(self._modules))
+        for name, value in (*state["snr"].items(), *state["snr_now"].items()):
+            state_tensor(owner, f"snr of {name!r}", value, self._modules[name].weight.shape)
+        for name, moments in state["moments"].items():
+            check_keys(f"{owner} moments of {name!r}", moments, ("grad_mean", "grad_sq_sum", "batch_size"))
+            for key in ("grad_mean", "grad_sq_sum"):
+                state_tensor(owner, f"{key} of {name!r}", moments[key], self._modules[name].weight.shape)
+            state_int(owner, f"batch_size of {name!r}", moments["batch_size"], low=1)
+        self._clear_pending()
+        self._snr = {name: value.detach().clone() for name, value in state["snr"].items()}
+        self._snr_now = {name: value.detach().clone() for name, value in state["snr_now"].items()}
+        self._moments = {
+            name: (m["grad_mean"].detach().clone(), m["grad_sq_sum"].detach().clone(), m["batch_size"])
+            for name, m in state["moments"].items()
+        }
+        self.num_updates = state_int(owner, "num_updates", state["num_updates"])
 
 
 def gradient_snr(
