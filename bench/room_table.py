@@ -32,7 +32,9 @@ from sparsity_gym.datasets import available_datasets
 from sparsity_gym.env.tasks import Task, available_tasks, get_task
 from sparsity_gym.experiments.evaluation import EpisodeResult, seeds_from
 from sparsity_gym.experiments.grid import GridJob, run_grid
-from sparsity_gym.experiments.tuning import TUNING_SEED_START, Cell, oracle, tune
+from sparsity_gym.experiments.seeds import seeds as seed_range
+from sparsity_gym.experiments.statistics import oracle
+from sparsity_gym.experiments.tuning import Cell, tune
 
 EVAL_SEED_START = 3000
 FAST = {"observations": ()}
@@ -99,7 +101,9 @@ def _row(task: Task, target: float, tuned: str, cells: list[str], nets: list[str
             for s, v in acc[(c, k)].items()
         ],
         cells,
+        None,
     )
+    oracle_acc = [float(np.mean(list(acc[(cell, k)].values()))) for k, cell in best.items()]
     seed_sd = float(np.mean([np.std(list(acc[(tuned, k)].values()), ddof=1) for k in keys]))
     paired = []
     for other in (c for c in cells if c != tuned):
@@ -117,8 +121,8 @@ def _row(task: Task, target: float, tuned: str, cells: list[str], nets: list[str
         "dense": float(np.mean(dense_acc)),
         "tuned": float(np.mean(tuned_acc)),
         "tuned_cell": tuned,
-        "oracle": float(np.mean([e.test_accuracy for e in best.values()])) * 100,
-        "oracle_cells": ", ".join(sorted({e.cell for e in best.values()})),
+        "oracle": float(np.mean(oracle_acc)),
+        "oracle_cells": ", ".join(sorted(set(best.values()))),
         "gap": gap,
         "seed_sd": seed_sd,
         "paired_sd": paired_sd,
@@ -164,7 +168,7 @@ def main() -> None:
 
     start = time.perf_counter()
     seeds = list(seeds_from(EVAL_SEED_START, args.seeds))
-    tune_seeds = list(seeds_from(TUNING_SEED_START, args.tune_seeds))
+    tune_seeds = list(seed_range("tuning", args.tune_seeds))
     rows = []
     for name in args.tasks:
         task = get_task(name)
