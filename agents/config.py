@@ -111,7 +111,9 @@ class TrainConfig:
         "run's own, its training episodes plus the paired reward reference's (run_dir's records, or --model's "
         "folder in evaluate mode)",
     )
-    search_seeds: int = _opt(2, "search episodes per train network and trial (seeds 5000 + i: the tuning's)")
+    search_seeds: int = _opt(
+        2, "search episodes per train network and trial, on the tuned grid's seeds (seeds('tuning', n))"
+    )
     reward: str = _opt(
         "env",
         "env: the env's reward; paired: the final validation accuracy minus that of --reward-reference on the same "
