@@ -325,11 +325,11 @@ def run_evaluate(cfg: TrainConfig) -> Path:
         found = [p for p in (run_dir / "best_model.zip", run_dir / "model.zip") if p.exists()]
         model_path = found[0] if found else None
     start = time.perf_counter()
+    opponents = run_opponents(cfg, run_dir, Path(cfg.model).parent if cfg.model else run_dir)
     table = tune_run(cfg, run_dir)  # read back from the training run's tuning.json when it is there
     tuned = None if table is None else table.best
     if cfg.prior == "tuned" and tuned is not None:  # the learned policy runs on the env it trained on
         cfg = dataclasses.replace(cfg, env=prior_from_cell(tuned, cfg.env)[1])
-    opponents = run_opponents(cfg, run_dir, Path(cfg.model).parent if cfg.model else run_dir)
     specs = _networks(cfg, family)
     results = compare(cfg, specs, _split_labeller(family), model_path, run_dir, opponents)
     seeds = f"seeds {cfg.eval_seed_start}-{cfg.eval_seed_start + cfg.eval_seeds - 1}"
