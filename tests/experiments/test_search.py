@@ -1,7 +1,6 @@
 """The equal-budget search: trials that fit the budget, values from the picker, resume after a crash, opponents."""
 
 import numpy as np
-import optuna
 import pytest
 
 from baselines import SEARCH_SPACE, policy_cell, searched_name
@@ -17,6 +16,8 @@ from sparsity_gym.experiments.search import (
     write_opponents,
 )
 from sparsity_gym.experiments.seeds import seeds
+
+optuna = pytest.importorskip("optuna")  # the [search] extra (in [dev])
 
 TINY = {
     "dataset": "synthetic",
