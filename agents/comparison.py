@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,21 +45,27 @@ def baseline_factory(name: str) -> Callable[[Any], Any]:
 
 
 def comparison_jobs(
-    cfg: TrainConfig, specs: Sequence[NetworkSpec], split_of: Callable[[NetworkSpec], str], model_path: Path | None
+    cfg: TrainConfig,
+    specs: Sequence[NetworkSpec],
+    split_of: Callable[[NetworkSpec], str],
+    model_path: Path | None,
+    opponents: Mapping[str, str] | None = None,
 ) -> list[GridJob]:
     """Every chosen baseline, every tuned grid cell and the learned policy on every network, with the same seeds.
 
-    Schedules, cells (``cfg.tune_cells``) and the learned policy run at every (selector, target) of the
-    comparison; a criterion method runs once per network with the env settings it needs
-    (``baselines.env_kwargs(name)``). The learned policy runs on ``cfg.env`` as it trained (its allocation rule
-    and tilt included); a baseline runs without them (``allocation="policy"``), plus its own settings (a cell's
-    ``+rule``).
+    Schedules, cells (``cfg.tune_cells``), the search opponents' best points (``opponents``: ``{label in the
+    results: policy name}``, e.g. ``{"search (1014 episodes)": "poly[...]+erk"}``) and the learned policy run at
+    every (selector, target) of the comparison; a criterion method runs once per network with the env settings
+    it needs (``baselines.env_kwargs(name)``). The learned policy runs on ``cfg.env`` as it trained (its
+    allocation rule and tilt included); a baseline runs without them (``allocation="policy"``), plus its own
+    settings (a cell's ``+rule``).
     """
     seeds = seeds_from(cfg.eval_seed_start, cfg.eval_seeds)
     chosen = cfg.baseline_names()
     schedules = [n for n in available_policies("schedule") if n in chosen]
     handcrafted = [*schedules, *(c for c in cfg.tune_cells if c not in schedules)]
     criteria = [n for n in available_policies("criterion") if n in chosen]
+    fixed = {**{n: n for n in handcrafted}, **dict(opponents or {})}  # label -> policy name
     jobs = []
     for spec in specs:
         base = cfg.env.replace(**spec.env_kwargs())
@@ -69,8 +75,15 @@ def comparison_jobs(
             for selector in cfg.eval_selectors:
                 setting = {"selector": selector, "target_density": target}
                 jobs += [
-                    GridJob(n, baseline_factory(n), plain.replace(**setting, **env_kwargs(n)), seeds, split, network)
-                    for n in handcrafted
+                    GridJob(
+                        label,
+                        baseline_factory(name),
+                        plain.replace(**setting, **env_kwargs(name)),
+                        seeds,
+                        split,
+                        network,
+                    )
+                    for label, name in fixed.items()
                 ]
                 if model_path is not None:
                     learned = functools.partial(load_agent, str(model_path))
@@ -87,18 +100,21 @@ def compare(
     split_of: Callable[[NetworkSpec], str],
     model_path: Path | None,
     run_dir: Path | None = None,
+    opponents: Mapping[str, str] | None = None,
 ) -> list[EpisodeResult]:
     """Run :func:`comparison_jobs` with ``sparsity_gym.experiments.grid.run_grid`` on ``cfg.backend``.
 
     With ``run_dir``, every finished episode is appended to ``run_dir/comparison/episodes.jsonl``
     (:mod:`sparsity_gym.experiments.episode_log`); ``cfg.resume`` runs only the episodes missing there, a fresh
-    run starts the file anew. The learned policy's episodes are keyed by the model file's digest too.
+    run starts the file anew. The learned policy's episodes are keyed by the model file's digest too, an
+    opponent's by its point's name.
     """
-    jobs = comparison_jobs(cfg, specs, split_of, model_path)
+    jobs = comparison_jobs(cfg, specs, split_of, model_path, opponents)
     workers = cfg.workers or None
     if run_dir is None:
         return run_grid(jobs, backend=cfg.backend, workers=workers, progress=cfg.progress_bar)
     versions = {LEARNED: file_digest(model_path)} if model_path is not None else {}  # a new model: new episodes
+    versions.update(opponents or {})  # another best point under the same label: new episodes
     log = EpisodeLog(run_dir / COMPARISON_LOG, fresh=not cfg.resume)
     return run_logged(jobs, log, versions, backend=cfg.backend, workers=workers, progress=cfg.progress_bar)
 

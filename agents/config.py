@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import sys
 import typing
@@ -13,6 +14,7 @@ from typing import Any
 
 from baselines import available_policies
 from baselines.handcrafted import handcrafted_grid, is_cell
+from baselines.static import is_static, parse_static
 from sparsity_gym.core.checks import check_choice, check_number
 from sparsity_gym.env.config import EnvConfig
 from sparsity_gym.env.tasks import available_tasks, get_task
@@ -110,6 +112,23 @@ class TrainConfig:
         "--prior tuned's schedule, and every cell runs in the comparison (the oracle's grid)",
     )
     tune_seeds: int = _opt(2, f"tuning episodes (seeds {seed_start('tuning')} + i) per train network and cell")
+    # the equal-budget search opponents (agents.opponents; sparsity_gym.experiments.search)
+    opponent: tuple[str, ...] = _opt(
+        ("none",),
+        "static-schedule searches to compare with (needs --task and Optuna: pip install -e '.[search]'): search "
+        "(Optuna TPE), random (random search), or both; each searches the static schedule's knobs "
+        "(baselines.static) on the train split with the PPO run's episode budget, and its best point runs in "
+        "the comparison as 'search (N episodes)'; none: no search",
+    )
+    search_budget: int = _opt(
+        0,
+        "episodes each search may spend (a trial costs train networks x --search-seeds episodes); 0: the PPO "
+        "run's own, its training episodes plus the paired reward reference's (run_dir's records, or --model's "
+        "folder in evaluate mode)",
+    )
+    search_seeds: int = _opt(
+        2, "search episodes per train network and trial, on the tuned grid's seeds (seeds('tuning', n))"
+    )
     reward: str = _opt(
         "env",
         "env: the env's reward; paired: the final validation accuracy minus that of --reward-reference on the same "
@@ -188,6 +207,7 @@ class TrainConfig:
         if not is_cell(self.reward_reference):
             check_choice("reward_reference", self.reward_reference, ("prior", *available_policies("schedule")))
         self._check_tuning()
+        self._check_opponents()
         check_number("seed_pool", self.seed_pool, low=0, integer=True)
         check_number("prior_seeds", self.prior_seeds, low=1, integer=True)
         check_number("log_std_init", self.log_std_init, low=-5.0, high=1.0)
@@ -210,8 +230,13 @@ class TrainConfig:
     def _check_tuning(self) -> None:
         """The tuning grid: cells, unique, with a task; ``prior='tuned'`` needs one."""
         for cell in self.tune_cells:
-            if not is_cell(cell):
-                raise ValueError(f"tune_cells={cell!r} is not allowed; expected a cell like 'cubic@0.9+erk'")
+            if is_static(cell):
+                parse_static(cell)  # its own error: the knob and its range
+            elif not is_cell(cell):
+                raise ValueError(
+                    f"tune_cells={cell!r} is not allowed; expected a cell like 'cubic@0.9+erk' or a static schedule "
+                    "like 'poly[s=0.1,e=0.8,p=2.5]+erk[first=3]'"
+                )
         if self.tune_cells and self.task is None:
             raise ValueError("tune_cells is not allowed without --task; the grid is tuned on a task's train split")
         if len(set(self.tune_cells)) != len(self.tune_cells):
@@ -219,6 +244,24 @@ class TrainConfig:
         check_number("tune_seeds", self.tune_seeds, low=1, integer=True)
         if self.prior == "tuned" and not self.tune_cells:
             raise ValueError("prior='tuned' is not allowed without --tune-cells; expected a grid to tune")
+
+    def _check_opponents(self) -> None:
+        """The search opponents: known, ``none`` alone, with a task, Optuna installed."""
+        for name in self.opponent:
+            check_choice("opponent", name, OPPONENTS)
+        if len(set(self.opponent)) != len(self.opponent) or ("none" in self.opponent and len(self.opponent) > 1):
+            raise ValueError(f"opponent={self.opponent!r} is not allowed; expected none, or search and/or random once")
+        check_number("search_budget", self.search_budget, low=0, integer=True)
+        check_number("search_seeds", self.search_seeds, low=1, integer=True)
+        searching = any(o != "none" for o in self.opponent)
+        if searching and self.task is None:
+            raise ValueError(
+                f"opponent={self.opponent!r} is not allowed without --task; the search runs on a task's train split"
+            )
+        if searching and importlib.util.find_spec("optuna") is None:
+            raise ValueError(
+                f"opponent={self.opponent!r} is not allowed: Optuna is not installed; pip install -e '.[search]'"
+            )
 
     def baseline_names(self) -> tuple[str, ...]:
         """The registered baselines ``policies`` selects (groups expanded, registry order, no duplicates)."""
@@ -259,6 +302,7 @@ MODES = ("train", "evaluate")
 VEC_ENVS = ("auto", "dummy", "subproc", "ray")
 PRIOR_CHOICES = ("auto", "none", "tuned")
 POLICY_GROUPS = ("all", "schedules", "criteria", "none")
+OPPONENTS = ("none", "search", "random")
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     "long": {

@@ -37,6 +37,7 @@ from agents.callbacks import (
 )
 from agents.comparison import LEARNED, baseline_factory, compare, prior_note, write_reports
 from agents.config import TrainConfig
+from agents.opponents import opponent_notes, run_opponents
 from agents.paired_reward import PairedReward, ReferenceCache
 from agents.policy import LayerwisePolicy
 from agents.prior import choose_prior
@@ -261,8 +262,9 @@ def run_train(cfg: TrainConfig) -> Path:
         )
         if info["num_timesteps"] == 0:
             chosen += "; **no trained model beat the untrained policy**, so the learned policy is its prior"
+    opponents = run_opponents(cfg, run_dir)  # the equal-budget searches, after training (its episodes set the budget)
     specs = _networks(cfg, family)
-    results = compare(cfg, specs, split_labeller(family), model_path, run_dir)
+    results = compare(cfg, specs, split_labeller(family), model_path, run_dir, opponents)
     notes = [
         f"Trained on the `{cfg.family}` family's train split ({', '.join(s.name for s in family.train)}) for "
         f"{state['num_timesteps']} timesteps = **{state['episodes']} training episodes**; compared on "
@@ -278,6 +280,7 @@ def run_train(cfg: TrainConfig) -> Path:
             f"({', '.join(s.name for s in family.train)}; seeds {', '.join(map(str, table.seeds))}) among "
             f"{len(table.cells)} cells: {', '.join(table.cells)} (run_dir/tuning.json).",
         )
+    notes += opponent_notes(run_dir, opponents)
     if "reference_episodes" in state:
         reference = paired_reference(cfg, prior_label or prior)
         notes.append(
@@ -322,12 +325,13 @@ def run_evaluate(cfg: TrainConfig) -> Path:
         found = [p for p in (run_dir / "best_model.zip", run_dir / "model.zip") if p.exists()]
         model_path = found[0] if found else None
     start = time.perf_counter()
+    opponents = run_opponents(cfg, run_dir, Path(cfg.model).parent if cfg.model else run_dir)
     table = tune_run(cfg, run_dir)  # read back from the training run's tuning.json when it is there
     tuned = None if table is None else table.best
     if cfg.prior == "tuned" and tuned is not None:  # the learned policy runs on the env it trained on
         cfg = dataclasses.replace(cfg, env=prior_from_cell(tuned, cfg.env)[1])
     specs = _networks(cfg, family)
-    results = compare(cfg, specs, split_labeller(family), model_path, run_dir)
+    results = compare(cfg, specs, split_labeller(family), model_path, run_dir, opponents)
     seeds = f"seeds {cfg.eval_seed_start}-{cfg.eval_seed_start + cfg.eval_seeds - 1}"
     notes = [
         f"Evaluation of `{model_path}` (`{LEARNED}`)" if model_path else "No learned model: baselines only,",
@@ -336,7 +340,12 @@ def run_evaluate(cfg: TrainConfig) -> Path:
     if tuned is not None:
         notes.append(f"Reference: the tuned handcrafted cell `{tuned}` (train split, run_dir/tuning.json).")
     write_reports(
-        cfg, results, run_dir, f"sparsity-gym evaluation on {cfg.env.dataset}", [" ".join(notes)], reference=tuned
+        cfg,
+        results,
+        run_dir,
+        f"sparsity-gym evaluation on {cfg.env.dataset}",
+        [" ".join(notes), *opponent_notes(run_dir, opponents)],
+        reference=tuned,
     )
     print(f"done in {time.perf_counter() - start:.0f}s: {run_dir}/results.md")
     return run_dir

@@ -1,9 +1,9 @@
 """The task's tuned handcrafted schedule in a training run: the report's reference, the prior, the paired reward's.
 
-Issue 14 ("a fair opponent"): before any held-out result exists, every cell of ``TrainConfig.tune_cells`` (a
-handcrafted grid, ``shape@window+allocation``) runs on the task's **train** networks with the tuning seeds
-(:mod:`sparsity_gym.experiments.tuning`, cached in the run folder's ``tuning.json``), and the cell with the best
-mean **validation** accuracy is *the tuned handcrafted schedule*. It is then
+Before any held-out result exists, every cell of ``TrainConfig.tune_cells`` (a handcrafted grid,
+``shape@window+allocation``) runs on the task's **train** networks with the tuning seeds ``seeds("tuning", n)``
+(the picker of :mod:`sparsity_gym.experiments.tuning`, cached in the run folder's ``tuning.json``), and the cell
+with the best mean **validation** accuracy is *the tuned handcrafted schedule*. It is then
 
 * the reference of every paired difference and of the verdict in the report;
 * with ``--prior tuned``, what the learned actor starts from: its schedule part (``cubic@0.9``) is the actor's
@@ -13,22 +13,23 @@ mean **validation** accuracy is *the tuned handcrafted schedule*. It is then
 * with ``--reward paired --reward-reference prior``, the paired reward's reference (the whole cell).
 
 Every cell of the grid also runs in the comparison, so the oracle (per held-out network, the best cell on its
-own test results) is an upper bound over the same grid.
+own test results) is an upper bound over the same grid. The tuning's cost (cells × networks × seeds episodes
+and their wall seconds) is the ``tuned`` record of the run folder's ``opponents.json``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from pathlib import Path
 from typing import Any
 
 from agents.config import TrainConfig
-from baselines import env_kwargs, make_policy
+from baselines import is_static, policy_cell
 from baselines.handcrafted import parse_cell
 from sparsity_gym.env.config import EnvConfig
-from sparsity_gym.experiments.evaluation import seeds_from
-from sparsity_gym.experiments.tuning import TUNING_SEED_START, Cell, TuningTable, tune
+from sparsity_gym.experiments.search import OpponentCost, read_opponents, write_opponents
+from sparsity_gym.experiments.seeds import seeds
+from sparsity_gym.experiments.tuning import TuningTable, tune
 
 # fields a task's networks decide (the tuning runs each train network with its own), and what the tilt changes
 _NOT_OVERRIDDEN = frozenset({"network", "network_kwargs", "allocation", "allocation_tilt", "target_density"})
@@ -45,22 +46,41 @@ def tuning_overrides(env: EnvConfig) -> dict[str, Any]:
 
 
 def tune_run(cfg: TrainConfig, run_dir: Path | None) -> TuningTable | None:
-    """The tuning table of ``cfg.tune_cells`` on the task's train split at the run's target (``None``: no grid)."""
+    """The tuning table of ``cfg.tune_cells`` on the task's train split at the run's target (``None``: no grid).
+
+    With ``run_dir``, its cost is recorded as the ``tuned`` opponent of ``opponents.json`` (:func:`record_tuning`).
+    """
     if not cfg.tune_cells:
         return None
     assert cfg.task is not None  # TrainConfig refuses tune_cells without a task
-    cells = [Cell(name, functools.partial(make_policy, name), env_kwargs(name)) for name in cfg.tune_cells]
-    return tune(
+    table = tune(
         cfg.task,
-        cells,
+        [policy_cell(name) for name in cfg.tune_cells],
         target=cfg.env.target_density,
         run_dir=run_dir,
-        seeds=seeds_from(TUNING_SEED_START, cfg.tune_seeds),
+        seeds=seeds("tuning", cfg.tune_seeds),
         env_overrides=tuning_overrides(cfg.env),
         backend=cfg.backend,
         workers=cfg.workers or None,
         progress=cfg.progress_bar,
     )
+    if run_dir is not None:
+        record_tuning(run_dir, table)
+    return table
+
+
+def record_tuning(run_dir: Path, table: TuningTable) -> OpponentCost:
+    """The tuning's cost as opponent ``tuned`` in ``run_dir/opponents.json``: every cell × network × seed.
+
+    Seconds are those measured when the grid ran; a table read back from ``tuning.json`` keeps the recorded
+    seconds (``None`` when none were recorded).
+    """
+    episodes = len(table.cells) * len(next(iter(table.val.values()))) * len(table.seeds)
+    recorded = read_opponents(run_dir).get("tuned")
+    seconds = round(table.seconds, 1) if table.seconds is not None else recorded.seconds if recorded else None
+    cost = OpponentCost("tuned", table.best, episodes, seconds, table.best)
+    write_opponents(run_dir, [cost])
+    return cost
 
 
 def prior_from_cell(cell: str, env: EnvConfig) -> tuple[str, EnvConfig]:
@@ -68,7 +88,13 @@ def prior_from_cell(cell: str, env: EnvConfig) -> tuple[str, EnvConfig]:
 
     The prior is the cell's schedule and window (``cubic@0.9``); a cell with ``+rule`` sets the env's
     ``allocation=rule`` with ``allocation_tilt=True`` (a uniform request is the rule's allocation exactly).
+    A static schedule (``poly[...]``) has no schedule name a prior can take: ``ValueError``.
     """
+    if is_static(cell):
+        raise ValueError(
+            f"prior='tuned' is not allowed with the tuned cell {cell!r}, a static schedule; expected a handcrafted "
+            "cell (shape@window+allocation) to start from, or another --prior"
+        )
     shape, end, allocation = parse_cell(cell)
     prior = shape if end is None or shape == "constant" else f"{shape}@{end:g}"
     if allocation is None:

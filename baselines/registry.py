@@ -1,7 +1,13 @@
-"""The registry of fixed policies: ``make_policy(name, env)`` and the env settings each method needs."""
+"""The registry of fixed policies: ``make_policy(name, env)`` and the env settings each method needs.
+
+Besides the registered names, two families of names run anywhere a registered policy does: handcrafted cells
+(:mod:`baselines.handcrafted`, ``linear@0.9+lamp``) and static schedules (:mod:`baselines.static`,
+``poly[s=0.1,e=0.8,p=2.5]+erk[first=3]``).
+"""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -22,7 +28,9 @@ from baselines.criteria import (
 from baselines.handcrafted import cell_env_kwargs, is_cell, make_cell_policy
 from baselines.policies import make_schedule_policy
 from baselines.schedules import SCHEDULES
+from baselines.static import is_static, make_static_policy, static_env_kwargs
 from sparsity_gym.core.registry import Registry
+from sparsity_gym.experiments.tuning import Cell
 
 
 @dataclass(frozen=True)
@@ -65,20 +73,29 @@ def make_policy(name: str, env: gym.Env, **kwargs: Any) -> Any:
     """The fixed policy ``name`` acting in ``env`` (an object with SB3's ``predict`` signature).
 
     Besides the registered names, any handcrafted cell ``<shape>[@<window_end>][+<allocation>]``
-    (:mod:`baselines.handcrafted`, e.g. ``linear@0.9+lamp``).
+    (:mod:`baselines.handcrafted`, e.g. ``linear@0.9+lamp``) and any static schedule ``poly[...]``
+    (:mod:`baselines.static`).
     """
-    if name not in METHODS and isinstance(name, str) and is_cell(name):
+    if name not in METHODS and (is_static(name) or (isinstance(name, str) and is_cell(name))):
         if kwargs:
             raise ValueError(f"policy {name!r} takes no keyword arguments; got {sorted(kwargs)}")
-        return make_cell_policy(name, env)
+        return make_static_policy(name, env) if is_static(name) else make_cell_policy(name, env)
     return METHODS.get(name).factory(env, **kwargs)
 
 
 def env_kwargs(name: str) -> dict[str, Any]:
     """The env settings method ``name`` needs (selector, regrowth, effect...); empty for plain schedules.
 
-    A handcrafted cell with ``+allocation`` needs ``{"allocation": allocation}``.
+    A handcrafted cell with ``+allocation`` needs ``{"allocation": allocation}``; a static schedule its rule and,
+    with multipliers, ``allocation_tilt`` (:func:`baselines.static.static_env_kwargs`).
     """
+    if is_static(name):
+        return static_env_kwargs(name)
     if name not in METHODS and isinstance(name, str) and is_cell(name):
         return cell_env_kwargs(name)
     return dict(METHODS.get(name).env_kwargs)
+
+
+def policy_cell(name: str) -> Cell:
+    """``name`` as a :class:`~sparsity_gym.experiments.tuning.Cell` for the picker and the search (picklable)."""
+    return Cell(name, functools.partial(make_policy, name), env_kwargs(name))

@@ -34,9 +34,9 @@ def window_progress(p: float, p_start: float = DEFAULT_P_START, p_end: float = D
 
 
 def polynomial(
-    p: float, target: float, power: int = 3, p_start: float = DEFAULT_P_START, p_end: float = DEFAULT_P_END
+    p: float, target: float, power: float = 3, p_start: float = DEFAULT_P_START, p_end: float = DEFAULT_P_END
 ) -> float:
-    """AGP: ``d_T + (1 - d_T) * (1 - q)**power``."""
+    """AGP: ``d_T + (1 - d_T) * (1 - q)**power`` (any positive real ``power``; 1, 2, 3 name the shapes below)."""
     q = window_progress(p, p_start, p_end)
     return target + (1.0 - target) * (1.0 - q) ** power
 

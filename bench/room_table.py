@@ -34,7 +34,8 @@ from sparsity_gym.experiments.evaluation import EpisodeResult
 from sparsity_gym.experiments.grid import GridJob, run_grid
 from sparsity_gym.experiments.seeds import seed_start
 from sparsity_gym.experiments.seeds import seeds as seed_range
-from sparsity_gym.experiments.tuning import Cell, oracle, tune
+from sparsity_gym.experiments.statistics import oracle
+from sparsity_gym.experiments.tuning import Cell, tune
 
 FAST = {"observations": ()}
 
@@ -100,7 +101,9 @@ def _row(task: Task, target: float, tuned: str, cells: list[str], nets: list[str
             for s, v in acc[(c, k)].items()
         ],
         cells,
+        None,
     )
+    oracle_acc = [float(np.mean(list(acc[(cell, k)].values()))) for k, cell in best.items()]
     seed_sd = float(np.mean([np.std(list(acc[(tuned, k)].values()), ddof=1) for k in keys]))
     paired = []
     for other in (c for c in cells if c != tuned):
@@ -118,8 +121,8 @@ def _row(task: Task, target: float, tuned: str, cells: list[str], nets: list[str
         "dense": float(np.mean(dense_acc)),
         "tuned": float(np.mean(tuned_acc)),
         "tuned_cell": tuned,
-        "oracle": float(np.mean([e.test_accuracy for e in best.values()])) * 100,
-        "oracle_cells": ", ".join(sorted({e.cell for e in best.values()})),
+        "oracle": float(np.mean(oracle_acc)),
+        "oracle_cells": ", ".join(sorted(set(best.values()))),
         "gap": gap,
         "seed_sd": seed_sd,
         "paired_sd": paired_sd,

@@ -258,25 +258,41 @@ def paired_differences(
     return {net: a - b for net, (a, b) in pairs.items()}
 
 
+def best_of(means: Mapping[str, float]) -> str | None:
+    """The name with the highest mean: the first in ``means``' order on a tie (``None`` when empty).
+
+    The one rule every pick of the project follows: the prior schedule and the tuned cell (validation accuracy
+    on the train split, :mod:`sparsity_gym.experiments.tuning`), the best point of a search, the report's
+    reference and the oracle (test accuracy per network, :func:`oracle`).
+    """
+    return max(means, key=lambda name: means[name]) if means else None
+
+
 def best_by_mean(results: Sequence[Any], candidates: Iterable[str], setting: tuple | None, metric: str) -> str | None:
-    """The candidate with the highest mean ``metric`` over every network and seed at ``setting`` (first of ties)."""
+    """:func:`best_of` the candidates' mean ``metric`` over every network and seed at ``setting``.
+
+    Candidates without an episode there take no part; ``None`` when none has one.
+    """
     means = {}
     for name in candidates:
         values = [v for by_seed in scores(results, name, setting, metric).values() for v in by_seed.values()]
         if values:
             means[name] = float(np.mean(values))
-    return max(means, key=lambda n: means[n]) if means else None
+    return best_of(means)
 
 
-def oracle(results: Sequence[Any], candidates: Iterable[str], setting: tuple | None) -> dict[str, str]:
+def oracle(
+    results: Sequence[Any], candidates: Iterable[str], setting: tuple | None, metric: str = "test_accuracy"
+) -> dict[str, str]:
     """Per network, the candidate with the best mean **test** accuracy there: an upper bound, not a choice.
 
-    No fixed schedule chosen in advance can claim it (it is picked on the very results it is scored on).
+    :func:`best_by_mean` on each network's own episodes (no new episode runs). No fixed schedule chosen in
+    advance can claim it (it is picked on the very results it is scored on).
     """
     names = list(candidates)
     out = {}
     for net in dict.fromkeys(r.network for r in results):
-        best = best_by_mean([r for r in results if r.network == net], names, setting, "test_accuracy")
+        best = best_by_mean([r for r in results if r.network == net], names, setting, metric)
         if best is not None:
             out[net] = best
     return out

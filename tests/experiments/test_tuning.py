@@ -8,7 +8,8 @@ from baselines.policies import make_schedule_policy
 from sparsity_gym.env.tasks import TASKS, Task, register_task
 from sparsity_gym.experiments import tuning
 from sparsity_gym.experiments.evaluation import EpisodeResult
-from sparsity_gym.experiments.tuning import CACHE_NAME, Cell, oracle, tune
+from sparsity_gym.experiments.statistics import oracle
+from sparsity_gym.experiments.tuning import CACHE_NAME, Cell, tune
 
 
 @pytest.fixture
@@ -89,8 +90,7 @@ def test_oracle_picks_the_best_test_mean_per_network():
         _result("a", "n2", 0, 0.9),
         _result("b", "n2", 0, 0.8),
     ]
-    best = oracle(results)
-    assert (best["n1"].cell, best["n2"].cell) == ("b", "a")
-    assert best["n1"].test_accuracy == pytest.approx(0.65)
-    assert "upper bound" in best["n1"].label
-    assert oracle(results, cells=["a"])["n1"].cell == "a"
+    assert oracle(results, ["a", "b"], None) == {"n1": "b", "n2": "a"}
+    assert oracle(results, ["a"], None)["n1"] == "a"
+    tie = [_result("a", "n1", 0, 0.5), _result("b", "n1", 0, 0.5)]
+    assert oracle(tie, ["b", "a"], None) == {"n1": "b"}  # the first candidate of a tie

@@ -1,0 +1,115 @@
+"""The equal-budget search opponents of a run (``--opponent search random``) and the opponents' costs.
+
+Each opponent searches the static schedule's knobs (:data:`baselines.static.SEARCH_SPACE`: the pruning window,
+the exponent, the allocation rule, the first and last layer's multipliers) on the task's **train** networks
+at the run's target and env settings (those the tuned grid runs with), maximizing mean **validation**
+accuracy over ``seeds("tuning", --search-seeds)`` per network: the tuned grid's own seeds, so the grid's cells
+and the searched points are judged on the same episodes. ``search`` is Optuna's TPE, ``random`` its random
+sampler (:mod:`sparsity_gym.experiments.search`), both seeded with ``--seed``.
+
+The budget is the PPO run's (:func:`ppo_episodes`): its training episodes plus the paired reward reference's
+episodes, or ``--search-budget``. The best point of each search joins the comparison under
+``search (N episodes)`` / ``random (N episodes)`` (:func:`comparison_opponents`), on the same networks and
+seeds as every other policy. ``opponents.json`` in the run folder records every opponent's cost
+(:class:`~sparsity_gym.experiments.search.OpponentCost`), the tuned cell's tuning included (``tuned``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from agents.config import TrainConfig
+from agents.tuned import tuning_overrides
+from baselines import SEARCH_SPACE, policy_cell, searched_name
+from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.env.tasks import get_task
+from sparsity_gym.experiments.search import SearchResult, read_opponents, run_search, write_opponents
+from sparsity_gym.experiments.seeds import seeds
+from sparsity_gym.experiments.tuning import train_configs
+
+SAMPLER_OF = {"search": "tpe", "random": "random"}
+"""The Optuna sampler of each ``--opponent``."""
+
+
+def ppo_episodes(run_dir: str | Path) -> tuple[int, int]:
+    """``(training episodes, reference episodes)`` a PPO run folder records.
+
+    Training episodes: ``checkpoints/state.json``'s ``episodes`` (counted across resumes). Reference episodes:
+    the entries of ``reference_cache.json`` (the paired reward runs its reference once per network and seed and
+    keeps each result there, across resumes; no file: no paired reward, 0).
+
+    Raises:
+        ValueError: The folder holds no ``checkpoints/state.json`` (no PPO run; pass ``--search-budget``).
+
+    """
+    folder = Path(run_dir)
+    state = folder / "checkpoints" / "state.json"
+    if not state.exists():
+        raise ValueError(
+            f"run_dir={str(folder)!r} is not allowed for the search's budget: it holds no checkpoints/state.json "
+            "(no PPO run trained there); expected a PPO run folder, or pass --search-budget N (episodes)"
+        )
+    episodes = int(json.loads(state.read_text())["episodes"])
+    cache = folder / "reference_cache.json"
+    reference = len(json.loads(cache.read_text())) if cache.exists() else 0
+    return episodes, reference
+
+
+def search_budget(cfg: TrainConfig, records: str | Path) -> int:
+    """``--search-budget``, else the PPO run's episodes in ``records`` (training plus reference)."""
+    return cfg.search_budget or sum(ppo_episodes(records))
+
+
+def search_configs(cfg: TrainConfig) -> dict[str, EnvConfig]:
+    """``{network: EnvConfig}`` the search plays: the task's train split with the tuned grid's settings."""
+    assert cfg.task is not None and cfg.env.target_density is not None  # a task run always has both
+    return train_configs(get_task(cfg.task), cfg.env.target_density, tuning_overrides(cfg.env))
+
+
+def run_opponents(cfg: TrainConfig, run_dir: Path, records: Path | None = None) -> dict[str, str]:
+    """Run (or resume) every ``cfg.opponent`` search; ``{label in the results: best point's name}``.
+
+    ``records``: the PPO run folder whose episodes set the budget (default ``run_dir``). Each search's cost is
+    added to ``run_dir/opponents.json``.
+    """
+    chosen = [o for o in cfg.opponent if o != "none"]
+    if not chosen:
+        return {}
+    budget = search_budget(cfg, records or run_dir)
+    configs = search_configs(cfg)
+    results: list[SearchResult] = []
+    for opponent in chosen:
+        result = run_search(
+            SAMPLER_OF[opponent],
+            SEARCH_SPACE,
+            searched_name,
+            policy_cell,
+            configs,
+            seeds("tuning", cfg.search_seeds),
+            budget,
+            run_dir,
+            seed=cfg.seed,
+            progress=cfg.progress_bar,
+            backend=cfg.backend,
+            workers=cfg.workers or None,
+        )
+        print(f"{result.label}: best point {result.best} (train-split validation accuracy {result.best_value:.4f})")
+        results.append(result)
+    write_opponents(run_dir, [r.cost() for r in results])
+    return {r.label: r.best for r in results}
+
+
+def opponent_notes(run_dir: Path, labels: dict[str, str]) -> list[str]:
+    """One line per search opponent of ``labels`` for ``results.md``: its best point, budget and cost."""
+    costs = {c.label: c for c in read_opponents(run_dir).values()}
+    notes = []
+    for label, best in labels.items():
+        cost = costs[label]
+        how = "Optuna's TPE" if cost.name == "search" else "random search"
+        notes.append(
+            f"`{label}`: the static schedule `{best}`, the best mean validation accuracy on the train split among "
+            f"the points {how} tried over the static schedule's knobs, {cost.episodes} episodes of a budget of "
+            f"{cost.budget} ({cost.seconds} s; run_dir/search_{SAMPLER_OF[cost.name]}.db, opponents.json)."
+        )
+    return notes

@@ -1,0 +1,330 @@
+"""The equal-budget search opponent: a static schedule searched by Optuna with as many episodes as the agent's.
+
+A learned (dynamic) schedule earns its cost only if it beats a *static* one searched with the same budget: the
+question dynamic algorithm configuration asks of a learned policy, judged against the best static
+configuration an algorithm configurator finds (Adriaensen et al. 2022, "Automated Dynamic Algorithm
+Configuration", JAIR 75). This module runs that search; the caller passes what is searched, so it imports no
+policy code:
+
+* ``space``: ``{knob: Knob}``, each a float range (``log``: sampled on a log scale) or a set of choices
+  (``baselines.static.SEARCH_SPACE``);
+* ``to_name``: a point ``{knob: value}`` -> a policy name (``baselines.static.searched_name``);
+* ``to_cell``: a name -> :class:`~sparsity_gym.experiments.tuning.Cell` (``baselines.policy_cell``).
+
+**A trial** is one point, scored by the project's picker (:func:`~sparsity_gym.experiments.tuning.score_policies`)
+on every network of the split with every seed: its value is the mean **validation** accuracy, and it costs
+``networks × seeds`` episodes. The samplers: ``tpe`` (Optuna's ``TPESampler`` with its defaults: 10 random
+trials, then the tree-structured Parzen estimator of Bergstra, Bardenet, Bengio & Kégl 2011, "Algorithms for
+Hyper-Parameter Optimization", §4) and ``random`` (``RandomSampler``), trial
+``n`` sampling with ``seed + n``, so a search is reproducible from its seed and its history. With the same
+seed, TPE's random startup trials are the points random search draws first: the two searches differ by
+TPE's model alone.
+
+**The budget** is in episodes. The search runs ``budget // (networks × seeds)`` trials and stops when the next
+trial would exceed it; the ``budget mod (networks × seeds)`` episodes left over are not spent (the search never
+exceeds its budget and never runs a partial trial). The best point is the best value, the first trial on a tie
+(:func:`sparsity_gym.experiments.statistics.best_of`), and its cost an :class:`OpponentCost`: the episodes of
+the trials that count and their wall seconds.
+
+**Resume.** The study lives in the run folder as Optuna's SQLite storage (``search_tpe.db``,
+``search_random.db``): a killed search resumes the same study with its trials counted. A trial that did not
+finish (killed, or its episodes raised) stays ``RUNNING`` in the storage; the next run marks it ``FAIL`` and
+re-runs its point as a new trial (``user_attrs["retry_of"]``), so it is counted once. A study that was run on
+other networks, seeds, settings or another space is refused. One process runs a study at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from sparsity_gym.core.checks import check_choice, check_number
+from sparsity_gym.core.io import atomic_write_text
+from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.experiments.episode_log import config_hash
+from sparsity_gym.experiments.statistics import best_of
+from sparsity_gym.experiments.tuning import Cell, score_policies
+
+SAMPLERS = ("tpe", "random")
+OPPONENTS_NAME = "opponents.json"
+INSTALL_HINT = "pip install -e '.[search]'"
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One dimension of a search space: a float range ``[low, high]`` (``log``: a log scale) or ``choices``."""
+
+    low: float = 0.0
+    high: float = 1.0
+    log: bool = False
+    choices: tuple[str, ...] = ()
+
+    def distribution(self, optuna: ModuleType) -> Any:
+        """Optuna's distribution of this knob."""
+        if self.choices:
+            return optuna.distributions.CategoricalDistribution(self.choices)
+        return optuna.distributions.FloatDistribution(self.low, self.high, log=self.log)
+
+
+@dataclass(frozen=True)
+class OpponentCost:
+    """What an opponent of the learned policy cost, for the report's cost column (``opponents.json``).
+
+    Attributes:
+        name: The opponent: ``search`` (TPE), ``random`` or ``tuned`` (the handcrafted grid's tuning).
+        label: Its policy's name in the results (``search (1014 episodes)``, the tuned cell's name).
+        episodes: Episodes it spent (the trials that count; the tuning's cells × networks × seeds).
+        seconds: Wall seconds of those episodes (``None``: not measured, e.g. a tuning read from an older cache).
+        best: The name of the policy it chose (a static schedule, a handcrafted cell).
+        budget: The episodes it was allowed (a search's budget; ``None`` for the tuning, which has none).
+
+    """
+
+    name: str
+    label: str
+    episodes: int
+    seconds: float | None
+    best: str
+    budget: int | None = None
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A search's budget in episodes and the cost of one trial (networks × seeds episodes)."""
+
+    episodes: int
+    per_trial: int
+
+    def __post_init__(self) -> None:
+        check_number("per_trial", self.per_trial, low=1, integer=True)
+        if self.episodes < self.per_trial:
+            raise ValueError(
+                f"search_budget={self.episodes} episodes is not allowed; expected at least one trial's "
+                f"{self.per_trial} episodes (train networks × search seeds)"
+            )
+
+    @property
+    def trials(self) -> int:
+        """Trials that fit: ``episodes // per_trial``."""
+        return self.episodes // self.per_trial
+
+    @property
+    def leftover(self) -> int:
+        """Episodes of the budget no trial spends: ``episodes mod per_trial``."""
+        return self.episodes - self.trials * self.per_trial
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """A finished search: its best point and what it spent."""
+
+    sampler: str
+    best: str
+    best_value: float
+    trials: int
+    budget: Budget
+    seconds: float
+
+    @property
+    def episodes(self) -> int:
+        """Episodes spent: the completed trials × networks × seeds."""
+        return self.trials * self.budget.per_trial
+
+    @property
+    def label(self) -> str:
+        """The best point's name in the comparison: ``search (N episodes)`` or ``random (N episodes)``."""
+        return f"{opponent_name(self.sampler)} ({self.episodes} episodes)"
+
+    def cost(self) -> OpponentCost:
+        """The :class:`OpponentCost` of this search."""
+        name, seconds = opponent_name(self.sampler), round(self.seconds, 1)
+        return OpponentCost(name, self.label, self.episodes, seconds, self.best, self.budget.episodes)
+
+
+def opponent_name(sampler: str) -> str:
+    """The opponent a sampler plays: ``tpe`` -> ``search``, ``random`` -> ``random``."""
+    return "search" if sampler == "tpe" else sampler
+
+
+def study_path(run_dir: str | Path, sampler: str) -> Path:
+    """The study's SQLite file in the run folder: ``search_tpe.db`` or ``search_random.db``."""
+    check_choice("sampler", sampler, SAMPLERS)
+    return Path(run_dir) / f"search_{sampler}.db"
+
+
+def import_optuna() -> ModuleType:
+    """``import optuna``, or an ``ImportError`` saying how to install it."""
+    try:
+        import optuna
+    except ImportError as exc:
+        raise ImportError(f"the search opponent needs Optuna, which is not installed: {INSTALL_HINT}") from exc
+    return optuna
+
+
+def _sampler(optuna: ModuleType, kind: str, seed: int) -> Any:
+    if kind == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+@contextlib.contextmanager
+def _quiet(optuna: ModuleType) -> Iterator[None]:
+    """Optuna's per-trial INFO lines off (the progress bar shows the search), warnings kept."""
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(before)
+
+
+def _identity(space: Mapping[str, Knob], networks: Mapping[str, EnvConfig], seeds: Sequence[int]) -> str:
+    """A digest of what a study's trials depend on: the space, every network's env config and the seeds."""
+    payload = {
+        "space": {k: asdict(v) for k, v in space.items()},
+        "networks": {n: config_hash(c) for n, c in networks.items()},
+        "seeds": [int(s) for s in seeds],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _open_study(optuna: ModuleType, path: Path, sampler: str, seed: int, identity: str, per_trial: int) -> Any:
+    """Create or load the study in ``path``; ``ValueError`` when it holds another search."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    study = optuna.create_study(
+        storage=f"sqlite:///{path}",
+        study_name=f"search_{sampler}",
+        direction="maximize",
+        load_if_exists=True,
+        sampler=_sampler(optuna, sampler, seed),
+    )
+    recorded = study.user_attrs.get("identity")
+    if recorded is None:
+        study.set_user_attr("identity", identity)
+        study.set_user_attr("per_trial", per_trial)
+    elif recorded != identity:
+        raise ValueError(
+            f"run_dir holds {path.name}, a search over other networks, seeds, env settings or knobs (identity "
+            f"{recorded}, this one {identity}); expected the same search to resume (use another run folder)"
+        )
+    return study
+
+
+def _requeue_unfinished(optuna: ModuleType, study: Any) -> None:
+    """Mark trials left ``RUNNING`` by a killed search ``FAIL`` and queue their points again (once each)."""
+    state = optuna.trial.TrialState
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    for trial in trials:
+        if trial.state == state.RUNNING:
+            if trial.number not in retried:
+                study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
+            study.tell(trial.number, state=state.FAIL)
+
+
+def _complete(optuna: ModuleType, study: Any) -> list[Any]:
+    """The study's completed trials in trial order."""
+    return sorted(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)), key=lambda t: t.number)
+
+
+def run_search(
+    sampler: str,
+    space: Mapping[str, Knob],
+    to_name: Callable[[Mapping[str, Any]], str],
+    to_cell: Callable[[str], Cell],
+    networks: Mapping[str, EnvConfig],
+    seeds: Sequence[int],
+    budget: int,
+    run_dir: str | Path,
+    seed: int = 0,
+    progress: bool = True,
+    **grid: Any,
+) -> SearchResult:
+    """Search ``space`` with ``sampler`` for ``budget`` episodes on ``networks`` × ``seeds`` (resumable).
+
+    Args:
+        sampler: ``tpe`` or ``random``.
+        space: The knobs.
+        to_name: A point -> the policy's name (the name is what a trial plays and records).
+        to_cell: A name -> its :class:`Cell` (a picklable factory and its env settings).
+        networks: ``{network: env config}`` of the split searched on (the train split).
+        seeds: The seeds every trial plays on every network.
+        budget: Episodes (see the module docstring for the trials it buys and the leftover).
+        run_dir: Folder of the study's SQLite file (:func:`study_path`).
+        seed: The samplers' seed (trial ``n`` samples with ``seed + n``).
+        progress: A tqdm bar over the budget's episodes.
+        **grid: :func:`~sparsity_gym.experiments.grid.run_grid`'s ``backend``, ``workers``...
+
+    Raises:
+        ValueError: A bad sampler or budget, or a study in ``run_dir`` that holds another search or more trials
+            than the budget buys.
+        ImportError: Optuna is not installed (``pip install -e '.[search]'``).
+
+    """
+    check_choice("sampler", sampler, SAMPLERS)
+    check_number("budget", budget, low=0, integer=True)
+    if not seeds:
+        raise ValueError("seeds=() is not allowed; expected at least one seed per network")
+    plan = Budget(int(budget), len(networks) * len(seeds))
+    optuna = import_optuna()
+    path = study_path(run_dir, sampler)
+    distributions = {name: knob.distribution(optuna) for name, knob in space.items()}
+    from tqdm.auto import tqdm
+
+    with _quiet(optuna):
+        study = _open_study(optuna, path, sampler, seed, _identity(space, networks, seeds), plan.per_trial)
+        _requeue_unfinished(optuna, study)
+        done = len(_complete(optuna, study))
+        if done > plan.trials:
+            raise ValueError(
+                f"search_budget={budget} episodes is not allowed for {path.name}: it holds {done} trials "
+                f"({done * plan.per_trial} episodes); expected a budget of at least that"
+            )
+        total, initial = plan.trials * plan.per_trial, done * plan.per_trial
+        with tqdm(total=total, initial=initial, desc=f"{opponent_name(sampler)} ({sampler})", unit="episode",
+                  disable=not progress) as bar:  # fmt: skip
+            for _ in range(plan.trials - done):
+                study.sampler = _sampler(optuna, sampler, seed + len(study.trials))
+                trial = study.ask(distributions)
+                name = to_name(trial.params)
+                trial.set_user_attr("policy", name)
+                start = time.perf_counter()
+                run = {**grid, "progress": False, "on_result": lambda index, results: bar.update(len(results))}
+                scores = score_policies([to_cell(name)], networks, seeds, "train", None, **run)
+                trial.set_user_attr("seconds", time.perf_counter() - start)
+                study.tell(trial, scores.mean_val(name))
+        return _result(sampler, _complete(optuna, study), plan)
+
+
+def _result(sampler: str, trials: Sequence[Any], plan: Budget) -> SearchResult:
+    """The best of the completed ``trials`` (first on a tie) and their cost."""
+    values: dict[str, float] = {}
+    for t in trials:
+        values.setdefault(str(t.user_attrs["policy"]), float(t.value))
+    best = best_of(values)
+    assert best is not None  # the budget buys at least one trial
+    seconds = float(sum(float(t.user_attrs.get("seconds", 0.0)) for t in trials))
+    return SearchResult(sampler, best, values[best], len(trials), plan, seconds)
+
+
+def read_opponents(run_dir: str | Path) -> dict[str, OpponentCost]:
+    """The opponents recorded in ``run_dir/opponents.json`` by name (empty when there is none)."""
+    path = Path(run_dir) / OPPONENTS_NAME
+    if not path.exists():
+        return {}
+    return {entry["name"]: OpponentCost(**entry) for entry in json.loads(path.read_text(encoding="utf-8"))}
+
+
+def write_opponents(run_dir: str | Path, costs: Sequence[OpponentCost]) -> Path:
+    """Add (or replace, by name) ``costs`` in ``run_dir/opponents.json``: a JSON list of :class:`OpponentCost`."""
+    merged = {**read_opponents(run_dir), **{c.name: c for c in costs}}
+    path = Path(run_dir) / OPPONENTS_NAME
+    atomic_write_text(path, json.dumps([asdict(c) for c in merged.values()], indent=2))
+    return path
