@@ -19,7 +19,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = parse_args(argv)
         run(config)
     except ValueError as exc:
-        print(f"train_agent.py: error: {exc}", file=sys.stderr)
+        print(f"train_agent.py: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     return 0
 

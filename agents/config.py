@@ -179,6 +179,11 @@ class TrainConfig:
     workers: int = _opt(0, "parallel workers of the comparison (0: one per usable core)")
     model: str = _opt("", "evaluate mode: a model saved by train mode (default: run_dir/best_model.zip or model.zip)")
     progress_bar: bool = _opt(True, "show progress bars")
+    dry_run: bool = _opt(
+        False,
+        "run only the preflight (agents.preflight: device, run folder, every network built on the dataset, policies, "
+        "model and its schema; the work and its time estimated from a probe episode), print the plan, write nothing",
+    )
 
     def __post_init__(self) -> None:
         check_choice("mode", self.mode, MODES)

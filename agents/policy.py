@@ -29,14 +29,27 @@ thing for every network (``sparsity_gym.observation.features``; global features 
 Because nothing depends on the number of rows, the same weights act on a deeper network than any seen in
 training: :class:`LayerwiseAgent` feeds an env's raw ``(L, F)`` observation (any ``L``) straight to the policy
 with SB3's ``predict`` signature, so ``sparsity_gym.experiments.evaluation.evaluate`` and ``evaluate_policy``
-run it like any baseline. The policy records the training env's column names (``feature_names``, a policy
-keyword saved in the model by ``PPO.save``); loading needs only ``PPO.load(path)`` (this class is pickled by
-reference to ``agents.policy``, which the unpickler imports).
+run it like any baseline. Loading needs only ``PPO.load(path)`` (this class is pickled by reference to
+``agents.policy``, which the unpickler imports).
+
+**A policy and an env agree or refuse.** The policy records its *schema* (:mod:`agents.schema`: the column
+names in order, the action map and mode, the allocation, the prior, and the env settings, task and networks it
+trained with) as the policy keyword ``schema``, which ``PPO.save`` stores with the other constructor keywords in
+the zip's ``data`` and ``PPO.load`` passes back, so every copy of the model (checkpoints, ``best_model.zip``, a
+resumed run) carries it without a second file to keep in step. :meth:`LayerwiseAgent.bind` is the checked path:
+it compares the schema with the env's columns and settings and refuses a mismatch in one line naming both;
+:func:`agents.schema.pad_for_model` does the same for a bare PPO model on a padded env. A bare
+``predict`` sees only arrays, so :meth:`LayerwiseAgent.predict` and ``PPO.predict`` before any check warn
+once (:class:`agents.schema.UncheckedPolicyWarning`) instead of refusing: SB3's ``evaluate_policy`` and user
+loops call ``predict`` with the SB3 signature, and a refusal would break them where a warning reaches the user.
+A model saved without a schema loads with a warning (:meth:`LayerwiseAgent.load`) and is checked on what it
+recorded: its column names and its action scale.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +61,14 @@ from stable_baselines3.common.distributions import DiagGaussianDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import Schedule
 
+from agents.schema import (
+    check_agreement,
+    check_keywords,
+    describe,
+    legacy_schema,
+    normalize_schema,
+    warn_unchecked,
+)
 from baselines.handcrafted import parse_cell
 from baselines.schedules import SCHEDULES
 from sparsity_gym.core.checks import check_choice, check_number
@@ -108,6 +129,9 @@ class LayerwisePolicy(ActorCriticPolicy):
         action_scale: The env's ``action_scale`` (``linear`` or ``log``), the other half of that map.
         pooling: ``none`` (each layer's mean from its own row) or ``deepsets`` (from its row and the mean- and
             max-pooled embeddings of every valid row; see the module doc).
+        schema: What the model expects of an env (:func:`agents.schema.model_schema`); ``None``: the legacy
+            schema of ``feature_names`` and ``action_scale`` (:func:`agents.schema.legacy_schema`). It must agree
+            with ``feature_names``, ``density_range`` and ``action_scale`` when they are given.
         **kwargs: Other :class:`ActorCriticPolicy` keywords (``optimizer_class``...); ``net_arch`` is ignored.
 
     """
@@ -125,6 +149,7 @@ class LayerwisePolicy(ActorCriticPolicy):
         density_range: tuple[float, float] = (0.02, 1.0),
         pooling: str = "none",
         action_scale: str = "linear",
+        schema: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         if len(observation_space.shape) != 2:
@@ -169,10 +194,21 @@ class LayerwisePolicy(ActorCriticPolicy):
         self.density_range = (low, high)
         check_choice("action_scale", action_scale, ACTION_SCALES)
         self.action_scale = action_scale
+        self.recorded_schema = None if schema is None else normalize_schema(schema)
+        if self.recorded_schema is not None:
+            check_keywords(self.recorded_schema, self.feature_names, self.action_scale, self.density_range, prior)
+        self.checked = False  # set by a schema check (LayerwiseAgent.bind, agents.schema.pad_for_model)
         self._prior_cache: dict[tuple[float, float], float] = {}
         kwargs.pop("net_arch", None)
         kwargs.update(activation_fn=activation_fn, log_std_init=log_std_init)
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        """What the model expects of an env: the recorded schema, else the legacy one (a fresh plain dict)."""
+        if self.recorded_schema is not None:
+            return normalize_schema(self.recorded_schema)
+        return legacy_schema(self.feature_names, self.action_scale, self.prior)
 
     @property
     def num_features(self) -> int:
@@ -213,6 +249,7 @@ class LayerwisePolicy(ActorCriticPolicy):
             density_range=self.density_range,
             pooling=self.pooling,
             action_scale=self.action_scale,
+            schema=self.recorded_schema,
         )
         data.pop("net_arch", None)
         return data
@@ -304,12 +341,22 @@ class LayerwisePolicy(ActorCriticPolicy):
         """The critic's value (SB3's bootstrap)."""
         return self.value(obs)
 
+    def predict(self, observation: Any, *args: Any, **kwargs: Any) -> tuple[np.ndarray, Any]:
+        """SB3's ``predict`` (what ``PPO.predict`` calls); warns once when no env was checked (module doc)."""
+        # four frames up: this method, then SB3's PPO.predict, then the user's call
+        warn_unchecked(
+            self, "PPO.predict() before any check of the env", "agents.schema.pad_for_model(model, env)", stacklevel=4
+        )
+        return super().predict(observation, *args, **kwargs)
+
 
 class LayerwiseAgent:
     """A trained :class:`LayerwisePolicy` acting on raw ``(L, F)`` observations of any ``L`` (SB3 ``predict``).
 
     ``predict`` also accepts padded observations (``F + 1`` columns, validity last), single or batched.
-    ``bind(env)`` checks that the env's observation columns are those the policy was trained on.
+    :meth:`bind` is the checked path: it compares the model's :attr:`schema` with the env's columns and action
+    settings and refuses a mismatch; ``predict`` before ``bind`` warns once
+    (:class:`agents.schema.UncheckedPolicyWarning`).
 
     Args:
         model: A PPO model (or its policy) whose policy is a :class:`LayerwisePolicy`.
@@ -323,31 +370,48 @@ class LayerwiseAgent:
             raise ValueError(f"model has policy {type(policy).__name__}; expected agents.policy.LayerwisePolicy")
         self.policy = policy
         self.name = name
+        self.checked = False  # set by bind
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        """What the model expects of an env (:mod:`agents.schema`), as a plain dict.
+
+        ``columns`` (the observation's column names in order), ``action_mode``, ``action_scale``, ``min_density``,
+        ``max_density``, ``allocation``, ``allocation_tilt``, ``prior``, and the env settings, ``task`` and
+        ``train_networks`` it trained with; a model saved without one: ``schema_version`` 0 with its columns and
+        action scale.
+        """
+        return self.policy.schema
 
     @classmethod
     def load(cls, path: str | Path, name: str = "ppo") -> LayerwiseAgent:
-        """Load a model saved with ``PPO.save`` (``ValueError`` if it is missing)."""
+        """Load a model saved with ``PPO.save`` (``ValueError`` if it is missing; a warning if it has no schema)."""
         from stable_baselines3 import PPO
 
         if not Path(path).exists():
             raise ValueError(f"model={str(path)!r} is not allowed: no such file; expected a model.zip saved by PPO")
-        return cls(PPO.load(path, device="cpu"), name=name)
+        agent = cls(PPO.load(path, device="cpu"), name=name)
+        if agent.policy.recorded_schema is None:
+            warnings.warn(
+                f"model {str(path)!r} was saved without a schema; it is checked on what it recorded "
+                f"({describe(agent.schema)}), not on its action mode, density range or allocation",
+                UserWarning,
+                stacklevel=2,
+            )
+        return agent
 
-    def bind(self, env: gym.Env) -> LayerwiseAgent:
-        """Return ``self`` after checking ``env``'s observation columns against the training env's."""
-        columns = tuple(getattr(env.unwrapped, "layout").columns)  # noqa: B009 (any env with a column layout)
-        expected = self.policy.feature_names[:-1]
-        if expected and columns != expected:
-            raise ValueError(
-                f"observations={columns!r} is not allowed for this model; expected the columns it was trained "
-                f"on, {expected!r} (build the env with the same observations=)"
-            )
-        scale = getattr(getattr(env.unwrapped, "config", None), "action_scale", None)
-        if self.policy.prior != NO_PRIOR and scale is not None and scale != self.policy.action_scale:
-            raise ValueError(
-                f"action_scale={scale!r} is not allowed for this model; expected {self.policy.action_scale!r}, the "
-                "action map its prior was trained with (build the env with the same action_scale=)"
-            )
+    def bind(self, env: Any) -> LayerwiseAgent:
+        """Return ``self`` after checking ``env`` against the model's :attr:`schema` (the checked path).
+
+        ``env``: anything with ``.layout.columns`` and ``.config``: a gym env (read through ``.unwrapped``), a
+        :class:`~sparsity_gym.experiments.family_env.FamilyEnv` or the pruning driver.
+
+        Raises:
+            ValueError: The columns (names or order) or an action setting differ; one line naming both.
+
+        """
+        check_agreement(self.schema, env)
+        self.checked = self.policy.checked = True
         return self
 
     def predict(
@@ -357,7 +421,11 @@ class LayerwiseAgent:
         episode_start: np.ndarray | None = None,
         deterministic: bool = True,
     ) -> tuple[np.ndarray, Any]:
-        """The action for one observation ``(L, F)`` or a batch ``(n, L, F)``, clipped to [-1, 1]."""
+        """The action for one observation ``(L, F)`` or a batch ``(n, L, F)``, clipped to [-1, 1].
+
+        Before :meth:`bind`, warns once that nothing was checked (the arrays cannot say which columns they hold).
+        """
+        warn_unchecked(self, "LayerwiseAgent.predict() before bind(env)", "agent.bind(env)")
         obs = np.asarray(observation, dtype=np.float32)
         batched = obs.ndim == 3
         obs = obs if batched else obs[None]

@@ -40,9 +40,11 @@ from agents.config import TrainConfig
 from agents.opponents import opponent_notes, run_opponents
 from agents.paired_reward import PairedReward, ReferenceCache
 from agents.policy import LayerwisePolicy
+from agents.preflight import preflight
 from agents.prior import choose_prior
 from agents.ray_vec_env import ActorRestartsCallback
 from agents.run_dir import check_fresh, config_path, save_model_atomic
+from agents.schema import model_schema
 from agents.tuned import prior_from_cell, tune_run
 from sparsity_gym.core.io import atomic_write_text
 from sparsity_gym.core.threads import usable_cores
@@ -151,6 +153,9 @@ def train_ppo(
                     "action_scale": cfg.env.action_scale,
                     "log_std_init": cfg.log_std_init,
                     "pooling": cfg.policy_pooling,
+                    "schema": model_schema(
+                        feature_names[:-1], cfg.env, prior, cfg.task, [s.name for s in family.train]
+                    ),
                 },
             )
         remaining = cfg.total_timesteps - model.num_timesteps
@@ -355,5 +360,11 @@ RUNNERS: dict[str, Callable[[TrainConfig], Path]] = {"train": run_train, "evalua
 
 
 def run(cfg: TrainConfig) -> Path:
-    """Run ``cfg.mode`` (``train`` or ``evaluate``); return the run folder."""
+    """Run the preflight (:mod:`agents.preflight`), then ``cfg.mode`` (``train`` or ``evaluate``); the run folder.
+
+    ``cfg.dry_run``: the preflight alone (its plan printed, nothing written).
+    """
+    print(preflight(cfg).render(), flush=True)
+    if cfg.dry_run:
+        return Path(cfg.run_dir)
     return RUNNERS[cfg.mode](cfg)

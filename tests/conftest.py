@@ -45,3 +45,14 @@ def untrained_residual_policy(env, prior: str):
     torch.nn.init.zeros_(policy.actor[-1].weight)
     torch.nn.init.zeros_(policy.actor[-1].bias)
     return policy
+
+
+@pytest.fixture(scope="session", autouse=True)
+def close_worker_pools():
+    """Close every worker pool the session started (the persistent shared pool included) when the session ends,
+    so no spawn worker or resource tracker outlives pytest."""
+    yield
+    from sparsity_gym.experiments.pool import live_pools, shutdown_pools
+
+    shutdown_pools()
+    assert not live_pools()

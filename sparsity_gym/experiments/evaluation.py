@@ -32,6 +32,23 @@ class Policy(Protocol):
 PolicyLike = Policy | Callable[[SparsityEnv], Policy]
 
 
+class Bindable(Protocol):
+    """A policy that checks an env before acting on it: ``bind(env)`` returns the policy to act with, or raises."""
+
+    def bind(self, env: Any) -> Any:
+        """Check ``env`` (its ``unwrapped.layout.columns`` and ``unwrapped.config``); the policy to act with."""
+        ...
+
+
+def bind(policy: Policy, env: Any) -> Policy:
+    """``policy.bind(env)`` when the policy has a ``bind`` (:class:`Bindable`), else ``policy`` unchanged."""
+    method = getattr(policy, "bind", None)
+    if not callable(method):
+        return policy
+    bound = method(env)
+    return policy if bound is None else bound
+
+
 @dataclass
 class EpisodeResult:
     """One episode of one policy on one network and seed."""
@@ -126,12 +143,17 @@ def evaluate(
 
     ``policy`` is an object with ``predict`` or a factory ``env -> policy`` (how fixed policies are built, as
     they read the env's layout). ``progress_bar`` (e.g. a ``tqdm``) is advanced once per episode.
+
+    A policy that can check an env (:class:`Bindable`: a ``bind(env)`` method, as ``agents.policy.LayerwiseAgent``
+    has) is bound to the episode's env before it acts, so a model whose observation columns or action map differ
+    from the env's is refused (``ValueError``) before any episode runs; ``bind``'s result acts (``None``: the
+    policy itself).
     """
     cfg = config if isinstance(config, EnvConfig) else EnvConfig(**config)
     settings = env_settings(cfg)
     env = SparsityEnv(config=cfg)
     try:
-        agent = policy if hasattr(policy, "predict") else policy(env)
+        agent = bind(policy if hasattr(policy, "predict") else policy(env), env)
         results = []
         for seed in seeds:
             start = time.perf_counter()

@@ -21,6 +21,10 @@ class FamilyEnv(gym.Env[np.ndarray, np.ndarray]):
     The observation and action spaces are those of :class:`PadLayers`; ``info["network"]`` is the name of the
     episode's network and ``info["layer_names"]`` its layers. ``reset(seed=s)`` draws the network and the inner
     episode's seed from ``np_random``, so the same ``s`` gives the same network, initialisation and data order.
+    ``config`` (the shared settings) and ``layout`` (the rows' columns, the same for every network) are what a
+    policy checks before acting (``agents.policy.LayerwiseAgent.bind``). Copies and pickles follow the inner
+    envs': before ``reset()`` or between episodes they work; in the middle of an episode they are refused with
+    a ``TypeError`` saying how to build a new one (``FamilyEnv(env.specs, env.config, env.max_layers)``).
 
     Args:
         networks: The split to sample from: specs, sized names (``mlp_256x128``), zoo names or factories.
@@ -46,6 +50,7 @@ class FamilyEnv(gym.Env[np.ndarray, np.ndarray]):
                 **{k: v for k, v in dict(config or {}).items() if k not in ("network", "network_kwargs")}
             )
         base = config
+        self.config = base
         data = load_dataset(base.dataset, base.data_seed, base.data_root)  # loaded once, shared by every network
         self.envs: list[SparsityEnv] = [
             SparsityEnv(config=base.replace(**spec.env_kwargs()), data=data) for spec in self.specs
@@ -62,6 +67,11 @@ class FamilyEnv(gym.Env[np.ndarray, np.ndarray]):
     def current(self) -> SparsityEnv:
         """The :class:`SparsityEnv` of the current episode's network."""
         return self.envs[self.index]
+
+    @property
+    def layout(self) -> Any:
+        """The observation layout of the rows (every network's: the columns depend on the config alone)."""
+        return self.envs[0].layout
 
     @property
     def network_name(self) -> str:
@@ -87,6 +97,19 @@ class FamilyEnv(gym.Env[np.ndarray, np.ndarray]):
         obs, reward, terminated, truncated, info = self.padded[self.index].step(action)
         info.update(network=self.network_name, layer_names=self.layer_names)
         return obs, reward, terminated, truncated, info
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The env's state for a copy; ``TypeError`` in the middle of an episode (how to build a new one)."""
+        for env in self.envs:
+            try:
+                env.__getstate__()
+            except TypeError as err:
+                raise TypeError(
+                    "cannot copy or pickle a FamilyEnv in the middle of an episode: its current network's "
+                    "training state lives in hooks a copy would not enforce. Copy it before reset() or once the "
+                    "episode has ended, or build a new one: FamilyEnv(env.specs, env.config, env.max_layers)"
+                ) from err
+        return dict(self.__dict__)
 
     def close(self) -> None:
         """Close every inner env."""
