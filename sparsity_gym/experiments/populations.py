@@ -222,14 +222,14 @@ def comparison_family(family: str, heldout: str = "named") -> Family:
             f"population: {', '.join(available_populations())}"
         )
     population = get_population(family)
-    members = population.members()
+    members, named = population.members(), population.named()
+    drawn = f"{len(members) - len(named)} drawn" + (f" ({population.description})" if population.description else "")
     return Family(
         f"{family}:population",
         train=base.train,
         heldout=members,
         description=f"the train split of {family!r}; held out: {len(members)} networks, the named "
-        f"{', '.join(s.name for s in population.named())} and {len(members) - len(population.named())} drawn "
-        f"({population.description})",
+        f"{', '.join(s.name for s in named)} and {drawn}: {', '.join(s.name for s in members[len(named) :])}",
     )
 
 
