@@ -2,8 +2,8 @@
 
 * ``opponents.json``: a list of records ``{"name", "label", "episodes", "seconds"}`` (optionally ``policy``), one
   per opponent (``tuned``: the tuning grid's cost, ``search``, ``random``), written by the static-schedule search;
-  absent opponents are left out (:func:`sparsity_gym.experiments.opponents.opponents_from_records`). Without a
-  ``tuned`` record the tuning table gives the tuned cell's episodes (its seconds are then unknown).
+  absent opponents are left out (:func:`sparsity_gym.experiments.opponents.opponents_from_records`; the tuned
+  cell stays, its cost unknown, when there is no ``tuned`` record).
 * The agent: training episodes and the paired reward's reference episodes (``checkpoints/state.json``, or
   ``timing.json``), and the training's wall seconds (``timing.json``'s ``train_seconds``, summed over resumed
   sessions, the tuning before training included; the reference's episodes ran inside it).
@@ -32,7 +32,6 @@ from sparsity_gym.experiments.families import Family, NetworkSpec
 from sparsity_gym.experiments.grid import GridJob, run_grid
 from sparsity_gym.experiments.opponents import AgentCost
 from sparsity_gym.experiments.seeds import seeds as selection_seeds
-from sparsity_gym.experiments.tuning import TuningTable
 
 OPPONENTS_FILE = "opponents.json"
 REFERENCE_SELECTION = "reference_selection.json"
@@ -56,13 +55,6 @@ def read_opponent_records(run_dir: Path) -> list[dict[str, Any]]:
             '{"name": ..., "label": ..., "episodes": ..., "seconds": ...}'
         )
     return data
-
-
-def tuned_record(table: TuningTable | None, train_networks: int) -> list[dict[str, Any]]:
-    """A ``tuned`` record from the tuning table: its episodes (cells × train networks × seeds), no seconds."""
-    if table is None:
-        return []
-    return [{"name": "tuned", "episodes": len(table.cells) * train_networks * len(table.seeds)}]
 
 
 def evaluation_curve(run_dir: Path) -> list[tuple[int, float, float]]:
@@ -187,21 +179,17 @@ def report_costs(
     cfg: TrainConfig,
     run_dir: Path,
     family: Family,
-    table: TuningTable | None,
+    reference: str | None,
     state: dict[str, Any] | None = None,
     train_seconds: float | None = None,
     training_dir: Path | None = None,
 ) -> tuple[list[dict[str, Any]], AgentCost | None]:
     """The opponents' records and the agent's cost for the report of a run on ``family``.
 
-    Records: ``opponents.json`` of ``run_dir`` (else of ``training_dir``), with a ``tuned`` record from the
-    tuning ``table`` when it has none. The agent: :func:`agent_cost` with the tuned cell as the reference and
-    the periodic evaluation's networks (``cfg.select_on``).
+    Records: ``opponents.json`` of ``run_dir`` (else of ``training_dir``). The agent: :func:`agent_cost` with
+    the tuned cell ``reference`` and the periodic evaluation's networks (``cfg.select_on``).
     """
     training_dir = Path(run_dir if training_dir is None else training_dir)
     records = read_opponent_records(run_dir) or read_opponent_records(training_dir)
-    if not any(r.get("name") == "tuned" for r in records):
-        records += tuned_record(table, len(family.train))
-    reference = None if table is None else table.best
     networks = family.heldout if cfg.select_on == "heldout" else family.train
     return records, agent_cost(cfg, run_dir, networks, reference, state, train_seconds, training_dir)

@@ -295,7 +295,7 @@ def run_train(cfg: TrainConfig) -> Path:
         f"sparsity-gym comparison: PPO trained on family {cfg.family} ({cfg.env.dataset}), "
         f"selector {cfg.env.selector}, target density {cfg.env.target_density}"
     )
-    records, agent = report_costs(cfg, run_dir, family, table, state, train_time)
+    records, agent = report_costs(cfg, run_dir, family, tuned, state, train_time)
     write_reports(cfg, results, run_dir, title, notes, reference=tuned, opponents=records, agent=agent)
     write_learning_curve(run_dir, f"{cfg.family}, target {cfg.env.target_density}, reward {cfg.reward}")
     timing = {"train_seconds": train_time, "total_seconds": time.perf_counter() - start, **state}
@@ -345,7 +345,7 @@ def run_evaluate(cfg: TrainConfig) -> Path:
     if cfg.heldout == "population" and not cfg.networks:
         notes.append(f"Held-out population (`--heldout population`): {compared.description}.")
     training_dir = Path(cfg.model).parent if cfg.model else run_dir
-    records, agent = report_costs(cfg, run_dir, get_family(cfg.family), table, training_dir=training_dir)
+    records, agent = report_costs(cfg, run_dir, get_family(cfg.family), tuned, training_dir=training_dir)
     title = f"sparsity-gym evaluation on {cfg.env.dataset}"
     write_reports(cfg, results, run_dir, title, [" ".join(notes)], tuned, opponents=records, agent=agent)
     print(f"done in {time.perf_counter() - start:.0f}s: {run_dir}/results.md")

@@ -10,9 +10,10 @@ An *opponent* is a static policy the learned one must beat, with what it cost to
 * ``oracle``: per network, the grid cell with the best mean **test** accuracy there: an upper bound chosen on
   the very results it is scored on, so it has no cost and no fixed schedule chosen in advance can claim it.
 
-Opponents come as records ``{"name", "label", "episodes", "seconds"}`` (``opponents.json`` of a run folder;
-``policy``, optional, is the name its episodes carry in the comparison: by default the tuned cell for ``tuned``,
-else the label, else the name): :func:`opponents_from_records`. Every difference is learned − opponent in test
+Opponents come as records ``{"name", "label", "episodes", "seconds"}`` (``opponents.json`` of a run folder,
+:func:`opponents_from_records`): the label is the name its episodes carry in the comparison (``search (1016
+episodes)``; ``policy`` overrides it; ``tuned``: the tuned cell passed in), ``best``, optional, the point it
+chose (printed beside the label); other keys are ignored. Every difference is learned − opponent in test
 accuracy points, paired by network and seed; the pooled interval is the **hierarchical** bootstrap's
 (:func:`sparsity_gym.experiments.statistics.hierarchical_interval`: networks drawn, then seeds within each), so the
 verdict is about networks like these, not only these ones. The learned policy's own cost (:class:`AgentCost`)
@@ -155,6 +156,8 @@ def opponents_from_records(
         label = str(record.get("label", name))
         if name == "tuned":
             label = f"tuned grid cell `{policy}` (train split)"
+        elif record.get("best") and record["best"] != policy:
+            label = f"{label}: `{record['best']}`"
         out.append(
             Opponent(
                 name, label, policy, _record_number(record, "episodes", True), _record_number(record, "seconds", False)

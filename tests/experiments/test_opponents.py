@@ -46,6 +46,11 @@ def test_records_become_opponents_in_order_with_the_oracle_last():
     assert opponents_from_records(RECORDS[:2], None)[0].name == "search"
     explicit = opponents_from_records([{"name": "search", "label": "TPE", "policy": "poly[s=0.1]"}], None)
     assert explicit[0].policy == "poly[s=0.1]"
+    # the search's own records: the label is the policy's name in the results, the best point printed beside it
+    record = {"name": "search", "label": SEARCH, "episodes": 30, "seconds": None, "best": "poly[s=0.1]", "budget": 32}
+    [searched] = opponents_from_records([record], None)
+    assert searched.policy == SEARCH and searched.label == f"{SEARCH}: `poly[s=0.1]`"
+    assert searched.cost_text() == "30 episodes"
 
 
 @pytest.mark.parametrize(
