@@ -19,13 +19,11 @@ rliable's two aggregate statistics (ibid., §4.1 and §4.3), implemented here in
   ``mean_ij([x_i > y_j] + ½[x_i = y_j])`` over every pair of runs, averaged over networks; its bootstrap
   resamples X's and Y's runs independently within each network (rliable's ``StratifiedIndependentBootstrap``).
 
-Pooled over a *population* of networks (a verdict about unseen networks), the bootstrap is **hierarchical**
-(two-stage; Davison & Hinkley 1997, "Bootstrap Methods and their Application", §3.8, sampling stages 1 and 2 both
-with replacement): each resample draws the networks with replacement (as many as there are), then the seeds
-within every drawn network with replacement, and takes the statistic over what it drew: the mean over drawn
-networks of each one's mean (every network weighs 1, a network drawn twice counts twice, each time with its own
-draw of seeds), the IQM of every drawn value, or P(X > Y) averaged over the drawn networks. Its interval
-covers the spread between networks as well as the seeds' noise; with one network it is the seed bootstrap.
+Over a *population* of networks (a verdict about unseen networks) the bootstrap is **hierarchical** (two-stage,
+both stages with replacement; Davison & Hinkley 1997, "Bootstrap Methods and their Application", §3.8): each
+resample draws as many networks as there are, then the seeds within every drawn network (a network drawn twice
+counts twice, with a draw of seeds each time), and takes the mean over drawn networks of each one's mean, the
+IQM of every drawn value, or P(X > Y) averaged over the drawn networks. With one network it is the seed bootstrap.
 
 Percentile intervals from few seeds are narrow (with 3 seeds the 95% interval of a mean is the range of the
 three values), so a verdict from 3 seeds is weak evidence; the report prints the seed count beside it.
@@ -33,6 +31,7 @@ three values), so a verdict from 3 seeds is weak evidence; the report prints the
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -215,13 +214,9 @@ def probability_of_improvement(
 
 
 def network_draws(networks: int, resamples: int = RESAMPLES, rng: np.random.Generator | None = None) -> np.ndarray:
-    """``(resamples, networks)``: the first stage of the hierarchical bootstrap, network indices with replacement.
-
-    One network draws nothing from ``rng`` (it is always itself).
-    """
-    if networks == 1:
-        return np.zeros((resamples, 1), dtype=np.int64)
-    return _rng(rng).integers(0, networks, size=(resamples, networks))
+    """``(resamples, networks)`` network indices drawn with replacement (one network: itself, drawing nothing)."""
+    one = networks == 1
+    return np.zeros((resamples, 1), np.int64) if one else _rng(rng).integers(0, networks, (resamples, networks))
 
 
 def hierarchical_resamples(
@@ -412,24 +407,16 @@ def compare(
     each is reproducible on its own.
     """
     pairs = paired_scores(results, policy, reference, setting, reference_setting)
-    diffs = [a - b for a, b in pairs.values()]
+    diffs, xs, ys = [a - b for a, b in pairs.values()], [a for a, _ in pairs.values()], [b for _, b in pairs.values()]
     per_network = {net: mean_interval([a - b], resamples, np.random.default_rng(seed)) for net, (a, b) in pairs.items()}
     if not pairs:
         return Comparison(per_network, None, None, None)
+    rng = functools.partial(np.random.default_rng, seed)  # a fresh generator per interval
     if hierarchical:
-        return Comparison(
-            per_network,
-            hierarchical_interval(diffs, "mean", resamples, np.random.default_rng(seed)),
-            hierarchical_interval(diffs, "iqm", resamples, np.random.default_rng(seed)),
-            hierarchical_improvement(
-                [a for a, _ in pairs.values()], [b for _, b in pairs.values()], resamples, np.random.default_rng(seed)
-            ),
+        pooled = (
+            hierarchical_interval(diffs, "mean", resamples, rng()),
+            hierarchical_interval(diffs, "iqm", resamples, rng()),
         )
-    return Comparison(
-        per_network,
-        mean_interval(diffs, resamples, np.random.default_rng(seed)),
-        iqm_interval(diffs, resamples, np.random.default_rng(seed)),
-        probability_of_improvement(
-            [a for a, _ in pairs.values()], [b for _, b in pairs.values()], resamples, np.random.default_rng(seed)
-        ),
-    )
+        return Comparison(per_network, *pooled, hierarchical_improvement(xs, ys, resamples, rng()))
+    pooled = (mean_interval(diffs, resamples, rng()), iqm_interval(diffs, resamples, rng()))
+    return Comparison(per_network, *pooled, probability_of_improvement(xs, ys, resamples, rng()))
