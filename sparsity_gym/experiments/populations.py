@@ -44,7 +44,7 @@ from sparsity_gym.core.checks import check_choice, check_number
 from sparsity_gym.core.registry import Registry
 from sparsity_gym.env.tasks import Task, get_task
 from sparsity_gym.experiments.families import Family, NetworkSpec, get_family, parse_network, sized
-from sparsity_gym.models.zoo import build_network
+from sparsity_gym.models import build_network
 
 __all__ = [
     "HELDOUT",
