@@ -199,9 +199,10 @@ def opponents_section(
     networks = list(dict.fromkeys(r.network for r in chosen))
     seeds = len({r.seed for r in chosen if r.policy == learned})
     vs = _comparisons(chosen, learned, opponents, setting, resamples)
+    against = f"{len(opponents)} opponent{'s' if len(opponents) > 1 else ''}"
     lines = [
-        f"## The learned policy against {len(opponents)} opponents ({method_label(*setting[:3])}, target density "
-        f"{target}): {len(networks)} {chosen[0].split} networks × {seeds} seeds",
+        f"## The learned policy against {against} ({method_label(*setting[:3])}, target density {target}): "
+        f"{len(networks)} {chosen[0].split} networks × {seeds} seeds",
         "",
         f"Learned (`{learned}`) − opponent in test accuracy points, paired by network and seed. The 95% interval is a "
         f"hierarchical bootstrap ({resamples} resamples): the networks drawn with replacement, then the seeds "
