@@ -4,9 +4,10 @@
   per opponent (``tuned``: the tuning grid's cost, ``search``, ``random``), written by the static-schedule search;
   absent opponents are left out (:func:`sparsity_gym.experiments.opponents.opponents_from_records`; the tuned
   cell stays, its cost unknown, when there is no ``tuned`` record).
-* The agent: training episodes and the paired reward's reference episodes (``checkpoints/state.json``, or
-  ``timing.json``), and the training's wall seconds (``timing.json``'s ``train_seconds``, summed over resumed
-  sessions, the tuning before training included; the reference's episodes ran inside it).
+* The agent: training episodes (``checkpoints/state.json``, or ``timing.json``), the paired reward's reference
+  episodes (the entries of ``reference_cache.json``: every one of the run, resumed sessions included, as the
+  search's budget counts them), and the training's wall seconds (``timing.json``'s ``train_seconds``, summed
+  over resumed sessions, the tuning before training included; the reference's episodes ran inside it).
 * The first win: the periodic evaluations' ``eval/val_accuracy`` scalars in the run's TensorBoard events (their
   timesteps and wall times), against the reference's validation accuracy on the same networks and seeds
   (the tuned cell played there once, cached in ``reference_selection.json``). Episodes are timesteps over the
@@ -123,9 +124,9 @@ def reference_selection_accuracy(
 
 
 def _training_state(training_dir: Path) -> dict[str, Any]:
-    """``timing.json`` (when the run finished) over ``checkpoints/state.json``; empty when neither exists."""
+    """``checkpoints/state.json`` (the latest checkpoint) over ``timing.json``; empty when neither exists."""
     state: dict[str, Any] = {}
-    for path in (training_dir / "checkpoints" / "state.json", training_dir / "timing.json"):
+    for path in (training_dir / "timing.json", training_dir / "checkpoints" / "state.json"):
         if path.exists():
             state.update(json.loads(path.read_text(encoding="utf-8")))
     return state
@@ -148,6 +149,9 @@ def agent_cost(
     training_dir = Path(run_dir if training_dir is None else training_dir)
     saved = _training_state(training_dir)
     state = {**saved, **(state or {})}
+    cache = training_dir / "reference_cache.json"
+    if cache.exists():  # every reference episode of the run, resumed sessions included (as the search's budget)
+        state["reference_episodes"] = len(json.loads(cache.read_text(encoding="utf-8")))
     if "episodes" not in state:
         return None
     seconds = train_seconds if train_seconds is not None else saved.get("train_seconds")

@@ -114,6 +114,15 @@ def test_agent_cost_reads_the_run_folder_and_says_never(tmp_path, monkeypatch):
     assert cost.first_win == (100, 25.0) and cost.evaluations == 3  # timestep 200 / 2 decisions per episode
     monkeypatch.setattr(costs, "reference_selection_accuracy", lambda *a: 0.5)
     assert "never (3 evaluations)" in agent_cost(cfg, tmp_path, NETWORKS, CELL).cost_text()
+    # the reference's episodes: every entry of its cache (resumed sessions included), over one session's count
+    (tmp_path / "reference_cache.json").write_text(json.dumps({f"mlp_8|{s}|h": 0.5 for s in range(6)}))
+    assert (
+        agent_cost(cfg, tmp_path, NETWORKS, CELL, state={"episodes": 30, "reference_episodes": 2}).reference_episodes
+        == 6
+    )
+    # the latest checkpoint's count wins over an earlier session's timing.json
+    (tmp_path / "checkpoints" / "state.json").write_text(json.dumps({"num_timesteps": 900, "episodes": 90}))
+    assert agent_cost(cfg, tmp_path, NETWORKS, CELL).episodes == 90
     assert agent_cost(cfg, tmp_path / "empty", NETWORKS, CELL) is None
 
 
