@@ -23,17 +23,26 @@ from sparsity_gym.experiments.episode_log import EpisodeLog, file_digest, run_lo
 from sparsity_gym.experiments.evaluation import EpisodeResult, seeds_from
 from sparsity_gym.experiments.families import NetworkSpec
 from sparsity_gym.experiments.grid import GridJob, run_grid
+from sparsity_gym.experiments.opponents import (
+    AgentCost,
+    Opponent,
+    opponent_columns,
+    opponent_rows,
+    opponents_from_records,
+    opponents_section,
+)
 from sparsity_gym.experiments.report import (
     add_paired_columns,
     episode_table,
     headline,
+    headline_results,
     plot_accuracy_vs_cost,
     plot_schedules,
     summarize,
     write_csv,
     write_markdown,
 )
-from sparsity_gym.experiments.statistics import setting_of
+from sparsity_gym.experiments.statistics import oracle, setting_of
 
 LEARNED = "ppo"
 COMPARISON_LOG = "comparison/episodes.jsonl"
@@ -126,40 +135,72 @@ def write_reports(
     title: str,
     notes: Sequence[str] = (),
     reference: str | None = None,
+    opponents: Sequence[Mapping[str, Any]] = (),
+    agent: AgentCost | None = None,
 ) -> list[dict]:
-    """``results.csv``, ``episodes.csv`` + ``configs.json``, ``results.md`` (with the headline) and the plots.
+    """``results.csv``, ``episodes.csv`` + ``configs.json``, ``results.md``, ``opponents.csv`` and the plots.
 
     Every policy is compared with ``reference`` (the tuned handcrafted schedule when given; else the best
     handcrafted schedule by validation accuracy on the comparison, labelled so), paired by seed
     (``sparsity_gym.experiments.statistics``). The handcrafted policies (the oracle's choices) are the registered
-    schedules and ``cfg.tune_cells``.
+    schedules and ``cfg.tune_cells``. ``opponents`` are the records of ``opponents.json``
+    (:mod:`agents.costs`): with the tuned cell and the oracle they are the learned policy's opponents
+    (:mod:`sparsity_gym.experiments.opponents`), side by side in ``results.md`` with their costs and ``agent``'s,
+    per network in ``results.csv``'s ``vs_<opponent>_*`` columns and in ``opponents.csv``.
     """
     schedules = (*available_policies("schedule"), *cfg.tune_cells)
     env = cfg.env
     headline_setting = (env.selector, env.regrowth, env.granularity, env.target_density)
     if not any(setting_of(r) == headline_setting and r.policy in schedules for r in results):  # not compared: the first
         headline_setting = next((setting_of(r) for r in results if r.policy in schedules), headline_setting)
+    selector, target = headline_setting[0], headline_setting[3]
+    chosen, setting = headline_results(results, selector, target, LEARNED, schedules)
+    rivals = opponents_from_records(opponents, reference, oracle(chosen, schedules, setting))
     rows = add_paired_columns(summarize(results), results, schedules, headline_setting, reference)
+    rows = opponent_columns(rows, results, rivals)
     write_csv(run_dir / "results.csv", rows)
     episodes, configs = episode_table(results)
     write_csv(run_dir / "episodes.csv", episodes)
     atomic_write_text(run_dir / "configs.json", json.dumps(configs, indent=2, sort_keys=True, default=str))
-    summary = headline(results, headline_setting[0], headline_setting[3], LEARNED, schedules, reference=reference)
-    write_markdown(run_dir / "results.md", rows, title=title, preamble=[*notes, "", summary])
+    section = opponents_section(results, selector, target, rivals, agent)
+    if section:
+        write_csv(run_dir / "opponents.csv", opponent_rows(results, selector, target, rivals))
+    summary = headline(results, selector, target, LEARNED, schedules, reference=reference)
+    write_markdown(run_dir / "results.md", rows, title=title, preamble=[*notes, "", *section, "", summary])
     # Schedules of the setting PPO trained on (or of the first one compared), one plot per network.
-    setting = (cfg.env.selector, cfg.env.target_density)
-    if not any((r.selector, r.target_density) == setting for r in results):
-        setting = (results[0].selector, results[0].target_density)
+    plot_setting = (cfg.env.selector, cfg.env.target_density)
+    if not any((r.selector, r.target_density) == plot_setting for r in results):
+        plot_setting = (results[0].selector, results[0].target_density)
     for i, network in enumerate(dict.fromkeys(r.network for r in results)):
-        chosen = [r for r in results if (r.selector, r.target_density) == setting and r.network == network]
-        if not chosen:
+        here = [r for r in results if (r.selector, r.target_density) == plot_setting and r.network == network]
+        if not here:
             continue
-        label = f"{network} ({chosen[0].split}), selector {setting[0]}, target density {setting[1]}"
-        plot_schedules(run_dir / f"schedules_{network}.png", chosen, title=label)
+        label = f"{network} ({here[0].split}), selector {plot_setting[0]}, target density {plot_setting[1]}"
+        roles = highlights(rivals, network)
+        plot_schedules(run_dir / f"schedules_{network}.png", here, title=label, highlight=roles)
         if i == 0:
-            plot_schedules(run_dir / "schedules.png", chosen, title=label)
-    plot_accuracy_vs_cost(run_dir / "accuracy_vs_density.png", rows, title=f"{cfg.env.dataset}: every method")
+            plot_schedules(run_dir / "schedules.png", here, title=label, highlight=roles)
+    plot_accuracy_vs_cost(
+        run_dir / "accuracy_vs_density.png",
+        rows,
+        title=f"{cfg.env.dataset}: every method",
+        highlight=highlights(rivals),
+    )
     return rows
+
+
+def highlights(rivals: Sequence[Opponent], network: str | None = None) -> dict[str, str]:
+    """``{policy: role}`` drawn in colour: the learned policy and each opponent's policy (the oracle's on ``network``).
+
+    Without a ``network`` the oracle's cells are left out (they differ by network).
+    """
+    roles = {LEARNED: "learned"}
+    for o in rivals:
+        policy = o.policy if isinstance(o.policy, str) else (o.policy.get(network) if network else None)
+        if policy is not None:
+            role = "reference" if o.name == "tuned" else "random search" if o.name == "random" else o.name
+            roles[policy] = f"{roles[policy]}, {role}" if policy in roles else role
+    return roles
 
 
 def prior_note(prior: str, results: Sequence[EpisodeResult], setting: tuple[str, float | None]) -> str:

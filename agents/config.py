@@ -20,6 +20,7 @@ from sparsity_gym.env.config import EnvConfig
 from sparsity_gym.env.tasks import available_tasks, get_task
 from sparsity_gym.experiments.families import available_network_families, parse_network
 from sparsity_gym.experiments.grid import BACKENDS
+from sparsity_gym.experiments.populations import HELDOUT, comparison_family
 from sparsity_gym.experiments.seeds import seed_start
 
 
@@ -172,6 +173,13 @@ class TrainConfig:
     networks: tuple[str, ...] = _opt(
         (), "networks of the comparison (e.g. mlp_512x512 cnn_8x16 cnn); default: the family's held-out split"
     )
+    heldout: str = _opt(
+        "named",
+        "held-out networks of the comparison: named (the family's held-out split) or population (the task's "
+        "held-out population: its named held-out networks plus drawn ones, sparsity_gym.experiments.populations; "
+        "periodic evaluation and model selection keep to the named ones or the train split)",
+        choices=HELDOUT,
+    )
     policies: tuple[str, ...] = _opt(
         ("all",), "baselines in the comparison: all, schedules, criteria, none, or names (cubic neq ...)"
     )
@@ -227,6 +235,9 @@ class TrainConfig:
             check_choice("eval_selectors", s, ("magnitude", "random"))
         for name in self.networks:
             parse_network(name)
+        check_choice("heldout", self.heldout, HELDOUT)
+        if self.heldout == "population":
+            comparison_family(self.family, self.heldout)  # a family without a population is refused here
         check_choice("backend", self.backend, BACKENDS)
         check_number("workers", self.workers, low=0, integer=True)
         for name in self.policies:

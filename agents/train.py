@@ -37,6 +37,7 @@ from agents.callbacks import (
 )
 from agents.comparison import LEARNED, baseline_factory, compare, prior_note, write_reports
 from agents.config import TrainConfig
+from agents.costs import cumulative_train_seconds, report_costs
 from agents.opponents import opponent_notes, run_opponents
 from agents.paired_reward import PairedReward, ReferenceCache
 from agents.policy import LayerwisePolicy
@@ -52,6 +53,8 @@ from sparsity_gym.env.config import EnvConfig
 from sparsity_gym.experiments.families import Family, NetworkSpec, get_family, parse_network
 from sparsity_gym.experiments.family_env import FamilyEnv
 from sparsity_gym.experiments.plots import plot_learning_curve
+from sparsity_gym.experiments.populations import comparison_family
+from sparsity_gym.experiments.report import seed_text
 from sparsity_gym.experiments.seeds import seeds as seed_range
 
 TB_NAME = "PPO"
@@ -255,7 +258,7 @@ def run_train(cfg: TrainConfig) -> Path:
         )
     print(f"prior schedule: {prior}" + (f" (env allocation {cfg.env.allocation}, tilted)" if prior_label else ""))
     _, state = train_ppo(cfg, run_dir, family, prior, prior_label)
-    train_time = time.perf_counter() - start
+    train_time = cumulative_train_seconds(run_dir, cfg.resume, time.perf_counter() - start)
     best = run_dir / "best_model.zip"
     model_path = best if cfg.eval_every and best.exists() else run_dir / "model.zip"
     chosen = "final model"
@@ -268,15 +271,18 @@ def run_train(cfg: TrainConfig) -> Path:
         if info["num_timesteps"] == 0:
             chosen += "; **no trained model beat the untrained policy**, so the learned policy is its prior"
     opponents = run_opponents(cfg, run_dir)  # the equal-budget searches, after training (its episodes set the budget)
-    specs = _networks(cfg, family)
-    results = compare(cfg, specs, split_labeller(family), model_path, run_dir, opponents)
+    compared = comparison_family(cfg.family, cfg.heldout)  # the population stays unseen until here
+    specs = _networks(cfg, compared)
+    results = compare(cfg, specs, split_labeller(compared), model_path, run_dir, opponents)
     notes = [
         f"Trained on the `{cfg.family}` family's train split ({', '.join(s.name for s in family.train)}) for "
         f"{state['num_timesteps']} timesteps = **{state['episodes']} training episodes**; compared on "
-        f"{', '.join(s.name for s in specs)}, seeds {cfg.eval_seed_start}-{cfg.eval_seed_start + cfg.eval_seeds - 1}.",
+        f"{', '.join(s.name for s in specs)}, {seed_text(cfg.eval_seed_start, cfg.eval_seeds)}.",
         f"Learned policy (`{LEARNED}`): {chosen}.",
         prior_note(prior_label or prior, results, (cfg.env.selector, cfg.env.target_density)),
     ]
+    if cfg.heldout == "population" and not cfg.networks:
+        notes.append(f"Held-out population (`--heldout population`): {compared.description}.")
     if table is not None:
         notes.insert(
             0,
@@ -297,7 +303,8 @@ def run_train(cfg: TrainConfig) -> Path:
         f"sparsity-gym comparison: PPO trained on family {cfg.family} ({cfg.env.dataset}), "
         f"selector {cfg.env.selector}, target density {cfg.env.target_density}"
     )
-    write_reports(cfg, results, run_dir, title, notes, reference=tuned)
+    records, agent = report_costs(cfg, run_dir, family, tuned, state, train_time)
+    write_reports(cfg, results, run_dir, title, notes, reference=tuned, opponents=records, agent=agent)
     write_learning_curve(run_dir, f"{cfg.family}, target {cfg.env.target_density}, reward {cfg.reward}")
     timing = {"train_seconds": train_time, "total_seconds": time.perf_counter() - start, **state}
     atomic_write_text(run_dir / "timing.json", json.dumps(timing, indent=2))
@@ -321,7 +328,7 @@ def run_evaluate(cfg: TrainConfig) -> Path:
     """Run a saved model and the chosen baselines on ``cfg.networks`` (default: held-out split) and report."""
     run_dir = _prepare(cfg)
     atomic_write_text(config_path(run_dir, cfg.mode), cfg.to_json())
-    family = get_family(cfg.family)
+    compared = comparison_family(cfg.family, cfg.heldout)
     if cfg.model:
         model_path: Path | None = Path(cfg.model)
         if not Path(cfg.model).exists():
@@ -335,22 +342,29 @@ def run_evaluate(cfg: TrainConfig) -> Path:
     tuned = None if table is None else table.best
     if cfg.prior == "tuned" and tuned is not None:  # the learned policy runs on the env it trained on
         cfg = dataclasses.replace(cfg, env=prior_from_cell(tuned, cfg.env)[1])
-    specs = _networks(cfg, family)
-    results = compare(cfg, specs, split_labeller(family), model_path, run_dir, opponents)
-    seeds = f"seeds {cfg.eval_seed_start}-{cfg.eval_seed_start + cfg.eval_seeds - 1}"
+    specs = _networks(cfg, compared)
+    results = compare(cfg, specs, split_labeller(compared), model_path, run_dir, opponents)
+    seeds = seed_text(cfg.eval_seed_start, cfg.eval_seeds)
     notes = [
         f"Evaluation of `{model_path}` (`{LEARNED}`)" if model_path else "No learned model: baselines only,",
         f"on {', '.join(s.name for s in specs)}, {seeds}.",
     ]
     if tuned is not None:
         notes.append(f"Reference: the tuned handcrafted cell `{tuned}` (train split, run_dir/tuning.json).")
+    if cfg.heldout == "population" and not cfg.networks:
+        notes.append(f"Held-out population (`--heldout population`): {compared.description}.")
+    training_dir = Path(cfg.model).parent if cfg.model else run_dir
+    records, agent = report_costs(cfg, run_dir, get_family(cfg.family), tuned, training_dir=training_dir)
+    title = f"sparsity-gym evaluation on {cfg.env.dataset}"
     write_reports(
         cfg,
         results,
         run_dir,
-        f"sparsity-gym evaluation on {cfg.env.dataset}",
+        title,
         [" ".join(notes), *opponent_notes(run_dir, opponents)],
-        reference=tuned,
+        tuned,
+        opponents=records,
+        agent=agent,
     )
     print(f"done in {time.perf_counter() - start:.0f}s: {run_dir}/results.md")
     return run_dir

@@ -18,7 +18,7 @@ import csv
 import io
 import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,18 @@ from sparsity_gym.experiments.statistics import (
     setting_of,
 )
 
-__all__ = ["headline", "markdown", "pareto_front", "plot_accuracy_vs_cost", "plot_schedules", "summarize"]
+__all__ = [
+    "headline",
+    "headline_results",
+    "interval_text",
+    "markdown",
+    "mean_std_text",
+    "pareto_front",
+    "plot_accuracy_vs_cost",
+    "plot_schedules",
+    "seed_text",
+    "summarize",
+]
 
 GROUP_KEYS = ("split", "network", "selector", "regrowth", "granularity", "target_density", "policy")
 METRICS = ("test_accuracy", "final_density", "flops_fraction", "inference_flops", "training_flops", "wall_time_s")
@@ -203,12 +214,16 @@ def write_markdown(
     return atomic_write_text(path, markdown(rows, title, preamble))
 
 
-def plot_accuracy_vs_cost(path: str | Path, rows: Sequence[dict[str, Any]], title: str = "") -> Path:
+def plot_accuracy_vs_cost(
+    path: str | Path, rows: Sequence[dict[str, Any]], title: str = "", highlight: Mapping[str, str] | None = None
+) -> Path:
     """:func:`sparsity_gym.experiments.plots.plot_accuracy_vs_cost` with this module's method labels."""
-    return _plot_accuracy_vs_cost(path, rows, title, label=_method_label)
+    return _plot_accuracy_vs_cost(path, rows, title, label=_method_label, highlight=highlight)
 
 
-def _mean_std(results: Sequence[EpisodeResult], policy: str | dict, setting: tuple, network: str | None) -> str:
+def mean_std_text(
+    results: Sequence[EpisodeResult], policy: str | Mapping[str, str], setting: tuple, network: str | None
+) -> str:
     """Test accuracy (%) ``mean ± std`` over seeds on ``network``.
 
     Pooled (``network=None``): each seed's mean over the networks (only seeds every network has), then mean ±
@@ -226,9 +241,31 @@ def _mean_std(results: Sequence[EpisodeResult], policy: str | dict, setting: tup
     return f"{100 * values.mean():.2f} ± {100 * _std(values):.2f}" if len(values) else ""
 
 
-def _ci(interval: Any, scale: float = 100.0, digits: int = 2) -> str:
+def interval_text(interval: Any, scale: float = 100.0, digits: int = 2) -> str:
     """Points (``scale`` 100, signed) or a probability (``scale`` 1, unsigned) with its interval."""
     return "n/a" if interval is None else interval.scaled(scale).text(digits, signed=scale != 1.0)
+
+
+def headline_results(
+    results: Sequence[EpisodeResult], selector: str, target: float | None, learned: str, policies: Iterable[str]
+) -> tuple[list[EpisodeResult], tuple]:
+    """The episodes a headline compares, and their setting: ``learned``'s and ``policies``' at (selector, target).
+
+    The ``heldout`` split when it is present (else every network); the setting (:func:`setting_of`) is the
+    learned policy's, or the first episode's without one.
+    """
+    chosen = [r for r in results if r.selector == selector and r.target_density == target]
+    if any(r.split == "heldout" for r in chosen):
+        chosen = [r for r in chosen if r.split == "heldout"]
+    chosen = [r for r in chosen if r.policy in {learned, *policies}]
+    mine = [r for r in chosen if r.policy == learned] or chosen
+    setting = setting_of(mine[0]) if mine else (selector, "random", "weight", target)
+    return [r for r in chosen if setting_of(r) == setting], setting
+
+
+def seed_text(start: int, count: int) -> str:
+    """``seed 1000`` for one seed, ``seeds 1000-1004`` for several."""
+    return f"seed {start}" if count == 1 else f"seeds {start}-{start + count - 1}"
 
 
 def headline(
@@ -247,13 +284,7 @@ def headline(
     ``learned`` results it is the table of the baselines against the reference, and says no learned model was
     compared. ``reference`` defaults to the best of ``baselines`` by mean validation accuracy (see the module).
     """
-    chosen = [r for r in results if r.selector == selector and r.target_density == target]
-    if any(r.split == "heldout" for r in chosen):
-        chosen = [r for r in chosen if r.split == "heldout"]
-    chosen = [r for r in chosen if r.policy in {learned, *baselines}]
-    mine = [r for r in chosen if r.policy == learned] or chosen
-    setting = setting_of(mine[0]) if mine else (selector, "random", "weight", target)
-    chosen = [r for r in chosen if setting_of(r) == setting]
+    chosen, setting = headline_results(results, selector, target, learned, baselines)
     label = method_label(*setting[:3])
     ref = reference_for(chosen, setting, baselines, reference)
     has_learned = any(r.policy == learned for r in chosen)
@@ -275,8 +306,8 @@ def headline(
         "",
         f"Test accuracy (%), mean ± std over seeds; split: {chosen[0].split}. Differences are paired seed by seed "
         f"(same network, seed and setting), in points, with 95% percentile-bootstrap intervals ({RESAMPLES} "
-        "resamples; pooled: seeds resampled within networks). Verdict: **wins** only when the interval lies "
-        "above zero, **loses** when below, **ties** otherwise.",
+        "resamples; pooled: seeds resampled within networks, the networks held fixed). Verdict: **wins** only "
+        "when the interval lies above zero, **loses** when below, **ties** otherwise.",
         "",
     ]
     if not has_learned:
@@ -293,23 +324,24 @@ def headline(
             continue
         interval = vs_ref.per_network[net]
         lines.append(
-            f"| {net} | {interval.n} | {_mean_std(chosen, learned, setting, net)} | "
-            f"{ref} {_mean_std(chosen, ref, setting, net)} | {_ci(interval)} | **{interval.verdict}** | "
-            f"{orc.get(net, '')} {_mean_std(chosen, orc, setting, net)} | {_ci(vs_orc.per_network.get(net))} |"
+            f"| {net} | {interval.n} | {mean_std_text(chosen, learned, setting, net)} | "
+            f"{ref} {mean_std_text(chosen, ref, setting, net)} | {interval_text(interval)} | "
+            f"**{interval.verdict}** | {orc.get(net, '')} {mean_std_text(chosen, orc, setting, net)} | "
+            f"{interval_text(vs_orc.per_network.get(net))} |"
         )
     if vs_ref.pooled is not None and len(vs_ref.per_network) > 1:
         lines.append(
             f"| all {len(vs_ref.per_network)} networks (mean) | {vs_ref.pooled.n} | "
-            f"{_mean_std(chosen, learned, setting, None)} | {ref} {_mean_std(chosen, ref, setting, None)} | "
-            f"{_ci(vs_ref.pooled)} | **{vs_ref.pooled.verdict}** | oracle {_mean_std(chosen, orc, setting, None)} | "
-            f"{_ci(vs_orc.pooled)} |"
+            f"{mean_std_text(chosen, learned, setting, None)} | {ref} {mean_std_text(chosen, ref, setting, None)} | "
+            f"{interval_text(vs_ref.pooled)} | **{vs_ref.pooled.verdict}** | "
+            f"oracle {mean_std_text(chosen, orc, setting, None)} | {interval_text(vs_orc.pooled)} |"
         )
     if vs_ref.pooled is not None:
         lines += [
             "",
             f"Pooled over {len(vs_ref.per_network)} network(s): interquartile mean of the paired differences "
-            f"{_ci(vs_ref.iqm)} points; probability of improvement P(learned > reference) "
-            f"{_ci(vs_ref.p_improvement, 1.0)} (Agarwal et al. 2021; ties count ½). Verdict: "
+            f"{interval_text(vs_ref.iqm)} points; probability of improvement P(learned > reference) "
+            f"{interval_text(vs_ref.p_improvement, 1.0)} (Agarwal et al. 2021; ties count ½). Verdict: "
             f"**{vs_ref.pooled.verdict}**.",
         ]
     return "\n".join(lines)
@@ -331,8 +363,9 @@ def _baselines_table(
         if c.pooled is None:
             continue
         lines.append(
-            f"| {name}{' (reference)' if name == ref else ''} | {_mean_std(chosen, name, setting, None)} | "
-            f"{_ci(c.pooled)} | {_ci(c.iqm)} | {_ci(c.p_improvement, 1.0)} | **{c.pooled.verdict}** |"
+            f"| {name}{' (reference)' if name == ref else ''} | {mean_std_text(chosen, name, setting, None)} | "
+            f"{interval_text(c.pooled)} | {interval_text(c.iqm)} | {interval_text(c.p_improvement, 1.0)} | "
+            f"**{c.pooled.verdict}** |"
         )
     return lines
 

@@ -19,12 +19,19 @@ rliable's two aggregate statistics (ibid., §4.1 and §4.3), implemented here in
   ``mean_ij([x_i > y_j] + ½[x_i = y_j])`` over every pair of runs, averaged over networks; its bootstrap
   resamples X's and Y's runs independently within each network (rliable's ``StratifiedIndependentBootstrap``).
 
+Over a *population* of networks (a verdict about unseen networks) the bootstrap is **hierarchical** (two-stage,
+both stages with replacement; Davison & Hinkley 1997, "Bootstrap Methods and their Application", §3.8): each
+resample draws as many networks as there are, then the seeds within every drawn network (a network drawn twice
+counts twice, with a draw of seeds each time), and takes the mean over drawn networks of each one's mean, the
+IQM of every drawn value, or P(X > Y) averaged over the drawn networks. With one network it is the seed bootstrap.
+
 Percentile intervals from few seeds are narrow (with 3 seeds the 95% interval of a mean is the range of the
 three values), so a verdict from 3 seeds is weak evidence; the report prints the seed count beside it.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -32,6 +39,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from sparsity_gym.core.checks import check_choice
 
 RESAMPLES = 10_000
 """Bootstrap resamples of every interval."""
@@ -150,11 +159,15 @@ def iqm(values: np.ndarray) -> np.ndarray:
     """Interquartile mean of each row of ``values`` (``(r, N)`` -> ``(r,)``; 1-D -> scalar array).
 
     The mean after cutting ``int(0.25 N)`` values from each end of the sorted row, as ``scipy.stats.trim_mean``
-    with ``proportiontocut=0.25`` (what rliable's ``aggregate_iqm`` calls).
+    with ``proportiontocut=0.25`` (what rliable's ``aggregate_iqm`` calls). NaN marks a missing value (rows of
+    a hierarchical resample differ in length): ``N`` counts a row's other values.
     """
-    x = np.sort(np.asarray(values, dtype=np.float64), axis=-1)
-    cut = int(0.25 * x.shape[-1])
-    return x[..., cut : x.shape[-1] - cut].mean(axis=-1)
+    x = np.sort(np.asarray(values, dtype=np.float64), axis=-1)  # NaN last
+    n = np.isfinite(x).sum(axis=-1, keepdims=True)
+    cut = n // 4  # int(0.25 n)
+    position = np.arange(x.shape[-1])
+    kept = (position >= cut) & (position < n - cut)
+    return np.where(kept, x, 0.0).sum(axis=-1) / kept.sum(axis=-1)
 
 
 def iqm_interval(
@@ -197,6 +210,86 @@ def probability_of_improvement(
         for x, y in zip(xs, ys, strict=True)
     ]
     low, high = _percentiles(np.mean(per_task, axis=0), confidence)
+    return Interval(estimate, low, high, n)
+
+
+def network_draws(networks: int, resamples: int = RESAMPLES, rng: np.random.Generator | None = None) -> np.ndarray:
+    """``(resamples, networks)`` network indices drawn with replacement (one network: itself, drawing nothing)."""
+    one = networks == 1
+    return np.zeros((resamples, 1), np.int64) if one else _rng(rng).integers(0, networks, (resamples, networks))
+
+
+def hierarchical_resamples(
+    groups: Sequence[Sequence[float]] | Sequence[np.ndarray],
+    resamples: int = RESAMPLES,
+    rng: np.random.Generator | None = None,
+    draws: np.ndarray | None = None,
+) -> np.ndarray:
+    """``(resamples, N, n_max)``: slot ``[r, j]`` holds a draw with replacement of the seeds of network ``draws[r, j]``.
+
+    ``draws`` (default :func:`network_draws` from ``rng``) is the first stage; a slot's values beyond its
+    network's seed count are NaN. With one network the rows are :func:`stratified_resamples`'s, value for value.
+    """
+    strata = _strata(groups)
+    rng = _rng(rng)
+    picks = network_draws(len(strata), resamples, rng) if draws is None else np.asarray(draws)
+    out = np.full((*picks.shape, max(g.size for g in strata)), np.nan)
+    for k, g in enumerate(strata):
+        where = picks == k
+        out[where, : g.size] = g[rng.integers(0, g.size, size=(int(where.sum()), g.size))]
+    return out
+
+
+def hierarchical_interval(
+    groups: Sequence[Sequence[float]] | Sequence[np.ndarray],
+    statistic: str = "mean",
+    resamples: int = RESAMPLES,
+    rng: np.random.Generator | None = None,
+    confidence: float = CONFIDENCE,
+) -> Interval:
+    """The mean of the networks' means (``statistic="mean"``) or the IQM of every value (``"iqm"``), over networks.
+
+    The interval is the hierarchical bootstrap's (module docstring): networks drawn, then seeds within each.
+    None (NaN) for one network with one seed.
+    """
+    check_choice("statistic", statistic, ("mean", "iqm"))
+    strata = _strata(groups)
+    pooled = np.concatenate(strata)
+    estimate = float(np.mean([g.mean() for g in strata]) if statistic == "mean" else iqm(pooled))
+    if len(strata) == 1 and strata[0].size < 2:
+        return Interval(estimate, float("nan"), float("nan"), pooled.size)
+    x = hierarchical_resamples(strata, resamples, rng)
+    samples = np.nanmean(x, axis=2).mean(axis=1) if statistic == "mean" else iqm(x.reshape(resamples, -1))
+    low, high = _percentiles(samples, confidence)
+    return Interval(estimate, low, high, pooled.size)
+
+
+def hierarchical_improvement(
+    x_groups: Sequence[Sequence[float]] | Sequence[np.ndarray],
+    y_groups: Sequence[Sequence[float]] | Sequence[np.ndarray],
+    resamples: int = RESAMPLES,
+    rng: np.random.Generator | None = None,
+    confidence: float = CONFIDENCE,
+) -> Interval:
+    """P(X > Y) averaged over networks, with a hierarchical interval.
+
+    Networks are drawn with replacement; within each drawn network X's and Y's runs are drawn independently
+    (as :func:`probability_of_improvement` does within every network).
+    """
+    xs, ys = _strata(x_groups), _strata(y_groups)
+    if len(xs) != len(ys):
+        raise ValueError(f"x_groups has {len(xs)} groups and y_groups {len(ys)}; expected the same networks")
+    estimate = float(np.mean([_improvement(x[None], y[None])[0] for x, y in zip(xs, ys, strict=True)]))
+    n = sum(x.size for x in xs)
+    if len(xs) == 1 and xs[0].size < 2 and ys[0].size < 2:
+        return Interval(estimate, float("nan"), float("nan"), n)
+    rng = _rng(rng)
+    draws = network_draws(len(xs), resamples, rng)
+    a, b = hierarchical_resamples(xs, resamples, rng, draws), hierarchical_resamples(ys, resamples, rng, draws)
+    pairs = np.isfinite(a)[..., :, None] & np.isfinite(b)[..., None, :]
+    wins = (a[..., :, None] > b[..., None, :]) + 0.5 * (a[..., :, None] == b[..., None, :])
+    per_slot = wins.sum(axis=(2, 3)) / pairs.sum(axis=(2, 3))
+    low, high = _percentiles(per_slot.mean(axis=1), confidence)
     return Interval(estimate, low, high, n)
 
 
@@ -320,21 +413,26 @@ def compare(
     reference_setting: tuple | None = None,
     resamples: int = RESAMPLES,
     seed: int = SEED,
+    hierarchical: bool = False,
 ) -> Comparison:
     """Paired statistics of ``policy`` − ``reference`` (see :func:`paired_scores`), every interval 95%.
 
-    Each interval draws from its own ``np.random.default_rng(seed)``, so each is reproducible on its own.
+    Pooled over networks, the intervals keep every network and resample seeds within each (a statement about
+    these networks), or with ``hierarchical`` resample the networks too (about the population they were drawn
+    from; :func:`hierarchical_interval`). Each interval draws from its own ``np.random.default_rng(seed)``, so
+    each is reproducible on its own.
     """
     pairs = paired_scores(results, policy, reference, setting, reference_setting)
-    diffs = [a - b for a, b in pairs.values()]
+    diffs, xs, ys = [a - b for a, b in pairs.values()], [a for a, _ in pairs.values()], [b for _, b in pairs.values()]
     per_network = {net: mean_interval([a - b], resamples, np.random.default_rng(seed)) for net, (a, b) in pairs.items()}
     if not pairs:
         return Comparison(per_network, None, None, None)
-    return Comparison(
-        per_network,
-        mean_interval(diffs, resamples, np.random.default_rng(seed)),
-        iqm_interval(diffs, resamples, np.random.default_rng(seed)),
-        probability_of_improvement(
-            [a for a, _ in pairs.values()], [b for _, b in pairs.values()], resamples, np.random.default_rng(seed)
-        ),
-    )
+    rng = functools.partial(np.random.default_rng, seed)  # a fresh generator per interval
+    if hierarchical:
+        pooled = (
+            hierarchical_interval(diffs, "mean", resamples, rng()),
+            hierarchical_interval(diffs, "iqm", resamples, rng()),
+        )
+        return Comparison(per_network, *pooled, hierarchical_improvement(xs, ys, resamples, rng()))
+    pooled = (mean_interval(diffs, resamples, rng()), iqm_interval(diffs, resamples, rng()))
+    return Comparison(per_network, *pooled, probability_of_improvement(xs, ys, resamples, rng()))

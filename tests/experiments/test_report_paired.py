@@ -168,3 +168,10 @@ def test_accuracy_plot_is_a_png_with_distinct_colours(tmp_path):
     greys = [c for c in colours if c[1:3] == c[3:5] == c[5:7] and c != LEARNED_COLOUR]
     assert not greys
     assert not list(itertools.chain(plt.get_fignums()))
+
+
+def test_seed_ranges_read_as_one_seed_or_a_range():
+    from sparsity_gym.experiments.report import seed_text
+
+    assert seed_text(1000, 1) == "seed 1000"
+    assert seed_text(1000, 5) == "seeds 1000-1004"

@@ -1,0 +1,199 @@
+"""The report's cost column from a run folder: the opponents' records, the agent's cost and its first win.
+
+* ``opponents.json``: a list of records ``{"name", "label", "episodes", "seconds"}`` (optionally ``policy``), one
+  per opponent (``tuned``: the tuning grid's cost, ``search``, ``random``), written by the static-schedule search;
+  absent opponents are left out (:func:`sparsity_gym.experiments.opponents.opponents_from_records`; the tuned
+  cell stays, its cost unknown, when there is no ``tuned`` record).
+* The agent: training episodes (``checkpoints/state.json``, or ``timing.json``), the paired reward's reference
+  episodes (the entries of ``reference_cache.json``: every one of the run, resumed sessions included, as the
+  search's budget counts them), and the training's wall seconds (``timing.json``'s ``train_seconds``, summed
+  over resumed sessions, the tuning before training included; the reference's episodes ran inside it).
+* The first win: the periodic evaluations' ``eval/val_accuracy`` scalars in the run's TensorBoard events (their
+  timesteps and wall times), against the reference's validation accuracy on the same networks and seeds
+  (the tuned cell played there once, cached in ``reference_selection.json``). Episodes are timesteps over the
+  decisions of an episode; seconds count from the first evaluation (the untrained policy, at the start of
+  training), pauses between resumed sessions included.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from agents.config import TrainConfig
+from baselines import env_kwargs, make_policy
+from sparsity_gym.core.io import atomic_write_text
+from sparsity_gym.experiments.evaluation import env_settings
+from sparsity_gym.experiments.families import Family, NetworkSpec
+from sparsity_gym.experiments.grid import GridJob, run_grid
+from sparsity_gym.experiments.opponents import AgentCost
+from sparsity_gym.experiments.seeds import seeds as selection_seeds
+
+OPPONENTS_FILE = "opponents.json"
+REFERENCE_SELECTION = "reference_selection.json"
+EVAL_TAG = "eval/val_accuracy"
+
+
+def read_opponent_records(run_dir: Path) -> list[dict[str, Any]]:
+    """The records of ``run_dir/opponents.json`` (none when there is no file).
+
+    Raises:
+        ValueError: The file holds anything but a list of records (objects).
+
+    """
+    path = Path(run_dir) / OPPONENTS_FILE
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+        raise ValueError(
+            f"{path}: opponents={data!r} is not allowed; expected a list of records "
+            '{"name": ..., "label": ..., "episodes": ..., "seconds": ...}'
+        )
+    return data
+
+
+def evaluation_curve(run_dir: Path) -> list[tuple[int, float, float]]:
+    """``(timestep, wall time, validation accuracy)`` of every periodic evaluation logged in ``run_dir/tb``.
+
+    Read from the TensorBoard event files of the run's PPO folders (``tb/PPO_*``), in timestep order; a timestep
+    logged twice (a resumed session) keeps its first value.
+    """
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    points: dict[int, tuple[int, float, float]] = {}
+    for events in sorted(Path(run_dir).glob("tb/*/events.out.tfevents.*")):
+        accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        accumulator.Reload()
+        if EVAL_TAG in accumulator.Tags().get("scalars", []):
+            for e in accumulator.Scalars(EVAL_TAG):
+                points.setdefault(int(e.step), (int(e.step), float(e.wall_time), float(e.value)))
+    return [points[step] for step in sorted(points)]
+
+
+def first_win(curve: Sequence[tuple[int, float, float]], reference: float, decisions: int) -> tuple[int, float] | None:
+    """``(episodes, seconds)`` of the first evaluation whose validation accuracy is above ``reference``, or ``None``.
+
+    ``decisions`` per episode turn timesteps into episodes; seconds count from the curve's first point.
+    """
+    for step, wall, value in curve:
+        if value > reference:
+            return math.floor(step / decisions), wall - curve[0][1]
+    return None
+
+
+def reference_selection_accuracy(
+    cfg: TrainConfig, networks: Sequence[NetworkSpec], reference: str, run_dir: Path
+) -> float:
+    """Mean validation accuracy of ``reference`` on the periodic evaluation's networks and seeds, cached.
+
+    The cell plays as in the comparison (its own allocation rule, no tilt), without the observation statistics
+    (a schedule does not read them; the training is the same), with the selection seeds (2000 + i,
+    ``cfg.eval_episodes`` of them). ``run_dir/reference_selection.json`` keeps the result for these settings.
+    """
+    seeds = tuple(selection_seeds("selection", cfg.eval_episodes))
+    plain = cfg.env.replace(allocation="policy", allocation_tilt=False, observations=())
+    configs = [plain.replace(**spec.env_kwargs(), **env_kwargs(reference)) for spec in networks]
+    payload = json.dumps([reference, seeds, [env_settings(c) for c in configs]], sort_keys=True, default=str)
+    key = hashlib.sha256(payload.encode()).hexdigest()[:16]
+    path = Path(run_dir) / REFERENCE_SELECTION
+    if path.exists():
+        cached = json.loads(path.read_text(encoding="utf-8"))
+        if cached.get("key") == key:
+            return float(cached["val_accuracy"])
+    factory = functools.partial(make_policy, reference)
+    jobs = [GridJob(reference, factory, c, seeds, "selection", s.name) for c, s in zip(configs, networks, strict=True)]
+    results = run_grid(jobs, backend=cfg.backend, workers=cfg.workers or None, progress=cfg.progress_bar)
+    value = sum(r.val_accuracy for r in results) / len(results)
+    record = {
+        "key": key,
+        "reference": reference,
+        "networks": [s.name for s in networks],
+        "seeds": list(seeds),
+        "val_accuracy": value,
+        "episodes": len(results),
+        "seconds": round(sum(r.wall_time_s for r in results), 1),
+    }
+    atomic_write_text(path, json.dumps(record, indent=1))
+    return value
+
+
+def _training_state(training_dir: Path) -> dict[str, Any]:
+    """``checkpoints/state.json`` (the latest checkpoint) over ``timing.json``; empty when neither exists."""
+    state: dict[str, Any] = {}
+    for path in (training_dir / "timing.json", training_dir / "checkpoints" / "state.json"):
+        if path.exists():
+            state.update(json.loads(path.read_text(encoding="utf-8")))
+    return state
+
+
+def agent_cost(
+    cfg: TrainConfig,
+    run_dir: Path,
+    networks: Sequence[NetworkSpec],
+    reference: str | None,
+    state: dict[str, Any] | None = None,
+    train_seconds: float | None = None,
+    training_dir: Path | None = None,
+) -> AgentCost | None:
+    """The agent's cost and first win (module docstring); ``None`` when no training record is found.
+
+    ``state`` and ``train_seconds`` come from a training that just ran; else they are read from
+    ``training_dir`` (default ``run_dir``). ``networks`` are the periodic evaluation's (``--select-on``).
+    """
+    training_dir = Path(run_dir if training_dir is None else training_dir)
+    saved = _training_state(training_dir)
+    state = {**saved, **(state or {})}
+    cache = training_dir / "reference_cache.json"
+    if cache.exists():  # every reference episode of the run, resumed sessions included (as the search's budget)
+        state["reference_episodes"] = len(json.loads(cache.read_text(encoding="utf-8")))
+    if "episodes" not in state:
+        return None
+    seconds = train_seconds if train_seconds is not None else saved.get("train_seconds")
+    curve = evaluation_curve(training_dir) if reference is not None else []
+    win = None
+    if curve:
+        assert reference is not None
+        target = reference_selection_accuracy(cfg, networks, reference, run_dir)
+        win = first_win(curve, target, cfg.env.num_decisions)
+    return AgentCost(
+        episodes=int(state["episodes"]),
+        seconds=None if seconds is None else float(seconds),
+        reference_episodes=int(state.get("reference_episodes", 0)),
+        reference_seconds=float(state.get("reference_seconds", 0.0)),
+        first_win=win,
+        evaluations=len(curve),
+    )
+
+
+def cumulative_train_seconds(run_dir: Path, resume: bool, seconds: float) -> float:
+    """``seconds`` plus the training seconds ``timing.json`` already holds when the run resumes."""
+    path = Path(run_dir) / "timing.json"
+    if resume and path.exists():
+        return float(json.loads(path.read_text(encoding="utf-8")).get("train_seconds", 0.0)) + seconds
+    return seconds
+
+
+def report_costs(
+    cfg: TrainConfig,
+    run_dir: Path,
+    family: Family,
+    reference: str | None,
+    state: dict[str, Any] | None = None,
+    train_seconds: float | None = None,
+    training_dir: Path | None = None,
+) -> tuple[list[dict[str, Any]], AgentCost | None]:
+    """The opponents' records and the agent's cost for the report of a run on ``family``.
+
+    Records: ``opponents.json`` of ``run_dir`` (else of ``training_dir``). The agent: :func:`agent_cost` with
+    the tuned cell ``reference`` and the periodic evaluation's networks (``cfg.select_on``).
+    """
+    training_dir = Path(run_dir if training_dir is None else training_dir)
+    records = read_opponent_records(run_dir) or read_opponent_records(training_dir)
+    networks = family.heldout if cfg.select_on == "heldout" else family.train
+    return records, agent_cost(cfg, run_dir, networks, reference, state, train_seconds, training_dir)

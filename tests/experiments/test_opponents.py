@@ -1,0 +1,132 @@
+"""The report's opponents: four rows with hierarchical intervals, verdicts and costs, from a hand-made result set."""
+
+import numpy as np
+import pytest
+from opponent_helpers import BASE, GRID, NETWORKS, RANDOM, RECORDS, SEARCH, results_for
+
+from sparsity_gym.experiments.opponents import (
+    ORACLE_LABEL,
+    AgentCost,
+    opponent_columns,
+    opponent_rows,
+    opponents_from_records,
+    opponents_section,
+)
+from sparsity_gym.experiments.report import summarize
+from sparsity_gym.experiments.statistics import hierarchical_improvement, hierarchical_interval
+
+
+def _diffs(opponent):
+    """``[network][seed]`` learned − opponent, from the hand-made table (the oracle: the better cell there)."""
+    rows = []
+    for k, _ in enumerate(NETWORKS):
+        other = opponent[k] if isinstance(opponent, tuple) else BASE[opponent][k]
+        rows.append(np.array([BASE["ppo"][k] + w - other for w in (0.002, -0.003, 0.004)]))
+    return rows
+
+
+ORACLE = tuple(max(BASE[c][k] for c in GRID) for k in range(3))
+
+
+def _opponents():
+    return opponents_from_records(RECORDS, "cubic@0.75+lamp", {"mlp_a": GRID[0], "mlp_b": GRID[0], "mlp_c": GRID[1]})
+
+
+def test_records_become_opponents_in_order_with_the_oracle_last():
+    opponents = _opponents()
+    assert [o.name for o in opponents] == ["tuned", "search", "random", "oracle"]
+    assert [o.policy for o in opponents[:3]] == ["cubic@0.75+lamp", SEARCH, RANDOM]
+    assert opponents[-1].label == ORACLE_LABEL and opponents[-1].upper_bound
+    assert [o.cost_text() for o in opponents] == [
+        "12 episodes, 3 s", "30 episodes, 12 s", "30 episodes, 10 s", "none (chosen on the test results)"
+    ]  # fmt: skip
+    # absent opponents are left out; the tuned cell stays (its cost unknown) as long as there is one
+    only = opponents_from_records([], "cubic@0.75+lamp")
+    assert [(o.name, o.cost_text()) for o in only] == [("tuned", "n/a")]
+    assert opponents_from_records(RECORDS[:2], None)[0].name == "search"
+    explicit = opponents_from_records([{"name": "search", "label": "TPE", "policy": "poly[s=0.1]"}], None)
+    assert explicit[0].policy == "poly[s=0.1]"
+    # the search's own records: the label is the policy's name in the results, the best point printed beside it
+    record = {"name": "search", "label": SEARCH, "episodes": 30, "seconds": None, "best": "poly[s=0.1]", "budget": 32}
+    [searched] = opponents_from_records([record], None)
+    assert searched.policy == SEARCH and searched.label == f"{SEARCH}: `poly[s=0.1]`"
+    assert searched.cost_text() == "30 episodes"
+
+
+@pytest.mark.parametrize(
+    ("records", "match"),
+    [
+        ([{"label": "x"}], "expected a record with a name"),
+        ([{"name": "search"}, {"name": "search"}], "one record per opponent"),
+        ([{"name": "search", "episodes": -1}], r"opponents\['search'\].episodes=-1"),
+        ([{"name": "search", "episodes": 2.5}], "episodes=2.5"),
+        ([{"name": "search", "seconds": "long"}], "seconds"),
+    ],
+)
+def test_bad_records_are_refused_naming_the_field(records, match):
+    with pytest.raises(ValueError, match=match):
+        opponents_from_records(records, None)
+
+
+def test_section_has_four_rows_with_hierarchical_intervals_verdicts_and_costs():
+    results, opponents = results_for(), _opponents()
+    agent = AgentCost(episodes=100, seconds=250.0, reference_episodes=8, first_win=(40, 101.0), evaluations=5)
+    lines = opponents_section(results, "magnitude", 0.01, opponents, agent)
+    text = "\n".join(lines)
+    assert "3 heldout networks × 3 seeds" in text
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in lines if line.startswith("| ")}
+    expected = {
+        "tuned grid cell `cubic@0.75+lamp` (train split)": ("cubic@0.75+lamp", "12 episodes, 3 s"),
+        SEARCH: (SEARCH, "30 episodes, 12 s"),
+        RANDOM: (RANDOM, "30 episodes, 10 s"),
+        ORACLE_LABEL: (ORACLE, "none (chosen on the test results)"),
+    }
+    for label, (opponent, cost) in expected.items():
+        interval = hierarchical_interval(_diffs(opponent)).scaled(100)
+        cells = rows[label].split(" | ")
+        assert cells[1] == cost
+        assert cells[3] == interval.text()
+        assert cells[4] == f"**{interval.verdict}**"
+    # random search is far below: a win; the others are mixed over the networks: the interval says so
+    assert "**wins**" in rows[RANDOM]
+    assert hierarchical_interval(_diffs(RANDOM)).low > 0
+    assert (
+        hierarchical_interval(_diffs("cubic@0.75+lamp")).low < 0 < hierarchical_interval(_diffs("cubic@0.75+lamp")).high
+    )
+    learned = rows["**learned** `ppo`"]
+    assert "100 training + 8 reference episodes, 250 s" in learned
+    assert "first beat the reference after 40 episodes (101 s)" in learned
+    # the per-network table names the oracle's cell on each network
+    assert f"(`{GRID[1]}`)" in next(line for line in lines if line.startswith("| mlp_c |"))
+
+
+def test_never_beat_and_no_evaluation_read_differently():
+    assert AgentCost(episodes=10, seconds=5.0, evaluations=3).cost_text().endswith(": never (3 evaluations)")
+    assert "n/a (no periodic evaluation" in AgentCost(episodes=10).cost_text()
+    section = opponents_section(results_for(), "magnitude", 0.01, _opponents(), AgentCost(episodes=10, evaluations=3))
+    assert "never" in "\n".join(section)
+    assert opponents_section([r for r in results_for() if r.policy != "ppo"], "magnitude", 0.01, _opponents()) == []
+
+
+def test_csv_rows_per_network_and_pooled():
+    results, opponents = results_for(), _opponents()
+    rows = opponent_columns(summarize(results), results, opponents)
+    learned = {r["network"]: r for r in rows if r["policy"] == "ppo"}
+    for k, net in enumerate(NETWORKS):
+        diff = _diffs(SEARCH)[k]
+        assert learned[net]["vs_search_diff_mean"] == pytest.approx(diff.mean())
+        assert learned[net]["vs_search_episodes"] == 30 and learned[net]["vs_search_seconds"] == 12.4
+        assert learned[net]["vs_oracle_policy"] == (GRID[1] if net == "mlp_c" else GRID[0])
+        assert learned[net]["vs_oracle_episodes"] == ""
+    assert all(r["vs_search_diff_mean"] == "" for r in rows if r["policy"] != "ppo")
+    table = opponent_rows(results, "magnitude", 0.01, opponents)
+    pooled = {r["opponent"]: r for r in table if r["network"] == "all"}
+    assert set(pooled) == {"tuned", "search", "random", "oracle"}
+    want = hierarchical_interval(_diffs(RANDOM))
+    assert (pooled["random"]["diff_ci_low"], pooled["random"]["diff_ci_high"]) == pytest.approx((want.low, want.high))
+    luck = np.array([0.0, 0.013, -0.007])
+    learned_runs = [BASE["ppo"][k] + luck + np.array([0.002, -0.003, 0.004]) for k in range(3)]
+    random_runs = [BASE[RANDOM][k] + luck for k in range(3)]
+    p = hierarchical_improvement(learned_runs, random_runs)
+    assert pooled["random"]["p_improvement_mean"] == pytest.approx(p.estimate) == 1.0
+    assert sum(r["network"] != "all" for r in table) == 4 * 3
