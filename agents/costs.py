@@ -107,6 +107,11 @@ def reference_selection_accuracy(
     return value
 
 
+def ppo_run_dir(cfg: TrainConfig) -> Path:
+    """The folder of the PPO run a run reports on: ``--model``'s folder in ``evaluate`` mode, else ``--run-dir``."""
+    return Path(cfg.model).parent if cfg.mode == "evaluate" and cfg.model else Path(cfg.run_dir)
+
+
 def read_agent_cost(training_dir: str | Path) -> AgentCost | None:
     """What the PPO run in ``training_dir`` recorded of its cost (see the module); ``None``: no training record.
 

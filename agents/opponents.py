@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from agents.config import TrainConfig
-from agents.costs import read_agent_cost
+from agents.costs import ppo_run_dir, read_agent_cost
 from agents.tuned import tuning_overrides
 from baselines import SEARCH_SPACE, policy_cell, searched_name
 from sparsity_gym.env.config import EnvConfig
@@ -60,16 +60,21 @@ def search_configs(cfg: TrainConfig) -> dict[str, EnvConfig]:
     return train_configs(get_task(cfg.task), cfg.env.target_density, tuning_overrides(cfg.env))
 
 
-def run_opponents(cfg: TrainConfig, run_dir: Path, records: Path | None = None) -> dict[str, str]:
+def searching(cfg: TrainConfig) -> tuple[str, ...]:
+    """The searches ``cfg`` runs (``--opponent`` without ``none``)."""
+    return tuple(o for o in cfg.opponent if o != "none")
+
+
+def run_opponents(cfg: TrainConfig, run_dir: Path) -> dict[str, str]:
     """Run (or resume) every ``cfg.opponent`` search; ``{label in the results: best point's name}``.
 
-    ``records``: the PPO run folder whose episodes set the budget (default ``run_dir``). Each search's cost is
-    added to ``run_dir/opponents.json``.
+    The budget is :func:`search_budget` of the PPO run's records (:func:`agents.costs.ppo_run_dir`: the run
+    folder, or ``--model``'s in ``evaluate`` mode). Each search's cost is added to ``run_dir/opponents.json``.
     """
-    chosen = [o for o in cfg.opponent if o != "none"]
+    chosen = searching(cfg)
     if not chosen:
         return {}
-    budget = search_budget(cfg, records or run_dir)
+    budget = search_budget(cfg, ppo_run_dir(cfg))
     configs = search_configs(cfg)
     results: list[SearchResult] = []
     for opponent in chosen:

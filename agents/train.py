@@ -37,11 +37,19 @@ from agents.callbacks import (
 )
 from agents.comparison import LEARNED, baseline_factory, compare, prior_note, write_reports
 from agents.config import TrainConfig
-from agents.costs import REFERENCE_CACHE, cumulative_train_seconds, report_costs, write_timing
+from agents.costs import (
+    REFERENCE_CACHE,
+    cumulative_train_seconds,
+    ppo_run_dir,
+    read_agent_cost,
+    report_costs,
+    write_timing,
+)
 from agents.opponents import opponent_notes, run_opponents
 from agents.paired_reward import PairedReward, ReferenceCache
 from agents.policy import LayerwisePolicy
 from agents.preflight import preflight
+from agents.prior import RECORD_NAME as PRIOR_RECORD
 from agents.prior import choose_prior
 from agents.ray_vec_env import ActorRestartsCallback
 from agents.run_dir import check_fresh, config_path, save_model_atomic
@@ -124,13 +132,12 @@ def train_ppo(
         # whose spin-waiting took a whole core from the env workers (the default run went 10x slower).
         torch.set_num_threads(1)
     checkpoint = run_dir / "checkpoints" / "last.zip"
-    state_path = checkpoint.parent / "state.json"
-    state: dict[str, Any] = {"num_timesteps": 0, "episodes": 0}
+    episodes = 0  # finished training episodes, counted across resumed sessions
     try:
         if cfg.resume and checkpoint.exists():
             model = PPO.load(checkpoint, env=vec_env, device="cpu", tensorboard_log=str(run_dir / "tb"))
-            if state_path.exists():
-                state.update(json.loads(state_path.read_text()))
+            earlier = read_agent_cost(run_dir)
+            episodes = earlier.episodes if earlier is not None else 0
             # A resumed run draws training episodes from a fresh stream, so it does not replay seen ones.
             vec_env.seed(cfg.seed + model.num_timesteps)
             print(f"resuming from {checkpoint} at timestep {model.num_timesteps}")
@@ -162,7 +169,7 @@ def train_ppo(
                 },
             )
         remaining = cfg.total_timesteps - model.num_timesteps
-        checkpoints = AtomicCheckpointCallback(checkpoint.parent, cfg.checkpoint_every, episodes=state["episodes"])
+        checkpoints = AtomicCheckpointCallback(checkpoint.parent, cfg.checkpoint_every, episodes=episodes)
         if remaining > 0:
             callbacks = [
                 HParamsCallback(json.loads(cfg.to_json())),
@@ -187,7 +194,7 @@ def train_ppo(
                 progress_bar=cfg.progress_bar,
             )
             checkpoints.save()
-        state = {"num_timesteps": int(model.num_timesteps), "episodes": int(checkpoints.episodes)}
+        state: dict[str, Any] = {"num_timesteps": int(model.num_timesteps), "episodes": int(checkpoints.episodes)}
         if paired is not None:  # the reference's cost: episodes run (cache misses) and their seconds
             caches = vec_env.get_attr("cache")
             state["reference_episodes"] = sum(c.episodes for c in caches)
@@ -251,7 +258,7 @@ def run_train(cfg: TrainConfig) -> Path:
             family.train,
             cfg.env,
             cfg.prior_seeds,
-            run_dir / "prior.json",
+            run_dir / PRIOR_RECORD,
             backend=cfg.backend,
             workers=cfg.workers or None,
             progress=cfg.progress_bar,
@@ -338,8 +345,7 @@ def run_evaluate(cfg: TrainConfig) -> Path:
         found = [p for p in (run_dir / "best_model.zip", run_dir / "model.zip") if p.exists()]
         model_path = found[0] if found else None
     start = time.perf_counter()
-    training_dir = Path(cfg.model).parent if cfg.model else run_dir  # the records of the PPO run evaluated
-    opponents = run_opponents(cfg, run_dir, training_dir)
+    opponents = run_opponents(cfg, run_dir)
     table = tune_run(cfg, run_dir)  # read back from the training run's tuning.json when it is there
     tuned = None if table is None else table.best
     if cfg.prior == "tuned" and tuned is not None:  # the learned policy runs on the env it trained on
@@ -355,7 +361,7 @@ def run_evaluate(cfg: TrainConfig) -> Path:
         notes.append(f"Reference: the tuned handcrafted cell `{tuned}` (train split, run_dir/tuning.json).")
     if cfg.heldout == "population" and not cfg.networks:
         notes.append(f"Held-out population (`--heldout population`): {compared.description}.")
-    recorded, agent = report_costs(cfg, run_dir, get_family(cfg.family), tuned, training_dir=training_dir)
+    recorded, agent = report_costs(cfg, run_dir, get_family(cfg.family), tuned, training_dir=ppo_run_dir(cfg))
     title = f"sparsity-gym evaluation on {cfg.env.dataset}"
     write_reports(
         cfg,

@@ -2,7 +2,6 @@
 
 import csv
 import dataclasses
-import importlib.util
 import json
 
 import pytest
@@ -39,7 +38,7 @@ def test_the_budget_is_the_ppo_runs_training_and_reference_episodes(tmp_path):
     assert search_budget(dataclasses.replace(cfg, search_budget=100), tmp_path) == 100
 
 
-def test_opponent_flags(monkeypatch):
+def test_opponent_flags():
     assert TrainConfig().opponent == ("none",) and parse_args(["--task", "mnist1d_mlp"]).opponent == ("none",)
     cfg = parse_args(
         ["--task", "mnist1d_mlp", "--opponent", "search", "random", "--search-budget", "500", "--search-seeds", "3"]
@@ -53,11 +52,6 @@ def test_opponent_flags(monkeypatch):
     ):
         with pytest.raises(ValueError, match=message):
             parse_args(args)
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "optuna" else real(name, *a))
-    with pytest.raises(ValueError, match=r"Optuna is not installed; pip install -e '\.\[search\]'$"):
-        parse_args(["--task", "mnist1d_mlp", "--opponent", "search"])
-    assert parse_args(["--task", "mnist1d_mlp"]).opponent == ("none",)  # no search: no Optuna needed
 
 
 def test_the_tuning_cost_is_recorded(tmp_path):
