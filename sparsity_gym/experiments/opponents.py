@@ -16,7 +16,7 @@ is a JSON list of objects, one per opponent name: ``name``; ``label``, the name 
 comparison (``search (1016 episodes)``; the tuned cell's name; default: ``name``); ``episodes`` and
 ``seconds`` spent choosing it (``null``: unknown); ``best``, the point it chose (printed beside the label);
 ``budget``, the episodes it was allowed (a search's); ``policy``, optional, the name its episodes carry when it
-is not the label. Other keys are ignored, so files written by earlier versions read.
+is not the label. A record needs only its ``name``; other keys are ignored.
 
 **The report.** Every difference is learned − opponent in test accuracy points, paired by network and seed; the
 pooled interval is the **hierarchical** bootstrap's
