@@ -28,8 +28,8 @@ from sparsity_gym.experiments.opponents import (
     Opponent,
     opponent_columns,
     opponent_rows,
-    opponents_from_records,
     opponents_section,
+    report_opponents,
 )
 from sparsity_gym.experiments.report import (
     add_paired_columns,
@@ -135,7 +135,7 @@ def write_reports(
     title: str,
     notes: Sequence[str] = (),
     reference: str | None = None,
-    opponents: Sequence[Mapping[str, Any]] = (),
+    opponents: Sequence[Opponent] = (),
     agent: AgentCost | None = None,
 ) -> list[dict]:
     """``results.csv``, ``episodes.csv`` + ``configs.json``, ``results.md``, ``opponents.csv`` and the plots.
@@ -143,10 +143,11 @@ def write_reports(
     Every policy is compared with ``reference`` (the tuned handcrafted schedule when given; else the best
     handcrafted schedule by validation accuracy on the comparison, labelled so), paired by seed
     (``sparsity_gym.experiments.statistics``). The handcrafted policies (the oracle's choices) are the registered
-    schedules and ``cfg.tune_cells``. ``opponents`` are the records of ``opponents.json``
-    (:mod:`agents.costs`): with the tuned cell and the oracle they are the learned policy's opponents
-    (:mod:`sparsity_gym.experiments.opponents`), side by side in ``results.md`` with their costs and ``agent``'s,
-    per network in ``results.csv``'s ``vs_<opponent>_*`` columns and in ``opponents.csv``.
+    schedules and ``cfg.tune_cells``. ``opponents`` are the ``opponents.json`` records
+    (:func:`agents.costs.report_costs`): with the tuned cell and the oracle they are the learned policy's
+    opponents (:func:`sparsity_gym.experiments.opponents.report_opponents`), side by side in ``results.md`` with
+    their costs and ``agent``'s, per network in ``results.csv``'s ``vs_<opponent>_*`` columns and in
+    ``opponents.csv``.
     """
     schedules = (*available_policies("schedule"), *cfg.tune_cells)
     env = cfg.env
@@ -155,7 +156,7 @@ def write_reports(
         headline_setting = next((setting_of(r) for r in results if r.policy in schedules), headline_setting)
     selector, target = headline_setting[0], headline_setting[3]
     chosen, setting = headline_results(results, selector, target, LEARNED, schedules)
-    rivals = opponents_from_records(opponents, reference, oracle(chosen, schedules, setting))
+    rivals = report_opponents(opponents, reference, oracle(chosen, schedules, setting))
     rows = add_paired_columns(summarize(results), results, schedules, headline_setting, reference)
     rows = opponent_columns(rows, results, rivals)
     write_csv(run_dir / "results.csv", rows)
@@ -196,7 +197,7 @@ def highlights(rivals: Sequence[Opponent], network: str | None = None) -> dict[s
     """
     roles = {LEARNED: "learned"}
     for o in rivals:
-        policy = o.policy if isinstance(o.policy, str) else (o.policy.get(network) if network else None)
+        policy = o.policy_on(network)
         if policy is not None:
             role = "reference" if o.name == "tuned" else "random search" if o.name == "random" else o.name
             roles[policy] = f"{roles[policy]}, {role}" if policy in roles else role

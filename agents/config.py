@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import json
 import sys
 import typing
@@ -262,21 +261,16 @@ class TrainConfig:
             raise ValueError("prior='tuned' is not allowed without --tune-cells; expected a grid to tune")
 
     def _check_opponents(self) -> None:
-        """The search opponents: known, ``none`` alone, with a task, Optuna installed."""
+        """The search opponents: known, ``none`` alone, with a task (Optuna's presence is the preflight's check)."""
         for name in self.opponent:
             check_choice("opponent", name, OPPONENTS)
         if len(set(self.opponent)) != len(self.opponent) or ("none" in self.opponent and len(self.opponent) > 1):
             raise ValueError(f"opponent={self.opponent!r} is not allowed; expected none, or search and/or random once")
         check_number("search_budget", self.search_budget, low=0, integer=True)
         check_number("search_seeds", self.search_seeds, low=1, integer=True)
-        searching = any(o != "none" for o in self.opponent)
-        if searching and self.task is None:
+        if any(o != "none" for o in self.opponent) and self.task is None:
             raise ValueError(
                 f"opponent={self.opponent!r} is not allowed without --task; the search runs on a task's train split"
-            )
-        if searching and importlib.util.find_spec("optuna") is None:
-            raise ValueError(
-                f"opponent={self.opponent!r} is not allowed: Optuna is not installed; pip install -e '.[search]'"
             )
 
     def baseline_names(self) -> tuple[str, ...]:

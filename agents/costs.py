@@ -1,13 +1,13 @@
-"""The report's cost column from a run folder: the opponents' records, the agent's cost and its first win.
+"""What a PPO run cost, read from its run folder: the search opponents' budget and the report's cost column.
 
-* ``opponents.json``: a list of records ``{"name", "label", "episodes", "seconds"}`` (optionally ``policy``), one
-  per opponent (``tuned``: the tuning grid's cost, ``search``, ``random``), written by the static-schedule search;
-  absent opponents are left out (:func:`sparsity_gym.experiments.opponents.opponents_from_records`; the tuned
-  cell stays, its cost unknown, when there is no ``tuned`` record).
-* The agent: training episodes (``checkpoints/state.json``, or ``timing.json``), the paired reward's reference
-  episodes (the entries of ``reference_cache.json``: every one of the run, resumed sessions included, as the
-  search's budget counts them), and the training's wall seconds (``timing.json``'s ``train_seconds``, summed
-  over resumed sessions, the tuning before training included; the reference's episodes ran inside it).
+* The PPO run's records (:func:`read_agent_cost`, the one reader of them): training episodes
+  (``checkpoints/state.json``, the latest checkpoint, over ``timing.json``), the paired reward's reference
+  episodes (the entries of ``reference_cache.json``: every one of the run, resumed sessions included; else the
+  count ``timing.json`` holds) and the training's wall seconds (``timing.json``'s ``train_seconds``, summed over
+  resumed sessions, the tuning before training included; the reference's episodes ran inside it). The
+  equal-budget search gets the training plus reference episodes (:mod:`agents.opponents`).
+* The opponents: the run folder's ``opponents.json``
+  (:func:`sparsity_gym.experiments.opponents.read_opponents`).
 * The first win: the periodic evaluations' ``eval/val_accuracy`` scalars in the run's TensorBoard events (their
   timesteps and wall times), against the reference's validation accuracy on the same networks and seeds
   (the tuned cell played there once, cached in ``reference_selection.json``). Episodes are timesteps over the
@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -31,31 +32,14 @@ from sparsity_gym.core.io import atomic_write_text
 from sparsity_gym.experiments.evaluation import env_settings
 from sparsity_gym.experiments.families import Family, NetworkSpec
 from sparsity_gym.experiments.grid import GridJob, run_grid
-from sparsity_gym.experiments.opponents import AgentCost
+from sparsity_gym.experiments.opponents import AgentCost, Opponent, read_opponents
 from sparsity_gym.experiments.seeds import seeds as selection_seeds
 
-OPPONENTS_FILE = "opponents.json"
 REFERENCE_SELECTION = "reference_selection.json"
+TIMING = "timing.json"
+CHECKPOINT_STATE = "checkpoints/state.json"
+REFERENCE_CACHE = "reference_cache.json"
 EVAL_TAG = "eval/val_accuracy"
-
-
-def read_opponent_records(run_dir: Path) -> list[dict[str, Any]]:
-    """The records of ``run_dir/opponents.json`` (none when there is no file).
-
-    Raises:
-        ValueError: The file holds anything but a list of records (objects).
-
-    """
-    path = Path(run_dir) / OPPONENTS_FILE
-    if not path.exists():
-        return []
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-        raise ValueError(
-            f"{path}: opponents={data!r} is not allowed; expected a list of records "
-            '{"name": ..., "label": ..., "episodes": ..., "seconds": ...}'
-        )
-    return data
 
 
 def evaluation_curve(run_dir: Path) -> list[tuple[int, float, float]]:
@@ -123,13 +107,35 @@ def reference_selection_accuracy(
     return value
 
 
-def _training_state(training_dir: Path) -> dict[str, Any]:
-    """``checkpoints/state.json`` (the latest checkpoint) over ``timing.json``; empty when neither exists."""
+def ppo_run_dir(cfg: TrainConfig) -> Path:
+    """The folder of the PPO run a run reports on: ``--model``'s folder in ``evaluate`` mode, else ``--run-dir``."""
+    return Path(cfg.model).parent if cfg.mode == "evaluate" and cfg.model else Path(cfg.run_dir)
+
+
+def read_agent_cost(training_dir: str | Path) -> AgentCost | None:
+    """What the PPO run in ``training_dir`` recorded of its cost (see the module); ``None``: no training record.
+
+    ``checkpoints/state.json`` (the latest checkpoint) wins over ``timing.json`` (written when the training
+    ended); the reference's episodes are the entries of ``reference_cache.json`` when there is one. No first
+    win is read here (:func:`agent_cost` adds it).
+    """
+    folder = Path(training_dir)
     state: dict[str, Any] = {}
-    for path in (training_dir / "timing.json", training_dir / "checkpoints" / "state.json"):
+    for path in (folder / TIMING, folder / CHECKPOINT_STATE):
         if path.exists():
             state.update(json.loads(path.read_text(encoding="utf-8")))
-    return state
+    cache = folder / REFERENCE_CACHE
+    if cache.exists():  # every reference episode of the run, resumed sessions included
+        state["reference_episodes"] = len(json.loads(cache.read_text(encoding="utf-8")))
+    if "episodes" not in state:
+        return None
+    seconds = state.get("train_seconds")
+    return AgentCost(
+        episodes=int(state["episodes"]),
+        seconds=None if seconds is None else float(seconds),
+        reference_episodes=int(state.get("reference_episodes", 0)),
+        reference_seconds=float(state.get("reference_seconds", 0.0)),
+    )
 
 
 def agent_cost(
@@ -137,63 +143,50 @@ def agent_cost(
     run_dir: Path,
     networks: Sequence[NetworkSpec],
     reference: str | None,
-    state: dict[str, Any] | None = None,
-    train_seconds: float | None = None,
     training_dir: Path | None = None,
 ) -> AgentCost | None:
-    """The agent's cost and first win (module docstring); ``None`` when no training record is found.
+    """The agent's cost (:func:`read_agent_cost` of ``training_dir``, default ``run_dir``) and its first win.
 
-    ``state`` and ``train_seconds`` come from a training that just ran; else they are read from
-    ``training_dir`` (default ``run_dir``). ``networks`` are the periodic evaluation's (``--select-on``).
+    ``networks`` are the periodic evaluation's (``--select-on``); the reference's accuracy on them is cached in
+    ``run_dir``. ``None`` when no training record is found.
     """
     training_dir = Path(run_dir if training_dir is None else training_dir)
-    saved = _training_state(training_dir)
-    state = {**saved, **(state or {})}
-    cache = training_dir / "reference_cache.json"
-    if cache.exists():  # every reference episode of the run, resumed sessions included (as the search's budget)
-        state["reference_episodes"] = len(json.loads(cache.read_text(encoding="utf-8")))
-    if "episodes" not in state:
+    cost = read_agent_cost(training_dir)
+    if cost is None:
         return None
-    seconds = train_seconds if train_seconds is not None else saved.get("train_seconds")
     curve = evaluation_curve(training_dir) if reference is not None else []
     win = None
     if curve:
         assert reference is not None
         target = reference_selection_accuracy(cfg, networks, reference, run_dir)
         win = first_win(curve, target, cfg.env.num_decisions)
-    return AgentCost(
-        episodes=int(state["episodes"]),
-        seconds=None if seconds is None else float(seconds),
-        reference_episodes=int(state.get("reference_episodes", 0)),
-        reference_seconds=float(state.get("reference_seconds", 0.0)),
-        first_win=win,
-        evaluations=len(curve),
-    )
+    return dataclasses.replace(cost, first_win=win, evaluations=len(curve))
 
 
 def cumulative_train_seconds(run_dir: Path, resume: bool, seconds: float) -> float:
-    """``seconds`` plus the training seconds ``timing.json`` already holds when the run resumes."""
-    path = Path(run_dir) / "timing.json"
-    if resume and path.exists():
-        return float(json.loads(path.read_text(encoding="utf-8")).get("train_seconds", 0.0)) + seconds
-    return seconds
+    """``seconds`` plus the training seconds the run folder already records when the run resumes."""
+    earlier = read_agent_cost(run_dir) if resume else None
+    if earlier is None or earlier.seconds is None:
+        return seconds
+    return earlier.seconds + seconds
+
+
+def write_timing(run_dir: Path, timing: dict[str, Any]) -> Path:
+    """Write ``run_dir/timing.json`` (atomically): the training's seconds and state, the run's total seconds."""
+    path = Path(run_dir) / TIMING
+    atomic_write_text(path, json.dumps(timing, indent=2))
+    return path
 
 
 def report_costs(
-    cfg: TrainConfig,
-    run_dir: Path,
-    family: Family,
-    reference: str | None,
-    state: dict[str, Any] | None = None,
-    train_seconds: float | None = None,
-    training_dir: Path | None = None,
-) -> tuple[list[dict[str, Any]], AgentCost | None]:
-    """The opponents' records and the agent's cost for the report of a run on ``family``.
+    cfg: TrainConfig, run_dir: Path, family: Family, reference: str | None, training_dir: Path | None = None
+) -> tuple[list[Opponent], AgentCost | None]:
+    """The recorded opponents and the agent's cost for the report of a run on ``family``.
 
-    Records: ``opponents.json`` of ``run_dir`` (else of ``training_dir``). The agent: :func:`agent_cost` with
+    Opponents: ``opponents.json`` of ``run_dir`` (else of ``training_dir``). The agent: :func:`agent_cost` with
     the tuned cell ``reference`` and the periodic evaluation's networks (``cfg.select_on``).
     """
     training_dir = Path(run_dir if training_dir is None else training_dir)
-    records = read_opponent_records(run_dir) or read_opponent_records(training_dir)
+    recorded = read_opponents(run_dir) or read_opponents(training_dir)
     networks = family.heldout if cfg.select_on == "heldout" else family.train
-    return records, agent_cost(cfg, run_dir, networks, reference, state, train_seconds, training_dir)
+    return list(recorded.values()), agent_cost(cfg, run_dir, networks, reference, training_dir)

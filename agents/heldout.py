@@ -28,7 +28,7 @@ from agents.run_dir import save_model_atomic
 from sparsity_gym.env.config import EnvConfig
 from sparsity_gym.experiments.evaluation import EpisodeResult, evaluate
 from sparsity_gym.experiments.families import NetworkSpec
-from sparsity_gym.experiments.plots import schedule_against_references
+from sparsity_gym.experiments.plots import schedule_figure
 from sparsity_gym.experiments.pool import shared_pool
 
 NOT_TEXT = ("stdout", "log", "json", "csv")
@@ -178,9 +178,9 @@ class HeldoutTensorBoard:
     * ``eval_stats/<column>``: the observed statistic families (snr, rank, contribution, equilibrium columns),
       averaged over layers, decisions, networks and seeds;
     * ``eval_density/<network>/<layer>``: each layer's density averaged over the episode (first seed);
-    * ``eval_schedule/<network>``: a figure, one panel per layer, the first seed's schedule against every
-      schedule of ``references`` at the same target
-      (:func:`sparsity_gym.experiments.plots.schedule_against_references`);
+    * ``eval_schedule/<network>``: a figure, one panel per layer, the first seed's schedule (as ``learned``)
+      against every schedule of ``references`` at the same target: the report's schedule plot
+      (:func:`sparsity_gym.experiments.plots.schedule_figure`);
     * and, as its own TensorBoard run ``eval_schedules/t<timesteps>`` beside SB3's (only when the logger writes
       TensorBoard), one scalar tag per layer ``schedule/<network>/<layer>`` whose x-axis is the pruned network's
       optimizer step (``total_iterations`` in an episode): the per-layer density over training time of that
@@ -201,7 +201,9 @@ class HeldoutTensorBoard:
                 logger.record(f"eval_density/{network}/{name}", float(density))
             logger.record(
                 f"eval_schedule/{network}",
-                Figure(schedule_against_references(first, layers, self.references), close=True),
+                Figure(
+                    schedule_figure([first], network, {first.policy: "learned"}, layers, self.references), close=True
+                ),
                 exclude=NOT_TEXT,
             )
         self.write_schedule_scalars(logger, evaluation, num_timesteps)

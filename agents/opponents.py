@@ -7,24 +7,26 @@ accuracy over ``seeds("tuning", --search-seeds)`` per network: the tuned grid's 
 and the searched points are judged on the same episodes. ``search`` is Optuna's TPE, ``random`` its random
 sampler (:mod:`sparsity_gym.experiments.search`), both seeded with ``--seed``.
 
-The budget is the PPO run's (:func:`ppo_episodes`): its training episodes plus the paired reward reference's
-episodes, or ``--search-budget``. The best point of each search joins the comparison under
-``search (N episodes)`` / ``random (N episodes)`` (:func:`comparison_opponents`), on the same networks and
-seeds as every other policy. ``opponents.json`` in the run folder records every opponent's cost
-(:class:`~sparsity_gym.experiments.search.OpponentCost`), the tuned cell's tuning included (``tuned``).
+The budget is the PPO run's (:func:`search_budget`): its training episodes plus the paired reward reference's
+episodes, as :func:`agents.costs.read_agent_cost` reads them from its run folder, or ``--search-budget``. The
+best point of each search joins the comparison under ``search (N episodes)`` / ``random (N episodes)``
+(:func:`run_opponents`), on the same networks and seeds as every other policy. ``opponents.json`` in the run
+folder records every opponent's cost (:class:`~sparsity_gym.experiments.opponents.Opponent`), the tuned cell's
+tuning included (``tuned``).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from agents.config import TrainConfig
+from agents.costs import ppo_run_dir, read_agent_cost
 from agents.tuned import tuning_overrides
 from baselines import SEARCH_SPACE, policy_cell, searched_name
 from sparsity_gym.env.config import EnvConfig
 from sparsity_gym.env.tasks import get_task
-from sparsity_gym.experiments.search import SearchResult, read_opponents, run_search, write_opponents
+from sparsity_gym.experiments.opponents import read_opponents, write_opponents
+from sparsity_gym.experiments.search import SearchResult, run_search
 from sparsity_gym.experiments.seeds import seeds
 from sparsity_gym.experiments.tuning import train_configs
 
@@ -32,33 +34,24 @@ SAMPLER_OF = {"search": "tpe", "random": "random"}
 """The Optuna sampler of each ``--opponent``."""
 
 
-def ppo_episodes(run_dir: str | Path) -> tuple[int, int]:
-    """``(training episodes, reference episodes)`` a PPO run folder records.
+def search_budget(cfg: TrainConfig, records: str | Path) -> int:
+    """``--search-budget``, else the episodes of the PPO run in ``records``: its training plus reference episodes.
 
-    Training episodes: ``checkpoints/state.json``'s ``episodes`` (counted across resumes). Reference episodes:
-    the entries of ``reference_cache.json`` (the paired reward runs its reference once per network and seed and
-    keeps each result there, across resumes; no file: no paired reward, 0).
+    The run's records are read by :func:`agents.costs.read_agent_cost` (the report's cost column reads the same).
 
     Raises:
-        ValueError: The folder holds no ``checkpoints/state.json`` (no PPO run; pass ``--search-budget``).
+        ValueError: No ``--search-budget`` and ``records`` holds no PPO run's records.
 
     """
-    folder = Path(run_dir)
-    state = folder / "checkpoints" / "state.json"
-    if not state.exists():
+    if cfg.search_budget:
+        return cfg.search_budget
+    cost = read_agent_cost(records)
+    if cost is None:
         raise ValueError(
-            f"run_dir={str(folder)!r} is not allowed for the search's budget: it holds no checkpoints/state.json "
+            f"run_dir={str(records)!r} is not allowed for the search's budget: it holds no checkpoints/state.json "
             "(no PPO run trained there); expected a PPO run folder, or pass --search-budget N (episodes)"
         )
-    episodes = int(json.loads(state.read_text())["episodes"])
-    cache = folder / "reference_cache.json"
-    reference = len(json.loads(cache.read_text())) if cache.exists() else 0
-    return episodes, reference
-
-
-def search_budget(cfg: TrainConfig, records: str | Path) -> int:
-    """``--search-budget``, else the PPO run's episodes in ``records`` (training plus reference)."""
-    return cfg.search_budget or sum(ppo_episodes(records))
+    return cost.all_episodes
 
 
 def search_configs(cfg: TrainConfig) -> dict[str, EnvConfig]:
@@ -67,16 +60,21 @@ def search_configs(cfg: TrainConfig) -> dict[str, EnvConfig]:
     return train_configs(get_task(cfg.task), cfg.env.target_density, tuning_overrides(cfg.env))
 
 
-def run_opponents(cfg: TrainConfig, run_dir: Path, records: Path | None = None) -> dict[str, str]:
+def searching(cfg: TrainConfig) -> tuple[str, ...]:
+    """The searches ``cfg`` runs (``--opponent`` without ``none``)."""
+    return tuple(o for o in cfg.opponent if o != "none")
+
+
+def run_opponents(cfg: TrainConfig, run_dir: Path) -> dict[str, str]:
     """Run (or resume) every ``cfg.opponent`` search; ``{label in the results: best point's name}``.
 
-    ``records``: the PPO run folder whose episodes set the budget (default ``run_dir``). Each search's cost is
-    added to ``run_dir/opponents.json``.
+    The budget is :func:`search_budget` of the PPO run's records (:func:`agents.costs.ppo_run_dir`: the run
+    folder, or ``--model``'s in ``evaluate`` mode). Each search's cost is added to ``run_dir/opponents.json``.
     """
-    chosen = [o for o in cfg.opponent if o != "none"]
+    chosen = searching(cfg)
     if not chosen:
         return {}
-    budget = search_budget(cfg, records or run_dir)
+    budget = search_budget(cfg, ppo_run_dir(cfg))
     configs = search_configs(cfg)
     results: list[SearchResult] = []
     for opponent in chosen:
@@ -96,13 +94,13 @@ def run_opponents(cfg: TrainConfig, run_dir: Path, records: Path | None = None) 
         )
         print(f"{result.label}: best point {result.best} (train-split validation accuracy {result.best_value:.4f})")
         results.append(result)
-    write_opponents(run_dir, [r.cost() for r in results])
+    write_opponents(run_dir, [r.opponent() for r in results])
     return {r.label: r.best for r in results}
 
 
 def opponent_notes(run_dir: Path, labels: dict[str, str]) -> list[str]:
     """One line per search opponent of ``labels`` for ``results.md``: its best point, budget and cost."""
-    costs = {c.label: c for c in read_opponents(run_dir).values()}
+    costs = {o.label: o for o in read_opponents(run_dir).values()}
     notes = []
     for label, best in labels.items():
         cost = costs[label]

@@ -4,47 +4,52 @@
 plan). Each check is a small function that raises a one-line ``ValueError`` naming the field, the value and what
 is allowed (the command line prints it and exits with status 2, nothing written):
 
-* the **device** exists (``cuda`` needs a GPU, ``cuda:1`` two); ``--vec-env ray`` / ``--backend ray`` need Ray;
+* the **device** exists (``cuda`` needs a GPU, ``cuda:1`` two); the optional packages the run needs are
+  installed: Ray for ``--vec-env ray`` / ``--backend ray``, Optuna for ``--opponent search`` or ``random``;
 * the **run folder** can be created and written (a file in its place or a read-only folder is refused), and a
   new training run does not reuse an earlier one's files (:func:`agents.run_dir.check_fresh`);
-* every **network** the run touches (the family's train and held-out splits, ``--networks``, the task's tuning
-  networks) is built on the dataset's input shape and runs one forward pass on two inputs
+* every **network** the run touches (the family's train and held-out splits, ``--networks``, the task's held-out
+  population with ``--heldout population``, the task's train networks the tuning and the searches play) is built
+  on the dataset's input shape and runs one forward pass on two inputs
   (:func:`sparsity_gym.env.interop.check_network_fits`); any error becomes a ``ValueError`` naming the network,
   where it comes from, the dataset's input shape and the original message;
-* every **policy** of the comparison (baselines, criteria, tuned cells), the prior and the reward reference
-  resolve: each is built on an env of its own settings;
+* every **policy** of the comparison (baselines, criteria, tuned cells, a point of the searches' space), the
+  prior and the reward reference resolve: each is built on an env of its own settings;
 * the **model** resolves: ``evaluate`` mode's ``--model`` (or the run folder's ``best_model.zip`` /
   ``model.zip``), a resumed run's checkpoint; it is loaded and its schema checked against the run's env
   (:mod:`agents.schema`: columns, action map, action mode, allocation);
-* the **work**: episodes of tuning, prior choice, training, reward reference, periodic evaluation and comparison,
-  with a time estimate from a **probe**: one short real episode (:data:`PROBE_DECISIONS` decisions) of the
-  first train network at the run's settings. Its reset, first decision and later decisions are timed; a full
-  episode is estimated as reset + first decision + (decisions - 1) × the mean later decision, and a phase as its
-  episodes × that time / its parallel workers. Every network is taken to cost what the probe's does; PPO's
-  updates, process start-up and the baselines' lighter observations are not counted: a rough guide.
+* the **work** (:mod:`agents.workload`): episodes of tuning, prior choice, training, reward reference, periodic
+  evaluation, each search and the comparison, with a time estimate from a probe episode; a search's budget that
+  buys no trial, or an ``evaluate`` run's search without a PPO run's records to set its budget, is refused.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from agents.comparison import LEARNED, comparison_jobs
 from agents.config import PRIOR_CHOICES, TrainConfig
+from agents.opponents import searching
 from agents.run_dir import check_fresh
 from agents.schema import AGREEMENT, check_agreement, describe
-from baselines import available_policies, env_kwargs, make_policy
+from agents.workload import (
+    Plan,
+    comparison_work,
+    planned_work,
+    probe_episode,
+    search_plan,
+    search_points,
+    search_work,
+)
+from baselines import env_kwargs, make_policy
 from baselines.handcrafted import parse_cell
-from sparsity_gym.core.threads import usable_cores
 from sparsity_gym.datasets import DatasetSplits, load_dataset
 from sparsity_gym.env.config import EnvConfig
 from sparsity_gym.env.interop import check_network_fits
@@ -52,86 +57,14 @@ from sparsity_gym.env.sparsity_env import SparsityEnv
 from sparsity_gym.env.tasks import get_task
 from sparsity_gym.experiments.families import Family, NetworkSpec, get_family, parse_network
 from sparsity_gym.experiments.grid import GridJob
-from sparsity_gym.experiments.seeds import seed_start
+from sparsity_gym.experiments.populations import comparison_family
+from sparsity_gym.experiments.search import INSTALL_HINT
 from sparsity_gym.models import build_network
-
-PROBE_DECISIONS = 2
-"""Decisions of the probe episode (fewer when the run's episodes are shorter)."""
 
 
 def one_line(text: object) -> str:
     """``text`` on one line (newlines and runs of spaces as single spaces)."""
     return " ".join(str(text).split())
-
-
-@dataclass(frozen=True)
-class Work:
-    """One phase of the run: ``episodes`` episodes on ``parallel`` workers (``what``: how they are counted)."""
-
-    phase: str
-    episodes: int
-    parallel: int
-    what: str
-
-
-@dataclass(frozen=True)
-class Probe:
-    """The probe episode: ``network``, ``decisions`` of the run's ``full`` per episode, timed."""
-
-    network: str
-    decisions: int
-    full: int
-    seconds: float
-    episode_s: float
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What a run will do, as :func:`preflight` found it (:meth:`render` prints it)."""
-
-    mode: str
-    checks: tuple[str, ...]
-    work: tuple[Work, ...]
-    probe: Probe
-    seconds: float
-
-    @property
-    def episodes(self) -> int:
-        """Episodes of every phase."""
-        return sum(w.episodes for w in self.work)
-
-    @property
-    def estimate_s(self) -> float:
-        """Estimated seconds: each phase's episodes × the probe's episode time / its parallel workers."""
-        return sum(w.episodes * self.probe.episode_s / max(1, w.parallel) for w in self.work)
-
-    def render(self) -> str:
-        """The plan as lines of text."""
-        p = self.probe
-        lines = [f"preflight ({self.mode}): every check passed in {self.seconds:.1f} s"]
-        lines += [f"  {line}" for line in self.checks]
-        lines.append("  work (episodes):")
-        for w in self.work:
-            on = f", {w.parallel} in parallel" if w.parallel > 1 else ""
-            lines.append(f"    {w.phase}: {w.episodes} ({w.what}{on})")
-        lines.append(f"    total: {self.episodes} episodes")
-        lines.append(
-            f"  probe: {p.decisions} of {p.full} decisions of {p.network} took {p.seconds:.2f} s -> about "
-            f"{p.episode_s:.2f} s per episode (reset + first decision + later decisions scaled to {p.full})"
-        )
-        lines.append(
-            f"  estimate: about {_duration(self.estimate_s)} (episodes x {p.episode_s:.2f} s / parallel workers; "
-            "PPO updates and process start-up not counted)"
-        )
-        return "\n".join(lines)
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 # ------------------------------------------------------------------------------------------------ the checks
@@ -181,11 +114,13 @@ def check_run_dir(run_dir: str, mode: str, resume: bool) -> str:
     return f"run folder: {run_dir} (new)"
 
 
-def check_backends(cfg: TrainConfig) -> None:
-    """``ValueError`` when ``--vec-env ray`` or ``--backend ray`` is asked for without Ray installed."""
+def check_installed(cfg: TrainConfig) -> None:
+    """``ValueError`` when the run needs an optional package that is not installed (Ray, Optuna)."""
     for name, value in (("vec_env", cfg.vec_env), ("backend", cfg.backend)):
         if value == "ray" and importlib.util.find_spec("ray") is None:
             raise ValueError(f"{name}='ray' is not allowed here: Ray is not installed; pip install -e '.[ray]'")
+    if searching(cfg) and importlib.util.find_spec("optuna") is None:
+        raise ValueError(f"opponent={cfg.opponent!r} is not allowed here: Optuna is not installed; {INSTALL_HINT}")
 
 
 def load_data(config: EnvConfig) -> DatasetSplits:
@@ -201,14 +136,19 @@ def load_data(config: EnvConfig) -> DatasetSplits:
         ) from err
 
 
-def network_splits(cfg: TrainConfig, family: Family) -> dict[str, tuple[NetworkSpec, ...]]:
-    """Every network the run touches, by where it comes from (a network is listed where it first appears)."""
+def network_splits(cfg: TrainConfig, family: Family, compared: Family) -> dict[str, tuple[NetworkSpec, ...]]:
+    """Every network the run touches, by where it comes from (a network is listed where it first appears).
+
+    ``compared``: the comparison's family (:func:`sparsity_gym.experiments.populations.comparison_family`).
+    """
     groups = {
         f"train split of family {cfg.family!r}": family.train,
         f"held-out split of family {cfg.family!r}": family.heldout,
         "--networks": tuple(parse_network(n) for n in cfg.networks),
     }
-    if cfg.tune_cells and cfg.task is not None:
+    if cfg.heldout == "population" and not cfg.networks:
+        groups[f"held-out population of {cfg.family!r}"] = compared.heldout
+    if (cfg.tune_cells or searching(cfg)) and cfg.task is not None:
         groups[f"tuning networks of task {cfg.task!r}"] = tuple(parse_network(n) for n in get_task(cfg.task).train)
     seen: set[str] = set()
     out: dict[str, tuple[NetworkSpec, ...]] = {}
@@ -321,101 +261,18 @@ def check_model(cfg: TrainConfig, path: Path, env: Any) -> str:
     return f"model: {path} ({describe(agent.schema)}) agrees with the env"
 
 
-# ---------------------------------------------------------------------------------------------- the work
-def probe_episode(config: EnvConfig, spec: NetworkSpec, data: DatasetSplits) -> Probe:
-    """One short real episode of ``spec`` at ``config`` (zero actions), timed (see the module doc)."""
-    full = config.num_decisions
-    short = min(full, PROBE_DECISIONS)
-    env = SparsityEnv(
-        config=config.replace(**spec.env_kwargs(), total_iterations=short * config.decision_interval), data=data
-    )
-    try:
-        start = time.perf_counter()
-        env.reset(seed=seed_start("benchmark"))
-        reset_s = time.perf_counter() - start
-        steps = []
-        action = np.zeros(len(env.layer_names), np.float32)  # one value per prunable layer
-        for _ in range(short):
-            tick = time.perf_counter()
-            env.step(action)
-            steps.append(time.perf_counter() - tick)
-    finally:
-        env.close()
-    later = steps[1:] or steps
-    episode_s = reset_s + steps[0] + (full - 1) * float(np.mean(later))
-    return Probe(spec.name, short, full, time.perf_counter() - start, episode_s)
-
-
-def _parallel(cfg: TrainConfig) -> tuple[int, int]:
-    """Workers of the pooled phases (tuning, prior, comparison) and of training."""
-    cores = usable_cores()
-    pooled = 1 if cfg.backend == "sequential" else min(cfg.workers or cores, cores)
-    kind = cfg.vec_env if cfg.vec_env != "auto" else ("subproc" if cfg.n_envs > 1 else "dummy")
-    training = 1 if kind == "dummy" else min(cfg.n_envs, cores)
-    return pooled, training
-
-
-def count_work(cfg: TrainConfig, family: Family, jobs: Sequence[GridJob]) -> tuple[Work, ...]:
-    """The run's phases and their episodes (upper bounds where a cache in the run folder may hold some)."""
-    run_dir = Path(cfg.run_dir)
-    pooled, training = _parallel(cfg)
-    work = []
-    if cfg.tune_cells and cfg.task is not None:
-        train = get_task(cfg.task).train
-        cached = "; fewer if run_dir/tuning.json holds it" if (run_dir / "tuning.json").exists() else ""
-        what = f"{len(cfg.tune_cells)} cells x {len(train)} train networks x {cfg.tune_seeds} seeds{cached}"
-        work.append(Work("tuning", len(cfg.tune_cells) * len(train) * cfg.tune_seeds, pooled, what))
-    if cfg.mode == "train":
-        work += _training_work(cfg, family, pooled, training)
-    settings = len(cfg.eval_targets) * len(cfg.eval_selectors)
-    networks = len({j.network for j in jobs})
-    what = (
-        f"{len({j.policy_name for j in jobs})} policies x {networks} networks x {cfg.eval_seeds} seeds, schedules "
-        f"and the learned policy at {settings} (target, selector) settings"
-    )
-    work.append(Work("comparison", sum(j.episodes for j in jobs), pooled, what))
-    return tuple(work)
-
-
-def _training_work(cfg: TrainConfig, family: Family, pooled: int, training: int) -> list[Work]:
-    """Prior choice, training, reward reference and periodic evaluation episodes of a training run."""
-    run_dir = Path(cfg.run_dir)
-    work = []
-    if cfg.prior == "auto" and not (cfg.resume and (run_dir / "prior.json").exists()):
-        schedules = available_policies("schedule")
-        what = f"{len(schedules)} schedules x {len(family.train)} train networks x {cfg.prior_seeds} seeds"
-        work.append(Work("prior choice", len(schedules) * len(family.train) * cfg.prior_seeds, pooled, what))
-    rollout = cfg.n_steps * cfg.n_envs
-    steps = math.ceil(cfg.total_timesteps / rollout) * rollout
-    decisions = cfg.env.num_decisions
-    episodes = math.ceil(steps / decisions)
-    what = f"{steps} timesteps in rollouts of {rollout} / {decisions} decisions per episode"
-    work.append(Work("training", episodes, training, what))
-    if cfg.reward == "paired":
-        pool = len(family.train) * cfg.seed_pool
-        reference = min(episodes, pool) if cfg.seed_pool else episodes
-        what = f"at most one per training network and pool seed ({pool})" if cfg.seed_pool else "one per episode"
-        work.append(Work("reward reference", reference, training, what))
-    if cfg.eval_every:
-        evaluations = 1 + steps // cfg.eval_every + (1 if steps % cfg.eval_every else 0)
-        networks = family.heldout if cfg.select_on == "heldout" else family.train
-        workers = pooled if cfg.backend == "process" else 1
-        what = f"about {evaluations} evaluations x {len(networks)} networks x {cfg.eval_episodes} seeds"
-        work.append(Work("periodic evaluation", evaluations * len(networks) * cfg.eval_episodes, workers, what))
-    return work
-
-
 # ------------------------------------------------------------------------------------------------ the run
 def preflight(cfg: TrainConfig) -> Plan:
     """Check everything a run of ``cfg`` needs, write nothing; the plan (``ValueError``: one line, see module)."""
     start = time.perf_counter()
     checks = [f"device: {check_device(cfg.env.device)}", check_run_dir(cfg.run_dir, cfg.mode, cfg.resume)]
-    check_backends(cfg)
+    check_installed(cfg)
     check_names(cfg)
     family = get_family(cfg.family)
+    compared = comparison_family(cfg.family, cfg.heldout)
     data = load_data(cfg.env)
     built = []
-    for where, specs in network_splits(cfg, family).items():
+    for where, specs in network_splits(cfg, family, compared).items():
         for spec in specs:
             check_network(spec, cfg.env, data, where)
         built.append(f"{where}: {', '.join(s.name for s in specs)}")
@@ -423,10 +280,12 @@ def preflight(cfg: TrainConfig) -> Plan:
         f"dataset: {cfg.env.dataset}, inputs {tuple(data.input_shape)}, {data.num_classes} classes; every network "
         f"built and run on it: {'; '.join(built)}"
     )
+    work = planned_work(cfg, family)
+    budget = search_plan(cfg, work)
     path = model_path(cfg)
-    specs = tuple(parse_network(n) for n in cfg.networks) if cfg.networks else family.heldout
+    specs = tuple(parse_network(n) for n in cfg.networks) if cfg.networks else compared.heldout
     learned = path if cfg.mode == "evaluate" else Path(cfg.run_dir) / "model.zip"
-    jobs = comparison_jobs(cfg, specs, lambda spec: "heldout", learned)
+    jobs = comparison_jobs(cfg, specs, lambda spec: "heldout", learned, search_points(cfg, budget))
     names = check_policies(cfg, jobs, data)
     checks.append(f"policies: {', '.join(names) or 'none'}" + (f" and {LEARNED}" if learned else ""))
     first = family.train[0]
@@ -438,6 +297,7 @@ def preflight(cfg: TrainConfig) -> Plan:
             env.close()
     elif cfg.mode == "evaluate":
         checks.append("model: none found (baselines only)")
-    work = count_work(cfg, family, jobs)
+    population = cfg.heldout == "population" and not cfg.networks
+    work += [*search_work(cfg, budget), comparison_work(cfg, jobs, population)]
     probe = probe_episode(cfg.env, first, data)
-    return Plan(cfg.mode, tuple(checks), work, probe, time.perf_counter() - start)
+    return Plan(cfg.mode, tuple(checks), tuple(work), probe, time.perf_counter() - start)

@@ -37,11 +37,19 @@ from agents.callbacks import (
 )
 from agents.comparison import LEARNED, baseline_factory, compare, prior_note, write_reports
 from agents.config import TrainConfig
-from agents.costs import cumulative_train_seconds, report_costs
+from agents.costs import (
+    REFERENCE_CACHE,
+    cumulative_train_seconds,
+    ppo_run_dir,
+    read_agent_cost,
+    report_costs,
+    write_timing,
+)
 from agents.opponents import opponent_notes, run_opponents
 from agents.paired_reward import PairedReward, ReferenceCache
 from agents.policy import LayerwisePolicy
 from agents.preflight import preflight
+from agents.prior import RECORD_NAME as PRIOR_RECORD
 from agents.prior import choose_prior
 from agents.ray_vec_env import ActorRestartsCallback
 from agents.run_dir import check_fresh, config_path, save_model_atomic
@@ -116,7 +124,7 @@ def train_ppo(
         reference = paired_reference(cfg, prior_cell or prior)
         if reference == "none":
             raise ValueError("reward_reference='prior' is not allowed with prior='none'; pass a schedule name")
-        paired = (reference, str(run_dir / "reference_cache.json"), cfg.seed_pool)
+        paired = (reference, str(run_dir / REFERENCE_CACHE), cfg.seed_pool)
     vec_env = make_train_env(cfg, family, paired)
     threads = torch.get_num_threads()
     if cfg.n_envs > 1 or cfg.vec_env == "ray":
@@ -124,13 +132,12 @@ def train_ppo(
         # whose spin-waiting took a whole core from the env workers (the default run went 10x slower).
         torch.set_num_threads(1)
     checkpoint = run_dir / "checkpoints" / "last.zip"
-    state_path = checkpoint.parent / "state.json"
-    state: dict[str, Any] = {"num_timesteps": 0, "episodes": 0}
+    episodes = 0  # finished training episodes, counted across resumed sessions
     try:
         if cfg.resume and checkpoint.exists():
             model = PPO.load(checkpoint, env=vec_env, device="cpu", tensorboard_log=str(run_dir / "tb"))
-            if state_path.exists():
-                state.update(json.loads(state_path.read_text()))
+            earlier = read_agent_cost(run_dir)
+            episodes = earlier.episodes if earlier is not None else 0
             # A resumed run draws training episodes from a fresh stream, so it does not replay seen ones.
             vec_env.seed(cfg.seed + model.num_timesteps)
             print(f"resuming from {checkpoint} at timestep {model.num_timesteps}")
@@ -162,7 +169,7 @@ def train_ppo(
                 },
             )
         remaining = cfg.total_timesteps - model.num_timesteps
-        checkpoints = AtomicCheckpointCallback(checkpoint.parent, cfg.checkpoint_every, episodes=state["episodes"])
+        checkpoints = AtomicCheckpointCallback(checkpoint.parent, cfg.checkpoint_every, episodes=episodes)
         if remaining > 0:
             callbacks = [
                 HParamsCallback(json.loads(cfg.to_json())),
@@ -187,7 +194,7 @@ def train_ppo(
                 progress_bar=cfg.progress_bar,
             )
             checkpoints.save()
-        state = {"num_timesteps": int(model.num_timesteps), "episodes": int(checkpoints.episodes)}
+        state: dict[str, Any] = {"num_timesteps": int(model.num_timesteps), "episodes": int(checkpoints.episodes)}
         if paired is not None:  # the reference's cost: episodes run (cache misses) and their seconds
             caches = vec_env.get_attr("cache")
             state["reference_episodes"] = sum(c.episodes for c in caches)
@@ -251,7 +258,7 @@ def run_train(cfg: TrainConfig) -> Path:
             family.train,
             cfg.env,
             cfg.prior_seeds,
-            run_dir / "prior.json",
+            run_dir / PRIOR_RECORD,
             backend=cfg.backend,
             workers=cfg.workers or None,
             progress=cfg.progress_bar,
@@ -259,6 +266,7 @@ def run_train(cfg: TrainConfig) -> Path:
     print(f"prior schedule: {prior}" + (f" (env allocation {cfg.env.allocation}, tilted)" if prior_label else ""))
     _, state = train_ppo(cfg, run_dir, family, prior, prior_label)
     train_time = cumulative_train_seconds(run_dir, cfg.resume, time.perf_counter() - start)
+    write_timing(run_dir, {"train_seconds": train_time, **state})  # the run's records, before the search reads them
     best = run_dir / "best_model.zip"
     model_path = best if cfg.eval_every and best.exists() else run_dir / "model.zip"
     chosen = "final model"
@@ -303,11 +311,11 @@ def run_train(cfg: TrainConfig) -> Path:
         f"sparsity-gym comparison: PPO trained on family {cfg.family} ({cfg.env.dataset}), "
         f"selector {cfg.env.selector}, target density {cfg.env.target_density}"
     )
-    records, agent = report_costs(cfg, run_dir, family, tuned, state, train_time)
-    write_reports(cfg, results, run_dir, title, notes, reference=tuned, opponents=records, agent=agent)
+    recorded, agent = report_costs(cfg, run_dir, family, tuned)
+    write_reports(cfg, results, run_dir, title, notes, reference=tuned, opponents=recorded, agent=agent)
     write_learning_curve(run_dir, f"{cfg.family}, target {cfg.env.target_density}, reward {cfg.reward}")
     timing = {"train_seconds": train_time, "total_seconds": time.perf_counter() - start, **state}
-    atomic_write_text(run_dir / "timing.json", json.dumps(timing, indent=2))
+    write_timing(run_dir, timing)
     print(f"done in {timing['total_seconds']:.0f}s: {run_dir}/results.md; tensorboard --logdir {run_dir}/tb")
     return run_dir
 
@@ -337,7 +345,7 @@ def run_evaluate(cfg: TrainConfig) -> Path:
         found = [p for p in (run_dir / "best_model.zip", run_dir / "model.zip") if p.exists()]
         model_path = found[0] if found else None
     start = time.perf_counter()
-    opponents = run_opponents(cfg, run_dir, Path(cfg.model).parent if cfg.model else run_dir)
+    opponents = run_opponents(cfg, run_dir)
     table = tune_run(cfg, run_dir)  # read back from the training run's tuning.json when it is there
     tuned = None if table is None else table.best
     if cfg.prior == "tuned" and tuned is not None:  # the learned policy runs on the env it trained on
@@ -353,8 +361,7 @@ def run_evaluate(cfg: TrainConfig) -> Path:
         notes.append(f"Reference: the tuned handcrafted cell `{tuned}` (train split, run_dir/tuning.json).")
     if cfg.heldout == "population" and not cfg.networks:
         notes.append(f"Held-out population (`--heldout population`): {compared.description}.")
-    training_dir = Path(cfg.model).parent if cfg.model else run_dir
-    records, agent = report_costs(cfg, run_dir, get_family(cfg.family), tuned, training_dir=training_dir)
+    recorded, agent = report_costs(cfg, run_dir, get_family(cfg.family), tuned, training_dir=ppo_run_dir(cfg))
     title = f"sparsity-gym evaluation on {cfg.env.dataset}"
     write_reports(
         cfg,
@@ -363,7 +370,7 @@ def run_evaluate(cfg: TrainConfig) -> Path:
         title,
         [" ".join(notes), *opponent_notes(run_dir, opponents)],
         tuned,
-        opponents=records,
+        opponents=recorded,
         agent=agent,
     )
     print(f"done in {time.perf_counter() - start:.0f}s: {run_dir}/results.md")

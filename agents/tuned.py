@@ -27,7 +27,7 @@ from agents.config import TrainConfig
 from baselines import is_static, policy_cell
 from baselines.handcrafted import parse_cell
 from sparsity_gym.env.config import EnvConfig
-from sparsity_gym.experiments.search import OpponentCost, read_opponents, write_opponents
+from sparsity_gym.experiments.opponents import Opponent, read_opponents, write_opponents
 from sparsity_gym.experiments.seeds import seeds
 from sparsity_gym.experiments.tuning import TuningTable, tune
 
@@ -69,7 +69,7 @@ def tune_run(cfg: TrainConfig, run_dir: Path | None) -> TuningTable | None:
     return table
 
 
-def record_tuning(run_dir: Path, table: TuningTable) -> OpponentCost:
+def record_tuning(run_dir: Path, table: TuningTable) -> Opponent:
     """The tuning's cost as opponent ``tuned`` in ``run_dir/opponents.json``: every cell × network × seed.
 
     Seconds are those measured when the grid ran; a table read back from ``tuning.json`` keeps the recorded
@@ -78,9 +78,9 @@ def record_tuning(run_dir: Path, table: TuningTable) -> OpponentCost:
     episodes = len(table.cells) * len(next(iter(table.val.values()))) * len(table.seeds)
     recorded = read_opponents(run_dir).get("tuned")
     seconds = round(table.seconds, 1) if table.seconds is not None else recorded.seconds if recorded else None
-    cost = OpponentCost("tuned", table.best, episodes, seconds, table.best)
-    write_opponents(run_dir, [cost])
-    return cost
+    tuned = Opponent("tuned", table.best, episodes, seconds, table.best)
+    write_opponents(run_dir, [tuned])
+    return tuned
 
 
 def prior_from_cell(cell: str, env: EnvConfig) -> tuple[str, EnvConfig]:

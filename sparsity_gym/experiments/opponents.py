@@ -1,4 +1,4 @@
-"""The learned policy against its opponents, side by side: paired differences over a population, and their costs.
+"""The learned policy against its opponents, side by side: who they are, what they cost, and the paired differences.
 
 An *opponent* is a static policy the learned one must beat, with what it cost to choose it (DESIGN.md,
 "Learning against searching"):
@@ -10,38 +10,50 @@ An *opponent* is a static policy the learned one must beat, with what it cost to
 * ``oracle``: per network, the grid cell with the best mean **test** accuracy there: an upper bound chosen on
   the very results it is scored on, so it has no cost and no fixed schedule chosen in advance can claim it.
 
-Opponents come as records ``{"name", "label", "episodes", "seconds"}`` (``opponents.json`` of a run folder,
-:func:`opponents_from_records`): the label is the name its episodes carry in the comparison (``search (1016
-episodes)``; ``policy`` overrides it; ``tuned``: the tuned cell passed in), ``best``, optional, the point it
-chose (printed beside the label); other keys are ignored. Every difference is learned − opponent in test
-accuracy points, paired by network and seed; the pooled interval is the **hierarchical** bootstrap's
-(:func:`sparsity_gym.experiments.statistics.hierarchical_interval`: networks drawn, then seeds within each), so the
-verdict is about networks like these, not only these ones. The learned policy's own cost (:class:`AgentCost`)
-sits in the same column: its training and reference episodes and seconds, and when its periodic evaluation first
-beat the reference (the cost of a win).
+**The record.** One type, :class:`Opponent`, is what the tuning and the searches write to the run folder's
+``opponents.json`` and what the report reads back (:func:`write_opponents`, :func:`read_opponents`). The file
+is a JSON list of objects, one per opponent name: ``name``; ``label``, the name its episodes carry in the
+comparison (``search (1016 episodes)``; the tuned cell's name; default: ``name``); ``episodes`` and
+``seconds`` spent choosing it (``null``: unknown); ``best``, the point it chose (printed beside the label);
+``budget``, the episodes it was allowed (a search's); ``policy``, optional, the name its episodes carry when it
+is not the label. A record needs only its ``name``; other keys are ignored.
+
+**The report.** Every difference is learned − opponent in test accuracy points, paired by network and seed; the
+pooled interval is the **hierarchical** bootstrap's
+(:func:`sparsity_gym.experiments.statistics.hierarchical_interval`: networks drawn, then seeds within each), so
+the verdict is about networks like these, not only these ones. The learned policy's own cost
+(:class:`AgentCost`) sits in the same column: its training and reference episodes and seconds, and when its
+periodic evaluation first beat the reference (the cost of a win).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sparsity_gym.core.checks import check_number
+from sparsity_gym.core.io import atomic_write_text
 from sparsity_gym.experiments.evaluation import EpisodeResult
 from sparsity_gym.experiments.report import headline_results, interval_text, mean_std_text, method_label
 from sparsity_gym.experiments.statistics import RESAMPLES, Comparison, compare, mean_interval, paired_differences
 
 __all__ = [
+    "OPPONENTS_FILE",
     "ORACLE_LABEL",
     "AgentCost",
     "Opponent",
     "opponent_columns",
     "opponent_rows",
-    "opponents_from_records",
     "opponents_section",
+    "read_opponents",
+    "report_opponents",
+    "write_opponents",
 ]
 
+OPPONENTS_FILE = "opponents.json"
 ORDER = ("tuned", "search", "random")
 """Opponents in this order first, then any other record in the order given, then the oracle."""
 ORACLE_LABEL = "oracle (upper bound: the best grid cell per network on its own test results)"
@@ -49,24 +61,72 @@ ORACLE_LABEL = "oracle (upper bound: the best grid cell per network on its own t
 
 @dataclass(frozen=True)
 class Opponent:
-    """One opponent of the learned policy.
+    """One opponent of the learned policy and what choosing it cost (a record of ``opponents.json``).
 
     Attributes:
-        name: A short name (``tuned``, ``search``, ``random``, ``oracle``): the CSV columns' prefix.
-        label: What the report prints.
-        policy: The policy name its episodes carry in the results, or ``{network: name}`` (the oracle).
-        episodes: Episodes spent choosing it (``None``: unknown, or none for the oracle).
-        seconds: Wall seconds spent choosing it (``None``: unknown, or none for the oracle).
+        name: ``tuned``, ``search``, ``random``, ``oracle`` or another: the CSV columns' prefix, one per name.
+        label: Its name in the report and, unless ``policy`` is given, the name its episodes carry in the results
+            (``search (1014 episodes)``; the tuned cell's name).
+        episodes: Episodes spent choosing it (a search's trials that count; the tuning's cells × networks × seeds;
+            ``None``: unknown, or none for the oracle).
+        seconds: Wall seconds of those episodes (``None``: not measured, or none for the oracle).
+        best: The policy it chose, when the label is not that policy's name (a search's best point).
+        budget: The episodes it was allowed (a search's budget; ``None``: none, the tuning's).
+        policy: The name its episodes carry in the results (default: ``label``), or ``{network: name}`` (the
+            oracle, whose cell differs by network).
         upper_bound: Chosen on the test results it is scored on (the oracle): no cost, not a rival.
+
+    Raises:
+        ValueError: No name, or a negative or non-numeric cost (naming ``opponents[<name>].<field>``).
 
     """
 
     name: str
-    label: str
-    policy: str | Mapping[str, str]
+    label: str = ""
     episodes: int | None = None
     seconds: float | None = None
+    best: str | None = None
+    budget: int | None = None
+    policy: str | Mapping[str, str] = ""
     upper_bound: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"opponents: name={self.name!r} is not allowed; expected a record with a name")
+        for key, integer in (("episodes", True), ("seconds", False), ("budget", True)):
+            value = getattr(self, key)
+            if value is not None:
+                check_number(f"opponents[{self.name!r}].{key}", value, low=0, integer=integer)
+        object.__setattr__(self, "label", str(self.label or self.name))
+        object.__setattr__(self, "policy", self.policy or self.label)
+
+    @classmethod
+    def from_json(cls, record: Any) -> Opponent:
+        """The opponent of one record of ``opponents.json`` (see the module; other keys are ignored)."""
+        if not isinstance(record, Mapping) or not record.get("name"):
+            raise ValueError(f"opponents={record!r} is not allowed; expected a record with a name")
+        fields = ("label", "episodes", "seconds", "best", "budget", "policy")
+        return cls(record["name"], **{k: record[k] for k in fields if record.get(k) is not None})
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as ``opponents.json`` holds it (``policy`` only when it is not the label)."""
+        record = {k: getattr(self, k) for k in ("name", "label", "episodes", "seconds", "best", "budget")}
+        return record if self.policy == self.label else {**record, "policy": self.policy}
+
+    @property
+    def title(self) -> str:
+        """What the report prints: ``tuned grid cell `c` (train split)``; else the label, the chosen point beside it."""
+        if self.name == "tuned":
+            return f"tuned grid cell `{self.policy}` (train split)"
+        if self.best and self.best != self.policy:
+            return f"{self.label}: `{self.best}`"
+        return self.label
+
+    def policy_on(self, network: str | None) -> str | None:
+        """The name its episodes carry on ``network`` (the oracle's cell there; ``None``: none, or no network)."""
+        if isinstance(self.policy, str):
+            return self.policy
+        return None if network is None else self.policy.get(network)
 
     def cost_text(self) -> str:
         """``1016 episodes, 1234 s``; the oracle's ``none (chosen on the test results)``; else ``n/a``."""
@@ -79,6 +139,42 @@ class Opponent:
         return ", ".join(p for p in parts if p) or "n/a"
 
 
+def read_opponents(run_dir: str | Path) -> dict[str, Opponent]:
+    """The opponents recorded in ``run_dir/opponents.json`` by name, in file order (empty when there is none).
+
+    Raises:
+        ValueError: The file holds anything but a list of records, a record without a name, two records of one
+            name, or a negative or non-numeric cost.
+
+    """
+    path = Path(run_dir) / OPPONENTS_FILE
+    if not path.exists():
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, list):
+        raise ValueError(
+            f"{path}: opponents={data!r} is not allowed; expected a list of records "
+            '{"name": ..., "label": ..., "episodes": ..., "seconds": ...}'
+        )
+    out: dict[str, Opponent] = {}
+    for record in data:
+        opponent = Opponent.from_json(record)
+        if opponent.name in out:
+            raise ValueError(
+                f"{path}: opponents: name={opponent.name!r} is not allowed twice; expected one record per opponent"
+            )
+        out[opponent.name] = opponent
+    return out
+
+
+def write_opponents(run_dir: str | Path, opponents: Iterable[Opponent]) -> Path:
+    """Add (or replace, by name) ``opponents`` in ``run_dir/opponents.json`` (atomically); the file's path."""
+    merged = {**read_opponents(run_dir), **{o.name: o for o in opponents}}
+    path = Path(run_dir) / OPPONENTS_FILE
+    atomic_write_text(path, json.dumps([o.to_json() for o in merged.values()], indent=2))
+    return path
+
+
 @dataclass(frozen=True)
 class AgentCost:
     """What the learned policy cost, and when it first beat the reference during training.
@@ -86,7 +182,7 @@ class AgentCost:
     Attributes:
         episodes: Training episodes.
         seconds: Wall seconds of training (``None``: unknown); the reference's episodes ran inside them.
-        reference_episodes: Episodes the paired reward's reference ran (cache misses).
+        reference_episodes: Episodes the paired reward's reference ran.
         reference_seconds: Their wall seconds (part of ``seconds``).
         first_win: ``(episodes, seconds)`` at the first periodic evaluation whose validation accuracy beat the
             reference's on the same networks and seeds; ``None``: none did (or nothing to tell, see ``evaluations``).
@@ -100,6 +196,11 @@ class AgentCost:
     reference_seconds: float = 0.0
     first_win: tuple[int, float] | None = None
     evaluations: int = 0
+
+    @property
+    def all_episodes(self) -> int:
+        """Training plus reference episodes: the budget an equal-budget search opponent gets."""
+        return self.episodes + self.reference_episodes
 
     def cost_text(self) -> str:
         """Episodes and seconds, then the first win (``never`` when no evaluation beat the reference)."""
@@ -115,57 +216,30 @@ class AgentCost:
         return f"{text}; its periodic evaluation first beat the reference after {at} episodes ({seconds_at:.0f} s)"
 
 
-def _record_number(record: Mapping[str, Any], key: str, integer: bool) -> Any:
-    value = record.get(key)
-    if value is None:
-        return None
-    check_number(f"opponents[{record.get('name')!r}].{key}", value, low=0, integer=integer)
-    return int(value) if integer else float(value)
-
-
-def opponents_from_records(
-    records: Sequence[Mapping[str, Any]], reference: str | None, oracle: Mapping[str, str] | None = None
+def report_opponents(
+    recorded: Iterable[Opponent], reference: str | None, oracle: Mapping[str, str] | None = None
 ) -> list[Opponent]:
-    """The opponents of a report from ``records`` (see the module), the tuned cell ``reference`` and the oracle.
+    """The opponents of a report: the ``recorded`` ones, the tuned cell ``reference`` and the oracle, in order.
 
-    A ``tuned`` record without a ``reference`` is left out; without a ``tuned`` record the reference is still an
-    opponent, its cost unknown. The oracle (``{network: cell}``, when given and not empty) comes last.
-
-    Raises:
-        ValueError: A record without a name, two records of one name, or a negative or non-numeric cost.
-
+    The ``tuned`` opponent is the ``reference`` (the report's reference is the tuned cell), with the ``tuned``
+    record's cost when there is one (else unknown); without a ``reference`` it is left out. The others follow
+    in :data:`ORDER`, then in the order given; the oracle (``{network: cell}``, when given and not empty) last.
     """
-    by_name: dict[str, Mapping[str, Any]] = {}
-    for record in records:
-        name = record.get("name")
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"opponents={record!r} is not allowed; expected a record with a name")
-        if name in by_name:
-            raise ValueError(f"opponents: name={name!r} is not allowed twice; expected one record per opponent")
-        by_name[name] = record
-    if reference is not None and "tuned" not in by_name:
-        by_name["tuned"] = {"name": "tuned"}
-    names = [n for n in ORDER if n in by_name] + [n for n in by_name if n not in ORDER]
-    out = []
-    for name in names:
-        record = by_name[name]
-        if name == "tuned" and reference is None and "policy" not in record:
-            continue
-        default = reference if name == "tuned" else record.get("label", name)
-        policy = str(record.get("policy") or default)
-        label = str(record.get("label", name))
-        if name == "tuned":
-            label = f"tuned grid cell `{policy}` (train split)"
-        elif record.get("best") and record["best"] != policy:
-            label = f"{label}: `{record['best']}`"
-        out.append(
-            Opponent(
-                name, label, policy, _record_number(record, "episodes", True), _record_number(record, "seconds", False)
-            )
-        )
+    by_name = {o.name: o for o in recorded}
+    if reference is not None:
+        tuned = by_name.get("tuned", Opponent("tuned"))
+        by_name["tuned"] = Opponent("tuned", reference, tuned.episodes, tuned.seconds, reference, tuned.budget)
+    else:
+        by_name.pop("tuned", None)
+    out = [by_name[n] for n in ORDER if n in by_name] + [o for n, o in by_name.items() if n not in ORDER]
     if oracle:
-        out.append(Opponent("oracle", ORACLE_LABEL, dict(oracle), upper_bound=True))
+        out.append(Opponent("oracle", ORACLE_LABEL, policy=dict(oracle), upper_bound=True))
     return out
+
+
+def _policy_names(opponents: Sequence[Opponent]) -> set[str]:
+    """Every name the opponents' episodes carry (the oracle's cells on every network)."""
+    return {n for o in opponents for n in ([o.policy] if isinstance(o.policy, str) else o.policy.values())}
 
 
 def _comparisons(
@@ -192,7 +266,7 @@ def opponents_section(
     differences and P(learned > opponent) (both hierarchical too); then the learned policy's own row with its
     cost. Per network: learned − opponent over seeds. Empty without learned episodes or opponents.
     """
-    names = {n for o in opponents for n in ([o.policy] if isinstance(o.policy, str) else o.policy.values())}
+    names = _policy_names(opponents)
     chosen, setting = headline_results(results, selector, target, learned, names)
     if not opponents or not any(r.policy == learned for r in chosen):
         return []
@@ -217,10 +291,10 @@ def opponents_section(
     for o in opponents:
         c = vs[o.name]
         if c.pooled is None:
-            lines.append(f"| {o.label} | {o.cost_text()} | no episodes paired with the learned policy's | | | | |")
+            lines.append(f"| {o.title} | {o.cost_text()} | no episodes paired with the learned policy's | | | | |")
             continue
         lines.append(
-            f"| {o.label} | {o.cost_text()} | {mean_std_text(chosen, o.policy, setting, None)} | "
+            f"| {o.title} | {o.cost_text()} | {mean_std_text(chosen, o.policy, setting, None)} | "
             f"{interval_text(c.pooled)} | **{c.pooled.verdict}** | {interval_text(c.iqm)} | "
             f"{interval_text(c.p_improvement, 1.0)} |"
         )
@@ -251,11 +325,11 @@ def opponent_rows(
 
     Differences are fractions (learned − opponent); ``network`` is ``all`` on the pooled rows.
     """
-    names = {n for o in opponents for n in ([o.policy] if isinstance(o.policy, str) else o.policy.values())}
+    names = _policy_names(opponents)
     chosen, setting = headline_results(results, selector, target, learned, names)
     rows: list[dict[str, Any]] = []
     for o, c in zip(opponents, _comparisons(chosen, learned, opponents, setting, resamples).values(), strict=True):
-        base = {"opponent": o.name, "label": o.label, "episodes": o.episodes, "seconds": o.seconds}
+        base = {"opponent": o.name, "label": o.title, "episodes": o.episodes, "seconds": o.seconds}
         if c.pooled is not None:
             rows.append(
                 {
@@ -269,7 +343,7 @@ def opponent_rows(
                 }
             )
         for net, interval in c.per_network.items():
-            policy = o.policy if isinstance(o.policy, str) else o.policy.get(net, "")
+            policy = o.policy_on(net) or ""
             rows.append(
                 {**base, "network": net, "policy": policy, "interval": "seeds", **_interval_columns("diff", interval)}
             )
@@ -309,7 +383,7 @@ def opponent_columns(
             setting = (row["selector"], row.get("regrowth", "random"), row["granularity"], row["target_density"])
             here = [r for r in results if r.network == row["network"] and r.split == row["split"]]
             for o in opponents:
-                policy = o.policy if isinstance(o.policy, str) else o.policy.get(row["network"])
+                policy = o.policy_on(row["network"])
                 diffs = paired_differences(here, learned, policy, setting) if policy is not None else {}
                 if row["network"] not in diffs:
                     continue

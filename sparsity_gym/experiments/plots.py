@@ -65,14 +65,23 @@ def role_colours(highlight: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-def plot_schedules(
-    path: str | Path, results: Sequence[Any], title: str = "", highlight: Mapping[str, str] | None = None
-) -> Path:
+def schedule_figure(
+    results: Sequence[Any],
+    title: str = "",
+    highlight: Mapping[str, str] | None = None,
+    layer_names: Sequence[str] | None = None,
+    references: Mapping[str, Callable[[float, float], float]] | None = None,
+) -> Any:
     """Per-layer density against training progress, mean over seeds, one line per policy, one panel a layer.
 
+    Each decision's density holds until the next one (a step line; the last until the end of training).
     ``highlight`` (``{policy: role}``; default: the policies named ``ppo*`` as ``learned``) are drawn in colour
-    on top, labelled ``role: policy``; every other policy is a thin grey line, one legend entry for all. The
-    legend sits right of the panels.
+    on top, labelled ``role: policy``; every other policy is a thin grey line, one legend entry for all.
+    ``references`` (``{name: (progress, target) -> density}``, e.g. ``baselines.SCHEDULES``) are drawn as thin
+    curves at 101 points of progress, at the episodes' target (density 1 without one). Panels are titled with
+    ``layer_names`` (default ``layer 0``, ``layer 1``...); the legend sits right of the panels. Returns the open
+    matplotlib figure, the caller closes it (:func:`plot_schedules` writes and closes it; ``stable_baselines3``'s
+    ``Figure(fig, close=True)`` closes it); a figure that fails to draw is closed here.
     """
     plt = _pyplot()
     by_policy: dict[str, list[Any]] = defaultdict(list)
@@ -81,76 +90,59 @@ def plot_schedules(
     roles = dict(highlight) if highlight is not None else {p: "learned" for p in by_policy if p.startswith("ppo")}
     colours = role_colours({p: role for p, role in roles.items() if p in by_policy})
     n_layers = max(len(r.schedule[0]) for r in results)
+    names = list(layer_names) if layer_names is not None else [f"layer {j}" for j in range(n_layers)]
     fig, axes = plt.subplots(1, n_layers, figsize=(3.2 * n_layers, 3), squeeze=False, sharey=True)
-
-    def draw() -> None:
+    target = results[0].target_density if results[0].target_density is not None else 1.0
+    try:
+        fine = np.linspace(0.0, 1.0, 101)
+        spare = iter(c for c in PALETTE if c not in colours.values())
+        for name, fn in (references or {}).items():
+            style = {"color": next(spare, OTHER_COLOUR), "lw": 0.8, "alpha": 0.7, "zorder": 2, "label": name}
+            for layer in range(n_layers):
+                axes[0, layer].plot(fine, [fn(p, target) for p in fine], **style)
         others = sorted(p for p in by_policy if p not in colours)
-        for policy in [*others, *(p for p in colours)]:  # the highlighted ones on top
+        for policy in [*others, *colours]:  # the highlighted ones on top
             members = by_policy[policy]
             sched = np.mean([m.schedule for m in members], axis=0)  # (decisions, layers)
-            # each decision's density holds until the next one; the last holds until the end of training
             prog = np.append(np.asarray(members[0].progress), 1.0)
             sched = np.vstack([sched, sched[-1:]])
             role = roles.get(policy, "")
+            label = policy if policy.startswith(role) else f"{role}: {policy}"
             style = (
-                {"color": colours[policy], "lw": 2.5 if role.startswith("learned") else 1.6, "zorder": 3}
+                {
+                    "color": colours[policy],
+                    "lw": 2.5 if role.startswith("learned") else 1.6,
+                    "zorder": 3,
+                    "label": label,
+                }
                 if policy in colours
-                else {"color": OTHER_COLOUR, "lw": 0.9, "alpha": 0.7, "zorder": 1}
+                else {"color": OTHER_COLOUR, "lw": 0.9, "alpha": 0.7, "zorder": 1, "label": "_other"}
             )
             for layer in range(sched.shape[1]):
                 axes[0, layer].step(prog, sched[:, layer], where="post", **style)
-        for layer in range(n_layers):
-            axes[0, layer].set_title(f"layer {layer}")
+        for layer, name in enumerate(names):
+            axes[0, layer].set_title(name, fontsize=8)
             axes[0, layer].set_xlabel("training progress")
         axes[0, 0].set_ylabel("density")
-        handles = [
-            plt.Line2D([], [], color=colours[p], lw=2.5 if roles[p].startswith("learned") else 1.6,
-                       label=p if p.startswith(roles[p]) else f"{roles[p]}: {p}")
-            for p in colours
-        ]  # fmt: skip
+        handles, labels = axes[0, 0].get_legend_handles_labels()
         if others:
-            handles.append(plt.Line2D([], [], color=OTHER_COLOUR, lw=0.9, label=f"every other policy ({len(others)})"))
+            handles.append(plt.Line2D([], [], color=OTHER_COLOUR, lw=0.9))
+            labels.append(f"every other policy ({len(others)})")
         fig.suptitle(title)
         fig.tight_layout()
-        fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
-
-    return _save(fig, path, draw)
-
-
-def schedule_against_references(
-    result: Any, layer_names: Sequence[str], references: Mapping[str, Callable[[float, float], float]]
-) -> Any:
-    """One panel per layer: one episode's schedule (density against progress) over reference schedules.
-
-    ``result`` is an :class:`~sparsity_gym.experiments.evaluation.EpisodeResult` (its ``progress``, ``schedule``
-    and ``target_density``; no target draws the references at density 1); ``references`` maps a name to
-    ``(progress, target) -> density`` (e.g. ``baselines.SCHEDULES``), each drawn at 101 points of progress. The
-    episode's densities hold from one decision to the next (a step plot, black, labelled ``learned``). Returns
-    the open matplotlib figure: the caller closes it (``stable_baselines3``'s ``Figure(fig, close=True)`` does);
-    a figure that fails to draw is closed here.
-    """
-    plt = _pyplot()
-    target = result.target_density if result.target_density is not None else 1.0
-    prog = np.append(np.asarray(result.progress), 1.0)
-    sched = np.vstack([np.asarray(result.schedule), np.asarray(result.schedule)[-1:]])
-    n = len(layer_names)
-    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.6), squeeze=False, sharey=True)
-    fine = np.linspace(0.0, 1.0, 101)
-    try:
-        for j, name in enumerate(layer_names):
-            ax = axes[0, j]
-            for sname, fn in references.items():
-                ax.plot(fine, [fn(p, target) for p in fine], lw=0.8, alpha=0.7, label=sname)
-            ax.step(prog, sched[:, j], where="post", color="black", lw=2.0, label="learned")
-            ax.set_title(name, fontsize=8)
-            ax.set_xlabel("progress")
-        axes[0, 0].set_ylabel("density")
-        axes[0, -1].legend(fontsize=6)
-        fig.tight_layout()
+        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
     except BaseException:
         plt.close(fig)  # a figure that failed to draw does not leak
         raise
     return fig
+
+
+def plot_schedules(
+    path: str | Path, results: Sequence[Any], title: str = "", highlight: Mapping[str, str] | None = None
+) -> Path:
+    """:func:`schedule_figure` of ``results`` written to ``path`` as PNG (atomically; the figure closed)."""
+    fig = schedule_figure(results, title, highlight)
+    return _save(fig, path, lambda: None)
 
 
 def pareto_front(x: ArrayLike, y: ArrayLike) -> list[int]:

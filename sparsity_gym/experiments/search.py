@@ -23,8 +23,9 @@ TPE's model alone.
 **The budget** is in episodes. The search runs ``budget // (networks × seeds)`` trials and stops when the next
 trial would exceed it; the ``budget mod (networks × seeds)`` episodes left over are not spent (the search never
 exceeds its budget and never runs a partial trial). The best point is the best value, the first trial on a tie
-(:func:`sparsity_gym.experiments.statistics.best_of`), and its cost an :class:`OpponentCost`: the episodes of
-the trials that count and their wall seconds.
+(:func:`sparsity_gym.experiments.statistics.best_of`), and its cost an
+:class:`~sparsity_gym.experiments.opponents.Opponent` record: the episodes of the trials that count and their
+wall seconds (the caller adds it to the run folder's ``opponents.json``).
 
 **Resume.** The study lives in the run folder as Optuna's SQLite storage (``search_tpe.db``,
 ``search_random.db``): a killed search resumes the same study with its trials counted. A trial that did not
@@ -46,14 +47,13 @@ from types import ModuleType
 from typing import Any
 
 from sparsity_gym.core.checks import check_choice, check_number
-from sparsity_gym.core.io import atomic_write_text
 from sparsity_gym.env.config import EnvConfig
 from sparsity_gym.experiments.episode_log import config_hash
+from sparsity_gym.experiments.opponents import Opponent
 from sparsity_gym.experiments.statistics import best_of
 from sparsity_gym.experiments.tuning import Cell, score_policies
 
 SAMPLERS = ("tpe", "random")
-OPPONENTS_NAME = "opponents.json"
 INSTALL_HINT = "pip install -e '.[search]'"
 
 
@@ -71,28 +71,6 @@ class Knob:
         if self.choices:
             return optuna.distributions.CategoricalDistribution(self.choices)
         return optuna.distributions.FloatDistribution(self.low, self.high, log=self.log)
-
-
-@dataclass(frozen=True)
-class OpponentCost:
-    """What an opponent of the learned policy cost, for the report's cost column (``opponents.json``).
-
-    Attributes:
-        name: The opponent: ``search`` (TPE), ``random`` or ``tuned`` (the handcrafted grid's tuning).
-        label: Its policy's name in the results (``search (1014 episodes)``, the tuned cell's name).
-        episodes: Episodes it spent (the trials that count; the tuning's cells × networks × seeds).
-        seconds: Wall seconds of those episodes (``None``: not measured, e.g. a tuning read from an older cache).
-        best: The name of the policy it chose (a static schedule, a handcrafted cell).
-        budget: The episodes it was allowed (a search's budget; ``None`` for the tuning, which has none).
-
-    """
-
-    name: str
-    label: str
-    episodes: int
-    seconds: float | None
-    best: str
-    budget: int | None = None
 
 
 @dataclass(frozen=True)
@@ -142,10 +120,10 @@ class SearchResult:
         """The best point's name in the comparison: ``search (N episodes)`` or ``random (N episodes)``."""
         return f"{opponent_name(self.sampler)} ({self.episodes} episodes)"
 
-    def cost(self) -> OpponentCost:
-        """The :class:`OpponentCost` of this search."""
+    def opponent(self) -> Opponent:
+        """The search as the report's opponent: its label, the episodes and seconds it spent, its best point."""
         name, seconds = opponent_name(self.sampler), round(self.seconds, 1)
-        return OpponentCost(name, self.label, self.episodes, seconds, self.best, self.budget.episodes)
+        return Opponent(name, self.label, self.episodes, seconds, self.best, self.budget.episodes)
 
 
 def opponent_name(sampler: str) -> str:
@@ -312,19 +290,3 @@ def _result(sampler: str, trials: Sequence[Any], plan: Budget) -> SearchResult:
     assert best is not None  # the budget buys at least one trial
     seconds = float(sum(float(t.user_attrs.get("seconds", 0.0)) for t in trials))
     return SearchResult(sampler, best, values[best], len(trials), plan, seconds)
-
-
-def read_opponents(run_dir: str | Path) -> dict[str, OpponentCost]:
-    """The opponents recorded in ``run_dir/opponents.json`` by name (empty when there is none)."""
-    path = Path(run_dir) / OPPONENTS_NAME
-    if not path.exists():
-        return {}
-    return {entry["name"]: OpponentCost(**entry) for entry in json.loads(path.read_text(encoding="utf-8"))}
-
-
-def write_opponents(run_dir: str | Path, costs: Sequence[OpponentCost]) -> Path:
-    """Add (or replace, by name) ``costs`` in ``run_dir/opponents.json``: a JSON list of :class:`OpponentCost`."""
-    merged = {**read_opponents(run_dir), **{c.name: c for c in costs}}
-    path = Path(run_dir) / OPPONENTS_NAME
-    atomic_write_text(path, json.dumps([asdict(c) for c in merged.values()], indent=2))
-    return path

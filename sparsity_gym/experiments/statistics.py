@@ -186,6 +186,18 @@ def _improvement(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return ((xs > ys).astype(np.float64) + 0.5 * (xs == ys)).mean(axis=(1, 2))
 
 
+def _improvement_estimate(
+    x_groups: Sequence[Sequence[float]] | Sequence[np.ndarray],
+    y_groups: Sequence[Sequence[float]] | Sequence[np.ndarray],
+) -> tuple[list[np.ndarray], list[np.ndarray], float, int]:
+    """``(xs, ys, P(X > Y) averaged over the groups, X's value count)``; ``ValueError`` unless the groups pair up."""
+    xs, ys = _strata(x_groups), _strata(y_groups)
+    if len(xs) != len(ys):
+        raise ValueError(f"x_groups has {len(xs)} groups and y_groups {len(ys)}; expected the same tasks (networks)")
+    estimate = float(np.mean([_improvement(x[None], y[None])[0] for x, y in zip(xs, ys, strict=True)]))
+    return xs, ys, estimate, sum(x.size for x in xs)
+
+
 def probability_of_improvement(
     x_groups: Sequence[Sequence[float]] | Sequence[np.ndarray],
     y_groups: Sequence[Sequence[float]] | Sequence[np.ndarray],
@@ -197,11 +209,7 @@ def probability_of_improvement(
 
     The bootstrap resamples X's and Y's runs independently within each task (Agarwal et al. 2021, §4.3).
     """
-    xs, ys = _strata(x_groups), _strata(y_groups)
-    if len(xs) != len(ys):
-        raise ValueError(f"x_groups has {len(xs)} groups and y_groups {len(ys)}; expected the same tasks")
-    estimate = float(np.mean([_improvement(x[None], y[None])[0] for x, y in zip(xs, ys, strict=True)]))
-    n = sum(x.size for x in xs)
+    xs, ys, estimate, n = _improvement_estimate(x_groups, y_groups)
     if all(x.size < 2 and y.size < 2 for x, y in zip(xs, ys, strict=True)):
         return Interval(estimate, float("nan"), float("nan"), n)
     rng = _rng(rng)
@@ -276,11 +284,7 @@ def hierarchical_improvement(
     Networks are drawn with replacement; within each drawn network X's and Y's runs are drawn independently
     (as :func:`probability_of_improvement` does within every network).
     """
-    xs, ys = _strata(x_groups), _strata(y_groups)
-    if len(xs) != len(ys):
-        raise ValueError(f"x_groups has {len(xs)} groups and y_groups {len(ys)}; expected the same networks")
-    estimate = float(np.mean([_improvement(x[None], y[None])[0] for x, y in zip(xs, ys, strict=True)]))
-    n = sum(x.size for x in xs)
+    xs, ys, estimate, n = _improvement_estimate(x_groups, y_groups)
     if len(xs) == 1 and xs[0].size < 2 and ys[0].size < 2:
         return Interval(estimate, float("nan"), float("nan"), n)
     rng = _rng(rng)

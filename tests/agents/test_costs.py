@@ -1,4 +1,4 @@
-"""The cost column's inputs: opponents.json, the periodic evaluations in TensorBoard, the reference, the first win."""
+"""The cost column's inputs: the PPO run's records, the periodic evaluations in TensorBoard, the first win."""
 
 import json
 
@@ -14,13 +14,14 @@ from agents.costs import (
     cumulative_train_seconds,
     evaluation_curve,
     first_win,
-    read_opponent_records,
+    read_agent_cost,
     reference_selection_accuracy,
 )
 from baselines import env_kwargs, make_policy
 from sparsity_gym.env.config import EnvConfig
 from sparsity_gym.experiments.evaluation import evaluate
 from sparsity_gym.experiments.families import parse_network
+from sparsity_gym.experiments.opponents import Opponent
 from sparsity_gym.experiments.seeds import seeds
 
 CELL = "cubic@0.75+lamp"
@@ -58,19 +59,9 @@ def test_first_win_counts_episodes_and_seconds_from_the_first_evaluation():
     assert first_win([(0, 5.0, 0.5)], 0.4, decisions=10) == (0, 0.0)
 
 
-def test_opponent_records_are_read_or_refused(tmp_path):
-    assert read_opponent_records(tmp_path) == []
-    records = [{"name": "search", "label": "search (40 episodes)", "episodes": 40, "seconds": 9.5}]
-    (tmp_path / "opponents.json").write_text(json.dumps(records))
-    assert read_opponent_records(tmp_path) == records
-    (tmp_path / "opponents.json").write_text(json.dumps({"name": "search"}))
-    with pytest.raises(ValueError, match="expected a list of records"):
-        read_opponent_records(tmp_path)
-
-
 def test_train_seconds_add_up_over_resumed_sessions(tmp_path):
     assert cumulative_train_seconds(tmp_path, True, 12.0) == 12.0
-    (tmp_path / "timing.json").write_text(json.dumps({"train_seconds": 100.0}))
+    (tmp_path / "timing.json").write_text(json.dumps({"train_seconds": 100.0, "num_timesteps": 20, "episodes": 10}))
     assert cumulative_train_seconds(tmp_path, True, 12.0) == 112.0
     assert cumulative_train_seconds(tmp_path, False, 12.0) == 12.0
 
@@ -116,10 +107,8 @@ def test_agent_cost_reads_the_run_folder_and_says_never(tmp_path, monkeypatch):
     assert "never (3 evaluations)" in agent_cost(cfg, tmp_path, NETWORKS, CELL).cost_text()
     # the reference's episodes: every entry of its cache (resumed sessions included), over one session's count
     (tmp_path / "reference_cache.json").write_text(json.dumps({f"mlp_8|{s}|h": 0.5 for s in range(6)}))
-    assert (
-        agent_cost(cfg, tmp_path, NETWORKS, CELL, state={"episodes": 30, "reference_episodes": 2}).reference_episodes
-        == 6
-    )
+    assert agent_cost(cfg, tmp_path, NETWORKS, CELL).reference_episodes == 6
+    assert read_agent_cost(tmp_path).all_episodes == 30 + 6  # what the equal-budget search gets
     # the latest checkpoint's count wins over an earlier session's timing.json
     (tmp_path / "checkpoints" / "state.json").write_text(json.dumps({"num_timesteps": 900, "episodes": 90}))
     assert agent_cost(cfg, tmp_path, NETWORKS, CELL).episodes == 90
@@ -130,10 +119,7 @@ def test_write_reports_puts_the_opponents_and_costs_in_every_output(tmp_path):
     cfg = TrainConfig(
         env=EnvConfig(**TINY_ENV, target_density=0.01), task="mnist1d_mlp", tune_cells=GRID, progress_bar=False
     )
-    records = [
-        {"name": "search", "label": SEARCH, "episodes": 30, "seconds": 12.4},
-        {"name": "random", "label": RANDOM, "episodes": 30, "seconds": 10.2},
-    ]
+    records = [Opponent("search", SEARCH, 30, 12.4), Opponent("random", RANDOM, 30, 10.2)]
     agent = costs.AgentCost(episodes=100, seconds=250.0, evaluations=4)
     write_reports(cfg, results_for(), tmp_path, "t", ["a note"], GRID[0], opponents=records, agent=agent)
     md = (tmp_path / "results.md").read_text()

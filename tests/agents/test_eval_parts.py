@@ -19,7 +19,7 @@ from agents.callbacks import (
 )
 from agents.heldout import HeldoutEvaluation, HeldoutEvaluator
 from sparsity_gym.experiments.evaluation import EpisodeResult
-from sparsity_gym.experiments.plots import schedule_against_references
+from sparsity_gym.experiments.plots import schedule_figure
 
 
 class _Memory(KVWriter):
@@ -30,6 +30,9 @@ class _Memory(KVWriter):
 
     def write(self, key_values: dict, key_excluded: dict, step: int = 0) -> None:
         self.values.update(key_values)
+        for value in key_values.values():  # as TensorBoard's output does once a figure is written
+            if isinstance(value, Figure) and value.close:
+                plt.close(value.figure)
 
     def close(self) -> None:
         pass
@@ -120,15 +123,17 @@ def test_the_tensorboard_part_records_means_densities_and_figures():
 
 def test_the_schedule_figure_draws_the_episode_over_every_reference():
     result = _result("a", 0, 0.5)
-    fig = schedule_against_references(result, ("fc1", "fc2"), {"constant": lambda p, t: t, "dense": lambda p, t: 1.0})
+    references = {"constant": lambda p, t: t, "dense": lambda p, t: 1.0}
+    fig = schedule_figure([result], "a", {"ppo": "learned"}, ("fc1", "fc2"), references)
     try:
-        assert len(fig.axes) == 2
+        assert [ax.get_title() for ax in fig.axes] == ["fc1", "fc2"]
         for j, ax in enumerate(fig.axes):
             lines = {line.get_label(): line for line in ax.get_lines()}
-            assert set(lines) == {"constant", "dense", "learned"}
-            np.testing.assert_allclose(lines["constant"].get_ydata(), 0.25)
+            assert set(lines) == {"constant", "dense", "learned: ppo"}
+            np.testing.assert_allclose(lines["constant"].get_ydata(), 0.25)  # the episode's target
+            np.testing.assert_allclose(lines["dense"].get_ydata(), 1.0)
             column = [row[j] for row in result.schedule]
-            np.testing.assert_allclose(lines["learned"].get_ydata(), [*column, column[-1]])
+            np.testing.assert_allclose(lines["learned: ppo"].get_ydata(), [*column, column[-1]])
     finally:
         plt.close(fig)
 

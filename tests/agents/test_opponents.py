@@ -2,18 +2,17 @@
 
 import csv
 import dataclasses
-import importlib.util
 import json
 
 import pytest
+from task_helpers import registered_task, tiny_run
 
 from agents.config import TrainConfig, parse_args
-from agents.opponents import ppo_episodes, search_budget
+from agents.costs import read_agent_cost
+from agents.opponents import search_budget
 from agents.train import run
 from agents.tuned import record_tuning
-from sparsity_gym.env.tasks import TASKS, Task, task_config
-from sparsity_gym.experiments.families import FAMILIES, task_family
-from sparsity_gym.experiments.search import read_opponents
+from sparsity_gym.experiments.opponents import read_opponents
 from sparsity_gym.experiments.tuning import TuningTable
 
 TINY_TASK = "tiny_opponents_test"
@@ -22,39 +21,24 @@ TINY_TASK = "tiny_opponents_test"
 @pytest.fixture(scope="module")
 def tiny_task():
     """A task on synthetic data (two decisions per episode), registered for this module only."""
-    task = Task(
-        name=TINY_TASK,
-        dataset="synthetic",
-        train=("mlp_8x8", "mlp_8"),
-        heldout=("mlp_12x6",),
-        budget="global",
-        targets=(0.3,),
-        total_iterations=20,
-        decision_interval=10,
-        env_overrides={"batch_size": 16},
-    )
-    TASKS.add(task.name, task)
-    FAMILIES.add(task.name, lambda: task_family(task.name))
-    yield task
-    TASKS._items.pop(task.name)
-    FAMILIES._items.pop(task.name)
+    with registered_task(TINY_TASK) as task:
+        yield task
 
 
 def test_the_budget_is_the_ppo_runs_training_and_reference_episodes(tmp_path):
+    cfg = parse_args(["--task", "mnist1d_mlp", "--opponent", "search"])
     with pytest.raises(ValueError, match=r"holds no checkpoints/state.json .*--search-budget N"):
-        ppo_episodes(tmp_path)
+        search_budget(cfg, tmp_path)
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "state.json").write_text(json.dumps({"num_timesteps": 3500, "episodes": 350}))
-    assert ppo_episodes(tmp_path) == (350, 0)  # no paired reward: no reference episodes
+    assert search_budget(cfg, tmp_path) == 350  # no paired reward: no reference episodes
     reference = {f"mlp_{n}|{6000 + s}|abc": 0.5 for n in range(4) for s in range(4)}  # one entry per episode run
     (tmp_path / "reference_cache.json").write_text(json.dumps(reference))
-    assert ppo_episodes(tmp_path) == (350, 16)
-    cfg = parse_args(["--task", "mnist1d_mlp", "--opponent", "search"])
     assert search_budget(cfg, tmp_path) == 366
     assert search_budget(dataclasses.replace(cfg, search_budget=100), tmp_path) == 100
 
 
-def test_opponent_flags(monkeypatch):
+def test_opponent_flags():
     assert TrainConfig().opponent == ("none",) and parse_args(["--task", "mnist1d_mlp"]).opponent == ("none",)
     cfg = parse_args(
         ["--task", "mnist1d_mlp", "--opponent", "search", "random", "--search-budget", "500", "--search-seeds", "3"]
@@ -68,11 +52,6 @@ def test_opponent_flags(monkeypatch):
     ):
         with pytest.raises(ValueError, match=message):
             parse_args(args)
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "optuna" else real(name, *a))
-    with pytest.raises(ValueError, match=r"Optuna is not installed; pip install -e '\.\[search\]'$"):
-        parse_args(["--task", "mnist1d_mlp", "--opponent", "search"])
-    assert parse_args(["--task", "mnist1d_mlp"]).opponent == ("none",)  # no search: no Optuna needed
 
 
 def test_the_tuning_cost_is_recorded(tmp_path):
@@ -88,34 +67,10 @@ def test_the_tuning_cost_is_recorded(tmp_path):
 @pytest.mark.slow
 @pytest.mark.usefixtures("one_torch_thread")
 def test_a_task_run_with_both_opponents_reports_them(tiny_task, tmp_path):
-    cfg = TrainConfig(
-        env=task_config(TINY_TASK),
-        task=TINY_TASK,
-        family=TINY_TASK,
-        run_dir=str(tmp_path),
-        tune_cells=("linear+uniform", "cubic@0.9+erk"),
-        tune_seeds=1,
-        prior="tuned",
-        reward="paired",
-        seed_pool=1,
-        total_timesteps=8,
-        n_steps=4,
-        batch_size=4,
-        n_epochs=1,
-        n_envs=1,
-        eval_every=0,
-        eval_seeds=2,
-        eval_targets=(0.3,),
-        eval_selectors=("magnitude",),
-        policies=("none",),
-        opponent=("search", "random"),
-        search_seeds=1,
-        backend="sequential",
-        progress_bar=False,
-    )
+    cfg = tiny_run(TINY_TASK, tmp_path, opponent=("search", "random"), search_seeds=1)
     run(cfg)
-    training, reference = ppo_episodes(tmp_path)
-    assert (training, reference) == (4, 2)  # 8 decisions of 2 per episode; the reference once per network
+    cost = read_agent_cost(tmp_path)
+    assert (cost.episodes, cost.reference_episodes) == (4, 2)  # 8 decisions of 2 an episode; a reference per network
     opponents = read_opponents(tmp_path)
     assert set(opponents) == {"tuned", "search", "random"}
     assert opponents["tuned"].episodes == 2 * 2 * 1  # cells x train networks x seeds

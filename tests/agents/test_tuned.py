@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 from conftest import TINY_ENV, untrained_residual_policy
+from task_helpers import TINY_CELLS, registered_task, tiny_run
 
 from agents.config import TASK_PRESET, TUNE_GRID, TrainConfig, parse_args
 from agents.policy import LayerwiseAgent, LayerwisePolicy
@@ -13,9 +14,7 @@ from agents.train import run
 from agents.tuned import prior_from_cell, tuning_overrides
 from baselines import env_kwargs, make_policy
 from sparsity_gym.env.config import EnvConfig
-from sparsity_gym.env.tasks import TASKS, Task, task_config
 from sparsity_gym.experiments.evaluation import evaluate
-from sparsity_gym.experiments.families import FAMILIES, task_family
 from sparsity_gym.experiments.family_env import FamilyEnv
 
 TINY_TASK = "tiny_tuned_test"
@@ -24,22 +23,8 @@ TINY_TASK = "tiny_tuned_test"
 @pytest.fixture(scope="module")
 def tiny_task():
     """A task on synthetic data (two decisions per episode), registered for this module only."""
-    task = Task(
-        name=TINY_TASK,
-        dataset="synthetic",
-        train=("mlp_8x8", "mlp_8"),
-        heldout=("mlp_12x6",),
-        budget="global",
-        targets=(0.3,),
-        total_iterations=20,
-        decision_interval=10,
-        env_overrides={"batch_size": 16},
-    )
-    TASKS.add(task.name, task)
-    FAMILIES.add(task.name, lambda: task_family(task.name))
-    yield task
-    TASKS._items.pop(task.name)
-    FAMILIES._items.pop(task.name)
+    with registered_task(TINY_TASK) as task:
+        yield task
 
 
 def test_prior_from_cell_splits_schedule_and_allocation():
@@ -91,30 +76,8 @@ def test_task_preset_tunes_and_compares_with_five_seeds_at_the_training_target()
 @pytest.mark.slow
 @pytest.mark.usefixtures("one_torch_thread")
 def test_task_run_tunes_on_the_train_split_and_reports_against_the_tuned_cell(tiny_task, tmp_path):
-    cells = ("linear+uniform", "cubic@0.9+erk")
-    cfg = TrainConfig(
-        env=task_config(TINY_TASK),
-        task=TINY_TASK,
-        family=TINY_TASK,
-        run_dir=str(tmp_path),
-        tune_cells=cells,
-        tune_seeds=1,
-        prior="tuned",
-        reward="paired",
-        seed_pool=1,
-        total_timesteps=8,
-        n_steps=4,
-        batch_size=4,
-        n_epochs=1,
-        n_envs=1,
-        eval_every=0,
-        eval_seeds=2,
-        eval_targets=(0.3,),
-        eval_selectors=("magnitude",),
-        policies=("criteria",),
-        backend="sequential",
-        progress_bar=False,
-    )
+    cells = TINY_CELLS
+    cfg = tiny_run(TINY_TASK, tmp_path, policies=("criteria",))
     run(cfg)
     tuning = json.loads((tmp_path / "tuning.json").read_text())
     [entry] = tuning["entries"].values()

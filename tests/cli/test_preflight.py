@@ -1,5 +1,6 @@
 """Refuse before spending: ``train_agent.py`` checks everything first, fails in one line, and writes nothing."""
 
+import importlib.util
 import math
 import os
 import sys
@@ -16,6 +17,7 @@ from agents.policy import LayerwisePolicy
 from agents.schema import model_schema
 from baselines import available_policies
 from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.env.tasks import get_task
 from sparsity_gym.experiments.families import get_family
 from sparsity_gym.experiments.family_env import FamilyEnv
 from train_agent import main
@@ -177,4 +179,26 @@ def test_the_paired_rewards_reference_resolves_before_training(tmp_path, capsys)
     train = len(get_family("mlp").train)
     assert f"    training: {64 // 2} (" in out  # 64 timesteps, 2 decisions an episode
     assert f"    reward reference: {train * 2} (at most one per training network and pool seed" in out
+    assert not run.exists()
+
+
+def test_a_search_without_optuna_is_refused_in_one_line_before_anything_runs(tmp_path, capsys, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "optuna" else real(name, *a))
+    run = tmp_path / "run"
+    err = refused(capsys, ["--task", "mnist1d_mlp", "--opponent", "search", "random", "--run-dir", str(run)])
+    assert err.endswith("opponent=('search', 'random') is not allowed here: Optuna is not installed; "
+                        "pip install -e '.[search]'")  # fmt: skip
+    assert not run.exists()
+
+
+def test_a_search_budget_that_buys_no_trial_or_has_no_ppo_run_is_refused(tmp_path, capsys):
+    pytest.importorskip("optuna")
+    run = tmp_path / "run"
+    task = ("--task", "mnist1d_mlp", "--opponent", "search", "--search-seeds", "2", "--run-dir", str(run))
+    err = refused(capsys, [*task, "--search-budget", "3"])
+    trial = 2 * len(get_task("mnist1d_mlp").train)  # train networks x search seeds
+    assert f"search_budget=3 episodes is not allowed; expected at least one trial's {trial} episodes" in err
+    err = refused(capsys, ["evaluate", *task])  # no model, no PPO run in the folder: no budget to match
+    assert "holds no checkpoints/state.json" in err and "--search-budget N" in err
     assert not run.exists()

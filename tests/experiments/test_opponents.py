@@ -1,5 +1,7 @@
 """The report's opponents: four rows with hierarchical intervals, verdicts and costs, from a hand-made result set."""
 
+import json
+
 import numpy as np
 import pytest
 from opponent_helpers import BASE, GRID, NETWORKS, RANDOM, RECORDS, SEARCH, results_for
@@ -7,10 +9,13 @@ from opponent_helpers import BASE, GRID, NETWORKS, RANDOM, RECORDS, SEARCH, resu
 from sparsity_gym.experiments.opponents import (
     ORACLE_LABEL,
     AgentCost,
+    Opponent,
     opponent_columns,
     opponent_rows,
-    opponents_from_records,
     opponents_section,
+    read_opponents,
+    report_opponents,
+    write_opponents,
 )
 from sparsity_gym.experiments.report import summarize
 from sparsity_gym.experiments.statistics import hierarchical_improvement, hierarchical_interval
@@ -28,8 +33,12 @@ def _diffs(opponent):
 ORACLE = tuple(max(BASE[c][k] for c in GRID) for k in range(3))
 
 
+def _recorded():
+    return [Opponent.from_json(r) for r in RECORDS]
+
+
 def _opponents():
-    return opponents_from_records(RECORDS, "cubic@0.75+lamp", {"mlp_a": GRID[0], "mlp_b": GRID[0], "mlp_c": GRID[1]})
+    return report_opponents(_recorded(), "cubic@0.75+lamp", {"mlp_a": GRID[0], "mlp_b": GRID[0], "mlp_c": GRID[1]})
 
 
 def test_records_become_opponents_in_order_with_the_oracle_last():
@@ -41,31 +50,58 @@ def test_records_become_opponents_in_order_with_the_oracle_last():
         "12 episodes, 3 s", "30 episodes, 12 s", "30 episodes, 10 s", "none (chosen on the test results)"
     ]  # fmt: skip
     # absent opponents are left out; the tuned cell stays (its cost unknown) as long as there is one
-    only = opponents_from_records([], "cubic@0.75+lamp")
+    only = report_opponents([], "cubic@0.75+lamp")
     assert [(o.name, o.cost_text()) for o in only] == [("tuned", "n/a")]
-    assert opponents_from_records(RECORDS[:2], None)[0].name == "search"
-    explicit = opponents_from_records([{"name": "search", "label": "TPE", "policy": "poly[s=0.1]"}], None)
-    assert explicit[0].policy == "poly[s=0.1]"
+    assert [o.name for o in report_opponents(_recorded(), None)] == ["search", "random"]  # no reference: no tuned
+    explicit = Opponent.from_json({"name": "search", "label": "TPE", "policy": "poly[s=0.1]"})
+    assert (explicit.policy, explicit.title) == ("poly[s=0.1]", "TPE")
     # the search's own records: the label is the policy's name in the results, the best point printed beside it
     record = {"name": "search", "label": SEARCH, "episodes": 30, "seconds": None, "best": "poly[s=0.1]", "budget": 32}
-    [searched] = opponents_from_records([record], None)
-    assert searched.policy == SEARCH and searched.label == f"{SEARCH}: `poly[s=0.1]`"
+    [searched] = report_opponents([Opponent.from_json(record)], None)
+    assert searched.policy == SEARCH and searched.title == f"{SEARCH}: `poly[s=0.1]`"
     assert searched.cost_text() == "30 episodes"
+
+
+def test_the_opponents_file_merges_by_name_and_reads_earlier_files(tmp_path):
+    assert read_opponents(tmp_path) == {}
+    tuned = Opponent("tuned", "cubic@0.9+erk", 48, None, "cubic@0.9+erk")
+    write_opponents(tmp_path, [tuned])
+    search = Opponent("search", "search (8 episodes)", 8, 1.5, "poly[s=0,e=0.9,p=3]+erk", 8)
+    write_opponents(tmp_path, [search])
+    again = Opponent("tuned", "cubic@0.9+erk", 48, 12.0, "cubic@0.9+erk")
+    write_opponents(tmp_path, [again])
+    assert list(read_opponents(tmp_path).values()) == [again, search]
+    keys = ["name", "label", "episodes", "seconds", "best", "budget"]  # the search's records as it always wrote them
+    assert [list(r) for r in json.loads((tmp_path / "opponents.json").read_text())] == [keys, keys]
+    # a record written by hand, or by an earlier version: no label, its own policy, keys this version ignores
+    earlier = [
+        {"name": "tuned", "episodes": 12, "seconds": 3.1},
+        {"name": "random", "label": "random (6 episodes)", "policy": "linear+uniform", "episodes": 6, "note": "x"},
+    ]
+    (tmp_path / "opponents.json").write_text(json.dumps(earlier))
+    read = read_opponents(tmp_path)
+    assert (read["tuned"].label, read["tuned"].policy, read["tuned"].seconds) == ("tuned", "tuned", 3.1)
+    assert (read["random"].title, read["random"].policy) == ("random (6 episodes)", "linear+uniform")
+    write_opponents(tmp_path, [])
+    assert read_opponents(tmp_path) == read and "policy" in (tmp_path / "opponents.json").read_text()
 
 
 @pytest.mark.parametrize(
     ("records", "match"),
     [
+        ({"name": "search"}, "expected a list of records"),
         ([{"label": "x"}], "expected a record with a name"),
+        (["search"], "expected a record with a name"),
         ([{"name": "search"}, {"name": "search"}], "one record per opponent"),
         ([{"name": "search", "episodes": -1}], r"opponents\['search'\].episodes=-1"),
         ([{"name": "search", "episodes": 2.5}], "episodes=2.5"),
         ([{"name": "search", "seconds": "long"}], "seconds"),
     ],
 )
-def test_bad_records_are_refused_naming_the_field(records, match):
+def test_bad_records_are_refused_naming_the_field(tmp_path, records, match):
+    (tmp_path / "opponents.json").write_text(json.dumps(records))
     with pytest.raises(ValueError, match=match):
-        opponents_from_records(records, None)
+        read_opponents(tmp_path)
 
 
 def test_section_has_four_rows_with_hierarchical_intervals_verdicts_and_costs():

@@ -13,7 +13,6 @@ import pytest
 
 from agents.prior import choose_prior
 from baselines import policy_cell
-from sparsity_gym.env.tasks import TASKS, Task, register_task
 from sparsity_gym.experiments.evaluation import EpisodeResult
 from sparsity_gym.experiments.families import parse_network
 from sparsity_gym.experiments.statistics import best_by_mean, oracle
@@ -22,25 +21,6 @@ from sparsity_gym.experiments.tuning import tune
 BEFORE = json.loads((Path(__file__).parent / "picker_before.json").read_text())
 TINY = {"dataset": "synthetic", "total_iterations": 20, "decision_interval": 10, "batch_size": 16, "observations": ()}
 CELLS = ["linear@0.75+uniform", "cubic@0.9+erk", "linear@0.9+lamp", "cubic@0.75"]
-
-
-@pytest.fixture
-def golden_task():
-    task = register_task(
-        Task(
-            "golden_picker",
-            "synthetic",
-            train=("mlp_8", "mlp_6x6"),
-            heldout=("mlp_4",),
-            targets=(0.3,),
-            budget="global",
-            total_iterations=20,
-            decision_interval=10,
-            env_overrides={"batch_size": 16, "observations": ()},
-        )
-    )
-    yield task
-    TASKS._items.pop(task.name)
 
 
 def _same(new, old):
@@ -60,11 +40,11 @@ def _same(new, old):
 
 
 @pytest.mark.usefixtures("one_torch_thread")
-def test_prior_and_tuned_cell_write_and_choose_what_they_did(golden_task, tmp_path):
+def test_prior_and_tuned_cell_write_and_choose_what_they_did(picker_task, tmp_path):
     train = (parse_network("mlp_8x8"), parse_network("mlp_8"))
     prior = choose_prior("auto", train, TINY, 2, tmp_path / "prior.json", backend="sequential", progress=False)
     table = tune(
-        golden_task, [policy_cell(c) for c in CELLS], run_dir=tmp_path, seeds=(5000, 5001), backend="sequential"
+        picker_task, [policy_cell(c) for c in CELLS], run_dir=tmp_path, seeds=(5000, 5001), backend="sequential"
     )
     assert (prior, table.best) == (BEFORE["choices"]["prior"], BEFORE["choices"]["tuned"])
     for name in ("prior.json", "tuning.json"):  # same keys in the same order, same values, same layout

@@ -1,4 +1,4 @@
-"""The equal-budget search: trials that fit the budget, values from the picker, resume after a crash, opponents."""
+"""The equal-budget search: trials that fit the budget, values from the picker, resume after a crash, its cost."""
 
 import numpy as np
 import pytest
@@ -7,14 +7,7 @@ from baselines import SEARCH_SPACE, policy_cell, searched_name
 from sparsity_gym.env.config import EnvConfig
 from sparsity_gym.experiments.evaluation import evaluate
 from sparsity_gym.experiments.families import parse_network
-from sparsity_gym.experiments.search import (
-    Budget,
-    OpponentCost,
-    read_opponents,
-    run_search,
-    study_path,
-    write_opponents,
-)
+from sparsity_gym.experiments.search import Budget, run_search, study_path
 from sparsity_gym.experiments.seeds import seeds
 
 optuna = pytest.importorskip("optuna")  # the [search] extra (in [dev])
@@ -96,7 +89,7 @@ def test_search_resumes_after_a_crash_and_counts_every_trial_once(tmp_path):
     assert _search(tmp_path, 7) == result
     more = _search(tmp_path, 8)
     assert more.trials == 4 and sum(t.state == optuna.trial.TrialState.COMPLETE for t in _trials(tmp_path)) == 4
-    cost = more.cost()
+    cost = more.opponent()
     assert (cost.name, cost.label, cost.episodes, cost.best, cost.budget) == (
         "search",
         "search (8 episodes)",
@@ -120,14 +113,3 @@ def test_random_search_runs_and_a_study_of_another_search_is_refused(tmp_path):
         _search(tmp_path, 3, sampler="random")
     with pytest.raises(ValueError, match="sampler='grid'"):
         _search(tmp_path, 5, sampler="grid")
-
-
-def test_opponents_file_merges_by_name(tmp_path):
-    assert read_opponents(tmp_path) == {}
-    tuned = OpponentCost("tuned", "cubic@0.9+erk", 48, None, "cubic@0.9+erk")
-    write_opponents(tmp_path, [tuned])
-    search = OpponentCost("search", "search (8 episodes)", 8, 1.5, "poly[s=0,e=0.9,p=3]+erk")
-    write_opponents(tmp_path, [search])
-    again = OpponentCost("tuned", "cubic@0.9+erk", 48, 12.0, "cubic@0.9+erk")
-    write_opponents(tmp_path, [again])
-    assert list(read_opponents(tmp_path).values()) == [again, search]

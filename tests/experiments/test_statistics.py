@@ -134,6 +134,21 @@ def test_paired_differences_pair_by_network_seed_and_setting():
     np.testing.assert_allclose(diffs["a"], [0.02, 0.02])
 
 
+def test_oracle_picks_the_best_test_mean_per_network_and_the_first_of_a_tie():
+    results = [
+        _r("a", "n1", 0, 0.5),
+        _r("a", "n1", 1, 0.7),  # mean 0.6
+        _r("b", "n1", 0, 0.65),
+        _r("b", "n1", 1, 0.65),  # mean 0.65
+        _r("a", "n2", 0, 0.9),
+        _r("b", "n2", 0, 0.8),
+    ]
+    assert oracle(results, ["a", "b"], None) == {"n1": "b", "n2": "a"}
+    assert oracle(results, ["a"], None)["n1"] == "a"
+    tie = [_r("a", "n1", 0, 0.5), _r("b", "n1", 0, 0.5)]
+    assert oracle(tie, ["b", "a"], None) == {"n1": "b"}  # the first candidate of a tie
+
+
 def test_compare_reference_and_oracle():
     rng = np.random.default_rng(0)
     results = []

@@ -5,29 +5,8 @@ import numpy as np
 import pytest
 
 from baselines.policies import make_schedule_policy
-from sparsity_gym.env.tasks import TASKS, Task, register_task
 from sparsity_gym.experiments import tuning
-from sparsity_gym.experiments.evaluation import EpisodeResult
-from sparsity_gym.experiments.statistics import oracle
 from sparsity_gym.experiments.tuning import CACHE_NAME, Cell, tune
-
-
-@pytest.fixture
-def tiny_task():
-    task = register_task(
-        Task(
-            "tiny_tuning",
-            "synthetic",
-            train=("mlp_8", "mlp_6x6"),
-            heldout=("mlp_4",),
-            targets=(0.3,),
-            total_iterations=20,
-            decision_interval=10,
-            env_overrides={"batch_size": 16, "observations": ()},
-        )
-    )
-    yield task
-    TASKS._items.pop(task.name)
 
 
 def _cells():
@@ -40,15 +19,15 @@ def _cells():
 
 
 def test_pick_is_the_argmax_of_the_cached_table_and_the_cache_is_reused(
-    tiny_task, tmp_path, monkeypatch, one_torch_thread
+    picker_task, tmp_path, monkeypatch, one_torch_thread
 ):
-    table = tune(tiny_task, _cells(), run_dir=tmp_path, seeds=(5000, 5001), backend="sequential", progress=False)
+    table = tune(picker_task, _cells(), run_dir=tmp_path, seeds=(5000, 5001), backend="sequential", progress=False)
     data = json.loads((tmp_path / CACHE_NAME).read_text())
-    assert data["task"] == "tiny_tuning"
+    assert data["task"] == picker_task.name
     (entry,) = data["entries"].values()
     # independent recomputation from the file: mean validation accuracy over networks and seeds
     means = {c: np.mean([v for vals in entry["val"][c].values() for v in vals]) for c in entry["cells"]}
-    assert all(len(entry["val"][c][n]) == 2 for c in entry["cells"] for n in tiny_task.train)
+    assert all(len(entry["val"][c][n]) == 2 for c in entry["cells"] for n in picker_task.train)
     assert table.best == max(entry["cells"], key=lambda c: (means[c], -entry["cells"].index(c)))
     assert entry["best"] == table.best
 
@@ -56,41 +35,20 @@ def test_pick_is_the_argmax_of_the_cached_table_and_the_cache_is_reused(
         raise AssertionError("the cached table should have been reused")
 
     monkeypatch.setattr(tuning, "run_grid", no_run)
-    again = tune(tiny_task, _cells(), run_dir=tmp_path, seeds=(5000, 5001), backend="sequential", progress=False)
+    again = tune(picker_task, _cells(), run_dir=tmp_path, seeds=(5000, 5001), backend="sequential", progress=False)
     assert again == table
     with pytest.raises(AssertionError, match="reused"):  # another target is another entry: it must run
-        tune(tiny_task, _cells(), target=0.5, run_dir=tmp_path, seeds=(5000, 5001), backend="sequential")
+        tune(picker_task, _cells(), target=0.5, run_dir=tmp_path, seeds=(5000, 5001), backend="sequential")
 
 
-def test_a_cache_of_another_task_is_refused(tiny_task, tmp_path):
+def test_a_cache_of_another_task_is_refused(picker_task, tmp_path):
     (tmp_path / CACHE_NAME).write_text(json.dumps({"task": "digits", "entries": {}}))
     with pytest.raises(ValueError, match="task='digits'"):
-        tune(tiny_task, _cells(), run_dir=tmp_path, backend="sequential", progress=False)
+        tune(picker_task, _cells(), run_dir=tmp_path, backend="sequential", progress=False)
 
 
-def test_bad_cells_are_refused(tiny_task):
+def test_bad_cells_are_refused(picker_task):
     with pytest.raises(ValueError, match="cells"):
-        tune(tiny_task, [], backend="sequential")
+        tune(picker_task, [], backend="sequential")
     with pytest.raises(ValueError, match="unique"):
-        tune(tiny_task, _cells()[:1] * 2, backend="sequential")
-
-
-def _result(policy, network, seed, test):
-    return EpisodeResult(
-        policy, network, "heldout", seed, "magnitude", "weight", 0.1, test, test, 0.1, 1, 1, 1, 0.0, False, 0
-    )
-
-
-def test_oracle_picks_the_best_test_mean_per_network():
-    results = [
-        _result("a", "n1", 0, 0.5),
-        _result("a", "n1", 1, 0.7),  # mean 0.6
-        _result("b", "n1", 0, 0.65),
-        _result("b", "n1", 1, 0.65),  # mean 0.65
-        _result("a", "n2", 0, 0.9),
-        _result("b", "n2", 0, 0.8),
-    ]
-    assert oracle(results, ["a", "b"], None) == {"n1": "b", "n2": "a"}
-    assert oracle(results, ["a"], None)["n1"] == "a"
-    tie = [_result("a", "n1", 0, 0.5), _result("b", "n1", 0, 0.5)]
-    assert oracle(tie, ["b", "a"], None) == {"n1": "b"}  # the first candidate of a tie
+        tune(picker_task, _cells()[:1] * 2, backend="sequential")
