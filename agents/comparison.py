@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from agents.agent import load_agent
 from agents.config import TrainConfig
-from agents.policy import load_agent
 from baselines import available_policies, env_kwargs, make_policy
 from sparsity_gym.core.io import atomic_write_text
 from sparsity_gym.experiments.episode_log import EpisodeLog, file_digest, run_logged
@@ -95,7 +95,7 @@ def comparison_jobs(
                     for label, name in fixed.items()
                 ]
                 if model_path is not None:
-                    learned = functools.partial(load_agent, str(model_path))
+                    learned = functools.partial(load_agent, str(model_path), warn_outside=False)
                     jobs.append(GridJob(LEARNED, learned, base.replace(**setting), seeds, split, network))
         jobs += [
             GridJob(n, baseline_factory(n), plain.replace(**env_kwargs(n)), seeds, split, network) for n in criteria

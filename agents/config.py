@@ -185,7 +185,11 @@ class TrainConfig:
     )
     backend: str = _opt("process", "how the comparison's episodes run: sequential, process (a pool) or ray")
     workers: int = _opt(0, "parallel workers of the comparison (0: one per usable core)")
-    model: str = _opt("", "evaluate mode: a model saved by train mode (default: run_dir/best_model.zip or model.zip)")
+    model: str = _opt(
+        "",
+        "evaluate mode: a model saved by train mode, or a shipped policy's name (python -m agents.policies list; e.g. "
+        "mnist1d_mlp@0.01); default: run_dir/best_model.zip or model.zip",
+    )
     progress_bar: bool = _opt(True, "show progress bars")
     dry_run: bool = _opt(
         False,

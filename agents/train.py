@@ -41,6 +41,7 @@ from agents.costs import cumulative_train_seconds, report_costs
 from agents.opponents import opponent_notes, run_opponents
 from agents.paired_reward import PairedReward, ReferenceCache
 from agents.policy import LayerwisePolicy
+from agents.preflight import model_path as preflight_model_path
 from agents.preflight import preflight
 from agents.prior import choose_prior
 from agents.ray_vec_env import ActorRestartsCallback
@@ -329,15 +330,9 @@ def run_evaluate(cfg: TrainConfig) -> Path:
     run_dir = _prepare(cfg)
     atomic_write_text(config_path(run_dir, cfg.mode), cfg.to_json())
     compared = comparison_family(cfg.family, cfg.heldout)
-    if cfg.model:
-        model_path: Path | None = Path(cfg.model)
-        if not Path(cfg.model).exists():
-            raise ValueError(f"model={cfg.model!r} is not allowed: no such file; expected a model.zip saved by PPO")
-    else:
-        found = [p for p in (run_dir / "best_model.zip", run_dir / "model.zip") if p.exists()]
-        model_path = found[0] if found else None
+    model_path = preflight_model_path(cfg)  # --model (a path or a shipped policy's name), or the run folder's
     start = time.perf_counter()
-    opponents = run_opponents(cfg, run_dir, Path(cfg.model).parent if cfg.model else run_dir)
+    opponents = run_opponents(cfg, run_dir, model_path.parent if cfg.model and model_path else run_dir)
     table = tune_run(cfg, run_dir)  # read back from the training run's tuning.json when it is there
     tuned = None if table is None else table.best
     if cfg.prior == "tuned" and tuned is not None:  # the learned policy runs on the env it trained on
@@ -353,7 +348,7 @@ def run_evaluate(cfg: TrainConfig) -> Path:
         notes.append(f"Reference: the tuned handcrafted cell `{tuned}` (train split, run_dir/tuning.json).")
     if cfg.heldout == "population" and not cfg.networks:
         notes.append(f"Held-out population (`--heldout population`): {compared.description}.")
-    training_dir = Path(cfg.model).parent if cfg.model else run_dir
+    training_dir = model_path.parent if cfg.model and model_path else run_dir
     records, agent = report_costs(cfg, run_dir, get_family(cfg.family), tuned, training_dir=training_dir)
     title = f"sparsity-gym evaluation on {cfg.env.dataset}"
     write_reports(
