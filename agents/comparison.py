@@ -38,10 +38,12 @@ from sparsity_gym.experiments.report import (
     headline_results,
     plot_accuracy_vs_cost,
     plot_schedules,
+    reference_for,
     summarize,
     write_csv,
     write_markdown,
 )
+from sparsity_gym.experiments.statistics import compare as compare_policies
 from sparsity_gym.experiments.statistics import oracle, setting_of
 
 LEARNED = "ppo"
@@ -137,6 +139,7 @@ def write_reports(
     reference: str | None = None,
     opponents: Sequence[Mapping[str, Any]] = (),
     agent: AgentCost | None = None,
+    showcase: Sequence[str] = (),
 ) -> list[dict]:
     """``results.csv``, ``episodes.csv`` + ``configs.json``, ``results.md``, ``opponents.csv`` and the plots.
 
@@ -146,7 +149,9 @@ def write_reports(
     schedules and ``cfg.tune_cells``. ``opponents`` are the records of ``opponents.json``
     (:mod:`agents.costs`): with the tuned cell and the oracle they are the learned policy's opponents
     (:mod:`sparsity_gym.experiments.opponents`), side by side in ``results.md`` with their costs and ``agent``'s,
-    per network in ``results.csv``'s ``vs_<opponent>_*`` columns and in ``opponents.csv``.
+    per network in ``results.csv``'s ``vs_<opponent>_*`` columns and in ``opponents.csv``. ``results.md`` opens
+    with the verdicts at a glance: this run's (:func:`run_verdict`) and the ``showcase`` lines
+    (:mod:`agents.showcase`).
     """
     schedules = (*available_policies("schedule"), *cfg.tune_cells)
     env = cfg.env
@@ -166,7 +171,9 @@ def write_reports(
     if section:
         write_csv(run_dir / "opponents.csv", opponent_rows(results, selector, target, rivals))
     summary = headline(results, selector, target, LEARNED, schedules, reference=reference)
-    write_markdown(run_dir / "results.md", rows, title=title, preamble=[*notes, "", *section, "", summary])
+    glance = [line for line in (run_verdict(chosen, setting, schedules, reference), *showcase) if line]
+    top = ["## At a glance", "", *[f"- {line}" for line in glance], ""] if glance else []
+    write_markdown(run_dir / "results.md", rows, title=title, preamble=[*top, *notes, "", *section, "", summary])
     # Schedules of the setting PPO trained on (or of the first one compared), one plot per network.
     plot_setting = (cfg.env.selector, cfg.env.target_density)
     if not any((r.selector, r.target_density) == plot_setting for r in results):
@@ -187,6 +194,25 @@ def write_reports(
         highlight=highlights(rivals),
     )
     return rows
+
+
+def run_verdict(
+    chosen: Sequence[EpisodeResult], setting: tuple, schedules: Sequence[str], reference: str | None
+) -> str | None:
+    """One line: this run's learned policy against its reference, pooled over the compared networks (or ``None``)."""
+    ref = reference_for(chosen, setting, schedules, reference)
+    networks = sorted({r.network for r in chosen if r.policy == LEARNED})
+    if ref is None or not networks:
+        return None
+    pooled = compare_policies(chosen, LEARNED, ref, setting).pooled
+    if pooled is None:
+        return None
+    pooled = pooled.scaled(100)
+    return (
+        f"**This run's learned policy** (`{LEARNED}`, trained in this run): learned − `{ref}` on "
+        f"{', '.join(networks)} (split {chosen[0].split}), paired by seed: **{pooled.text()} points, "
+        f"{pooled.verdict}** (details in the headline below)."
+    )
 
 
 def highlights(rivals: Sequence[Opponent], network: str | None = None) -> dict[str, str]:

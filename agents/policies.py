@@ -78,6 +78,7 @@ class Card:
     task: str
     target_density: float
     train_networks: tuple[str, ...]
+    reference: str
     episodes: int
     train_seconds: float
     ppo_seed: int
@@ -94,7 +95,8 @@ class Card:
             "",
             f"Task `{self.task}` at global density {self.target_density:g}; trained on "
             f"{', '.join(self.train_networks)} for {self.episodes} episodes ({self.train_seconds:.0f} s, PPO seed "
-            f"{self.ppo_seed}).",
+            f"{self.ppo_seed}); its actor is a residual on the tuned handcrafted cell `{self.reference}`, the "
+            "reference of every paired difference below.",
             "",
             *[f"- {v.text()}" for v in self.verdicts],
             *[f"- {note}" for note in self.notes],
@@ -195,6 +197,7 @@ def package(
     model_file: str | Path,
     name: str,
     verdicts: Sequence[Verdict],
+    reference: str,
     train_seconds: float,
     episodes: int,
     ppo_seed: int,
@@ -223,6 +226,7 @@ def package(
         task=str(schema.get("task")),
         target_density=float(schema["env"]["target_density"]),
         train_networks=tuple(schema.get("train_networks", ())),
+        reference=reference,
         episodes=int(episodes),
         train_seconds=float(train_seconds),
         ppo_seed=int(ppo_seed),

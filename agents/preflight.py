@@ -43,6 +43,7 @@ from agents.config import PRIOR_CHOICES, TrainConfig
 from agents.policies import model_path as shipped_model_path
 from agents.run_dir import check_fresh
 from agents.schema import AGREEMENT, check_agreement, describe
+from agents.showcase import showcase_jobs, showcase_seeds
 from baselines import available_policies, env_kwargs, make_policy
 from baselines.handcrafted import parse_cell
 from sparsity_gym.core.threads import usable_cores
@@ -375,6 +376,10 @@ def count_work(cfg: TrainConfig, family: Family, jobs: Sequence[GridJob]) -> tup
         f"and the learned policy at {settings} (target, selector) settings"
     )
     work.append(Work("comparison", sum(j.episodes for j in jobs), pooled, what))
+    if cfg.mode == "train" and cfg.showcase:
+        shown = [job for name in cfg.showcase for job in showcase_jobs(name, showcase_seeds(cfg))]
+        what = f"{', '.join(cfg.showcase)} and the cells of their cards on their tasks' held-out networks"
+        work.append(Work("showcase", sum(j.episodes for j in shown), pooled, what))
     return tuple(work)
 
 

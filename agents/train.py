@@ -47,6 +47,7 @@ from agents.prior import choose_prior
 from agents.ray_vec_env import ActorRestartsCallback
 from agents.run_dir import check_fresh, config_path, save_model_atomic
 from agents.schema import model_schema
+from agents.showcase import run_showcase, showcase_lines
 from agents.tuned import prior_from_cell, tune_run
 from sparsity_gym.core.io import atomic_write_text
 from sparsity_gym.core.threads import usable_cores
@@ -305,7 +306,8 @@ def run_train(cfg: TrainConfig) -> Path:
         f"selector {cfg.env.selector}, target density {cfg.env.target_density}"
     )
     records, agent = report_costs(cfg, run_dir, family, tuned, state, train_time)
-    write_reports(cfg, results, run_dir, title, notes, reference=tuned, opponents=records, agent=agent)
+    showcase = showcase_lines(cfg, run_showcase(cfg, run_dir))  # a shipped policy on its own task
+    write_reports(cfg, results, run_dir, title, notes, tuned, records, agent, showcase)
     write_learning_curve(run_dir, f"{cfg.family}, target {cfg.env.target_density}, reward {cfg.reward}")
     timing = {"train_seconds": train_time, "total_seconds": time.perf_counter() - start, **state}
     atomic_write_text(run_dir / "timing.json", json.dumps(timing, indent=2))

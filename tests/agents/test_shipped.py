@@ -44,7 +44,9 @@ def test_package_writes_a_card_that_round_trips_and_load_checks_the_digest(tmp_p
     source = tmp_path / "best_model.zip"
     tiny_model().save(source)
     folder = tmp_path / "shipped"
-    card = policies.package(source, "tiny@0.2", [verdict()], 12.5, 100, 3, "train ...", "evaluate ...", folder=folder)
+    card = policies.package(
+        source, "tiny@0.2", [verdict()], "cubic+erk", 12.5, 100, 3, "train ...", "evaluate ...", folder=folder
+    )
     assert card.task == "tiny" and card.target_density == 0.2 and card.train_networks == ("mlp_16x12",)
     assert card.sha256 == policies.digest(folder / "tiny@0.2.zip")
     assert policies.Card.from_json((folder / "tiny@0.2.json").read_text()) == card
@@ -78,7 +80,7 @@ def test_package_refuses_a_model_without_a_schema(tmp_path):
         pytest.raises(ValueError, match=r"has no schema; add one with agents\.policies\.with_schema"),
     ):
         warnings.simplefilter("ignore")
-        policies.package(source, "old@0.2", [], 1.0, 1, 0, "", "", folder=tmp_path / "shipped")
+        policies.package(source, "old@0.2", [], "cubic", 1.0, 1, 0, "", "", folder=tmp_path / "shipped")
 
 
 def test_with_schema_gives_an_older_model_its_schema(tmp_path):
@@ -142,3 +144,36 @@ def test_every_shipped_policy_has_a_card_its_schema_and_fits_its_task(name):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         agent.bind(env)  # its own task and target: checked, no warning
+
+
+@pytest.mark.parametrize("name", policies.available())
+def test_the_showcase_plays_a_shipped_policy_and_its_reference_on_its_own_task(name):
+    from opponent_helpers import result
+
+    from agents.config import parse_args
+    from agents.showcase import showcase_jobs, showcase_lines, showcase_seeds
+
+    cfg = parse_args(["--showcase", name])
+    card = policies.card(name)
+    seeds = showcase_seeds(cfg)
+    assert seeds == (1000, 1001, 1002, 1003, 1004)
+    jobs = showcase_jobs(name, seeds)
+    task = get_task(card.task)
+    assert [(j.policy_name, j.network) for j in jobs] == [(p, n) for n in task.heldout for p in (name, card.reference)]
+    learned, reference = jobs[0].config, jobs[1].config
+    settings = policies.load(name).settings
+    assert {k: getattr(learned, k) for k in settings if k != "observations"} == {
+        k: v for k, v in settings.items() if k != "observations"
+    }
+    assert learned.target_density == reference.target_density == card.target_density
+    assert learned.dataset == reference.dataset == task.dataset
+    # the learned policy 2 points above its reference on every seed of both networks: a win, +2.00 with no spread
+    results = [
+        result(policy, net, seed, acc + 0.001 * seed)
+        for net in task.heldout
+        for seed in seeds
+        for policy, acc in ((name, 0.52), (card.reference, 0.50))
+    ]
+    [line] = showcase_lines(cfg, results)
+    assert f"learned − tuned handcrafted cell `{card.reference}`" in line
+    assert "**+2.00 [+2.00, +2.00] points, wins**" in line
