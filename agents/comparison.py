@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from agents.agent import load_agent
 from agents.config import TrainConfig
-from agents.policy import load_agent
 from baselines import available_policies, env_kwargs, make_policy
 from sparsity_gym.core.io import atomic_write_text
 from sparsity_gym.experiments.episode_log import EpisodeLog, file_digest, run_logged
@@ -38,10 +38,12 @@ from sparsity_gym.experiments.report import (
     headline_results,
     plot_accuracy_vs_cost,
     plot_schedules,
+    reference_for,
     summarize,
     write_csv,
     write_markdown,
 )
+from sparsity_gym.experiments.statistics import compare as compare_policies
 from sparsity_gym.experiments.statistics import oracle, setting_of
 
 LEARNED = "ppo"
@@ -95,7 +97,7 @@ def comparison_jobs(
                     for label, name in fixed.items()
                 ]
                 if model_path is not None:
-                    learned = functools.partial(load_agent, str(model_path))
+                    learned = functools.partial(load_agent, str(model_path), warn_outside=False)
                     jobs.append(GridJob(LEARNED, learned, base.replace(**setting), seeds, split, network))
         jobs += [
             GridJob(n, baseline_factory(n), plain.replace(**env_kwargs(n)), seeds, split, network) for n in criteria
@@ -137,6 +139,7 @@ def write_reports(
     reference: str | None = None,
     opponents: Sequence[Opponent] = (),
     agent: AgentCost | None = None,
+    showcase: Sequence[str] = (),
 ) -> list[dict]:
     """``results.csv``, ``episodes.csv`` + ``configs.json``, ``results.md``, ``opponents.csv`` and the plots.
 
@@ -147,7 +150,8 @@ def write_reports(
     (:func:`agents.costs.report_costs`): with the tuned cell and the oracle they are the learned policy's
     opponents (:func:`sparsity_gym.experiments.opponents.report_opponents`), side by side in ``results.md`` with
     their costs and ``agent``'s, per network in ``results.csv``'s ``vs_<opponent>_*`` columns and in
-    ``opponents.csv``.
+    ``opponents.csv``. ``results.md`` opens with the
+    verdicts at a glance: this run's (:func:`run_verdict`) and the ``showcase`` lines (:mod:`agents.showcase`).
     """
     schedules = (*available_policies("schedule"), *cfg.tune_cells)
     env = cfg.env
@@ -167,7 +171,9 @@ def write_reports(
     if section:
         write_csv(run_dir / "opponents.csv", opponent_rows(results, selector, target, rivals))
     summary = headline(results, selector, target, LEARNED, schedules, reference=reference)
-    write_markdown(run_dir / "results.md", rows, title=title, preamble=[*notes, "", *section, "", summary])
+    glance = [line for line in (run_verdict(chosen, setting, schedules, reference), *showcase) if line]
+    top = ["## At a glance", "", *[f"- {line}" for line in glance], ""] if glance else []
+    write_markdown(run_dir / "results.md", rows, title=title, preamble=[*top, *notes, "", *section, "", summary])
     # Schedules of the setting PPO trained on (or of the first one compared), one plot per network.
     plot_setting = (cfg.env.selector, cfg.env.target_density)
     if not any((r.selector, r.target_density) == plot_setting for r in results):
@@ -188,6 +194,25 @@ def write_reports(
         highlight=highlights(rivals),
     )
     return rows
+
+
+def run_verdict(
+    chosen: Sequence[EpisodeResult], setting: tuple, schedules: Sequence[str], reference: str | None
+) -> str | None:
+    """One line: this run's learned policy against its reference, pooled over the compared networks (or ``None``)."""
+    ref = reference_for(chosen, setting, schedules, reference)
+    networks = sorted({r.network for r in chosen if r.policy == LEARNED})
+    if ref is None or not networks:
+        return None
+    pooled = compare_policies(chosen, LEARNED, ref, setting).pooled
+    if pooled is None:
+        return None
+    pooled = pooled.scaled(100)
+    return (
+        f"**This run's learned policy** (`{LEARNED}`, trained in this run): learned − `{ref}` on "
+        f"{', '.join(networks)} (split {chosen[0].split}), paired by seed: **{pooled.text()} points, "
+        f"{pooled.verdict}** (details in the headline below)."
+    )
 
 
 def highlights(rivals: Sequence[Opponent], network: str | None = None) -> dict[str, str]:

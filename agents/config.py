@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from agents.policies import available as shipped_policies
 from baselines import available_policies
 from baselines.handcrafted import handcrafted_grid, is_cell
 from baselines.static import is_static, parse_static
@@ -184,7 +185,17 @@ class TrainConfig:
     )
     backend: str = _opt("process", "how the comparison's episodes run: sequential, process (a pool) or ray")
     workers: int = _opt(0, "parallel workers of the comparison (0: one per usable core)")
-    model: str = _opt("", "evaluate mode: a model saved by train mode (default: run_dir/best_model.zip or model.zip)")
+    model: str = _opt(
+        "",
+        "evaluate mode: a model saved by train mode, or a shipped policy's name (python -m agents.policies list; e.g. "
+        "mnist1d_mlp@0.01); default: run_dir/best_model.zip or model.zip",
+    )
+    showcase: tuple[str, ...] = _opt(
+        (),
+        "train mode: shipped policies (python -m agents.policies list) to play against the tuned handcrafted cell of "
+        "their card on their own task's held-out networks, the verdict at the top of results.md (agents.showcase; "
+        "the default preset: mnist1d_mlp@0.01)",
+    )
     progress_bar: bool = _opt(True, "show progress bars")
     dry_run: bool = _opt(
         False,
@@ -238,6 +249,8 @@ class TrainConfig:
         if self.heldout == "population":
             comparison_family(self.family, self.heldout)  # a family without a population is refused here
         check_choice("backend", self.backend, BACKENDS)
+        for name in self.showcase:
+            check_choice("showcase", name, shipped_policies())
         check_number("workers", self.workers, low=0, integer=True)
         for name in self.policies:
             check_choice("policies", name, (*POLICY_GROUPS, *available_policies()))
@@ -314,7 +327,7 @@ PRIOR_CHOICES = ("auto", "none", "tuned")
 POLICY_GROUPS = ("all", "schedules", "criteria", "none")
 OPPONENTS = ("none", "search", "random")
 PRESETS: dict[str, dict[str, Any]] = {
-    "default": {},
+    "default": {"showcase": ("mnist1d_mlp@0.01",)},
     "long": {
         "total_timesteps": 30000,
         "run_dir": "runs/long",
@@ -344,6 +357,7 @@ TASK_PRESET: dict[str, Any] = {
     "seed_pool": 4,
     "log_std_init": -3.0,
     "policies": ("criteria",),
+    "showcase": (),
 }
 """The run settings every ``--task`` sets besides its own (:func:`task_settings`): the grid is tuned on the train
 split, the actor starts from the tuned cell, explores with a smaller noise (log-std -3: about 0.05 in action, a

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.config import TrainConfig
+from agents.policies import model_path
 from baselines import env_kwargs, make_policy
 from sparsity_gym.core.io import atomic_write_text
 from sparsity_gym.experiments.evaluation import env_settings
@@ -108,8 +109,11 @@ def reference_selection_accuracy(
 
 
 def ppo_run_dir(cfg: TrainConfig) -> Path:
-    """The folder of the PPO run a run reports on: ``--model``'s folder in ``evaluate`` mode, else ``--run-dir``."""
-    return Path(cfg.model).parent if cfg.mode == "evaluate" and cfg.model else Path(cfg.run_dir)
+    """The folder of the PPO run a run reports on: ``--model``'s folder in ``evaluate`` mode, else ``--run-dir``.
+
+    A shipped policy's folder (``agents/shipped``) holds no run records: its card has them.
+    """
+    return model_path(cfg.model).parent if cfg.mode == "evaluate" and cfg.model else Path(cfg.run_dir)
 
 
 def read_agent_cost(training_dir: str | Path) -> AgentCost | None:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.logger import Figure, Logger
 
-from agents.policy import LayerwiseAgent
+from agents.agent import LayerwiseAgent
 from agents.run_dir import save_model_atomic
 from sparsity_gym.env.config import EnvConfig
 from sparsity_gym.experiments.evaluation import EpisodeResult, evaluate
@@ -128,7 +128,7 @@ class HeldoutEvaluator:
 
     def in_process(self, model: Any) -> HeldoutEvaluation:
         """The episodes in this process, network by network."""
-        recorder = Recorder(LayerwiseAgent(model))
+        recorder = Recorder(LayerwiseAgent(model, warn_outside=False))
         out = HeldoutEvaluation(tuple(spec.name for spec in self.networks))
         for spec in self.networks:
             config = self.config.replace(**spec.env_kwargs())
@@ -165,7 +165,7 @@ def heldout_episode(
 
     Returns the episode's result, the observations the policy saw, the env's layer names and its columns.
     """
-    recorder = Recorder(LayerwiseAgent.load(model_path))
+    recorder = Recorder(LayerwiseAgent.load(model_path, warn_outside=False))
     [result] = evaluate(recorder.bind, config, [seed], "ppo", split="heldout", network_name=network)
     return result, recorder.observations, recorder.layer_names, recorder.columns
 

@@ -27,8 +27,8 @@ thing for every network (``sparsity_gym.observation.features``; global features 
   log-probability of the unpadded one.
 
 Because nothing depends on the number of rows, the same weights act on a deeper network than any seen in
-training: :class:`LayerwiseAgent` feeds an env's raw ``(L, F)`` observation (any ``L``) straight to the policy
-with SB3's ``predict`` signature, so ``sparsity_gym.experiments.evaluation.evaluate`` and ``evaluate_policy``
+training: :class:`agents.agent.LayerwiseAgent` feeds an env's raw ``(L, F)`` observation (any ``L``) straight to
+the policy with SB3's ``predict`` signature, so ``sparsity_gym.experiments.evaluation.evaluate`` and ``evaluate_policy``
 run it like any baseline. Loading needs only ``PPO.load(path)`` (this class is pickled by reference to
 ``agents.policy``, which the unpickler imports).
 
@@ -36,21 +36,19 @@ run it like any baseline. Loading needs only ``PPO.load(path)`` (this class is p
 names in order, the action map and mode, the allocation, the prior, and the env settings, task and networks it
 trained with) as the policy keyword ``schema``, which ``PPO.save`` stores with the other constructor keywords in
 the zip's ``data`` and ``PPO.load`` passes back, so every copy of the model (checkpoints, ``best_model.zip``, a
-resumed run) carries it without a second file to keep in step. :meth:`LayerwiseAgent.bind` is the checked path:
-it compares the schema with the env's columns and settings and refuses a mismatch in one line naming both;
-:func:`agents.schema.pad_for_model` does the same for a bare PPO model on a padded env. A bare
-``predict`` sees only arrays, so :meth:`LayerwiseAgent.predict` and ``PPO.predict`` before any check warn
+resumed run) carries it without a second file to keep in step. ``LayerwiseAgent.bind`` (:mod:`agents.agent`) is
+the checked path: it compares the schema with the env's columns and settings and refuses a mismatch in one line
+naming both; :func:`agents.schema.pad_for_model` does the same for a bare PPO model on a padded env. A bare
+``predict`` sees only arrays, so ``LayerwiseAgent.predict`` and ``PPO.predict`` before any check warn
 once (:class:`agents.schema.UncheckedPolicyWarning`) instead of refusing: SB3's ``evaluate_policy`` and user
 loops call ``predict`` with the SB3 signature, and a refusal would break them where a warning reaches the user.
-A model saved without a schema loads with a warning (:meth:`LayerwiseAgent.load`) and is checked on what it
+A model saved without a schema loads with a warning (``LayerwiseAgent.load``) and is checked on what it
 recorded: its column names and its action scale.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -62,9 +60,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import Schedule
 
 from agents.schema import (
-    check_agreement,
     check_keywords,
-    describe,
     legacy_schema,
     normalize_schema,
     warn_unchecked,
@@ -348,99 +344,3 @@ class LayerwisePolicy(ActorCriticPolicy):
             self, "PPO.predict() before any check of the env", "agents.schema.pad_for_model(model, env)", stacklevel=4
         )
         return super().predict(observation, *args, **kwargs)
-
-
-class LayerwiseAgent:
-    """A trained :class:`LayerwisePolicy` acting on raw ``(L, F)`` observations of any ``L`` (SB3 ``predict``).
-
-    ``predict`` also accepts padded observations (``F + 1`` columns, validity last), single or batched.
-    :meth:`bind` is the checked path: it compares the model's :attr:`schema` with the env's columns and action
-    settings and refuses a mismatch; ``predict`` before ``bind`` warns once
-    (:class:`agents.schema.UncheckedPolicyWarning`).
-
-    Args:
-        model: A PPO model (or its policy) whose policy is a :class:`LayerwisePolicy`.
-        name: The label in reports.
-
-    """
-
-    def __init__(self, model: Any, name: str = "ppo") -> None:
-        policy = getattr(model, "policy", model)
-        if not isinstance(policy, LayerwisePolicy):
-            raise ValueError(f"model has policy {type(policy).__name__}; expected agents.policy.LayerwisePolicy")
-        self.policy = policy
-        self.name = name
-        self.checked = False  # set by bind
-
-    @property
-    def schema(self) -> dict[str, Any]:
-        """What the model expects of an env (:mod:`agents.schema`), as a plain dict.
-
-        ``columns`` (the observation's column names in order), ``action_mode``, ``action_scale``, ``min_density``,
-        ``max_density``, ``allocation``, ``allocation_tilt``, ``prior``, and the env settings, ``task`` and
-        ``train_networks`` it trained with; a model saved without one: ``schema_version`` 0 with its columns and
-        action scale.
-        """
-        return self.policy.schema
-
-    @classmethod
-    def load(cls, path: str | Path, name: str = "ppo") -> LayerwiseAgent:
-        """Load a model saved with ``PPO.save`` (``ValueError`` if it is missing; a warning if it has no schema)."""
-        from stable_baselines3 import PPO
-
-        if not Path(path).exists():
-            raise ValueError(f"model={str(path)!r} is not allowed: no such file; expected a model.zip saved by PPO")
-        agent = cls(PPO.load(path, device="cpu"), name=name)
-        if agent.policy.recorded_schema is None:
-            warnings.warn(
-                f"model {str(path)!r} was saved without a schema; it is checked on what it recorded "
-                f"({describe(agent.schema)}), not on its action mode, density range or allocation",
-                UserWarning,
-                stacklevel=2,
-            )
-        return agent
-
-    def bind(self, env: Any) -> LayerwiseAgent:
-        """Return ``self`` after checking ``env`` against the model's :attr:`schema` (the checked path).
-
-        ``env``: anything with ``.layout.columns`` and ``.config``: a gym env (read through ``.unwrapped``), a
-        :class:`~sparsity_gym.experiments.family_env.FamilyEnv` or the pruning driver.
-
-        Raises:
-            ValueError: The columns (names or order) or an action setting differ; one line naming both.
-
-        """
-        check_agreement(self.schema, env)
-        self.checked = self.policy.checked = True
-        return self
-
-    def predict(
-        self,
-        observation: np.ndarray,
-        state: Any = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = True,
-    ) -> tuple[np.ndarray, Any]:
-        """The action for one observation ``(L, F)`` or a batch ``(n, L, F)``, clipped to [-1, 1].
-
-        Before :meth:`bind`, warns once that nothing was checked (the arrays cannot say which columns they hold).
-        """
-        warn_unchecked(self, "LayerwiseAgent.predict() before bind(env)", "agent.bind(env)")
-        obs = np.asarray(observation, dtype=np.float32)
-        batched = obs.ndim == 3
-        obs = obs if batched else obs[None]
-        n = self.policy.num_features
-        if obs.shape[-1] == n:
-            obs = np.concatenate([obs, np.ones((*obs.shape[:-1], 1), np.float32)], axis=-1)
-        elif obs.shape[-1] != n + 1:
-            raise ValueError(f"observation has {obs.shape[-1]} columns; expected {n} (or {n + 1} when padded)")
-        self.policy.set_training_mode(False)
-        with torch.no_grad():
-            actions = self.policy.distribution(torch.as_tensor(obs)).get_actions(deterministic=deterministic)
-        out = np.clip(actions.cpu().numpy(), -1.0, 1.0).astype(np.float32)
-        return (out if batched else out[0]), state
-
-
-def load_agent(path: str | Path, env: gym.Env) -> LayerwiseAgent:
-    """``LayerwiseAgent.load(path).bind(env)``: a picklable policy factory (``functools.partial(load_agent, p)``)."""
-    return LayerwiseAgent.load(path).bind(env)

@@ -37,6 +37,7 @@ import torch
 from agents.comparison import LEARNED, comparison_jobs
 from agents.config import PRIOR_CHOICES, TrainConfig
 from agents.opponents import searching
+from agents.policies import model_path as shipped_model_path
 from agents.run_dir import check_fresh
 from agents.schema import AGREEMENT, check_agreement, describe
 from agents.workload import (
@@ -47,6 +48,7 @@ from agents.workload import (
     search_plan,
     search_points,
     search_work,
+    showcase_work,
 )
 from baselines import env_kwargs, make_policy
 from baselines.handcrafted import parse_cell
@@ -225,15 +227,15 @@ def check_policies(cfg: TrainConfig, jobs: Sequence[GridJob], data: DatasetSplit
 
 
 def model_path(cfg: TrainConfig) -> Path | None:
-    """The model the run will load: ``evaluate``'s ``--model`` or the run folder's; a resumed run's checkpoint."""
+    """The model the run will load: ``evaluate``'s ``--model`` (a path or a shipped policy's name) or the run
+    folder's; a resumed run's checkpoint.
+    """  # noqa: D205
     run_dir = Path(cfg.run_dir)
     if cfg.mode == "train":
         checkpoint = run_dir / "checkpoints" / "last.zip"
         return checkpoint if cfg.resume and checkpoint.exists() else None
-    if cfg.model:
-        if not Path(cfg.model).is_file():
-            raise ValueError(f"model={cfg.model!r} is not allowed: no such file; expected a model.zip saved by PPO")
-        return Path(cfg.model)
+    if cfg.model:  # a saved model's path or a shipped policy's name (agents.policies)
+        return shipped_model_path(cfg.model)
     found = [p for p in (run_dir / "best_model.zip", run_dir / "model.zip") if p.is_file()]
     return found[0] if found else None
 
@@ -244,7 +246,7 @@ def check_model(cfg: TrainConfig, path: Path, env: Any) -> str:
     With ``--prior tuned`` the env's allocation is the tuned cell's, known once the grid is tuned, so the
     allocation is checked then (when the comparison binds the model), not here.
     """
-    from agents.policy import LayerwiseAgent
+    from agents.agent import LayerwiseAgent
 
     try:
         agent = LayerwiseAgent.load(path)
@@ -298,6 +300,6 @@ def preflight(cfg: TrainConfig) -> Plan:
     elif cfg.mode == "evaluate":
         checks.append("model: none found (baselines only)")
     population = cfg.heldout == "population" and not cfg.networks
-    work += [*search_work(cfg, budget), comparison_work(cfg, jobs, population)]
+    work += [*search_work(cfg, budget), comparison_work(cfg, jobs, population), *showcase_work(cfg)]
     probe = probe_episode(cfg.env, first, data)
     return Plan(cfg.mode, tuple(checks), tuple(work), probe, time.perf_counter() - start)

@@ -172,6 +172,67 @@ def describe(schema: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
+CONDITIONS: tuple[str, ...] = ("target_density", "budget", "dataset")
+"""Recorded training conditions that :func:`outside_training` compares (besides the layer kinds)."""
+
+
+def required_settings(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings an env or a pruning driver needs for the model's actions to mean what they meant in training.
+
+    The recorded action settings (:data:`AGREEMENT`) and the statistic families it observed (``observations``:
+    its columns depend on them); a legacy schema gives its action scale only.
+    """
+    settings = {name: schema[name] for name in AGREEMENT if name in schema}
+    observations = schema.get("env", {}).get("observations")
+    if observations is not None:
+        settings["observations"] = tuple(observations)
+    return settings
+
+
+def _layer_kinds(target: Any) -> set[str] | None:
+    """The kinds (``linear``, ``conv``) of the controlled layers of an env or a driver, or ``None`` if unknown."""
+    inner = getattr(target, "unwrapped", target)
+    masks = getattr(inner, "masks", None)
+    layers = getattr(masks, "layers", None)
+    if layers is None:
+        return None
+    return {getattr(getattr(layer, "info", layer), "kind", "linear") for layer in layers}
+
+
+def trained_kinds(train_networks: Sequence[str]) -> set[str]:
+    """The layer kinds of the named training networks (``cnn...`` names have conv layers, every one a Linear)."""
+    kinds = {"linear"} if train_networks else set()
+    if any(name.startswith("cnn") for name in train_networks):
+        kinds.add("conv")
+    return kinds
+
+
+def outside_training(schema: Mapping[str, Any], target: Any) -> list[str]:
+    """How ``target`` (an env or a pruning driver) differs from the conditions ``schema`` trained under.
+
+    Each difference is one sentence: another target density, budget or dataset (where both are known), or layer
+    kinds the training networks never had (conv layers for a policy trained on MLPs). Empty when none differs or
+    nothing was recorded. These are allowed (a policy is meant to transfer) but worth a warning.
+    """
+    recorded = schema.get("env") or {}
+    _, config = env_side(target)
+    out = []
+    for name in CONDITIONS:
+        if name in recorded and config is not None and hasattr(config, name):
+            have, want = _plain(getattr(config, name)), recorded[name]
+            if have != want:
+                out.append(f"{name}={have!r} here; it was trained with {name}={want!r}")
+    kinds, known = _layer_kinds(target), trained_kinds(schema.get("train_networks") or ())
+    if kinds and known and not kinds <= known:
+        new = ", ".join(sorted(kinds - known))
+        out.append(f"this network has {new} layers; it was trained on {', '.join(schema['train_networks'])} only")
+    return out
+
+
+class OutsideTrainingWarning(UserWarning):
+    """A policy acts under conditions other than the ones it was trained for (it runs; the warning names them)."""
+
+
 class UncheckedPolicyWarning(UserWarning):
     """A policy acts on observations that no env was checked against (see ``LayerwiseAgent.bind``)."""
 

@@ -48,12 +48,14 @@ from agents.costs import (
 from agents.opponents import opponent_notes, run_opponents
 from agents.paired_reward import PairedReward, ReferenceCache
 from agents.policy import LayerwisePolicy
+from agents.preflight import model_path as preflight_model_path
 from agents.preflight import preflight
 from agents.prior import RECORD_NAME as PRIOR_RECORD
 from agents.prior import choose_prior
 from agents.ray_vec_env import ActorRestartsCallback
 from agents.run_dir import check_fresh, config_path, save_model_atomic
 from agents.schema import model_schema
+from agents.showcase import run_showcase, showcase_lines
 from agents.tuned import prior_from_cell, tune_run
 from sparsity_gym.core.io import atomic_write_text
 from sparsity_gym.core.threads import usable_cores
@@ -312,7 +314,8 @@ def run_train(cfg: TrainConfig) -> Path:
         f"selector {cfg.env.selector}, target density {cfg.env.target_density}"
     )
     recorded, agent = report_costs(cfg, run_dir, family, tuned)
-    write_reports(cfg, results, run_dir, title, notes, reference=tuned, opponents=recorded, agent=agent)
+    showcase = showcase_lines(cfg, run_showcase(cfg, run_dir))  # a shipped policy on its own task
+    write_reports(cfg, results, run_dir, title, notes, tuned, recorded, agent, showcase)
     write_learning_curve(run_dir, f"{cfg.family}, target {cfg.env.target_density}, reward {cfg.reward}")
     timing = {"train_seconds": train_time, "total_seconds": time.perf_counter() - start, **state}
     write_timing(run_dir, timing)
@@ -337,13 +340,7 @@ def run_evaluate(cfg: TrainConfig) -> Path:
     run_dir = _prepare(cfg)
     atomic_write_text(config_path(run_dir, cfg.mode), cfg.to_json())
     compared = comparison_family(cfg.family, cfg.heldout)
-    if cfg.model:
-        model_path: Path | None = Path(cfg.model)
-        if not Path(cfg.model).exists():
-            raise ValueError(f"model={cfg.model!r} is not allowed: no such file; expected a model.zip saved by PPO")
-    else:
-        found = [p for p in (run_dir / "best_model.zip", run_dir / "model.zip") if p.exists()]
-        model_path = found[0] if found else None
+    model_path = preflight_model_path(cfg)  # --model (a path or a shipped policy's name), or the run folder's
     start = time.perf_counter()
     opponents = run_opponents(cfg, run_dir)
     table = tune_run(cfg, run_dir)  # read back from the training run's tuning.json when it is there

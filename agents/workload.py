@@ -28,11 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from agents.config import TrainConfig
 from agents.costs import ppo_run_dir
 from agents.opponents import SAMPLER_OF, search_budget, searching
 from agents.prior import RECORD_NAME as PRIOR_RECORD
+from agents.showcase import showcase_jobs, showcase_seeds
 from baselines import SEARCH_SPACE, available_policies, searched_name
 from sparsity_gym.core.threads import usable_cores
 from sparsity_gym.datasets import DatasetSplits
@@ -120,13 +122,21 @@ def _duration(seconds: float) -> str:
 
 
 def probe_episode(config: EnvConfig, spec: NetworkSpec, data: DatasetSplits) -> Probe:
-    """One short real episode of ``spec`` at ``config`` (zero actions), timed (see the module doc)."""
+    """One short real episode of ``spec`` at ``config`` (zero actions), timed (see the module doc).
+
+    It runs on one torch thread, as every worker of the run does (several threads of a tiny network on a shared
+    machine spin-wait, and the probe then times the waiting), after one untimed reset that pays the first call's
+    costs (tracing the layers, the first kernels).
+    """
     full = config.num_decisions
     short = min(full, PROBE_DECISIONS)
     env = SparsityEnv(
         config=config.replace(**spec.env_kwargs(), total_iterations=short * config.decision_interval), data=data
     )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
+        env.reset(seed=seed_start("benchmark"))
         start = time.perf_counter()
         env.reset(seed=seed_start("benchmark"))
         reset_s = time.perf_counter() - start
@@ -138,6 +148,7 @@ def probe_episode(config: EnvConfig, spec: NetworkSpec, data: DatasetSplits) -> 
             steps.append(time.perf_counter() - tick)
     finally:
         env.close()
+        torch.set_num_threads(threads)
     later = steps[1:] or steps
     episode_s = reset_s + steps[0] + (full - 1) * float(np.mean(later))
     return Probe(spec.name, short, full, time.perf_counter() - start, episode_s)
@@ -251,3 +262,13 @@ def comparison_work(cfg: TrainConfig, jobs: Sequence[GridJob], population: bool)
         f"and the learned policy at {settings} (target, selector) settings"
     )
     return Work("comparison", sum(j.episodes for j in jobs), pooled, what)
+
+
+def showcase_work(cfg: TrainConfig) -> list[Work]:
+    """The showcase's episodes (``train`` mode with ``--showcase``): each shipped policy and its card's cell."""
+    if cfg.mode != "train" or not cfg.showcase:
+        return []
+    pooled, _ = _parallel(cfg)
+    shown = [job for name in cfg.showcase for job in showcase_jobs(name, showcase_seeds(cfg))]
+    what = f"{', '.join(cfg.showcase)} and the cells of their cards on their tasks' held-out networks"
+    return [Work("showcase", sum(j.episodes for j in shown), pooled, what)]

@@ -13,7 +13,8 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 
-from agents.policy import LayerwiseAgent, LayerwisePolicy
+from agents.agent import LayerwiseAgent
+from agents.policy import LayerwisePolicy
 from sparsity_gym.env.sparsity_env import SparsityEnv
 from sparsity_gym.env.wrappers import pad_observation
 from sparsity_gym.experiments.evaluation import evaluate

@@ -8,8 +8,9 @@ import pytest
 from conftest import TINY_ENV, untrained_residual_policy
 from task_helpers import TINY_CELLS, registered_task, tiny_run
 
+from agents.agent import LayerwiseAgent
 from agents.config import TASK_PRESET, TUNE_GRID, TrainConfig, parse_args
-from agents.policy import LayerwiseAgent, LayerwisePolicy
+from agents.policy import LayerwisePolicy
 from agents.train import run
 from agents.tuned import prior_from_cell, tuning_overrides
 from baselines import env_kwargs, make_policy

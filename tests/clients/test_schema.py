@@ -12,7 +12,8 @@ import pytest
 from stable_baselines3 import PPO
 
 import sparsity_gym  # noqa: F401  (registers the ids)
-from agents.policy import LayerwiseAgent, LayerwisePolicy, load_agent
+from agents.agent import LayerwiseAgent, load_agent
+from agents.policy import LayerwisePolicy
 from agents.schema import ENV_FIELDS, UncheckedPolicyWarning, model_schema, pad_for_model
 from sparsity_gym.env.sparsity_env import SparsityEnv
 from sparsity_gym.env.wrappers import pad_observation
