@@ -9,6 +9,7 @@ TINY_ARGS = [
     *("--dataset", "synthetic", "--total-iterations", "20", "--decision-interval", "10"),
     *("--n-steps", "8", "--batch-size", "4", "--n-epochs", "1", "--checkpoint-every", "8"),
     *("--eval-seeds", "1", "--eval-targets", "0.5", "--eval-selectors", "magnitude", "--no-progress-bar"),
+    "--showcase",  # no shipped policy: their episodes are a full task's (tests/agents/test_shipped.py covers them)
 ]
 
 

@@ -121,7 +121,7 @@ def test_task_settings_are_the_tasks_env_settings_and_its_run_settings():
 def test_config_from_settings_given_in_code():
     cfg = config_from({"task": "mnist1d_mlp", "target_density": 0.01, "seed": 4})
     assert cfg == parse_args(["--task", "mnist1d_mlp", "--target-density", "0.01", "--seed", "4"])
-    assert config_from({}) == TrainConfig()
+    assert config_from({}) == TrainConfig(**PRESETS["default"])
     with pytest.raises(ValueError, match=r"^preset='nope' is not allowed"):
         config_from({"preset": "nope"})
     with pytest.raises(ValueError, match=r"^setting='budget' is not allowed"):

@@ -23,7 +23,7 @@ def test_presets_set_defaults_and_flags_win():
     long = parse_args(["--preset", "long"])
     assert long.total_timesteps == PRESETS["long"]["total_timesteps"] and long.eval_seeds >= 5
     assert parse_args(["--preset", "long", "--total-timesteps", "7"]).total_timesteps == 7
-    assert parse_args([]) == TrainConfig()
+    assert parse_args([]) == TrainConfig(**PRESETS["default"])  # the default preset: the showcase
     evaluate = parse_args(["evaluate", "--networks", "mlp_64x64", "cnn", "--policies", "criteria", "cubic"])
     assert evaluate.mode == "evaluate" and evaluate.networks == ("mlp_64x64", "cnn")
     assert set(evaluate.baseline_names()) == {*available_policies("criterion"), "cubic"}
