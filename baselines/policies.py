@@ -15,7 +15,7 @@ import gymnasium as gym
 import numpy as np
 
 from baselines.schedules import SCHEDULES, Schedule
-from sparsity_gym.env.actions import to_action
+from sparsity_gym.pruning.actions import to_action
 from sparsity_gym.env.sparsity_env import SparsityEnv
 
 

@@ -22,7 +22,7 @@ def __getattr__(name: str) -> Any:
 
         return EnvConfig
     if name == "to_action":
-        from sparsity_gym.env.actions import to_action
+        from sparsity_gym.pruning.actions import to_action
 
         return to_action
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

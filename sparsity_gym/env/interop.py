@@ -15,14 +15,17 @@ RENDER_HEIGHT = 64
 BAR_WIDTH = 12
 
 
-def check_network_fits(model: nn.Module, inputs: torch.Tensor, num_classes: int, network: str, dataset: str) -> None:
+def check_network_fits(model: nn.Module, inputs: torch.Tensor, num_classes: int, config: Any) -> None:
     """Run ``model`` on a small batch of the dataset's inputs (eval mode, no gradient, modes restored).
+
+    ``config`` is the env's config (its ``network_name`` and ``dataset`` name the network in messages).
 
     Raises:
         ValueError: naming ``network`` when the network cannot take the dataset's inputs or does not return
             one logit per class, instead of a shape error deep inside the first training step.
 
     """
+    network, dataset = config.network_name, config.dataset
     was_training = model.training
     model.eval()
     try:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch.nn as nn
 
-from sparsity_gym.env.budget import budget_model, tilted
+from sparsity_gym.pruning.budget import budget_model, tilted
 from sparsity_gym.env.config import EnvConfig
 from sparsity_gym.env.sparsity_env import SparsityEnv
 from sparsity_gym.masks.allocation import ALLOCATIONS
