@@ -2,7 +2,7 @@
 
 from baselines.handcrafted import handcrafted_grid, parse_cell
 from baselines.policies import SchedulePolicy
-from baselines.registry import Method, available_policies, env_kwargs, make_policy, register_method
+from baselines.registry import Method, available_policies, env_kwargs, make_policy, method, register_method
 from baselines.schedules import SCHEDULES, constant, cosine, cubic, linear, polynomial, quadratic
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "handcrafted_grid",
     "linear",
     "make_policy",
+    "method",
     "parse_cell",
     "polynomial",
     "quadratic",

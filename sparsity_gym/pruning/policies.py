@@ -17,6 +17,7 @@ deterministic=True) -> (action, state)``. Optionally it has
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,15 +42,26 @@ def policy_name(policy: Any) -> str:
     return name if isinstance(name, str) else type(policy).__name__
 
 
-def merge_settings(policy: Any, given: Mapping[str, Any]) -> dict[str, Any]:
+def merge_settings(policy: Any, given: Mapping[str, Any], steps_per_epoch: int | None = None) -> dict[str, Any]:
     """The policy's ``settings`` with the user's ``given`` settings added; ``ValueError`` on a contradiction.
 
-    A setting the driver cannot honour (:data:`ENV_ONLY_SETTINGS`, or any name that is not a pruning field) is
-    refused with a one-line reason.
+    A policy's ``burn_in_epochs`` (the env's unit) becomes ``burn_in_steps`` with ``steps_per_epoch``
+    (``ceil(epochs * steps_per_epoch)``, as the env counts it); without ``steps_per_epoch`` the user must give
+    ``burn_in_steps``. A setting the driver cannot honour (:data:`ENV_ONLY_SETTINGS`, or any name that is not a
+    pruning field) is refused with a one-line reason.
     """
     settings = dict(getattr(policy, "settings", None) or {})
     fields = pruning_field_names()
     name = policy_name(policy)
+    if "burn_in_epochs" in settings:
+        epochs = settings.pop("burn_in_epochs")
+        if steps_per_epoch is not None:
+            settings["burn_in_steps"] = math.ceil(epochs * steps_per_epoch - 1e-9)
+        elif "burn_in_steps" not in given:
+            raise ValueError(
+                f"steps_per_epoch=None is not allowed with policy {name!r}, which needs burn_in_epochs={epochs!r}; "
+                "expected steps_per_epoch= the optimizer steps of one epoch (e.g. len(loader)), or burn_in_steps="
+            )
     for key, value in settings.items():
         if key in ENV_ONLY_SETTINGS and not (key == "capacity" and value == 1.0):
             raise ValueError(

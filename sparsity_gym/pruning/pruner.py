@@ -67,6 +67,8 @@ class Pruner:
         generator: The CPU generator of random selection and regrowth (default: seeded with ``seed``).
         seed: Seed of the default generator.
         num_classes: Classes of the task (the loss scale of the observation; default: the output layer's units).
+        steps_per_epoch: Optimizer steps of one epoch, to convert a policy's ``burn_in_epochs`` setting (SNR
+            pruning's one-epoch burn-in) into ``burn_in_steps``.
         config: A complete :class:`PruningConfig` instead of ``total_steps``, ``target_density`` and settings.
         layer_cache: A :class:`~sparsity_gym.models.layers.LayerCache` to discover layers with (networks rebuilt
             again and again).
@@ -91,6 +93,7 @@ class Pruner:
         generator: torch.Generator | None = None,
         seed: int = 0,
         num_classes: int | None = None,
+        steps_per_epoch: int | None = None,
         config: PruningConfig | None = None,
         layer_cache: LayerCache | None = None,
         initial_active: Mapping[str, torch.Tensor] | None = None,
@@ -103,7 +106,7 @@ class Pruner:
         }
         if config is not None and (settings or any(v is not None for v in explicit.values())):
             raise ValueError("config= is not allowed with settings or total_steps/target_density; expected one of them")
-        self.config = config if config is not None else _config(policy, explicit, settings)
+        self.config = config if config is not None else _config(policy, explicit, settings, steps_per_epoch)
         reads = policies.declared_reads(policy) if policy is not None else ()
         if policy is not None:  # before anything is built: a policy that needs what the user did not give
             columns = ObservationLayout(1, self.config.observations)
@@ -341,14 +344,16 @@ class Pruner:
         return step_flops - saved, saved
 
 
-def _config(policy: Any, explicit: Mapping[str, Any], settings: Mapping[str, Any]) -> PruningConfig:
+def _config(
+    policy: Any, explicit: Mapping[str, Any], settings: Mapping[str, Any], steps_per_epoch: int | None
+) -> PruningConfig:
     """The run's config: the policy's settings, the user's keywords, derived observations and interval."""
     allowed = [f for f in pruning_field_names() if f not in explicit]
     check_fields("Pruner", settings, allowed)
     given = {**{k: v for k, v in explicit.items() if v is not None}, **settings}
     if "total_steps" not in given:
         raise ValueError("total_steps=None is not allowed; expected the optimizer steps of the run (an integer >= 1)")
-    merged = policies.merge_settings(policy, given) if policy is not None else dict(given)
+    merged = policies.merge_settings(policy, given, steps_per_epoch) if policy is not None else dict(given)
     if "observations" not in merged:
         merged["observations"] = () if policy is None else policies.families_read(policies.declared_reads(policy))
     if "decision_interval" not in merged:

@@ -120,9 +120,10 @@ class IntervalLoss:
         unmeasured, measured = self.parts
         count = self.count
         self.parts, self.count = [None, None], 0
-        if unmeasured is None and measured is None:
-            return None
-        total = measured if unmeasured is None else unmeasured if measured is None else unmeasured + measured
+        if unmeasured is None or measured is None:
+            total = measured if unmeasured is None else unmeasured
+            return None if total is None else float(total) / count
+        total = unmeasured + measured
         return float(total) / count
 
     def state_dict(self) -> dict[str, Any]:
