@@ -23,10 +23,18 @@ from sparsity_gym.models.layers import LayerCache, LayerInfo, find_prunable_laye
 from sparsity_gym.observation.features import ObservationLayout
 from sparsity_gym.observation.observers import Observer
 from sparsity_gym.observation.snapshot import TrainingSnapshot
-from sparsity_gym.pruning import policies
 from sparsity_gym.pruning.config import PruningConfig, pruning_field_names
 from sparsity_gym.pruning.decisions import Decisions
 from sparsity_gym.pruning.flops import dense_inference_flops, inference_flops, training_step_flops
+from sparsity_gym.pruning.policies import (
+    bind,
+    check_reads,
+    declared_reads,
+    default_interval,
+    families_read,
+    merge_settings,
+    takes_state,
+)
 from sparsity_gym.pruning.statistics import IntervalLoss, Statistics
 from sparsity_gym.pruning.summary import PruningSummary
 
@@ -107,12 +115,10 @@ class Pruner:
         if config is not None and (settings or any(v is not None for v in explicit.values())):
             raise ValueError("config= is not allowed with settings or total_steps/target_density; expected one of them")
         self.config = config if config is not None else _config(policy, explicit, settings, steps_per_epoch)
-        reads = policies.declared_reads(policy) if policy is not None else ()
+        reads = declared_reads(policy) if policy is not None else ()
         if policy is not None:  # before anything is built: a policy that needs what the user did not give
             columns = ObservationLayout(1, self.config.observations)
-            policies.check_reads(
-                policy, tuple(columns.columns) if reads is None else reads, columns, val_fn is not None
-            )
+            check_reads(policy, tuple(columns.columns) if reads is None else reads, columns, val_fn is not None)
         self.model, self.optimizer, self.val_fn, self.batch_size = model, optimizer, val_fn, batch_size
         self.generator = generator if generator is not None else torch.Generator().manual_seed(seed)
         shape = _input_shape(model, input_shape, example_input)
@@ -145,12 +151,12 @@ class Pruner:
         self._policy_state: Any = None
         self._stateful = False
         self.policy = policy
-        self.predictor = None if policy is None else policies.bind(policy, self)
+        self.predictor = None if policy is None else bind(policy, self)
         if self.predictor is not None:
-            read = policies.declared_reads(self.predictor) or reads
+            read = declared_reads(self.predictor) or reads
             read = tuple(self.layout.columns) if read is None else read
-            policies.check_reads(self.predictor, read, self.layout, val_fn is not None)
-            self._stateful = policies.takes_state(self.predictor)
+            check_reads(self.predictor, read, self.layout, val_fn is not None)
+            self._stateful = takes_state(self.predictor)
             self._decide_on_schedule()
 
     # ------------------------------------------------------------------------------------------------ stepping
@@ -353,12 +359,12 @@ def _config(
     given = {**{k: v for k, v in explicit.items() if v is not None}, **settings}
     if "total_steps" not in given:
         raise ValueError("total_steps=None is not allowed; expected the optimizer steps of the run (an integer >= 1)")
-    merged = policies.merge_settings(policy, given, steps_per_epoch) if policy is not None else dict(given)
+    merged = merge_settings(policy, given, steps_per_epoch) if policy is not None else dict(given)
     if "observations" not in merged:
-        merged["observations"] = () if policy is None else policies.families_read(policies.declared_reads(policy))
+        merged["observations"] = () if policy is None else families_read(declared_reads(policy))
     if "decision_interval" not in merged:
         total = merged["total_steps"]
-        merged["decision_interval"] = policies.default_interval(total) if isinstance(total, int) else total
+        merged["decision_interval"] = default_interval(total) if isinstance(total, int) else total
     return PruningConfig(**merged)
 
 
