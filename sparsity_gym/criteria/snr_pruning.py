@@ -30,11 +30,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from sparsity_gym.core.checks import check_choice
+from sparsity_gym.core.state import check_keys
 
 COMBINE_MODES: tuple[str, ...] = ("or", "and")
 MAGNITUDE_SCOPES: tuple[str, ...] = ("global", "layer")
@@ -187,6 +189,25 @@ class LossHold:
         """Forget the loss history (start of a new run)."""
         self.smoothed = None
         self.best = math.inf
+
+    def state_dict(self) -> dict[str, Any]:
+        """The loss history it decides from: ``smoothed`` and ``best`` (floats).
+
+        ``smoothed`` is ``s_t`` (``None`` before the first finite loss), ``best`` the best smoothed loss so far
+        (``inf`` before it).
+        """
+        return {"smoothed": self.smoothed, "best": self.best}
+
+    def load_state_dict(self, state: Any) -> None:
+        """Restore a :meth:`state_dict`; a value that is not a float (``smoothed``: or ``None``) is a ``ValueError``."""
+        check_keys("LossHold", state, ("smoothed", "best"))
+        smoothed, best = state["smoothed"], state["best"]
+        if smoothed is not None and not isinstance(smoothed, float):
+            raise ValueError(f"LossHold: smoothed={smoothed!r}; expected a float or None")
+        if not isinstance(best, float):
+            raise ValueError(f"LossHold: best={best!r}; expected a float")
+        self.smoothed = smoothed
+        self.best = best
 
     def update(self, loss: float) -> bool:
         """Feed the current training loss; return True when pruning is allowed now."""

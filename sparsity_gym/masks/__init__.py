@@ -38,4 +38,8 @@ The mask contract, one for every method:
   re-selects among *all* units (the ``k`` best by the selector's score on θ), so a pruned unit returns with
   its θ and its optimizer state, untouched. ``feedback_updates_pruned=False`` is the paper's §5.3 option:
   pruned weights keep their θ through the step (no update).
+* Explicit state: :meth:`MaskedNetwork.state_dict <sparsity_gym.masks.masked_network.MaskedNetwork.state_dict>`
+  holds what changes during an episode (unit and input-column masks, DPF's dense θ, the generator) and
+  :meth:`RowFreezer.state_dict <sparsity_gym.masks.freezing.RowFreezer.state_dict>` the frozen rows; loaded after
+  the model's and the optimizer's own state, they resume exactly, and a state of another network is refused.
 """

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from sparsity_gym.core.state import check_keys, state_tensor
 from sparsity_gym.masks.optimizer_state import zero_optimizer_state
 
 FREEZABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d)
@@ -177,6 +178,33 @@ class RowFreezer:
             fan_in = layer.weight[0].numel()
             total += n_frozen * 2 * int(batch_size) * p * fan_in
         return total
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """The frozen rows, as plain tensors (copies): ``frozen``, one bool ``(out units,)`` mask per layer, in order.
+
+        Between optimizer steps that is all the freezer holds: the values that keep a frozen row bit-identical
+        are the parameter rows and their optimizer state as they are before the next step (snapshotted by its
+        pre-step hook), which the model's and the optimizer's own ``state_dict`` carry. Called during a step
+        (between the two hooks) it raises ``RuntimeError``.
+        """
+        if self._snapshot:
+            raise RuntimeError("RowFreezer.state_dict() was called during an optimizer step; call it between steps")
+        return {"frozen": self.frozen_masks}
+
+    def load_state_dict(self, state: Any) -> None:
+        """Restore a :meth:`state_dict`: the frozen masks, as they were (no thaw reset: nothing thaws).
+
+        A state of other layers (another count, other widths) is refused with a ``ValueError`` naming the layer.
+        """
+        check_keys("RowFreezer", state, ("frozen",))
+        masks = state["frozen"]
+        if not isinstance(masks, (list, tuple)) or len(masks) != len(self.layers):
+            got = f"{len(masks)} masks" if isinstance(masks, (list, tuple)) else f"a {type(masks).__name__}"
+            raise ValueError(f"RowFreezer: frozen has {got}; expected a list of {len(self.layers)} (one per layer)")
+        for i, (mask, current) in enumerate(zip(masks, self._frozen, strict=True)):
+            state_tensor("RowFreezer", f"frozen[{i}]", mask, current.shape, torch.bool)
+        self._frozen = [mask.to(current.device, copy=True) for mask, current in zip(masks, self._frozen, strict=True)]
 
     # ------------------------------------------------------------------ hooks
     def _pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:

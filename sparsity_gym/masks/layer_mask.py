@@ -6,10 +6,14 @@ See :mod:`sparsity_gym.masks` for the mask contract every method shares (CRITERI
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
+from sparsity_gym.core.state import check_keys, optional_tensor, snapshot, state_tensor
 from sparsity_gym.models.layers import LayerInfo
+
+STATE_KEYS = ("unit_mask", "in_mask", "dense", "dense_bias")
 
 
 def successor_columns(
@@ -155,6 +159,64 @@ class LayerMask:
             self._store(self.dense, module.weight, self._weight_keep)
             if self.dense_bias is not None:
                 self._store(self.dense_bias, module.bias, self._bias_keep)
+        for param, keep in self.masked_tensors():
+            param.mul_(keep)
+
+    def state_dict(self) -> dict[str, Any]:
+        """What changes during an episode (copies): the masks, and under DPF the dense θ.
+
+        ``unit_mask``: bool, ``weight.shape`` (granularity ``weight``) or ``(out units,)`` (``neuron``).
+        ``in_mask``: bool ``(weight.shape[1],)``, the input columns left by the pruned neurons of the layers that
+        feed this one, or ``None`` (no input column masked). ``dense`` / ``dense_bias``: the dense θ of the weight
+        and bias under ``regrowth="feedback"`` (DPF), ``None`` otherwise (and ``dense_bias`` without a bias).
+        Everything else (the cached keep masks, the counts) follows from these.
+        """
+        return {
+            "unit_mask": snapshot(self.unit_mask),
+            "in_mask": snapshot(self.in_mask),
+            "dense": snapshot(self.dense),
+            "dense_bias": snapshot(self.dense_bias),
+        }
+
+    def check_state_dict(self, state: Any) -> None:
+        """``ValueError`` naming this layer unless ``state`` is a :meth:`state_dict` of a layer like this one."""
+        owner = f"layer {self.info.name!r}"
+        check_keys(owner, state, STATE_KEYS)
+        unit = state_tensor(owner, "unit_mask", state["unit_mask"], self.unit_mask.shape, torch.bool)
+        if not bool(unit.any()):
+            raise ValueError(f"{owner}: unit_mask has no active unit; expected at least one")
+        weight, bias = self.info.module.weight, self.info.module.bias
+        if state["in_mask"] is not None:
+            state_tensor(owner, "in_mask", state["in_mask"], weight.shape[1:2], torch.bool)
+        optional_tensor(owner, "dense", state["dense"], self.dense is not None, weight.shape)
+        shape = None if bias is None else bias.shape
+        optional_tensor(owner, "dense_bias", state["dense_bias"], self.dense_bias is not None, shape)
+
+    @torch.no_grad()
+    def load_state_dict(self, state: Any) -> None:
+        """Restore a :meth:`state_dict` (copied onto this layer's device), then set the parameters to ``θ ⊙ mask``.
+
+        Under DPF θ is the restored dense copy; otherwise it is the parameter as it is. Loaded after the model's
+        own state, this leaves the parameters bit-identical (the zeros of inactive entries keep their sign). A
+        state of another layer (other shapes, DPF or not) is refused (``ValueError``).
+        """
+        self.check_state_dict(state)
+        self.unit_mask = state["unit_mask"].to(self.device, copy=True)
+        self.num_active = int(self.unit_mask.sum())
+        self.in_mask = None if state["in_mask"] is None else state["in_mask"].to(self.device, copy=True)
+        if self.dense is not None:
+            self.dense.copy_(state["dense"])
+        if self.dense_bias is not None:
+            self.dense_bias.copy_(state["dense_bias"])
+        self.refresh()
+        module = self.info.module
+        if self.dense is not None:  # θ where active; inactive entries become the parameter's own (signed) zeros
+            module.weight.copy_(torch.where(self.active_weight_mask, self.dense, module.weight))
+        if self.dense_bias is not None:
+            active_bias = (
+                self.unit_mask if self.granularity == "neuron" else torch.ones_like(self.dense_bias, dtype=torch.bool)
+            )
+            module.bias.copy_(torch.where(active_bias, self.dense_bias, module.bias))
         for param, keep in self.masked_tensors():
             param.mul_(keep)
 

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from sparsity_gym.core.checks import check_choice
+from sparsity_gym.core.state import check_keys, check_names, state_tensor
 from sparsity_gym.masks.layer_mask import LayerMask, successor_columns
 from sparsity_gym.masks.optimizer_state import zero_optimizer_state
 from sparsity_gym.masks.regrowth import FEEDBACK, REGROWTH, Growth, available_regrowth
@@ -139,6 +140,37 @@ class MaskedNetwork:
         """Set every parameter to ``θ ⊙ mask`` (every inactive weight exactly zero)."""
         for layer in self.all_layers:
             layer.apply_()
+
+    def state_dict(self) -> dict[str, Any]:
+        """What changes during an episode, as plain tensors (copies): resume with :meth:`load_state_dict`.
+
+        ``layers``: layer name -> :meth:`LayerMask.state_dict <sparsity_gym.masks.layer_mask.LayerMask.state_dict>`
+        for every prunable layer, in module order (unit and input-column masks; the dense θ under DPF).
+        ``generator``: ``generator.get_state()`` (uint8), the source of random selection and regrowth. The
+        parameters themselves and the optimizer's state belong to the model's and the optimizer's own
+        ``state_dict``.
+        """
+        return {
+            "layers": {m.info.name: m.state_dict() for m in self.all_layers},
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: Any) -> None:
+        """Restore a :meth:`state_dict` and set every parameter to ``θ ⊙ mask``.
+
+        Load the model's parameters first: without DPF, θ is the parameter as it is. Everything is checked before
+        anything changes: a state of another network (other layer names or shapes, DPF or not) is refused with a
+        ``ValueError`` naming the layer.
+        """
+        check_keys("MaskedNetwork", state, ("layers", "generator"))
+        check_names("MaskedNetwork", "layers", state["layers"], [m.info.name for m in self.all_layers])
+        for layer in self.all_layers:
+            layer.check_state_dict(state["layers"][layer.info.name])
+        current = self.generator.get_state()
+        generator = state_tensor("MaskedNetwork", "generator", state["generator"], current.shape, current.dtype)
+        for layer in self.all_layers:
+            layer.load_state_dict(state["layers"][layer.info.name])
+        self.generator.set_state(generator.cpu())
 
     @property
     def densities(self) -> list[float]:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sparsity_gym.core.state import check_keys, map_tensors
 from sparsity_gym.masks.masked_network import MaskedNetwork
 
 
@@ -50,6 +51,27 @@ class Observer:
     def unit_scores(self) -> dict[str, torch.Tensor]:
         """Per-unit statistics a selector reads (``SelectionContext.stats[self.name]``), by layer name."""
         return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """What the observer carries from step to step and decision to decision, as plain tensors (copies).
+
+        The base holds nothing: ``{}``. The hooks, the settings and the measuring flag (which the driver sets)
+        are not state.
+        """
+        return {}
+
+    def load_state_dict(self, state: Any) -> None:
+        """Restore a :meth:`state_dict`; a state of another observer or other layers is a ``ValueError``.
+
+        Set the measuring flag first (:meth:`set_measuring`): turning it on may open a new window (the contribution
+        observer's), which would drop a restored one.
+        """
+        check_keys(type(self).__name__, state, ())
+
+    def on_device(self, state: Any) -> Any:
+        """``state`` with every tensor moved onto the device of the network's layers (a checkpoint mapped elsewhere)."""
+        device = self.masks.all_layers[0].device
+        return map_tensors(state, lambda t: t.to(device))
 
     def detach(self) -> None:
         """Remove every hook."""

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from sparsity_gym.core.state import check_keys, check_known_names, state_tensor
 from sparsity_gym.masks.masked_network import MaskedNetwork
 from sparsity_gym.observation.base import Observer, ObserverSettings
 
@@ -63,8 +64,43 @@ class LayerInputObserver(Observer):
                 out[name] = torch.cat(self.recent[name])[-self.max_rows[name] :]
         return out
 
+    def state_dict(self) -> dict[str, Any]:
+        """``recent``: layer name -> the buffered input tensors (copies), as the hooks kept them.
+
+        A Linear layer's entry is a list of ``(rows, in_features)`` chunks, oldest first (the chunks matter: the
+        oldest is dropped whole); a conv layer's is ``[x]``, its last input batch ``(n, C, ...)``. Layers not seen
+        yet are absent.
+        """
+        return {"recent": {name: [t.detach().clone() for t in kept] for name, kept in self.recent.items()}}
+
+    def load_state_dict(self, state: Any) -> None:
+        """Restore a :meth:`state_dict` onto the layers' device; inputs of other layers are a ``ValueError``."""
+        check_keys("LayerInputObserver", state, ("recent",))
+        modules = {m.info.name: m.info.module for m in self.masks.layers}
+        check_known_names("LayerInputObserver", "recent", state["recent"], list(modules))
+        recent = self.on_device(state["recent"])
+        for name, kept in recent.items():
+            _check_inputs(name, modules[name], kept)
+        self.recent = {name: [t.clone() for t in kept] for name, kept in recent.items()}
+
     def features(self) -> np.ndarray:  # noqa: D102
         return np.zeros((len(self.masks.layers), 0))
+
+
+def _check_inputs(name: str, module: nn.Module, kept: Any) -> None:
+    """``ValueError`` unless ``kept`` is a non-empty list of inputs ``module`` takes (one batch for a conv)."""
+    conv = isinstance(module, (nn.Conv1d, nn.Conv2d))
+    if not isinstance(kept, list) or not kept or (conv and len(kept) != 1):
+        expected = "[one input batch]" if conv else "a non-empty list of (rows, in_features) chunks"
+        raise ValueError(f"LayerInputObserver: recent[{name!r}] is {type(kept).__name__}; expected {expected}")
+    width = module.in_channels if conv else module.weight.shape[1]
+    for i, x in enumerate(kept):
+        field = f"recent[{name!r}][{i}]"
+        state_tensor("LayerInputObserver", field, x, dim=module.weight.dim() if conv else 2)
+        if x.shape[1] != width:
+            raise ValueError(
+                f"LayerInputObserver: {field} has shape {tuple(x.shape)}; expected {width} inputs on dim 1"
+            )
 
 
 def _patches(module: nn.Conv1d | nn.Conv2d, x: torch.Tensor) -> torch.Tensor | None:

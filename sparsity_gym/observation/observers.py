@@ -27,6 +27,10 @@ a layer without a known successor uses its own output. For a layer whose output 
 then per-sample terms of the batch gradient (they still sum to ``B`` times ``.grad``), not gradients of each
 sample's own loss. Features are computed over the layer's active units only, and are 0 until first
 measured.
+
+*State*: each observer's ``state_dict()`` holds what it carries from step to step (smoothed SNR, the FIFO, the
+contribution window, the equilibrium trackers, the buffered inputs) as plain tensors; ``load_state_dict()`` on the
+same layers of a copy of the network resumes it exactly. Hooks and the measuring flag are not state.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from sparsity_gym.core.state import check_keys, check_names, load_together
 from sparsity_gym.masks.layer_mask import LayerMask
 from sparsity_gym.masks.masked_network import MaskedNetwork
 from sparsity_gym.observation.base import Observer, ObserverSettings
@@ -113,6 +118,17 @@ class SNRObserver(Observer):
         """The smoothed SNR of every weight (pruned ones included: under DPF they have gradients too)."""
         return dict(self.collector.snr) if self.collector.num_updates else {}
 
+    def state_dict(self) -> dict[str, Any]:
+        """``collector``: the collector's state (smoothed SNR, last moments, update count).
+
+        See :meth:`sparsity_gym.stats.snr_collector.GradientMomentCollector.state_dict`.
+        """
+        return {"collector": self.collector.state_dict()}
+
+    def load_state_dict(self, state: Any) -> None:  # noqa: D102
+        check_keys("SNRObserver", state, ("collector",))
+        self.collector.load_state_dict(self.on_device(state["collector"]))
+
     def detach(self) -> None:  # noqa: D102
         self.collector.detach()
         super().detach()
@@ -141,6 +157,20 @@ class RankObserver(Observer):
         return {
             layer.info.name: buf.rows for layer, buf in zip(self.masks.layers, self.buffers, strict=True) if buf.ready
         }
+
+    def state_dict(self) -> dict[str, Any]:
+        """``buffers``: controlled layer name -> its FIFO's state (the rows, oldest first).
+
+        See :meth:`sparsity_gym.stats.rank.ActivationBuffer.state_dict`.
+        """
+        return {"buffers": {m.info.name: b.state_dict() for m, b in zip(self.masks.layers, self.buffers, strict=True)}}
+
+    def load_state_dict(self, state: Any) -> None:  # noqa: D102
+        check_keys("RankObserver", state, ("buffers",))
+        names = [m.info.name for m in self.masks.layers]
+        check_names("RankObserver", "buffers", state["buffers"], names)
+        buffers = self.on_device(state["buffers"])
+        load_together([(buf, buffers[name]) for name, buf in zip(names, self.buffers, strict=True)])
 
     def features(self) -> np.ndarray:  # noqa: D102
         out = np.zeros((len(self.masks.layers), 2))
@@ -205,6 +235,27 @@ class ContributionObserver(Observer):
                     acc.reset()
         super().set_measuring(on)
 
+    def _tracked(self) -> dict[str, ContributionAccumulator]:
+        return {
+            layer.info.name: acc
+            for layer, acc in zip(self.masks.layers, self.accumulators, strict=True)
+            if acc is not None
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """``accumulators``: layer name -> its window so far, for every controlled layer with a known successor.
+
+        See :meth:`sparsity_gym.stats.contribution.ContributionAccumulator.state_dict`.
+        """
+        return {"accumulators": {name: acc.state_dict() for name, acc in self._tracked().items()}}
+
+    def load_state_dict(self, state: Any) -> None:  # noqa: D102
+        check_keys("ContributionObserver", state, ("accumulators",))
+        tracked = self._tracked()
+        check_names("ContributionObserver", "accumulators", state["accumulators"], list(tracked))
+        windows = self.on_device(state["accumulators"])
+        load_together([(acc, windows[name]) for name, acc in tracked.items()])
+
     def _score(self, acc: ContributionAccumulator) -> torch.Tensor:
         l1, l2 = self.lambdas
         return l1 * acc.c_avg if l2 == 0 else contribution_score(acc.c_avg, acc.c_max, l1, l2)
@@ -267,6 +318,27 @@ class EquilibriumObserver(Observer):
         for tracker, outs in zip(self.trackers, self.outputs, strict=True):
             if outs:
                 tracker.update(torch.cat(outs))
+            outs.clear()
+
+    def state_dict(self) -> dict[str, Any]:
+        """``trackers``: controlled layer name -> its tracker's state (last outputs, φ, Δφ, v).
+
+        See :meth:`sparsity_gym.stats.equilibrium.EquilibriumTracker.state_dict`. Called during a validation pass
+        (outputs caught, not yet turned into φ) it raises ``RuntimeError``.
+        """
+        if any(self.outputs):
+            raise RuntimeError("EquilibriumObserver.state_dict() was called during a validation pass; call it after")
+        return {
+            "trackers": {m.info.name: t.state_dict() for m, t in zip(self.masks.layers, self.trackers, strict=True)}
+        }
+
+    def load_state_dict(self, state: Any) -> None:  # noqa: D102
+        check_keys("EquilibriumObserver", state, ("trackers",))
+        names = [m.info.name for m in self.masks.layers]
+        check_names("EquilibriumObserver", "trackers", state["trackers"], names)
+        trackers = self.on_device(state["trackers"])
+        load_together([(tracker, trackers[name]) for name, tracker in zip(names, self.trackers, strict=True)])
+        for outs in self.outputs:
             outs.clear()
 
     def features(self) -> np.ndarray:  # noqa: D102

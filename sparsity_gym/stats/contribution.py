@@ -29,10 +29,13 @@ Implementation conventions:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
-from sparsity_gym.stats._validation import as_float, check_positive_int
+from sparsity_gym.core.state import check_keys, optional_tensor, snapshot, state_int
+from sparsity_gym.stats.inputs import as_float, check_positive_int
 
 __all__ = ["ContributionAccumulator", "contribution", "contribution_score"]
 
@@ -189,3 +192,32 @@ class ContributionAccumulator:
         self._max = None
         self.count = 0
         self.num_samples = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """The window so far, as plain tensors (copies).
+
+        ``sum``: float64 ``(N,)``, ``Σ c[s,j,:]`` over the window (``None`` before its first update); ``max``:
+        float64 ``(N,)``, the running ``C_max`` (``None`` before the first update or without ``track_max``);
+        ``count``: ``Σ S·M`` (int); ``num_samples``: samples seen (int).
+        """
+        return {
+            "sum": snapshot(self._sum),
+            "max": snapshot(self._max),
+            "count": self.count,
+            "num_samples": self.num_samples,
+        }
+
+    def load_state_dict(self, state: Any) -> None:
+        """Restore a :meth:`state_dict` (tensors copied as they are).
+
+        A state of another accumulator (another width, ``C_max`` tracked or not) is refused with a ``ValueError``.
+        """
+        owner = "ContributionAccumulator"
+        check_keys(owner, state, ("sum", "max", "count", "num_samples"))
+        started = state["sum"] is not None
+        total = optional_tensor(owner, "sum", state["sum"], started, (self.num_neurons,))
+        c_max = optional_tensor(owner, "max", state["max"], started and self.track_max, (self.num_neurons,))
+        count = state_int(owner, "count", state["count"])
+        num_samples = state_int(owner, "num_samples", state["num_samples"])
+        self._sum, self._max = snapshot(total), snapshot(c_max)
+        self.count, self.num_samples = count, num_samples

@@ -19,12 +19,13 @@ Conventions:
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
-from sparsity_gym.stats._validation import check_positive_int
+from sparsity_gym.core.state import check_keys, optional_tensor, snapshot, state_int, state_tensor
+from sparsity_gym.stats.inputs import check_positive_int
 
 __all__ = ["EquilibriumTracker", "neuron_similarity"]
 
@@ -120,6 +121,43 @@ class EquilibriumTracker:
             self._phi = phi
         self._previous = current
         self.num_updates += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the next evaluation builds on, as plain tensors (copies).
+
+        ``previous``: float32 outputs of the last evaluation (their shape, units on dim 1), ``None`` before the
+        first; ``phi``: float64 ``(N,)`` φ, ``None`` before the second; ``delta_phi``: float64 ``(N,)`` Δφ,
+        ``None`` before the third; ``velocity``: float64 ``(N,)`` v; ``num_updates``: evaluations seen (int).
+        """
+        return {
+            "previous": snapshot(self._previous),
+            "phi": snapshot(self.phi),
+            "delta_phi": snapshot(self.delta_phi),
+            "velocity": snapshot(self.velocity),
+            "num_updates": self.num_updates,
+        }
+
+    def load_state_dict(self, state: Any) -> None:
+        """Restore a :meth:`state_dict` (tensors copied as they are).
+
+        A state of another layer (another number of neurons) is refused with a ``ValueError``.
+        """
+        owner = "EquilibriumTracker"
+        check_keys(owner, state, ("previous", "phi", "delta_phi", "velocity", "num_updates"))
+        previous = state["previous"]
+        if previous is not None:
+            state_tensor(owner, "previous", previous)
+            if previous.dim() < 2 or previous.shape[1] != self.num_neurons:
+                shape = tuple(previous.shape)
+                raise ValueError(f"{owner}: previous has shape {shape}; expected {self.num_neurons} units on dim 1")
+        units = (self.num_neurons,)
+        phi = optional_tensor(owner, "phi", state["phi"], state["phi"] is not None, units)
+        delta = optional_tensor(owner, "delta_phi", state["delta_phi"], state["delta_phi"] is not None, units)
+        velocity = state_tensor(owner, "velocity", state["velocity"], units)
+        num_updates = state_int(owner, "num_updates", state["num_updates"])
+        self._previous, self._phi, self._delta_phi = snapshot(previous), snapshot(phi), snapshot(delta)
+        self._velocity = velocity.detach().clone()
+        self.num_updates = num_updates
 
     @property
     def phi(self) -> Tensor | None:

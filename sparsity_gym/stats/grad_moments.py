@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sparsity_gym.stats._validation import as_float, check_positive_int
+from sparsity_gym.stats.inputs import as_float, check_positive_int
 
 DEFAULT_CHUNK_SIZE = 32
 

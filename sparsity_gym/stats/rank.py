@@ -17,12 +17,13 @@ Conventions (CRITERIA.md §2):
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
-from sparsity_gym.stats._validation import check_positive_int, flatten_units
+from sparsity_gym.core.state import check_keys, state_int, state_tensor
+from sparsity_gym.stats.inputs import check_positive_int, flatten_units
 
 __all__ = ["ActivationBuffer", "effective_dimension", "effective_dimension_count", "singular_values"]
 
@@ -220,3 +221,30 @@ class ActivationBuffer:
         """Forget all rows (storage is kept)."""
         self._next = 0
         self._count = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """The FIFO as plain tensors (a copy): ``rows``, ``(len(self), M)`` oldest first, and ``capacity`` (int).
+
+        The rows in order are all the FIFO is: a buffer that restores them returns the same rows after any
+        further pushes.
+        """
+        return {"rows": self.rows.detach().clone(), "capacity": self.capacity}
+
+    def load_state_dict(self, state: Any) -> None:
+        """Restore a :meth:`state_dict` (rows copied onto the buffer's device, or theirs before the first push).
+
+        A state of another buffer (another width or capacity) is refused with a ``ValueError``.
+        """
+        check_keys("ActivationBuffer", state, ("rows", "capacity"))
+        capacity = state_int("ActivationBuffer", "capacity", state["capacity"], low=1)
+        if capacity != self.capacity:
+            raise ValueError(f"ActivationBuffer: capacity={capacity}; expected {self.capacity} (this buffer's)")
+        rows = state_tensor("ActivationBuffer", "rows", state["rows"], dim=2)
+        if rows.shape[1] != self.num_neurons or rows.shape[0] > self.capacity:
+            raise ValueError(
+                f"ActivationBuffer: rows has shape {tuple(rows.shape)}; expected (n, {self.num_neurons}) with "
+                f"n <= {self.capacity}"
+            )
+        self.clear()
+        if len(rows):
+            self.push(rows)

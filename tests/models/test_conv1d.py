@@ -17,7 +17,7 @@ from sparsity_gym.models.layers import find_prunable_layers
 from sparsity_gym.models.names import parse_network
 from sparsity_gym.models.zoo import build_network
 from sparsity_gym.stats import GradientMomentCollector, conv1d_grad_moments, gradient_snr
-from sparsity_gym.stats._validation import flatten_units
+from sparsity_gym.stats.inputs import flatten_units
 
 LENGTH = 16
 SHAPE = (1, LENGTH)

@@ -1,4 +1,4 @@
-"""Small argument checks shared by the statistics modules (internal)."""
+"""Input checks and layouts shared by the statistics modules: float precision, units per row, positive counts."""
 
 from __future__ import annotations
 
