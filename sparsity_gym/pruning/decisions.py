@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sparsity_gym.core.state import check_keys, state_int, state_tensor
 from sparsity_gym.criteria.snr_pruning import LossHold, burn_in_done
 from sparsity_gym.masks.freezing import RowFreezer
 from sparsity_gym.masks.masked_network import MaskedNetwork
@@ -74,6 +75,29 @@ class Decisions:
         self.mask_update = "applied"
         self.allocation = np.array(masks.densities, dtype=np.float32)
         self.invalid_actions = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """The gates' and the last decision's state: ``loss_hold`` (its state), ``mask_update``, ``allocation``
+        (float32 tensor), ``invalid_actions``.
+        """  # noqa: D205
+        return {
+            "loss_hold": self.loss_hold.state_dict(),
+            "mask_update": self.mask_update,
+            "allocation": torch.from_numpy(np.array(self.allocation, dtype=np.float32)),
+            "invalid_actions": self.invalid_actions,
+        }
+
+    def load_state_dict(self, state: Any) -> None:
+        """Restore a :meth:`state_dict`; a state of another network is a ``ValueError`` (nothing changed)."""
+        check_keys("Decisions", state, ("loss_hold", "mask_update", "allocation", "invalid_actions"))
+        allocation = state_tensor("Decisions", "allocation", state["allocation"], (len(self.masks.layers),))
+        invalid = state_int("Decisions", "invalid_actions", state["invalid_actions"])
+        if state["mask_update"] not in ("applied", "burn_in", "loss_hold"):
+            raise ValueError(f"Decisions: mask_update={state['mask_update']!r}; expected applied, burn_in or loss_hold")
+        self.loss_hold.load_state_dict(state["loss_hold"])
+        self.mask_update = state["mask_update"]
+        self.allocation = allocation.detach().cpu().numpy().astype(np.float32)
+        self.invalid_actions = invalid
 
     @property
     def action_shape(self) -> tuple[int, ...]:

@@ -14,26 +14,30 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from sparsity_gym.core.checks import check_fields
+from sparsity_gym.core.state import check_keys, load_together
 from sparsity_gym.masks import compaction
 from sparsity_gym.masks.freezing import RowFreezer
-from sparsity_gym.masks.masked_network import MaskedNetwork
-from sparsity_gym.models.graph import PRUNABLE
-from sparsity_gym.models.layers import LayerCache, LayerInfo, find_prunable_layers
+from sparsity_gym.models.layers import LayerCache, find_prunable_layers
 from sparsity_gym.observation.features import ObservationLayout
 from sparsity_gym.observation.observers import Observer
 from sparsity_gym.observation.snapshot import TrainingSnapshot
-from sparsity_gym.pruning.config import PruningConfig, pruning_field_names
+from sparsity_gym.pruning.config import PruningConfig
 from sparsity_gym.pruning.decisions import Decisions
 from sparsity_gym.pruning.flops import dense_inference_flops, inference_flops, training_step_flops
 from sparsity_gym.pruning.policies import (
     bind,
     check_reads,
     declared_reads,
-    default_interval,
-    families_read,
-    merge_settings,
     takes_state,
+)
+from sparsity_gym.pruning.setup import build_masks, input_shape_of, output_units, resolve_config
+from sparsity_gym.pruning.state import (
+    STATE_KEYS,
+    check_counters,
+    check_same_config,
+    fingerprint,
+    from_state,
+    to_state,
 )
 from sparsity_gym.pruning.statistics import IntervalLoss, Statistics
 from sparsity_gym.pruning.summary import PruningSummary
@@ -114,19 +118,19 @@ class Pruner:
         }
         if config is not None and (settings or any(v is not None for v in explicit.values())):
             raise ValueError("config= is not allowed with settings or total_steps/target_density; expected one of them")
-        self.config = config if config is not None else _config(policy, explicit, settings, steps_per_epoch)
+        self.config = config if config is not None else resolve_config(policy, explicit, settings, steps_per_epoch)
         reads = declared_reads(policy) if policy is not None else ()
         if policy is not None:  # before anything is built: a policy that needs what the user did not give
             columns = ObservationLayout(1, self.config.observations)
             check_reads(policy, tuple(columns.columns) if reads is None else reads, columns, val_fn is not None)
         self.model, self.optimizer, self.val_fn, self.batch_size = model, optimizer, val_fn, batch_size
         self.generator = generator if generator is not None else torch.Generator().manual_seed(seed)
-        shape = _input_shape(model, input_shape, example_input)
+        shape = input_shape_of(model, input_shape, example_input)
         infos = layer_cache(model, shape) if layer_cache is not None else find_prunable_layers(model, shape)
         # first of the optimizer's pre-hooks: observers read the gradients before the freezer or DPF touch them
         self._hooks = [optimizer.register_step_pre_hook(self._before_optimizer_step)]
         self.statistics: Statistics | None = None
-        self.masks = _masks(infos, self.config, self.generator, optimizer, initial_active)
+        self.masks = build_masks(infos, self.config, self.generator, optimizer, initial_active)
         self.dense_flops = dense_inference_flops(self.masks.all_layers)
         self.statistics = Statistics(self.masks, self.config)
         if policy is not None and val_fn is None and "equilibrium" in self.statistics.observers:
@@ -140,7 +144,7 @@ class Pruner:
         self.decisions = Decisions(cfg, self.masks, self.freezer, self.generator, self.statistics.rule_scores)
         self.layer_names = tuple(m.info.name for m in self.masks.layers)
         self.layout = ObservationLayout(len(self.layer_names), cfg.observations)
-        self.num_classes = num_classes if num_classes is not None else _output_units(self.masks.all_layers)
+        self.num_classes = num_classes if num_classes is not None else output_units(self.masks.all_layers)
         self.iteration = self.decision = 0
         self.training_flops: int | None = None if batch_size is None else 0
         self.saved_backward_flops: int | None = None if batch_size is None else 0
@@ -150,6 +154,7 @@ class Pruner:
         self._removed = False
         self._policy_state: Any = None
         self._stateful = False
+        self._start_fingerprint: torch.Tensor | None = None
         self.policy = policy
         self.predictor = None if policy is None else bind(policy, self)
         if self.predictor is not None:
@@ -158,6 +163,8 @@ class Pruner:
             check_reads(self.predictor, read, self.layout, val_fn is not None)
             self._stateful = takes_state(self.predictor)
             self._decide_on_schedule()
+            if any(m.num_active < m.num_units for m in self.masks.layers):  # the decision changed the weights
+                self._start_fingerprint = fingerprint(model)
 
     # ------------------------------------------------------------------------------------------------ stepping
     def step(self, loss: torch.Tensor | float | None = None) -> None:
@@ -310,6 +317,86 @@ class Pruner:
         """Write the summary's scalars to a ``torch.utils.tensorboard.SummaryWriter`` at ``step`` (default: steps)."""
         self.summary().log(writer, self.iteration if step is None else step)
 
+    # ------------------------------------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the driver carries between steps, as plain tensors and numbers (copies).
+
+        ``config`` (the fields, to refuse another run's state), ``counters`` (iteration, decision, training and
+        saved backward FLOPs), ``train_loss`` and ``losses`` (the interval's partial sums), ``masks`` (with the
+        generator), ``measuring``, ``observers`` (by statistic name), ``freezer``, ``decisions`` and ``policy``
+        (a recurrent policy's state, and the predictor's own ``state_dict()`` if it has one). The model's
+        parameters and the optimizer's state belong to their own ``state_dict``. Call it between steps.
+        """
+        statistics = self.statistics
+        assert statistics is not None
+        predictor_state = getattr(self.predictor, "state_dict", None)
+        return {
+            "config": self.config.to_dict(),
+            "counters": {
+                "iteration": self.iteration,
+                "decision": self.decision,
+                "training_flops": self.training_flops,
+                "saved_backward_flops": self.saved_backward_flops,
+            },
+            "train_loss": self.train_loss,
+            "losses": self._losses.state_dict(),
+            "masks": self.masks.state_dict(),
+            "measuring": statistics.measuring,
+            "observers": {name: observer.state_dict() for name, observer in statistics.observers.items()},
+            "freezer": None if self.freezer is None else self.freezer.state_dict(),
+            "decisions": self.decisions.state_dict(),
+            "policy": {
+                "recurrent": to_state(self._policy_state),
+                "predictor": predictor_state() if callable(predictor_state) else None,
+            },
+        }
+
+    def load_state_dict(self, state: Any) -> None:
+        """Resume from a :meth:`state_dict`: the next ``step()`` continues the run exactly.
+
+        Build the model, the optimizer and the Pruner as for the checkpointed run, then load the model's, the
+        optimizer's and the Pruner's states (the Pruner's first decision, taken when it is built, acts on the
+        model it is given: a model loaded before that is refused when its weights are still those the decision
+        left). A state of another run (another config or network) is a ``ValueError`` and changes nothing.
+        """
+        self._check_attached()
+        statistics = self.statistics
+        assert statistics is not None
+        check_keys("Pruner", state, STATE_KEYS)
+        check_same_config(self.config, state["config"])
+        counters = check_counters(state["counters"], self.batch_size is not None)
+        start = self._start_fingerprint
+        if start is not None and counters["iteration"] > 0 and torch.equal(start, fingerprint(self.model)):
+            raise ValueError(
+                "Pruner.load_state_dict: the model's weights are those the Pruner's first decision left when it "
+                "was built; expected the checkpoint's model loaded after building the Pruner (build model, "
+                "optimizer and Pruner, then load their states)"
+            )
+        check_keys("Pruner observers", state["observers"], tuple(statistics.observers))
+        parts: list[tuple[Any, Any]] = [(self.masks, state["masks"]), (self.decisions, state["decisions"])]
+        parts += [(self._losses, state["losses"])]
+        parts += [(statistics.observers[name], value) for name, value in state["observers"].items()]
+        if self.freezer is not None:
+            parts.append((self.freezer, state["freezer"]))
+        before = {name: observer.state_dict() for name, observer in statistics.observers.items()}
+        was_measuring = statistics.measuring
+        statistics.set_measuring(bool(state["measuring"]))  # first: switching on opens a new window
+        try:
+            load_together(parts)
+        except ValueError:
+            statistics.set_measuring(was_measuring)
+            for name, observer in statistics.observers.items():
+                observer.load_state_dict(before[name])
+            raise
+        self.iteration, self.decision = counters["iteration"], counters["decision"]
+        self.training_flops, self.saved_backward_flops = counters["training_flops"], counters["saved_backward_flops"]
+        self.train_loss = state["train_loss"]
+        self._policy_state = from_state(state["policy"]["recurrent"])
+        loader = getattr(self.predictor, "load_state_dict", None)
+        if callable(loader) and state["policy"]["predictor"] is not None:
+            loader(state["policy"]["predictor"])
+        self._step_costs = self._costs()
+
     # ------------------------------------------------------------------------------------------------ ending
     def remove(self, compact: bool = False) -> nn.Module:
         """Detach every hook and return a plain model: inactive weights exactly zero (or a compacted copy).
@@ -348,69 +435,3 @@ class Pruner:
         positions = {i: m.info.output_positions for i, m in enumerate(self.masks.layers)}
         saved = self.freezer.saved_backward_flops(self.batch_size, positions)
         return step_flops - saved, saved
-
-
-def _config(
-    policy: Any, explicit: Mapping[str, Any], settings: Mapping[str, Any], steps_per_epoch: int | None
-) -> PruningConfig:
-    """The run's config: the policy's settings, the user's keywords, derived observations and interval."""
-    allowed = [f for f in pruning_field_names() if f not in explicit]
-    check_fields("Pruner", settings, allowed)
-    given = {**{k: v for k, v in explicit.items() if v is not None}, **settings}
-    if "total_steps" not in given:
-        raise ValueError("total_steps=None is not allowed; expected the optimizer steps of the run (an integer >= 1)")
-    merged = merge_settings(policy, given, steps_per_epoch) if policy is not None else dict(given)
-    if "observations" not in merged:
-        merged["observations"] = () if policy is None else families_read(declared_reads(policy))
-    if "decision_interval" not in merged:
-        total = merged["total_steps"]
-        merged["decision_interval"] = default_interval(total) if isinstance(total, int) else total
-    return PruningConfig(**merged)
-
-
-def _input_shape(model: nn.Module, input_shape: Sequence[int] | None, example: torch.Tensor | None) -> tuple[int, ...]:
-    """One sample's shape: given, from ``example``, or ``(in_features,)`` of a first Linear layer."""
-    if input_shape is not None:
-        return tuple(int(s) for s in input_shape)
-    if example is not None:
-        return tuple(int(s) for s in example.shape[1:])
-    first = next((m for m in model.modules() if isinstance(m, PRUNABLE)), None)
-    if isinstance(first, nn.Linear):
-        return (int(first.in_features),)
-    kind = "no prunable layer" if first is None else f"a first prunable layer {type(first).__name__}"
-    raise ValueError(
-        f"input_shape=None is not allowed for a network with {kind}; expected input_shape= one sample's shape "
-        "(e.g. (3, 32, 32)) or example_input= a batch"
-    )
-
-
-def _masks(
-    infos: Sequence[LayerInfo],
-    cfg: PruningConfig,
-    generator: torch.Generator,
-    optimizer: torch.optim.Optimizer,
-    initial_active: Mapping[str, torch.Tensor] | None,
-) -> MaskedNetwork:
-    """The masks of every prunable layer, attached to ``optimizer``; ``initial_active`` units only at the start."""
-    masks = MaskedNetwork(
-        infos,
-        granularity=cfg.granularity,
-        selector=cfg.selector,
-        regrowth=cfg.regrowth,
-        exchange_fraction=cfg.exchange_fraction,
-        generator=generator,
-        optimizer=optimizer,
-        feedback_updates_pruned=cfg.feedback_updates_pruned,
-    )
-    if initial_active:
-        unknown = sorted(set(initial_active) - {m.info.name for m in masks.layers})
-        if unknown:
-            raise ValueError(f"initial_active names layers {unknown!r}; expected controlled layers of the network")
-        everything = torch.ones(0, dtype=torch.bool)
-        masks.set_keep([initial_active.get(m.info.name, everything.new_ones(m.num_units)) for m in masks.layers])
-    return masks
-
-
-def _output_units(layers: Sequence[Any]) -> int:
-    """Output units of the network's output layer (the last prunable layer found)."""
-    return int(layers[-1].info.fan_out)

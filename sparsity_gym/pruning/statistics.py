@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sparsity_gym.core.state import check_keys, state_int, state_tensor
 from sparsity_gym.masks.masked_network import MaskedNetwork
 from sparsity_gym.masks.regrowth import REGROWTH
 from sparsity_gym.masks.selectors import SELECTORS
@@ -130,7 +131,15 @@ class IntervalLoss:
         """The partial sums and the count (tensors as they are)."""
         return {"parts": [None if p is None else p.clone() for p in self.parts], "count": self.count}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore :meth:`state_dict`'s partial sums and count."""
-        self.parts = [None if p is None else p.clone() for p in state["parts"]]
-        self.count = int(state["count"])
+    def load_state_dict(self, state: Any) -> None:
+        """Restore :meth:`state_dict`'s partial sums and count; a malformed state is a ``ValueError``."""
+        check_keys("IntervalLoss", state, ("parts", "count"))
+        parts = state["parts"]
+        if not isinstance(parts, (list, tuple)) or len(parts) != 2:
+            raise ValueError(f"IntervalLoss: parts is {parts!r}; expected two partial sums (tensor or None)")
+        for i, part in enumerate(parts):
+            if part is not None:
+                state_tensor("IntervalLoss", f"parts[{i}]", part, ())
+        count = state_int("IntervalLoss", "count", state["count"])
+        self.parts = [None if p is None else p.clone() for p in parts]
+        self.count = count

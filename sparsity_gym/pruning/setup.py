@@ -1,0 +1,87 @@
+"""Building a :class:`~sparsity_gym.pruning.pruner.Pruner`: its config from a policy and keywords, its masks.
+
+Kept apart from the driver's stepping so each reads top to bottom.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from sparsity_gym.core.checks import check_fields
+from sparsity_gym.masks.masked_network import MaskedNetwork
+from sparsity_gym.models.graph import PRUNABLE
+from sparsity_gym.models.layers import LayerInfo
+from sparsity_gym.pruning.config import PruningConfig, pruning_field_names
+from sparsity_gym.pruning.policies import declared_reads, default_interval, families_read, merge_settings
+
+
+def resolve_config(
+    policy: Any, explicit: Mapping[str, Any], settings: Mapping[str, Any], steps_per_epoch: int | None
+) -> PruningConfig:
+    """The run's config: the policy's settings, the user's keywords, derived observations and interval."""
+    allowed = [f for f in pruning_field_names() if f not in explicit]
+    check_fields("Pruner", settings, allowed)
+    given = {**{k: v for k, v in explicit.items() if v is not None}, **settings}
+    if "total_steps" not in given:
+        raise ValueError("total_steps=None is not allowed; expected the optimizer steps of the run (an integer >= 1)")
+    merged = merge_settings(policy, given, steps_per_epoch) if policy is not None else dict(given)
+    if "observations" not in merged:
+        merged["observations"] = () if policy is None else families_read(declared_reads(policy))
+    if "decision_interval" not in merged:
+        total = merged["total_steps"]
+        merged["decision_interval"] = default_interval(total) if isinstance(total, int) else total
+    return PruningConfig(**merged)
+
+
+def input_shape_of(
+    model: nn.Module, input_shape: Sequence[int] | None, example: torch.Tensor | None
+) -> tuple[int, ...]:
+    """One sample's shape: given, from ``example``, or ``(in_features,)`` of a first Linear layer."""
+    if input_shape is not None:
+        return tuple(int(s) for s in input_shape)
+    if example is not None:
+        return tuple(int(s) for s in example.shape[1:])
+    first = next((m for m in model.modules() if isinstance(m, PRUNABLE)), None)
+    if isinstance(first, nn.Linear):
+        return (int(first.in_features),)
+    kind = "no prunable layer" if first is None else f"a first prunable layer {type(first).__name__}"
+    raise ValueError(
+        f"input_shape=None is not allowed for a network with {kind}; expected input_shape= one sample's shape "
+        "(e.g. (3, 32, 32)) or example_input= a batch"
+    )
+
+
+def build_masks(
+    infos: Sequence[LayerInfo],
+    cfg: PruningConfig,
+    generator: torch.Generator,
+    optimizer: torch.optim.Optimizer,
+    initial_active: Mapping[str, torch.Tensor] | None,
+) -> MaskedNetwork:
+    """The masks of every prunable layer, attached to ``optimizer``; ``initial_active`` units only at the start."""
+    masks = MaskedNetwork(
+        infos,
+        granularity=cfg.granularity,
+        selector=cfg.selector,
+        regrowth=cfg.regrowth,
+        exchange_fraction=cfg.exchange_fraction,
+        generator=generator,
+        optimizer=optimizer,
+        feedback_updates_pruned=cfg.feedback_updates_pruned,
+    )
+    if initial_active:
+        unknown = sorted(set(initial_active) - {m.info.name for m in masks.layers})
+        if unknown:
+            raise ValueError(f"initial_active names layers {unknown!r}; expected controlled layers of the network")
+        everything = torch.ones(0, dtype=torch.bool)
+        masks.set_keep([initial_active.get(m.info.name, everything.new_ones(m.num_units)) for m in masks.layers])
+    return masks
+
+
+def output_units(layers: Sequence[Any]) -> int:
+    """Output units of the network's output layer (the last prunable layer found)."""
+    return int(layers[-1].info.fan_out)
