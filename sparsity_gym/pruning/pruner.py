@@ -30,7 +30,13 @@ from sparsity_gym.pruning.policies import (
     declared_reads,
     takes_state,
 )
-from sparsity_gym.pruning.setup import build_masks, input_shape_of, output_units, resolve_config
+from sparsity_gym.pruning.setup import (
+    build_masks,
+    check_validation_source,
+    input_shape_of,
+    output_units,
+    resolve_config,
+)
 from sparsity_gym.pruning.state import (
     STATE_KEYS,
     check_counters,
@@ -123,35 +129,41 @@ class Pruner:
         if policy is not None:  # before anything is built: a policy that needs what the user did not give
             columns = ObservationLayout(1, self.config.observations)
             check_reads(policy, tuple(columns.columns) if reads is None else reads, columns, val_fn is not None)
+        check_validation_source(self.config, policy, val_fn is not None)
         self.model, self.optimizer, self.val_fn, self.batch_size = model, optimizer, val_fn, batch_size
         self.generator = generator if generator is not None else torch.Generator().manual_seed(seed)
         shape = input_shape_of(model, input_shape, example_input)
         infos = layer_cache(model, shape) if layer_cache is not None else find_prunable_layers(model, shape)
-        # first of the optimizer's pre-hooks: observers read the gradients before the freezer or DPF touch them
-        self._hooks = [optimizer.register_step_pre_hook(self._before_optimizer_step)]
-        self.statistics: Statistics | None = None
-        self.masks = build_masks(infos, self.config, self.generator, optimizer, initial_active)
-        self.dense_flops = dense_inference_flops(self.masks.all_layers)
-        self.statistics = Statistics(self.masks, self.config)
-        if policy is not None and val_fn is None and "equilibrium" in self.statistics.observers:
-            raise ValueError(
-                "val_fn=None is not allowed here: the equilibrium statistic (NEq) is measured on a validation pass "
-                "at every decision; expected a callable returning the validation accuracy"
-            )
         cfg = self.config
+        self.masks = build_masks(infos, cfg, self.generator, initial_active)
+        self.statistics = Statistics(self.masks, cfg)
+        # the optimizer's hooks, in this order: the observers read the gradients before DPF or the freezer touch
+        # them (pre-hooks); the masks are re-applied before the freezer restores its rows (post-hooks)
+        self._hooks = [optimizer.register_step_pre_hook(self._before_optimizer_step)]
+        self.masks.attach(optimizer)
         layers = [m.info.module for m in self.masks.layers]
         self.freezer = RowFreezer(optimizer, layers) if cfg.effect == "freeze" else None
+        self._removed = False
+        try:
+            self._finish_building(policy, reads, num_classes)
+        except BaseException:
+            self.remove()  # a Pruner that could not be built leaves no hook behind
+            raise
+
+    def _finish_building(self, policy: Any, reads: tuple[str, ...] | None, num_classes: int | None) -> None:
+        """The decisions, layout and counters; the policy bound and its first decision taken."""
+        cfg = self.config
+        self.dense_flops = dense_inference_flops(self.masks.all_layers)
         self.decisions = Decisions(cfg, self.masks, self.freezer, self.generator, self.statistics.rule_scores)
         self.layer_names = tuple(m.info.name for m in self.masks.layers)
         self.layout = ObservationLayout(len(self.layer_names), cfg.observations)
         self.num_classes = num_classes if num_classes is not None else output_units(self.masks.all_layers)
         self.iteration = self.decision = 0
-        self.training_flops: int | None = None if batch_size is None else 0
-        self.saved_backward_flops: int | None = None if batch_size is None else 0
+        self.training_flops: int | None = None if self.batch_size is None else 0
+        self.saved_backward_flops: int | None = None if self.batch_size is None else 0
         self.train_loss: float | None = None
         self._losses = IntervalLoss()
         self._step_costs = self._costs()
-        self._removed = False
         self._policy_state: Any = None
         self._stateful = False
         self._start_fingerprint: torch.Tensor | None = None
@@ -160,11 +172,11 @@ class Pruner:
         if self.predictor is not None:
             read = declared_reads(self.predictor) or reads
             read = tuple(self.layout.columns) if read is None else read
-            check_reads(self.predictor, read, self.layout, val_fn is not None)
+            check_reads(self.predictor, read, self.layout, self.val_fn is not None)
             self._stateful = takes_state(self.predictor)
             self._decide_on_schedule()
             if any(m.num_active < m.num_units for m in self.masks.layers):  # the decision changed the weights
-                self._start_fingerprint = fingerprint(model)
+                self._start_fingerprint = fingerprint(self.model)
 
     # ------------------------------------------------------------------------------------------------ stepping
     def step(self, loss: torch.Tensor | float | None = None) -> None:
@@ -176,7 +188,6 @@ class Pruner:
         """
         self._check_attached()
         statistics = self.statistics
-        assert statistics is not None
         if loss is not None:
             self._losses.add(loss, statistics.measuring)
         self.iteration += 1
@@ -212,7 +223,6 @@ class Pruner:
         self.decision += 1
         self._step_costs = self._costs()
         statistics = self.statistics
-        assert statistics is not None
         if self.iteration % self.config.decision_interval == 0 and statistics.measures(0):
             statistics.set_measuring(True)
         return requested
@@ -259,7 +269,6 @@ class Pruner:
     def evaluating(self) -> Iterator[None]:
         """A validation pass: the equilibrium statistic reads the layers' outputs inside it (one pass a decision)."""
         statistics = self.statistics
-        assert statistics is not None
         with statistics.evaluating():
             yield
 
@@ -272,7 +281,7 @@ class Pruner:
     @property
     def observers(self) -> dict[str, Observer]:
         """The observers by statistic name (the observed families and what the rules read)."""
-        return {} if self.statistics is None else self.statistics.observers
+        return self.statistics.observers
 
     def inference_flops(self) -> int:
         """Inference FLOPs per sample of the active network."""
@@ -281,7 +290,6 @@ class Pruner:
     def snapshot(self, val_accuracy: float, train_loss: float) -> TrainingSnapshot:
         """The training state now, as the observation's columns read it."""
         statistics = self.statistics
-        assert statistics is not None
         return TrainingSnapshot(
             layers=self.masks.layers,
             all_layers=self.masks.all_layers,
@@ -328,7 +336,6 @@ class Pruner:
         parameters and the optimizer's state belong to their own ``state_dict``. Call it between steps.
         """
         statistics = self.statistics
-        assert statistics is not None
         predictor_state = getattr(self.predictor, "state_dict", None)
         return {
             "config": self.config.to_dict(),
@@ -361,7 +368,6 @@ class Pruner:
         """
         self._check_attached()
         statistics = self.statistics
-        assert statistics is not None
         check_keys("Pruner", state, STATE_KEYS)
         check_same_config(self.config, state["config"])
         counters = check_counters(state["counters"], self.batch_size is not None)
@@ -409,8 +415,7 @@ class Pruner:
             for hook in self._hooks:
                 hook.remove()
             self._hooks.clear()
-            if self.statistics is not None:
-                self.statistics.detach()
+            self.statistics.detach()
             if self.freezer is not None:
                 self.freezer.remove()
             self.masks.detach()
@@ -422,7 +427,7 @@ class Pruner:
             raise RuntimeError("the Pruner was removed (remove() detached its hooks); build a new one to prune again")
 
     def _before_optimizer_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        if self.statistics is not None and self.statistics.measuring:
+        if self.statistics.measuring:
             self.statistics.after_backward()
 
     def _costs(self) -> tuple[int, int]:

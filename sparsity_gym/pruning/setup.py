@@ -17,6 +17,7 @@ from sparsity_gym.models.graph import PRUNABLE
 from sparsity_gym.models.layers import LayerInfo
 from sparsity_gym.pruning.config import PruningConfig, pruning_field_names
 from sparsity_gym.pruning.policies import declared_reads, default_interval, families_read, merge_settings
+from sparsity_gym.pruning.statistics import rule_statistics
 
 
 def resolve_config(
@@ -59,10 +60,9 @@ def build_masks(
     infos: Sequence[LayerInfo],
     cfg: PruningConfig,
     generator: torch.Generator,
-    optimizer: torch.optim.Optimizer,
     initial_active: Mapping[str, torch.Tensor] | None,
 ) -> MaskedNetwork:
-    """The masks of every prunable layer, attached to ``optimizer``; ``initial_active`` units only at the start."""
+    """The masks of every prunable layer (not yet attached to an optimizer); ``initial_active`` units only at first."""
     masks = MaskedNetwork(
         infos,
         granularity=cfg.granularity,
@@ -70,7 +70,6 @@ def build_masks(
         regrowth=cfg.regrowth,
         exchange_fraction=cfg.exchange_fraction,
         generator=generator,
-        optimizer=optimizer,
         feedback_updates_pruned=cfg.feedback_updates_pruned,
     )
     if initial_active:
@@ -85,3 +84,13 @@ def build_masks(
 def output_units(layers: Sequence[Any]) -> int:
     """Output units of the network's output layer (the last prunable layer found)."""
     return int(layers[-1].info.fan_out)
+
+
+def check_validation_source(config: PruningConfig, policy: Any, validates: bool) -> None:
+    """A driver that decides itself needs ``val_fn`` when the equilibrium statistic is collected (NEq)."""
+    needed = (*config.observations, *rule_statistics(config))
+    if policy is not None and not validates and "equilibrium" in needed:
+        raise ValueError(
+            "val_fn=None is not allowed here: the equilibrium statistic (NEq) is measured on a validation pass "
+            "at every decision; expected a callable returning the validation accuracy"
+        )
