@@ -12,7 +12,8 @@ specifies each step):
 4. at the last decision (index ``num_decisions - 1``) under a ``target_density``: the projection onto the budget
    (:func:`sparsity_gym.pruning.budget.budget_counts`), a threshold action read as the densities it would leave;
 5. the gates: before ``burn_in_steps`` or while the loss hold is on, the masks stay as they are (the projection
-   of the last decision always applies);
+   of the last decision always applies); both come from gradient-SNR pruning (Siems et al.; CRITERIA §1:
+   no pruning in the first epoch, none while the training loss rises above its best);
 6. the masks: exact unit counts (:meth:`MaskedNetwork.set_counts`), keep masks from thresholds, or, under
    ``effect="freeze"``, frozen fan-in rows (:class:`~sparsity_gym.masks.freezing.RowFreezer`).
 """
