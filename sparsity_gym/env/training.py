@@ -77,11 +77,10 @@ class TrainingLoop:
             opt.zero_grad(set_to_none=True)
             if scaler is None:
                 loss.backward()
-            else:  # float16: the scale multiplies every gradient, which leaves the SNR ratio unchanged
-                scaler.scale(loss).backward()
-            if scaler is None:
                 opt.step()
-            else:
+            else:  # float16: the scale multiplies every gradient, which leaves the SNR ratio unchanged; a step the
+                # scaler skips (inf/NaN gradients) runs no optimizer hook, so the driver does not measure it
+                scaler.scale(loss).backward()
                 scaler.step(opt)
                 scaler.update()
             loss_sum += loss.detach()
