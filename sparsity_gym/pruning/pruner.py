@@ -23,7 +23,7 @@ from sparsity_gym.observation.observers import Observer
 from sparsity_gym.observation.snapshot import TrainingSnapshot
 from sparsity_gym.pruning.config import PruningConfig
 from sparsity_gym.pruning.decisions import Decisions
-from sparsity_gym.pruning.flops import dense_inference_flops, inference_flops, training_step_flops
+from sparsity_gym.pruning.flops import dense_inference_flops, inference_flops, step_costs
 from sparsity_gym.pruning.policies import (
     bind,
     check_reads,
@@ -36,6 +36,7 @@ from sparsity_gym.pruning.setup import (
     input_shape_of,
     output_units,
     resolve_config,
+    validation_result,
 )
 from sparsity_gym.pruning.state import (
     STATE_KEYS,
@@ -166,6 +167,7 @@ class Pruner:
         self._step_costs = self._costs()
         self._policy_state: Any = None
         self._stateful = False
+        self._reads_loss = False
         self._start_fingerprint: torch.Tensor | None = None
         self.policy = policy
         self.predictor = None if policy is None else bind(policy, self)
@@ -173,6 +175,7 @@ class Pruner:
             read = declared_reads(self.predictor) or reads
             read = tuple(self.layout.columns) if read is None else read
             check_reads(self.predictor, read, self.layout, self.val_fn is not None)
+            self._reads_loss = "train_loss" in read
             self._stateful = takes_state(self.predictor)
             self._decide_on_schedule()
             if any(m.num_active < m.num_units for m in self.masks.layers):  # the decision changed the weights
@@ -231,6 +234,11 @@ class Pruner:
         """Validate, observe, ask the policy, decide."""
         accuracy, val_loss = self.validate()
         loss = self.train_loss if self.iteration > 0 else val_loss
+        if loss is None and self._reads_loss:
+            where = "val_fn= returning (accuracy, loss)" if self.iteration == 0 else "the loss to pruner.step(loss)"
+            raise ValueError(
+                f"the policy reads train_loss, which is unknown at step {self.iteration}; expected {where}"
+            )
         obs = self.observation(accuracy, 0.0 if loss is None else loss)
         predictor = self.predictor
         assert predictor is not None
@@ -257,13 +265,7 @@ class Pruner:
                 result = self.val_fn()
             finally:
                 self.model.train(was_training)
-        if isinstance(result, (tuple, list)) and len(result) == 2:
-            return float(result[0]), float(result[1])
-        if isinstance(result, (int, float, np.number)) or (isinstance(result, torch.Tensor) and result.numel() == 1):
-            return float(result), None
-        raise ValueError(
-            f"val_fn returned {type(result).__name__}; expected the validation accuracy or (accuracy, loss)"
-        )
+        return validation_result(result)
 
     @contextlib.contextmanager
     def evaluating(self) -> Iterator[None]:
@@ -434,9 +436,4 @@ class Pruner:
         """FLOPs of one training step of the active network, and those the frozen neurons save (per step)."""
         if self.batch_size is None:
             return 0, 0
-        step_flops = training_step_flops(self.inference_flops(), self.batch_size)
-        if self.freezer is None:
-            return step_flops, 0
-        positions = {i: m.info.output_positions for i, m in enumerate(self.masks.layers)}
-        saved = self.freezer.saved_backward_flops(self.batch_size, positions)
-        return step_flops - saved, saved
+        return step_costs(self.masks.layers, self.inference_flops(), self.batch_size, self.freezer)

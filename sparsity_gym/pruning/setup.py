@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -94,3 +95,12 @@ def check_validation_source(config: PruningConfig, policy: Any, validates: bool)
             "val_fn=None is not allowed here: the equilibrium statistic (NEq) is measured on a validation pass "
             "at every decision; expected a callable returning the validation accuracy"
         )
+
+
+def validation_result(result: Any) -> tuple[float, float | None]:
+    """``val_fn``'s result as ``(accuracy, loss or None)``; ``ValueError`` naming ``val_fn`` for anything else."""
+    if isinstance(result, (tuple, list)) and len(result) == 2:
+        return float(result[0]), float(result[1])
+    if isinstance(result, (int, float, np.number)) or (isinstance(result, torch.Tensor) and result.numel() == 1):
+        return float(result), None
+    raise ValueError(f"val_fn returned {type(result).__name__}; expected the validation accuracy or (accuracy, loss)")

@@ -105,3 +105,23 @@ def test_a_policy_without_predict_is_refused():
     with pytest.raises(ValueError, match=r"^policy='no-predict' is not allowed; expected an object with"):
         Pruner(model, opt, NoPredict(), total_steps=20)
     assert hooks_of(model, opt) == 0
+
+
+def test_a_policy_that_reads_the_training_loss_needs_it():
+    class ReadsLoss:
+        name, reads = "reads-loss", ("progress", "train_loss")
+
+        def predict(self, obs, state=None, episode_start=None, deterministic=True):
+            return np.zeros(obs.shape[0], np.float32), state
+
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=r"^the policy reads train_loss, .* step 0; expected val_fn= returning"):
+        Pruner(model, opt, ReadsLoss(), total_steps=4, decision_interval=2, val_fn=lambda: 0.5)
+    assert hooks_of(model, opt) == 0
+    pruner = Pruner(model, opt, ReadsLoss(), total_steps=4, decision_interval=2, val_fn=lambda: (0.5, 1.0))
+    opt.step()
+    pruner.step()
+    with pytest.raises(ValueError, match=r"^the policy reads train_loss, .* step 2; expected the loss to pruner"):
+        opt.step()
+        pruner.step()  # no loss given in the interval
