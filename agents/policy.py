@@ -68,7 +68,7 @@ from agents.schema import (
 from baselines.handcrafted import parse_cell
 from baselines.schedules import SCHEDULES
 from sparsity_gym.core.checks import check_choice, check_number
-from sparsity_gym.env.actions import ACTION_SCALES, to_action
+from sparsity_gym.pruning.actions import ACTION_SCALES, to_action
 
 NO_PRIOR = "none"
 POOLINGS = ("none", "deepsets")

@@ -54,6 +54,7 @@ from baselines import env_kwargs, make_policy
 from baselines.handcrafted import parse_cell
 from sparsity_gym.datasets import DatasetSplits, load_dataset
 from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.env.episode import seeded_network
 from sparsity_gym.env.interop import check_network_fits
 from sparsity_gym.env.sparsity_env import SparsityEnv
 from sparsity_gym.env.tasks import get_task
@@ -61,7 +62,6 @@ from sparsity_gym.experiments.families import Family, NetworkSpec, get_family, p
 from sparsity_gym.experiments.grid import GridJob
 from sparsity_gym.experiments.populations import comparison_family
 from sparsity_gym.experiments.search import INSTALL_HINT
-from sparsity_gym.models import build_network
 
 
 def one_line(text: object) -> str:
@@ -165,23 +165,24 @@ def network_splits(cfg: TrainConfig, family: Family, compared: Family) -> dict[s
 def check_network(spec: NetworkSpec, config: EnvConfig, data: DatasetSplits, where: str) -> int:
     """Build ``spec`` on the dataset's input shape, run two inputs through it; its parameter count.
 
+    The env's own checks (:func:`sparsity_gym.env.episode.seeded_network`,
+    :func:`sparsity_gym.env.interop.check_network_fits`), run before anything is written.
+
     Raises:
         ValueError: Naming the network, ``where`` it comes from, the dataset's input shape and the original error.
 
     """
     shape = tuple(data.input_shape)
+    net = config.replace(**spec.env_kwargs())
     try:
-        with torch.random.fork_rng(devices=[]):
-            model = build_network(spec.network, shape, data.num_classes, dict(spec.kwargs))
-    except Exception as err:
+        model = seeded_network(net, data, seed=0, device=torch.device("cpu"))
+        check_network_fits(model, data.val_x[:2], data.num_classes, net)
+    except ValueError as err:
+        cause = err.__cause__ or err
         raise ValueError(
-            f"network={spec.name!r} ({where}) cannot be built for dataset={config.dataset!r} inputs of shape "
-            f"{shape} ({type(err).__name__}: {one_line(err)}); expected a network that fits the dataset"
+            f"network={spec.name!r} ({where}) cannot be built for dataset={config.dataset!r} inputs of shape {shape} "
+            f"({type(cause).__name__}: {one_line(cause)}); expected a network that fits the dataset"
         ) from err
-    try:
-        check_network_fits(model, data.val_x[:2], data.num_classes, spec.name, config.dataset)
-    except Exception as err:
-        raise ValueError(f"{one_line(err)} (network from the {where})") from err
     return sum(p.numel() for p in model.parameters())
 
 

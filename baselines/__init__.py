@@ -7,6 +7,7 @@ from baselines.registry import (
     available_policies,
     env_kwargs,
     make_policy,
+    method,
     policy_cell,
     register_method,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "is_static",
     "linear",
     "make_policy",
+    "method",
     "parse_cell",
     "parse_static",
     "policy_cell",

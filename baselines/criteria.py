@@ -1,7 +1,8 @@
 """Criterion-driven methods as fixed policies: how many units per layer, from the observation.
 
-Each method is a policy plus the env settings it needs (:func:`baselines.env_kwargs`); the *which* units
-(the selector's statistic) and *how* (prune or freeze) live in the env.
+Each method is a policy plus the settings it needs (:func:`baselines.env_kwargs`); the *which* units (the
+selector's statistic) and *how* (prune or freeze) live in the env or the Pruner the policy is built on
+(:func:`baselines.policies.pruning_context`).
 
 * ``neq`` — NEq (Bragagnolo et al., seed 004; CRITERIA §4): every decision, neurons whose velocity is below
   ε = 1e-3 are frozen (not pruned) and the others thawed. As a policy it is a constant threshold action:
@@ -31,11 +32,11 @@ Each method is a policy plus the env settings it needs (:func:`baselines.env_kwa
 from __future__ import annotations
 
 import math
+from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
-from baselines.policies import FixedPolicy, density_map, sparsity_env
+from baselines.policies import FixedPolicy, density_map, pruning_context
 from sparsity_gym.core.checks import check_number
 from sparsity_gym.criteria.contribution_pruning import prune_count
 from sparsity_gym.criteria.dyno import DEFAULT_DELTA, clamp_prune_count, prune_grow_counts
@@ -44,14 +45,14 @@ from sparsity_gym.criteria.dyno import DEFAULT_DELTA, clamp_prune_count, prune_g
 class ConstantThresholdPolicy(FixedPolicy):
     """Ask every layer for the same threshold at every decision (SB3 ``predict`` signature)."""
 
-    def __init__(self, env: gym.Env, threshold: float, name: str) -> None:
-        base = sparsity_env(env)
+    def __init__(self, context: Any, threshold: float, name: str) -> None:
+        base = pruning_context(context)
         if base.config.action_mode != "threshold":
             raise ValueError(
                 f"action_mode={base.config.action_mode!r} is not allowed for policy {name!r}; expected 'threshold' "
-                f"(build the env with baselines.env_kwargs({name!r}))"
+                f"(build the env with baselines.env_kwargs({name!r}), or the Pruner with baselines.method({name!r}))"
             )
-        super().__init__(env, name)
+        super().__init__(context, name)
         self.threshold = threshold
         self._action = float(base.threshold_to_action(threshold))
 
@@ -59,14 +60,14 @@ class ConstantThresholdPolicy(FixedPolicy):
         return np.full(observations.shape[:2], self._action)
 
 
-def make_neq_policy(env: gym.Env, eps: float = 1e-3) -> ConstantThresholdPolicy:
+def make_neq_policy(context: Any, eps: float = 1e-3) -> ConstantThresholdPolicy:
     """NEq: freeze the neurons with velocity |v| < ``eps`` (threshold log10 ``eps``)."""
-    return ConstantThresholdPolicy(env, math.log10(eps), name="neq")
+    return ConstantThresholdPolicy(context, math.log10(eps), name="neq")
 
 
-def make_snr_policy(env: gym.Env, threshold: float = 0.0) -> ConstantThresholdPolicy:
+def make_snr_policy(context: Any, threshold: float = 0.0) -> ConstantThresholdPolicy:
     """SNR pruning: keep weights with smoothed SNR > 10**``threshold`` (0: the paper's ``snr > 1``)."""
-    return ConstantThresholdPolicy(env, threshold, name="snr")
+    return ConstantThresholdPolicy(context, threshold, name="snr")
 
 
 SNR_ENV_KWARGS = {
@@ -96,24 +97,26 @@ class ContributionPolicy(FixedPolicy):
     least one neuron; which neurons go is the env's ``contribution`` selector.
 
     Args:
-        env: The env, built with ``baselines.env_kwargs("contribution")``.
+        context: The env, built with ``baselines.env_kwargs("contribution")``, or a Pruner with those settings.
         fraction: x, the share of a layer's active neurons removed per round (paper: 10%).
         start: Progress before which the network trains dense ("initial maturity").
         keep: Rounds stop once a layer's density (active / all neurons) is at most this: the pruning target.
 
     """
 
-    def __init__(self, env: gym.Env, fraction: float = 0.1, start: float = 0.2, keep: float = 0.6) -> None:
-        base = sparsity_env(env)
+    reads = ("progress", "density")
+
+    def __init__(self, context: Any, fraction: float = 0.1, start: float = 0.2, keep: float = 0.6) -> None:
+        base = pruning_context(context)
         check_number("fraction", fraction, low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
         check_number("start", start, low=0.0, high=1.0)
         check_number("keep", keep, low=0.0, high=1.0, low_inclusive=False)
         self.units = np.array([layer.num_units for layer in base.masks.layers])
-        super().__init__(env, "contribution", self.units)
+        super().__init__(context, "contribution", self.units)
         self.fraction, self.start, self.keep = fraction, start, keep
         self._progress = self.column("progress")
         self._density = self.column("density")
-        self._to_action = density_map(env)
+        self._to_action = density_map(context)
 
     def counts(self, progress: float, densities: np.ndarray) -> np.ndarray:
         """Active neurons per layer after this decision's round (if any)."""
@@ -145,13 +148,16 @@ class DynoPolicy(FixedPolicy):
     ``(n, L, F)`` is treated as ``n`` parallel episodes.
 
     Args:
-        env: The env, built with ``baselines.env_kwargs("dyno")`` (the ``rank`` family must be observed).
+        context: The env, built with ``baselines.env_kwargs("dyno")`` (the ``rank`` family must be observed). A
+            Pruner refuses DYNO's settings: its growth room (``capacity = 2``) is built by the env only.
         delta: The trigger threshold δ (paper 3e-2).
 
     """
 
-    def __init__(self, env: gym.Env, delta: float = DEFAULT_DELTA) -> None:
-        base = sparsity_env(env)
+    reads = ("progress", "density", "rank_active_share", "rank_ed")
+
+    def __init__(self, context: Any, delta: float = DEFAULT_DELTA) -> None:
+        base = pruning_context(context)
         columns = base.layout.columns
         if "rank_active_share" not in columns:
             raise ValueError(
@@ -160,12 +166,12 @@ class DynoPolicy(FixedPolicy):
             )
         check_number("delta", delta, low=0.0, high=1.0, high_inclusive=False)
         self.units = np.array([layer.num_units for layer in base.masks.layers])
-        super().__init__(env, "dyno", self.units)
+        super().__init__(context, "dyno", self.units)
         self.delta = delta
-        classes = base.data.num_classes
+        classes = base.num_classes
         self.min_units = np.array([classes if layer.info.kind == "linear" else 1 for layer in base.masks.layers])
-        self._cols = tuple(self.column(c) for c in ("progress", "density", "rank_active_share", "rank_ed"))
-        self._to_action = density_map(env)
+        self._cols = tuple(self.column(c) for c in self.reads)
+        self._to_action = density_map(context)
         self.phi_star = np.ones((1, len(self.units)))
         self.pending = np.zeros((1, len(self.units)), dtype=bool)
 

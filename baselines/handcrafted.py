@@ -17,9 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import gymnasium as gym
-
-from baselines.policies import SchedulePolicy, make_schedule_policy, sparsity_env
+from baselines.policies import SchedulePolicy, make_schedule_policy, pruning_context
 from baselines.schedules import SCHEDULES
 from sparsity_gym.core.checks import check_choice, check_number
 from sparsity_gym.masks.allocation import available_allocations
@@ -57,10 +55,10 @@ def is_cell(name: str) -> bool:
     return True
 
 
-def make_cell_policy(name: str, env: gym.Env) -> SchedulePolicy:
-    """The :class:`SchedulePolicy` of cell ``name`` (its schedule and window); reported under ``name``."""
+def make_cell_policy(name: str, env: Any) -> SchedulePolicy:
+    """The :class:`SchedulePolicy` of cell ``name`` (its schedule and window) on an env or a Pruner."""
     shape, end, allocation = parse_cell(name)
-    config = sparsity_env(env).config
+    config = pruning_context(env).config
     wanted = allocation or "policy"
     if config.allocation != wanted:
         raise ValueError(

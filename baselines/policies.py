@@ -3,6 +3,11 @@
 ``predict(observation, state=None, episode_start=None, deterministic=True) -> (action, state)`` accepts one
 observation ``(L, F)`` or a batch ``(n, L, F)`` from a vectorised env, like an SB3 model, so SB3's
 ``evaluate_policy`` and :func:`sparsity_gym.experiments.evaluation.evaluate` run baselines and learned models alike.
+
+A fixed policy is built on a *pruning context* (:func:`pruning_context`): an env (its ``SparsityEnv``) or a
+:class:`sparsity_gym.pruning.Pruner` attached to a user's model. Both offer what a policy reads: the pruning
+config (action map, action mode, allocation), the observation layout, the masks (layer widths) and the number of
+classes, so every fixed policy acts in the env and in a user's own training loop alike.
 """
 
 from __future__ import annotations
@@ -11,12 +16,13 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
 from baselines.schedules import SCHEDULES, Schedule
-from sparsity_gym.env.actions import to_action
 from sparsity_gym.env.sparsity_env import SparsityEnv
+from sparsity_gym.pruning.actions import to_action
+from sparsity_gym.pruning.context import PruningContext
+from sparsity_gym.pruning.pruner import Pruner
 
 
 @dataclass(frozen=True)
@@ -32,36 +38,46 @@ class ActionMap:
         return to_action(value, self.low, self.high, self.scale)
 
 
-def sparsity_env(env: gym.Env) -> SparsityEnv:
-    """The :class:`SparsityEnv` under ``env``'s wrappers; ``ValueError`` when there is none."""
-    base = env.unwrapped
-    if not isinstance(base, SparsityEnv):
-        raise ValueError(
-            f"env={type(base).__name__} is not allowed; expected a SparsityEnv (gym.make('SparsityGym/Schedule-v0'))"
-        )
-    return base
+def pruning_context(obj: Any) -> PruningContext:
+    """What a fixed policy binds to: a :class:`Pruner`, or the :class:`SparsityEnv` under an env's wrappers.
+
+    Raises:
+        ValueError: naming what was given when it is neither.
+
+    """
+    if isinstance(obj, Pruner):
+        return obj
+    base = getattr(obj, "unwrapped", None)
+    if isinstance(base, SparsityEnv):
+        return base
+    raise ValueError(
+        f"context={type(obj).__name__} is not allowed; expected a SparsityEnv (gym.make('SparsityGym/Schedule-v0'), "
+        "any wrapper of it) or a sparsity_gym.Pruner"
+    )
 
 
-def density_map(env: gym.Env) -> ActionMap:
-    """The density action map of ``env`` (``[min_density, max_density]``, its ``action_scale``)."""
-    cfg = sparsity_env(env).config
+def density_map(context: Any) -> ActionMap:
+    """The density action map of an env or a Pruner (``[min_density, max_density]``, its ``action_scale``)."""
+    cfg = pruning_context(context).config
     return ActionMap(float(cfg.min_density), float(cfg.max_density), cfg.action_scale)
 
 
 class FixedPolicy:
     """Base of the fixed policies: SB3's ``predict`` on one observation or a batch, over :meth:`actions`.
 
-    A fixed policy keeps only what it reads from the env it was built on: the observation's column names (to
-    find its columns and check an observation's width), the action map's bounds and, for the methods that
-    count units, the layers' widths. It never holds the env, so it pickles in a few hundred bytes and acts
-    on any env whose observation has the same columns (and layers, where it counts units); an observation
-    that does not match raises ``ValueError``.
+    A fixed policy keeps only what it reads from the context it was built on (an env or a Pruner,
+    :func:`pruning_context`): the observation's column names (to find its columns and check an observation's
+    width), the action map's bounds and, for the methods that count units, the layers' widths. It never holds
+    the context, so it pickles in a few hundred bytes and acts on any env or Pruner whose observation has the
+    same columns (and layers, where it counts units); an observation that does not match raises ``ValueError``.
+    :attr:`reads` names the columns it reads (a Pruner collects only their statistics).
     """
 
     name = "fixed"
+    reads: tuple[str, ...] = ()
 
-    def __init__(self, env: gym.Env, name: str, layer_units: np.ndarray | None = None) -> None:
-        base = sparsity_env(env)
+    def __init__(self, context: Any, name: str, layer_units: np.ndarray | None = None) -> None:
+        base = pruning_context(context)
         self.name = name
         self.columns: tuple[str, ...] = tuple(base.layout.columns)
         self.layer_units = None if layer_units is None else np.asarray(layer_units, dtype=np.int64)
@@ -113,18 +129,20 @@ class SchedulePolicy(FixedPolicy):
     """Every layer follows ``schedule(progress, target)``, both read from the observation.
 
     Args:
-        env: An environment (or a wrapper of it) with the observations the policy will read: gives the column
-            layout and the density action map.
+        context: An env (or a wrapper of it) or a Pruner with the observations the policy will read: gives the
+            column layout and the density action map.
         schedule: A pure function ``(p, target) -> density`` (a module-level function or a ``partial`` of one
             pickles with the policy).
         name: A label for reports.
 
     """
 
-    def __init__(self, env: gym.Env, schedule: Schedule, name: str = "schedule") -> None:
-        super().__init__(env, name)
+    reads = ("progress", "target_density")
+
+    def __init__(self, context: Any, schedule: Schedule, name: str = "schedule") -> None:
+        super().__init__(context, name)
         self.schedule = schedule
-        self.action_map = density_map(env)
+        self.action_map = density_map(context)
         self._progress_col = self.column("progress")
         self._target_col = self.column("target_density")
 
@@ -141,8 +159,8 @@ class SchedulePolicy(FixedPolicy):
         )
 
 
-def make_schedule_policy(env: gym.Env, name: str, **schedule_kwargs: float) -> SchedulePolicy:
+def make_schedule_policy(context: Any, name: str, **schedule_kwargs: float) -> SchedulePolicy:
     """The :class:`SchedulePolicy` of the named handcrafted schedule (``schedule_kwargs``: its window)."""
     fn = SCHEDULES[name]
     schedule = partial(fn, **schedule_kwargs) if schedule_kwargs else fn
-    return SchedulePolicy(env, schedule, name=name)
+    return SchedulePolicy(context, schedule, name=name)

@@ -18,7 +18,7 @@ handcrafted cells (:mod:`baselines.handcrafted`), with more knobs:
 **How the multipliers act.** With multipliers ``m = (first, 1, ..., 1, last)`` (one layer: ``first * last``)
 the policy requests, at every decision, the densities ``x_l = clip(c * m_l * d(t), min_density, 1)`` with the
 one ``c`` that keeps their weighted mean at ``d(t)``: ``sum_l W_l x_l = d(t) * sum_l W_l``, ``W_l`` the
-layer's dense weights (water-filling, :func:`sparsity_gym.env.budget.tilted`); ``min_density`` is the env's
+layer's dense weights (water-filling, :func:`sparsity_gym.pruning.budget.tilted`); ``min_density`` is the env's
 action floor. The cell runs with the rule and ``EnvConfig.allocation_tilt`` on, so the env shares ``d(t)`` out
 by the rule (``r_l``) and tilts it by the request: ``clip(c' * r_l * x_l / d(t), 1 / units_l, 1)``, water-filled
 back onto ``d(t)``. While no layer is clipped the layers' densities are ``r_l * m_l`` up to one common factor:
@@ -46,12 +46,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from baselines.policies import FixedPolicy, density_map, observed_target, sparsity_env
+from baselines.policies import FixedPolicy, density_map, observed_target, pruning_context
 from baselines.schedules import DEFAULT_P_END, DEFAULT_P_START, polynomial
 from sparsity_gym.core.checks import check_choice
-from sparsity_gym.env.budget import tilted
 from sparsity_gym.experiments.search import Knob
 from sparsity_gym.masks.allocation import available_allocations
+from sparsity_gym.pruning.budget import tilted
 
 PREFIX = "poly"
 SHAPE_KNOBS = {"s": "start", "e": "end", "p": "exponent"}
@@ -196,11 +196,13 @@ class StaticPolicy(FixedPolicy):
     """Every layer asks for ``d(t)`` times its multiplier, water-filled onto ``d(t)`` (SB3 ``predict`` signature).
 
     ``t`` and the target are read from the observation; the layers' dense weights (for the weighted mean) are
-    read once from the env it is built on.
+    read once from the env (or pruning driver) it is built on.
     """
 
+    reads = ("progress", "target_density")
+
     def __init__(self, env: gym.Env, knobs: StaticKnobs, name: str) -> None:
-        base = sparsity_env(env)
+        base = pruning_context(env)
         wanted = {"allocation": knobs.allocation or "policy", "allocation_tilt": knobs.multiplied}
         given = {"allocation": base.config.allocation, "allocation_tilt": base.config.allocation_tilt}
         if given != wanted:

@@ -2,8 +2,9 @@
 
 The default run's training phase (``TrainConfig()``: the ``mlp`` family's train split, ``n_envs`` subprocess
 envs, PPO with the layer-aware policy) runs ``--updates`` PPO updates. Each env worker times its own parts (the
-class methods of ``SparsityEnv`` wrapped with timers in the worker): **training steps** (the optimizer steps
-without observers), **statistics** (the observers' measured steps beyond a plain step, and the observation),
+methods of the episode's parts wrapped with timers in the worker): **training steps** (the optimizer steps and
+the pruning driver's step; the observers' forward hooks on measured steps count here), **statistics** (the
+observers' gradient work in the driver's step pre-hook, and the observation),
 **validation passes** (validation and the final test pass), and the rest of the env (actions, masks, reset).
 This process times the **PPO updates** and each vector step, and the **inter-process traffic** is a step's wall
 time minus the slowest worker's time inside it (pickling, pipes, waiting). The floor is the plain training
@@ -33,17 +34,25 @@ from agents.config import TrainConfig
 from agents.policy import LayerwisePolicy
 from sparsity_gym.datasets import load_dataset
 from sparsity_gym.env.config import EnvConfig
-from sparsity_gym.env.sparsity_env import SparsityEnv
+from sparsity_gym.env.episode import Episode
 from sparsity_gym.env.training import TrainingLoop, make_optimizer
 from sparsity_gym.experiments.families import get_family
 from sparsity_gym.experiments.family_env import FamilyEnv
 from sparsity_gym.models import build_network
+from sparsity_gym.pruning.pruner import Pruner
+from sparsity_gym.pruning.statistics import Statistics
 
-PARTS = {"_steps": "steps", "_evaluate": "validation", "_observation": "observation"}
+PARTS: tuple[tuple[type, str, str], ...] = (
+    (Episode, "train", "steps"),
+    (Statistics, "after_backward", "statistics"),
+    (Episode, "validate", "validation"),
+    (Episode, "test_accuracy", "validation"),
+    (Pruner, "observation", "observation"),
+)
 
 
 class TimedEnv(gym.Wrapper):
-    """Times the env's step and reset and the wrapped ``SparsityEnv`` methods; the deltas go into ``info``."""
+    """Times the env's step and reset and the wrapped methods of its parts; the deltas go into ``info``."""
 
     totals: dict[str, float] = defaultdict(float)  # noqa: RUF012 (one per worker process)
 
@@ -76,20 +85,17 @@ def _timed(name: str, method: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
         finally:
-            key = f"{name}_measured" if name == "steps" and kwargs.get("measured", args[1:2] == (True,)) else name
-            TimedEnv.totals[key] += time.perf_counter() - start
-            if name == "steps":
-                TimedEnv.totals[f"{key}_count"] += args[0] if args else kwargs["steps"]
+            TimedEnv.totals[name] += time.perf_counter() - start
 
     return wrapper
 
 
 def timed_family_env(specs: tuple, config: EnvConfig) -> gym.Env:
-    """A :class:`FamilyEnv` whose ``SparsityEnv`` parts are timed (runs in the worker: one torch thread)."""
+    """A :class:`FamilyEnv` whose episode parts are timed (runs in the worker: one torch thread)."""
     torch.set_num_threads(1)
-    for method, name in PARTS.items():
-        if not hasattr(getattr(SparsityEnv, method), "__wrapped__"):
-            setattr(SparsityEnv, method, _timed(name, getattr(SparsityEnv, method)))
+    for owner, method, name in PARTS:
+        if not hasattr(getattr(owner, method), "__wrapped__"):
+            setattr(owner, method, _timed(name, getattr(owner, method)))
     return TimedEnv(FamilyEnv(specs, config))
 
 
@@ -177,12 +183,11 @@ def main() -> None:
     specs = {s.name: s for s in family.train}
     floor = sum(plain_episode(specs[name], cfg.env, i) for i, name in enumerate(venv.episodes)) / cfg.n_envs
     p, n = venv.parts, cfg.n_envs
-    plain_step = p["steps"] / max(p["steps_count"], 1)
-    stats = p["steps_measured"] - plain_step * p["steps_measured_count"] + p["observation"]
-    env_rest = p["total"] - p["steps"] - p["steps_measured"] - p["validation"] - p["observation"]
+    stats = p["statistics"] + p["observation"]
+    env_rest = p["total"] - p["steps"] - p["validation"] - p["observation"]
     rows = {
-        "training steps (optimizer steps, masks)": (p["steps"] + plain_step * p["steps_measured_count"]) / n,
-        "statistics (measured steps beyond a plain one, observation)": stats / n,
+        "training steps (optimizer steps, masks, driver steps)": (p["steps"] - p["statistics"]) / n,
+        "statistics (gradient statistics, observation)": stats / n,
         "validation passes (and the final test pass)": p["validation"] / n,
         "rest of the env (actions, selection, reset)": env_rest / n,
         "PPO updates": update_time[0],

@@ -1,4 +1,8 @@
-"""The environment: its config, action maps and projection, FLOPs, :class:`SparsityEnv`, wrappers, registration.
+"""The environment: its config, an episode's parts, :class:`SparsityEnv`, wrappers, tasks, registration.
+
+An episode (:mod:`sparsity_gym.env.episode`) is a network, its optimizer and training loop, and a pruning driver
+(:class:`sparsity_gym.pruning.Pruner`) stepped by that loop; the action maps, budgets and projection live in
+:mod:`sparsity_gym.pruning`.
 
 Importing this package imports nothing heavy (``import sparsity_gym`` registers the ids through it);
 ``SparsityEnv``, ``EnvConfig`` and ``to_action`` are loaded on first access.
@@ -22,7 +26,7 @@ def __getattr__(name: str) -> Any:
 
         return EnvConfig
     if name == "to_action":
-        from sparsity_gym.env.actions import to_action
+        from sparsity_gym.pruning.actions import to_action
 
         return to_action
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,40 +3,35 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-import numpy as np
 import torch.nn as nn
 
-from sparsity_gym.core.checks import as_python, check_choice, check_fields, check_number
+from sparsity_gym.core.checks import check_choice, check_fields, check_number
 from sparsity_gym.datasets import available_datasets
 from sparsity_gym.datasets.vision import SPECS as VISION_SPECS
 from sparsity_gym.datasets.vision import check_data_root
-from sparsity_gym.env.actions import ACTION_SCALES
-from sparsity_gym.masks.allocation import available_allocations
-from sparsity_gym.masks.regrowth import available_regrowth
-from sparsity_gym.masks.selectors import GRANULARITIES, SELECTORS, available_selectors, threshold_range
 from sparsity_gym.models import available_networks
 from sparsity_gym.models.initial_state import InitialState
+from sparsity_gym.models.names import parse_network
+from sparsity_gym.pruning.config import (
+    OBSERVATION_FAMILIES,
+    PruningConfig,
+    observation_families,
+    pruning_field_names,
+    python_value,
+)
 
-ACTION_MODES = ("density", "threshold")
-BUDGETS = ("layer", "global", "flops")
-EFFECTS = ("prune", "freeze")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 REWARDS = ("final_accuracy", "delta_accuracy")
 PRECISIONS = ("float32", "bfloat16", "float16")
-OBSERVATION_FAMILIES: tuple[str, ...] = ("snr", "rank", "contribution", "equilibrium")
-
-
-def _python_value(value: Any) -> Any:
-    """A numpy scalar as its Python value; float16/float32 by their shortest decimal (``np.float32(0.1)`` -> 0.1)."""
-    if isinstance(value, np.floating) and value.dtype.itemsize < 8:
-        return float(str(value))
-    return as_python(value)
+ENV_LABELS = MappingProxyType({"total_steps": "total_iterations", "burn_in_steps": "burn_in_epochs"})
+"""The env's names of the :class:`PruningConfig` fields it holds in other units (for messages)."""
 
 
 @dataclass(frozen=True)
@@ -45,9 +40,11 @@ class EnvConfig:
 
     Every field can be passed as a keyword to ``gym.make("SparsityGym/Schedule-v0", ...)``. Values are
     checked when the config is built: a bad value raises ``ValueError`` naming the field, the value and what
-    is allowed; an unknown keyword raises :class:`sparsity_gym.core.checks.UnknownFieldError` (both a
-    ``TypeError`` and a ``ValueError``) naming it and the closest field. Numpy scalars (``np.float32(0.1)``,
-    ``np.int64(10)``) are accepted and stored as the Python numbers they hold.
+    is allowed (the pruning fields are checked by :class:`~sparsity_gym.pruning.config.PruningConfig`, which
+    :meth:`pruning` builds for the episode's pruning driver); an unknown keyword raises
+    :class:`sparsity_gym.core.checks.UnknownFieldError` (both a ``TypeError`` and a ``ValueError``) naming it
+    and the closest field. Numpy scalars (``np.float32(0.1)``, ``np.int64(10)``) are accepted and stored as
+    the Python numbers they hold.
 
     Attributes:
         network: A zoo name (``sparsity_gym.models.zoo.available_networks()``) or a callable returning an
@@ -106,7 +103,7 @@ class EnvConfig:
             parameter-weighted density over every prunable layer (``info["density"]``: active weights / weights)
             ends at it, the policy's allocation kept: its last per-layer densities are scaled onto the budget by
             water-filling within each layer's bounds [one unit, all units], with exact unit counts
-            (:mod:`sparsity_gym.env.projection`), so the final global density is the target to one unit.
+            (:mod:`sparsity_gym.pruning.projection`), so the final global density is the target to one unit.
             ``flops``: the same with the inference-FLOPs fraction (``info["flops"] / info["dense_flops"]``,
             AMC's constraint) as the budget, a weight of layer l costing ``2 * P_l``.
         allocation: ``policy``: the action's per-layer densities as the policy gives them. A rule name
@@ -116,14 +113,16 @@ class EnvConfig:
             ``action_mode="density"``.
         allocation_tilt: With a rule, keep the policy's allocation as a residual on it: the rule's densities
             times each layer's requested density over the requested global density, scaled back onto the
-            global density by water-filling within [one unit, dense] (``sparsity_gym.env.budget.tilted``). A
+            global density by water-filling within [one unit, dense] (``sparsity_gym.pruning.budget.tilted``). A
             uniform request gives the rule's allocation exactly, so a schedule policy acts as the rule's
             handcrafted cell and a learned residual on it can move density between layers.
         action_scale: How a density action maps onto ``[min_density, max_density]``: ``linear`` (affine) or
             ``log`` (log-affine: equal action steps are equal density ratios, the resolution low targets need;
-            ``sparsity_gym.env.actions``). Threshold actions are always affine.
-        min_density: Lowest density an action can ask for; an action of -1 maps here.
-        max_density: Highest density an action can ask for; an action of +1 maps here.
+            ``sparsity_gym.pruning.actions``). Threshold actions are always affine.
+        min_density: Lowest density an action can ask for; an action of -1 maps here. In density mode at most
+            ``target_density`` (else a schedule would sit at this bound and jump at the last decision).
+        max_density: Highest density an action can ask for; an action of +1 maps here. In density mode at least
+            ``target_density``.
         total_iterations: Optimizer steps in one episode (one full training run).
         decision_interval: Optimizer steps between two decisions; must divide ``total_iterations``.
         batch_size: Training mini-batch size.
@@ -200,11 +199,10 @@ class EnvConfig:
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):  # numpy scalars from a sweep become the Python numbers they hold
-            object.__setattr__(self, f.name, _python_value(getattr(self, f.name)))
+            object.__setattr__(self, f.name, python_value(getattr(self, f.name)))
         object.__setattr__(self, "network_kwargs", MappingProxyType(dict(self.network_kwargs)))
         object.__setattr__(self, "selector_options", MappingProxyType(dict(self.selector_options)))
-        families = (self.observations,) if isinstance(self.observations, str) else self.observations
-        object.__setattr__(self, "observations", tuple(as_python(f) for f in families))
+        object.__setattr__(self, "observations", observation_families(self.observations))
         self.validate()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -235,24 +233,46 @@ class EnvConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
-    def _validate_selection(self) -> None:
-        """Hold the selector, its options, granularity and action mode against the selector's one spec."""
-        spec = SELECTORS.get(self.selector)
-        for key, value in self.selector_options.items():
-            check_choice(f"selector_options[{self.selector!r}]", key, tuple(spec.options))
-            check_choice(f"selector_options[{key!r}]", value, spec.options[key])
-        if self.granularity not in spec.granularities:
+    def steps_per_epoch(self, train_size: int) -> int:
+        """Optimizer steps in one pass over ``train_size`` training samples (the last batch may be short)."""
+        return math.ceil(train_size / min(self.batch_size, train_size))
+
+    def pruning(self, train_size: int) -> PruningConfig:
+        """The pruning fields as the episode's :class:`PruningConfig`.
+
+        ``burn_in_epochs`` becomes ``burn_in_steps`` (``ceil(epochs * steps_per_epoch(train_size))``) and
+        ``total_iterations`` becomes ``total_steps``; the other pruning fields are copied as they are.
+        """
+        return self._pruning_config(math.ceil(self.burn_in_epochs * self.steps_per_epoch(train_size) - 1e-9))
+
+    def _pruning_config(self, burn_in_steps: int) -> PruningConfig:
+        shared = {name: getattr(self, name) for name in pruning_field_names() if hasattr(self, name)}
+        return PruningConfig(
+            **shared, burn_in_steps=burn_in_steps, total_steps=self.total_iterations, labels=ENV_LABELS
+        )
+
+    def _validate_network(self) -> None:
+        """A zoo name (a sized name points to ``network_kwargs`` and ``task=``) or a callable."""
+        if isinstance(self.network, str):
+            if self.network not in available_networks():
+                try:
+                    spec = parse_network(self.network)
+                except ValueError:
+                    spec = None
+                if spec is not None and spec.network != spec.name:
+                    raise ValueError(
+                        f"network={self.network!r} is a sized name, which only a task takes (task=..., "
+                        f"network={self.network!r}); without a task use network={spec.network!r}, "
+                        f"network_kwargs={dict(spec.kwargs)!r}"
+                    )
+            check_choice("network", self.network, available_networks())
+        elif not callable(self.network):
             raise ValueError(
-                f"granularity={self.granularity!r} is not allowed with selector={self.selector!r}; expected one of: "
-                + ", ".join(repr(g) for g in spec.granularities)
+                f"network={self.network!r} is not allowed; expected a zoo name or a callable returning nn.Module"
             )
-        if self.action_mode == "threshold":
-            threshold_range(self.selector)  # ValueError naming the selectors that have a threshold scale
-        if self.regrowth == "feedback" and self.effect != "prune":
-            raise ValueError(f"effect={self.effect!r} is not allowed with regrowth='feedback'; expected 'prune'")
-        for name in ("feedback_updates_pruned", "loss_hold", "allocation_tilt"):
-            check_choice(name, getattr(self, name), (True, False))
-        check_number("burn_in_epochs", self.burn_in_epochs, low=0.0)
+
+    def _validate_episode(self) -> None:
+        """The env-only fields of an episode's network: growth room and a pre-trained start."""
         check_number("capacity", self.capacity, low=1.0)
         if self.capacity > 1.0 and self.granularity != "neuron":
             raise ValueError(f"capacity={self.capacity!r} is not allowed with granularity='weight'; expected 1.0")
@@ -263,72 +283,26 @@ class EnvConfig:
                 "a callable returning the trained network"
             )
 
-    def _validate_budget(self) -> None:
-        """The budget kind and the allocation rule (a rule needs requested densities: density mode)."""
-        check_choice("budget", self.budget, BUDGETS)
-        check_choice("allocation", self.allocation, ("policy", *available_allocations()))
-        if self.allocation != "policy" and self.action_mode != "density":
-            raise ValueError(
-                f"allocation={self.allocation!r} is not allowed with action_mode={self.action_mode!r}; expected "
-                "allocation='policy' (a rule re-allocates requested densities, and thresholds request none)"
-            )
-        if self.allocation_tilt and self.allocation == "policy":
-            raise ValueError(
-                "allocation_tilt=True is not allowed with allocation='policy'; expected an allocation rule to tilt "
-                f"(one of {available_allocations()!r})"
-            )
-
     def validate(self) -> None:
-        """Check every field; raise ``ValueError`` naming the first bad field, its value and what is allowed."""
-        if isinstance(self.network, str):
-            check_choice("network", self.network, available_networks())
-        elif not callable(self.network):
-            raise ValueError(
-                f"network={self.network!r} is not allowed; expected a zoo name or a callable returning nn.Module"
-            )
+        """Check every field; raise ``ValueError`` naming the first bad field, its value and what is allowed.
+
+        The pruning fields are checked by :class:`PruningConfig` (under the env's names of ``total_iterations``
+        and ``burn_in_epochs``).
+        """
+        self._validate_network()
         check_choice("dataset", self.dataset, available_datasets())
         if self.dataset in VISION_SPECS:  # files on disk: checked now, not when the first env loads them
             check_data_root(self.dataset, self.data_root)
         check_number("data_seed", self.data_seed, low=0, integer=True)
-        check_choice("granularity", self.granularity, GRANULARITIES)
-        check_choice("selector", self.selector, available_selectors())
-        check_choice("regrowth", self.regrowth, available_regrowth())
-        check_choice("effect", self.effect, EFFECTS)
-        check_choice("action_mode", self.action_mode, ACTION_MODES)
-        self._validate_budget()
-        self._validate_selection()
-        if self.effect == "freeze" and self.granularity != "neuron":
-            raise ValueError(f"granularity={self.granularity!r} is not allowed with effect='freeze'; expected 'neuron'")
-        if self.effect == "freeze" and self.target_density is not None:
-            raise ValueError(
-                f"target_density={self.target_density!r} is not allowed with effect='freeze'; expected None "
-                "(freezing does not remove units)"
-            )
-        check_number("exchange_fraction", self.exchange_fraction, low=0.0, high=1.0, high_inclusive=False)
-        check_number("min_density", self.min_density, low=0.0, high=1.0, low_inclusive=False)
-        check_choice("action_scale", self.action_scale, ACTION_SCALES)
-        check_number("max_density", self.max_density, low=self.min_density, high=1.0)
-        if self.target_density is not None:
-            check_number("target_density", self.target_density, low=0.0, high=1.0, low_inclusive=False)
-        check_number("total_iterations", self.total_iterations, low=1, integer=True)
-        check_number("decision_interval", self.decision_interval, low=1, high=self.total_iterations, integer=True)
-        if self.total_iterations % self.decision_interval:
-            raise ValueError(
-                f"decision_interval={self.decision_interval!r} is not allowed; expected a divisor of "
-                f"total_iterations={self.total_iterations}"
-            )
+        check_number("burn_in_epochs", self.burn_in_epochs, low=0.0)
+        self._pruning_config(burn_in_steps=0)
+        self._validate_episode()
         check_number("batch_size", self.batch_size, low=1, integer=True)
         check_number("eval_batch_size", self.eval_batch_size, low=1, integer=True)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_number("lr", self.lr, low=0.0, low_inclusive=False)
         check_number("momentum", self.momentum, low=0.0, high=1.0, high_inclusive=False)
         check_number("weight_decay", self.weight_decay, low=0.0)
-        for family in self.observations:
-            check_choice("observations", family, OBSERVATION_FAMILIES)
-        if len(set(self.observations)) != len(self.observations):
-            raise ValueError(f"observations={self.observations!r} is not allowed; expected each family at most once")
-        if self.stats_window is not None:
-            check_number("stats_window", self.stats_window, low=1, high=self.decision_interval, integer=True)
         check_choice("reward", self.reward, REWARDS)
         check_number("density_cost", self.density_cost, low=0.0)
         check_number("flops_cost", self.flops_cost, low=0.0)

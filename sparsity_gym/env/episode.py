@@ -1,115 +1,99 @@
-"""One episode's network and its training: build, widen or load, mask, observe, train, validate.
+"""One episode of the env: the seeded network, its optimizer and training loop, and the episode's pruning driver.
 
-:class:`EpisodeMixin` is the half of :class:`~sparsity_gym.env.sparsity_env.SparsityEnv` that builds the seeded
-network of an episode (widened for growth room, or started from a pre-trained state), its optimizer, masks,
-observers and freezer, and runs the training steps and validation passes between decisions.
+:class:`Episode` is rebuilt at every ``reset``. Its :class:`~sparsity_gym.pruning.pruner.Pruner` (no policy: the
+env's ``step(action)`` decides) is stepped by the :class:`~sparsity_gym.env.training.TrainingLoop` after every
+optimizer step, exactly as a user's loop steps it, so the env's episode *is* the driver.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from sparsity_gym.criteria.snr_pruning import LossHold
 from sparsity_gym.datasets import DatasetSplits
 from sparsity_gym.env.config import EnvConfig
-from sparsity_gym.env.flops import dense_inference_flops, inference_flops, training_step_flops
-from sparsity_gym.env.interop import check_network_fits
 from sparsity_gym.env.training import TrainingLoop, make_optimizer
-from sparsity_gym.masks.freezing import RowFreezer
-from sparsity_gym.masks.masked_network import MaskedNetwork
-from sparsity_gym.masks.regrowth import REGROWTH
-from sparsity_gym.masks.selectors import SELECTORS
 from sparsity_gym.models import build_network
 from sparsity_gym.models.initial_state import load_initial_state
 from sparsity_gym.models.layers import LayerCache
 from sparsity_gym.models.widening import widen_network
-from sparsity_gym.observation.observers import OBSERVERS, Observer, ObserverSettings
+from sparsity_gym.pruning.pruner import Pruner
 
 
-class EpisodeMixin:
-    """Build an episode's network and train it (see the env's "Starting State")."""
+def seeded_network(config: EnvConfig, data: DatasetSplits, seed: int, device: torch.device) -> nn.Module:
+    """The network of ``config`` for ``data``, initialised from ``seed`` (the global generator is restored).
 
-    config: EnvConfig
-    data: DatasetSplits
-    device: torch.device
-    _generator: torch.Generator
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    loop: TrainingLoop
-    masks: MaskedNetwork
-    observers: dict[str, Observer]
-    freezer: RowFreezer | None
-    iteration: int
-    decision: int
-    training_flops: int
-    saved_backward_flops: int
-    last_train_loss: float
-    dense_flops: int
-    base_dense_flops: int
-    _release: Callable[[], None]  # the env's own: hooks of the previous episode
-    _layer_cache: LayerCache  # prunable layers traced once per architecture (every episode rebuilds the same)
+    Raises:
+        ValueError: naming ``network``, the dataset's input shape and the original message, when the network
+            cannot be built for the dataset (a zoo builder that does not fit it, a factory that raises); a bad
+            ``network_kwargs`` of a zoo network names ``network_kwargs``.
 
-    def inference_flops(self) -> int:
-        """Inference FLOPs per sample of the active network."""
-        return inference_flops(self.masks.all_layers)
+    """
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        try:
+            return build_network(config.network, data.input_shape, data.num_classes, config.network_kwargs)
+        except Exception as err:
+            if isinstance(err, ValueError) and str(err).startswith("network_kwargs=") and config.network_kwargs:
+                raise
+            raise ValueError(
+                f"network={config.network_name!r} cannot be built for dataset={config.dataset!r} (inputs of shape "
+                f"{tuple(data.input_shape)}, {data.num_classes} classes): {type(err).__name__}: {err}; expected a "
+                "network for these inputs (a factory may accept input_shape and num_classes to size itself)"
+            ) from err
 
-    def _build_network(self, seed: int, check_fit: bool = False) -> None:
-        """A fresh episode: the seeded network (checked against the dataset when ``check_fit``, at the env's
-        first build), its optimizer, training loop, masks, observers and freezer, and the counters reset.
-        """  # noqa: D205
-        cfg = self.config
-        self._release()
-        devices = [self.device.index or 0] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            model = build_network(cfg.network, self.data.input_shape, self.data.num_classes, cfg.network_kwargs)
-        model, start_active = self._starting_network(model)
-        self.model: nn.Module = model.to(self.device).train()
-        if check_fit:
-            check_network_fits(self.model, self.data.val_x[:2], self.data.num_classes, cfg.network_name, cfg.dataset)
-        infos = self._layer_cache(self.model, self.data.input_shape)
-        self.optimizer = make_optimizer(cfg, self.model)
-        self.loop = TrainingLoop(self.model, self.optimizer, self.data, cfg, self.device, self._generator)
-        self.masks = MaskedNetwork(
-            infos,
-            granularity=cfg.granularity,
-            selector=cfg.selector,
-            regrowth=cfg.regrowth,
-            exchange_fraction=cfg.exchange_fraction,
-            generator=self._generator,
-            optimizer=self.optimizer,
-            feedback_updates_pruned=cfg.feedback_updates_pruned,
+
+class Episode:
+    """The parts of one training run: network, optimizer, training loop and the episode's :class:`Pruner`.
+
+    Args:
+        config: The env's config.
+        data: The dataset splits (on ``device``).
+        device: Where the network trains.
+        generator: The env's CPU generator of the episode (batch order, random selection and regrowth).
+        layer_cache: The env's layer discovery, traced once per architecture.
+        seed: The torch seed of the network's initialisation.
+        model: The seeded build, when the caller already made it (the env's first build, checked against the data).
+
+    """
+
+    def __init__(
+        self,
+        config: EnvConfig,
+        data: DatasetSplits,
+        device: torch.device,
+        generator: torch.Generator,
+        layer_cache: LayerCache,
+        seed: int,
+        model: nn.Module | None = None,
+    ) -> None:
+        self.config, self.data = config, data
+        built = seeded_network(config, data, seed, device) if model is None else model
+        built, start_active = self._starting_network(built, layer_cache)
+        self.model: nn.Module = built.to(device).train()
+        self.optimizer = make_optimizer(config, self.model)
+        self.loop = TrainingLoop(self.model, self.optimizer, data, config, device, generator)
+        self.pruner = Pruner(
+            self.model,
+            self.optimizer,
+            config=config.pruning(len(data.train_y)),
+            input_shape=data.input_shape,
+            batch_size=config.batch_size,
+            generator=generator,
+            num_classes=data.num_classes,
+            layer_cache=layer_cache,
+            initial_active=start_active,
         )
-        if start_active:  # the spare units of the widened layers start inactive (growth room)
-            everything = torch.ones(0, dtype=torch.bool)
-            self.masks.set_keep(
-                [start_active.get(m.info.name, everything.new_ones(m.num_units)) for m in self.masks.layers]
-            )
-        self.dense_flops = dense_inference_flops(self.masks.all_layers)
+        self.dense_flops = self.pruner.dense_flops
         # the network as the user specified it (before widening): what its FLOPs fractions are taken against
-        self.base_dense_flops = self.inference_flops() if cfg.capacity > 1.0 else self.dense_flops
-        needed = dict.fromkeys((*cfg.observations, *self._rule_statistics()))
-        settings = ObserverSettings(total_iterations=cfg.total_iterations, selector=cfg.selector)
-        self.observers: dict[str, Observer] = {name: OBSERVERS[name](self.masks, settings) for name in needed}
-        self.freezer = (
-            RowFreezer(self.optimizer, [m.info.module for m in self.masks.layers]) if cfg.effect == "freeze" else None
-        )
-        self.saved_backward_flops = 0
-        epoch = math.ceil(len(self.data.train_y) / min(cfg.batch_size, len(self.data.train_y)))
-        self._burn_in_iterations = math.ceil(cfg.burn_in_epochs * epoch - 1e-9)
-        self._loss_hold = LossHold()
-        self.mask_update = "applied"
-        self.allocation = np.array(self.masks.densities, dtype=np.float32)
-        self.iteration = 0
-        self.decision = 0
-        self.training_flops = 0
+        self.base_dense_flops = self.pruner.inference_flops() if config.capacity > 1.0 else self.dense_flops
 
-    def _starting_network(self, model: nn.Module) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    def _starting_network(self, model: nn.Module, cache: LayerCache) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         """The seeded build with its initial state loaded, widened for growth room; the widened layers' start masks.
 
         ``initial_state`` is loaded first (it is the state of the network at its own width), then every
@@ -122,7 +106,7 @@ class EpisodeMixin:
         if cfg.capacity == 1.0:
             return model, {}
         shape = self.data.input_shape
-        widened = widen_network(model, self._layer_cache(model, shape), cfg.capacity, shape)
+        widened = widen_network(model, cache(model, shape), cfg.capacity, shape)
         if not widened.active:
             raise ValueError(
                 f"capacity={cfg.capacity!r} is not allowed for network={cfg.network_name!r}: none of its hidden layers "
@@ -130,48 +114,47 @@ class EpisodeMixin:
             )
         return widened.model, dict(widened.active)
 
-    def _rule_statistics(self) -> tuple[str, ...]:
-        """The observers the selector and the regrowth rule read (collected whether observed or not)."""
-        cfg = self.config
-        return (*SELECTORS.get(cfg.selector).statistics, *REGROWTH.get(cfg.regrowth).statistics)
-
-    def _train(self, steps: int) -> bool:
-        """Run ``steps`` optimizer steps, the last ``stats_window`` measured; False if the loss became non-finite."""
+    def train(self, steps: int) -> bool:
+        """``steps`` optimizer steps, the driver stepped after each; False if the interval's loss is non-finite."""
         self.model.train()
-        step_flops = training_step_flops(self.inference_flops(), self.config.batch_size)
-        if self.freezer is not None:
-            positions = {i: m.info.output_positions for i, m in enumerate(self.masks.layers)}
-            saved = self.freezer.saved_backward_flops(self.config.batch_size, positions)
-            step_flops -= saved
-            self.saved_backward_flops += steps * saved
-        window = min(self.config.stats_window or steps, steps) if self.observers else 0
-        loss_sum = self._steps(steps - window, measured=False)
-        if window:
-            for observer in self.observers.values():
-                observer.set_measuring(True)
-            loss_sum = loss_sum + self._steps(window, measured=True)
-            for observer in self.observers.values():
-                observer.set_measuring(False)
-        self.iteration += steps
-        self.training_flops += steps * step_flops
-        self.last_train_loss = float(loss_sum) / steps
-        return math.isfinite(self.last_train_loss)
+        self.loop.run(steps, self.pruner.step)
+        loss = self.pruner.train_loss
+        return loss is not None and math.isfinite(loss)
 
-    def _steps(self, steps: int, measured: bool) -> torch.Tensor:
-        """The training loop proper; observers see the backward pass of measured steps. Returns the loss sum."""
-        callbacks = [o.after_backward for o in self.observers.values()] if measured else []
-        return self.loop.run(steps, callbacks)
+    def validate(self) -> tuple[float, float]:
+        """Accuracy and mean loss on the validation split: the pass the equilibrium statistic reads."""
+        with self.pruner.evaluating():
+            return self.loop.evaluate(self.data.val_x, self.data.val_y)
 
-    def _validate(self) -> tuple[float, float]:
-        """The validation pass (fixed order, eval mode) that rewards and the equilibrium family share."""
-        for observer in self.observers.values():
-            observer.begin_evaluation()
-        try:
-            return self._evaluate(self.data.val_x, self.data.val_y)
-        finally:
-            for observer in self.observers.values():
-                observer.end_evaluation()
+    def test_accuracy(self) -> float:
+        """Accuracy on the test split (the episode's end)."""
+        return self.loop.evaluate(self.data.test_x, self.data.test_y)[0]
 
-    def _evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-        """Accuracy and mean cross-entropy of the network on ``(x, y)`` in eval mode."""
-        return self.loop.evaluate(x, y)
+    def release(self) -> None:
+        """Detach the driver's hooks (optimizer, observers, freezer); the network keeps its masked weights."""
+        self.pruner.remove()
+
+    def info(self, requested: list[float], val_accuracy: float, train_loss: float, diverged: bool) -> dict[str, Any]:
+        """The env's ``info`` now (its docstring's "Info" section), ``test_accuracy`` aside."""
+        pruner, masks = self.pruner, self.pruner.masks
+        return {
+            "density": masks.global_density(),
+            "layer_densities": np.array(masks.densities, dtype=np.float32),
+            "target_density": self.config.target_density,
+            "requested_densities": np.array(requested, dtype=np.float32),
+            "allocation": np.array(pruner.decisions.allocation, dtype=np.float32),
+            "val_accuracy": val_accuracy,
+            "train_loss": train_loss,
+            "flops": pruner.inference_flops(),
+            "dense_flops": self.dense_flops,
+            "base_dense_flops": self.base_dense_flops,
+            "training_flops": pruner.training_flops,
+            "saved_backward_flops": pruner.saved_backward_flops,
+            "frozen_fraction": 0.0 if pruner.freezer is None else pruner.freezer.frozen_fraction,
+            "invalid_actions": pruner.decisions.invalid_actions,
+            "mask_update": pruner.decisions.mask_update,
+            "iteration": pruner.iteration,
+            "decision": pruner.decision,
+            "num_decisions": self.config.num_decisions,
+            "diverged": diverged,
+        }

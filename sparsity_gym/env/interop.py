@@ -15,14 +15,17 @@ RENDER_HEIGHT = 64
 BAR_WIDTH = 12
 
 
-def check_network_fits(model: nn.Module, inputs: torch.Tensor, num_classes: int, network: str, dataset: str) -> None:
+def check_network_fits(model: nn.Module, inputs: torch.Tensor, num_classes: int, config: Any) -> None:
     """Run ``model`` on a small batch of the dataset's inputs (eval mode, no gradient, modes restored).
+
+    ``config`` is the env's config (its ``network_name`` and ``dataset`` name the network in messages).
 
     Raises:
         ValueError: naming ``network`` when the network cannot take the dataset's inputs or does not return
             one logit per class, instead of a shape error deep inside the first training step.
 
     """
+    network, dataset = config.network_name, config.dataset
     was_training = model.training
     model.eval()
     try:
@@ -62,12 +65,12 @@ def render_densities(densities: np.ndarray, target: float | None) -> np.ndarray:
 
 
 def mid_episode_copy_error(decision: int, num_decisions: int) -> TypeError:
-    """The error of copying or pickling an environment in the middle of an episode (how to rebuild it)."""
+    """The error of stepping a copy of an environment taken in the middle of an episode (how to go on)."""
     return TypeError(
-        f"cannot copy or pickle a SparsityEnv in the middle of an episode (after decision {decision} of "
-        f"{num_decisions}): its network, optimizer state, masks and statistics live in hooks a copy would not "
-        "enforce. Copy it before reset() or once the episode has ended (the copy is rebuilt from its config and "
-        "continues the same random stream: same seed, same episode), or build a new one: "
+        f"this SparsityEnv is a copy taken in the middle of an episode (after decision {decision} of "
+        f"{num_decisions}): the network, optimizer state, masks and statistics of that episode live in hooks a copy "
+        "does not carry, so it cannot continue it. Call reset() (the copy continues the original's random stream: "
+        "its next episode is the one the original's next reset() plays), or build a new env: "
         "gym.make('SparsityGym/Schedule-v0', config=env.unwrapped.config)"
     )
 

@@ -8,24 +8,26 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+import torch.nn as nn
 
 from sparsity_gym.core.checks import check_fields
 from sparsity_gym.core.threads import limit_threads_if_forked
 from sparsity_gym.datasets import DatasetSplits, load_dataset
 from sparsity_gym.env.config import EnvConfig, field_names
-from sparsity_gym.env.decisions import DecisionsMixin
-from sparsity_gym.env.episode import EpisodeMixin
-from sparsity_gym.env.interop import copy_state, mid_episode_copy_error, render_densities
+from sparsity_gym.env.episode import Episode, seeded_network
+from sparsity_gym.env.interop import check_network_fits, copy_state, mid_episode_copy_error, render_densities
 from sparsity_gym.env.tasks import task_env_kwargs
-from sparsity_gym.env.training import resolve_device
-from sparsity_gym.models.layers import LayerCache, LayerInfo
-from sparsity_gym.observation.features import ObservationLayout
-from sparsity_gym.observation.snapshot import TrainingSnapshot
+from sparsity_gym.env.training import TrainingLoop, resolve_device
+from sparsity_gym.masks.freezing import RowFreezer
+from sparsity_gym.masks.masked_network import MaskedNetwork
+from sparsity_gym.models.layers import LayerCache
+from sparsity_gym.observation.observers import Observer
+from sparsity_gym.pruning.pruner import Pruner
 
 METADATA: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 4}
 
 
-class SparsityEnv(DecisionsMixin, EpisodeMixin, gym.Env[np.ndarray, np.ndarray]):
+class SparsityEnv(gym.Env[np.ndarray, np.ndarray]):
     """Prune a network while it trains: one episode is one full training run.
 
     ## Description
@@ -36,7 +38,10 @@ class SparsityEnv(DecisionsMixin, EpisodeMixin, gym.Env[np.ndarray, np.ndarray])
     at neuron granularity the output layer is excluded). The selector decides *which* units go, the regrowth rule how
     units return (CRITERIA §5: random or magnitude pruning, random regrowth with zero weights and zero optimizer
     state). After every optimizer step each layer holds exactly ``max(1, round(d * n))`` active units and
-    inactive weights are exactly zero (:mod:`sparsity_gym.masks`).
+    inactive weights are exactly zero (:mod:`sparsity_gym.masks`). An episode is the pruning driver
+    :class:`sparsity_gym.pruning.Pruner` (without a policy) stepped by the env's own training loop after every
+    optimizer step; ``step(action)`` is one call of its ``decide(action)``, so a user's loop that steps a
+    ``Pruner`` with the same policy, seed, batches and optimizer plays the same episode.
 
     Selectors (*which* units): ``magnitude``, ``random``, ``snr`` (smoothed gradient SNR, CRITERIA §1),
     ``redundancy`` (DYNO: dormant first, then greedy cosine, §2), ``contribution`` (§3), ``equilibrium``
@@ -64,7 +69,7 @@ class SparsityEnv(DecisionsMixin, EpisodeMixin, gym.Env[np.ndarray, np.ndarray])
     ``target_density``. ``budget="global"`` (or ``"flops"``): the policy's last per-layer densities are scaled by
     one factor onto ``target_density`` times the dense weights (inference FLOPs), water-filling within each
     layer's bounds [one unit, all units], with exact unit counts and largest-remainder rounding
-    (:mod:`sparsity_gym.env.projection`); the final global density (FLOPs fraction) is the target to one unit
+    (:mod:`sparsity_gym.pruning.projection`); the final global density (FLOPs fraction) is the target to one unit
     and the allocation across layers stays the policy's. In threshold mode the last decision's thresholds are
     read as the densities they would leave, and those are projected (under ``layer`` every layer then ends at
     the target too). With ``allocation`` set to a rule (``uniform``, ``er``, ``erk``, ``lamp``,
@@ -150,7 +155,9 @@ class SparsityEnv(DecisionsMixin, EpisodeMixin, gym.Env[np.ndarray, np.ndarray])
     what is known then (``val_accuracy``, ``density``, ``flops``, ``iteration``, and ``decision`` <
     ``num_decisions``), but not ``test_accuracy``, no projection onto ``target_density`` has happened, and the
     ``final_accuracy`` reward, paid only at the env's own end, is never paid (the return is 0);
-    ``delta_accuracy`` pays as it goes, so its return is then the validation accuracy gained so far.
+    ``delta_accuracy`` pays as it goes, so its return is then the validation accuracy gained so far. The
+    episode is over for its client then: a copy of the env is exact (see Clients) and the next call is
+    ``reset()``.
 
     ## Info
 
@@ -172,18 +179,24 @@ class SparsityEnv(DecisionsMixin, EpisodeMixin, gym.Env[np.ndarray, np.ndarray])
     ``SparsityEnv(config=EnvConfig(...))``. ``task="mnist1d_mlp"`` (a name of :data:`sparsity_gym.env.tasks.TASKS`)
     takes a named benchmark task's settings as the defaults; the other keywords override them (``network`` may then
     be a sized name such as ``"mlp_512"``). An unknown field raises ``UnknownFieldError`` (a ``TypeError`` and a
-    ``ValueError``) naming the closest field; a user network that cannot take the dataset's inputs raises
-    ``ValueError`` naming ``network`` when the env is built. ``render_mode`` is ``None`` or ``"rgb_array"`` (what
-    stable-baselines3's ``make_vec_env`` passes): :meth:`render` then draws the layers' densities.
+    ``ValueError``) naming the closest field. The network is checked before anything else is built: a zoo name
+    or a user factory that cannot be built for the dataset, or whose network cannot take the dataset's inputs
+    or does not return one logit per class, raises ``ValueError`` naming ``network``, the dataset's input shape
+    and the original message; a sized name (``"mlp_512"``) without ``task=`` points to ``network_kwargs``.
+    ``render_mode`` is ``None`` or ``"rgb_array"`` (what stable-baselines3's ``make_vec_env`` passes):
+    :meth:`render` then draws the layers' densities.
 
     ## Clients
 
     Gymnasium's vector envs (``AsyncVectorEnv`` with its default ``fork`` context too: an env built in a forked
     child uses one torch thread, :mod:`sparsity_gym.core.threads`), SB3's ``make_vec_env``/``SubprocVecEnv``.
-    ``copy.deepcopy``, ``pickle`` and ``cloudpickle`` work before the first ``reset()`` and between episodes:
-    the copy is rebuilt from the config (and the data passed in, if any) with the same random stream, so it
-    plays the episodes the original would; in the middle of an episode they raise ``TypeError`` saying how to
-    rebuild the env. ``step()`` after ``close()`` raises ``RuntimeError``; ``reset()`` builds everything anew.
+    ``copy.deepcopy``, ``pickle`` and ``cloudpickle`` work at any time: the copy is rebuilt from the config (and
+    the data passed in, if any) with the same random stream, so its next ``reset()`` plays the episode the
+    original's next ``reset()`` would. Taken between episodes (before the first ``reset()``, once the episode
+    ended, or once an outside ``TimeLimit`` truncated it, which the env cannot see) the copy is exact. A copy
+    taken in the middle of an episode cannot continue it (its network, optimizer state, masks and statistics
+    live in hooks a copy would not enforce): its ``step()`` before a ``reset()`` raises ``TypeError`` saying how
+    to rebuild the env. ``step()`` after ``close()`` raises ``RuntimeError``; ``reset()`` builds everything anew.
     """
 
     metadata: dict[str, Any] = METADATA
@@ -222,14 +235,17 @@ class SparsityEnv(DecisionsMixin, EpisodeMixin, gym.Env[np.ndarray, np.ndarray])
         elif data.name != self.config.dataset:
             raise ValueError(f"data holds dataset {data.name!r}; expected the config's dataset={self.config.dataset!r}")
         self.data: DatasetSplits = data.to(self.device)
+        model = seeded_network(self.config, self.data, 0, self.device)  # the network first, before anything else
+        check_network_fits(model, self.data.val_x[:2].cpu(), self.data.num_classes, self.config)
         self._generator = torch.Generator().manual_seed(0)
         self._layer_cache = LayerCache()
-        self._build_network(seed=0, check_fit=True)
-        self.layer_names = tuple(m.info.name for m in self.masks.layers)
-        self.layout = ObservationLayout(len(self.layer_names), self.config.observations)
+        self.episode = Episode(self.config, self.data, self.device, self._generator, self._layer_cache, 0, model)
+        self.layer_names = self.episode.pruner.layer_names
+        self.layout = self.episode.pruner.layout
         self.observation_space = self.layout.space
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(len(self.layer_names),), dtype=np.float32)
         self._needs_reset = True
+        self._copied_at: int | None = None  # the decision at which a mid-episode copy was taken
 
     # ----------------------------------------------------------------------------------------------- episode
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
@@ -238,45 +254,51 @@ class SparsityEnv(DecisionsMixin, EpisodeMixin, gym.Env[np.ndarray, np.ndarray])
         super().reset(seed=seed)
         torch_seed = int(self.np_random.integers(0, 2**62))
         self._generator = torch.Generator().manual_seed(torch_seed)
-        self._build_network(torch_seed)
-        names = tuple(m.info.name for m in self.masks.layers)
+        self.episode.release()
+        self.episode = Episode(self.config, self.data, self.device, self._generator, self._layer_cache, torch_seed)
+        names = self.episode.pruner.layer_names
         if names != self.layer_names:
             raise ValueError(
                 f"network={self.config.network_name!r} built layers {names} at reset; expected {self.layer_names}: "
                 "the network must keep the same prunable layers across resets"
             )
-        self.last_val_accuracy, self.last_train_loss = self._validate()
-        self._invalid_actions = 0
+        self.last_val_accuracy, self._reset_loss = self.episode.validate()
         self._needs_reset = self._closed = False
+        self._copied_at = None
         return self._observation(), self._info(requested=self.masks.densities)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         """Apply ``action`` (densities or thresholds), train ``decision_interval`` steps, observe and reward."""
         limit_threads_if_forked()
+        self._check_steppable()
+        cfg, episode = self.config, self.episode
+        requested = episode.pruner.decide(action)
+        diverged = not episode.train(cfg.decision_interval)
+        previous_accuracy = self.last_val_accuracy
+        self.last_val_accuracy, _ = episode.validate()
+        truncated = episode.pruner.decision >= cfg.num_decisions and not diverged
+        reward = self._reward(previous_accuracy, last=truncated, diverged=diverged)
+        info = self._info(requested=requested, diverged=diverged)
+        if truncated or diverged:
+            info["test_accuracy"] = episode.test_accuracy()
+            self._needs_reset = True
+        return self._observation(), float(reward), diverged, truncated, info
+
+    def _check_steppable(self) -> None:
+        """``RuntimeError`` after ``close()`` or at an episode's end; ``TypeError`` in a copy taken mid-episode."""
         if self._closed:
             raise RuntimeError(
                 "step() after close(): the env released its network's hooks; call reset() to build a new episode "
                 "or make a new env"
             )
+        if self._copied_at is not None:
+            raise mid_episode_copy_error(self._copied_at, self.config.num_decisions)
         if self._needs_reset:
             raise RuntimeError("call reset() before step(): the episode has ended or never started")
-        cfg = self.config
-        requested = self._apply_action(action)
-        diverged = not self._train(cfg.decision_interval)
-        self.decision += 1
-        previous_accuracy = self.last_val_accuracy
-        self.last_val_accuracy, _ = self._validate()
-        truncated = self.decision >= cfg.num_decisions and not diverged
-        reward = self._reward(previous_accuracy, last=truncated, diverged=diverged)
-        info = self._info(requested=requested, diverged=diverged)
-        if truncated or diverged:
-            info["test_accuracy"], _ = self._evaluate(self.data.test_x, self.data.test_y)
-            self._needs_reset = True
-        return self._observation(), float(reward), diverged, truncated, info
 
     def close(self) -> None:
         """Release the hooks of the masks and the observers; ``step()`` then raises until ``reset()``."""
-        self._release()
+        self.episode.release()
         self._closed = self._needs_reset = True
 
     def render(self) -> np.ndarray | None:
@@ -290,16 +312,17 @@ class SparsityEnv(DecisionsMixin, EpisodeMixin, gym.Env[np.ndarray, np.ndarray])
 
     # ----------------------------------------------------------------------------------------------- copies
     def __getstate__(self) -> dict[str, Any]:
-        """The state a copy is rebuilt from (see Clients); ``TypeError`` in the middle of an episode."""
-        if not self._needs_reset:
-            raise mid_episode_copy_error(self.decision, self.config.num_decisions)
-        return copy_state(self, self._data_given)
+        """The state a copy is rebuilt from (see Clients), and the decision of an unfinished episode, if any."""
+        state = copy_state(self, self._data_given)
+        state["copied_at"] = None if self._needs_reset else self.decision
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Rebuild the env from its config (fresh hooks, enforced masks) and restore its random stream."""
         self.__init__(config=state["config"], render_mode=state["render_mode"], data=state["data"])  # type: ignore[misc]
         self._np_random, self._np_random_seed = state["np_random"], state["np_random_seed"]
         self.spec = state["spec"]
+        self._copied_at = state["copied_at"]
 
     def __deepcopy__(self, memo: dict[int, Any]) -> SparsityEnv:
         """A rebuilt copy (see :meth:`__setstate__`) that shares the read-only dataset tensors."""
@@ -310,28 +333,85 @@ class SparsityEnv(DecisionsMixin, EpisodeMixin, gym.Env[np.ndarray, np.ndarray])
         new._data_given = self._data_given
         return new
 
-    def _release(self) -> None:
-        freezer = getattr(self, "freezer", None)
-        if freezer is not None:
-            freezer.remove()
-        self.freezer = None
-        for observer in getattr(self, "observers", {}).values():
-            observer.detach()
-        self.observers = {}
-        if getattr(self, "masks", None) is not None:
-            self.masks.detach()
+    # ----------------------------------------------------------------------------------------------- parts
+    @property
+    def pruner(self) -> Pruner:
+        """The episode's pruning driver (masks, statistics, decisions, counters)."""
+        return self.episode.pruner
 
-    # ----------------------------------------------------------------------------------------------- public
+    @property
+    def model(self) -> nn.Module:
+        """The episode's network."""
+        return self.episode.model
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """The episode's optimizer."""
+        return self.episode.optimizer
+
+    @property
+    def loop(self) -> TrainingLoop:
+        """The episode's training loop (seeded batches, optimizer steps, evaluation passes)."""
+        return self.episode.loop
+
+    @property
+    def masks(self) -> MaskedNetwork:
+        """The episode's masks."""
+        return self.episode.pruner.masks
+
+    @property
+    def observers(self) -> dict[str, Observer]:
+        """The episode's observers by statistic name."""
+        return self.episode.pruner.observers
+
+    @property
+    def freezer(self) -> RowFreezer | None:
+        """The episode's row freezer (``effect="freeze"``), else ``None``."""
+        return self.episode.pruner.freezer
+
+    @property
+    def iteration(self) -> int:
+        """Optimizer steps done in this episode."""
+        return self.episode.pruner.iteration
+
+    @property
+    def decision(self) -> int:
+        """Decisions (env steps) done in this episode."""
+        return self.episode.pruner.decision
+
     @property
     def progress(self) -> float:
         """Optimizer steps done / total_iterations."""
-        return self.iteration / self.config.total_iterations
+        return self.episode.pruner.progress
 
     @property
-    def layers(self) -> list[LayerInfo]:
-        """The controlled layers' static descriptions, in action order."""
-        return [m.info for m in self.masks.layers]
+    def num_classes(self) -> int:
+        """Classes of the dataset."""
+        return self.data.num_classes
 
+    @property
+    def last_train_loss(self) -> float:
+        """The mean training loss of the last interval (the validation loss of the fresh network at reset)."""
+        loss = self.episode.pruner.train_loss
+        return self._reset_loss if loss is None else loss
+
+    def inference_flops(self) -> int:
+        """Inference FLOPs per sample of the active network."""
+        return self.episode.pruner.inference_flops()
+
+    def density_to_action(self, density: float | np.ndarray) -> np.ndarray:
+        """The action that asks for ``density`` (inverse of the action map), clipped to [-1, 1]."""
+        return self.episode.pruner.density_to_action(density)
+
+    def threshold_to_action(self, threshold: float | np.ndarray) -> np.ndarray:
+        """The action that asks for ``threshold`` on the selector's score scale, clipped to [-1, 1]."""
+        return self.episode.pruner.threshold_to_action(threshold)
+
+    def densities_from_action(self, action: np.ndarray) -> np.ndarray:
+        """The layer densities ``action`` asks for (validated, clipped; NaN keeps a layer's density)."""
+        return self.episode.pruner.decisions.densities_from_action(action)
+
+    # ----------------------------------------------------------------------------------------------- reward
     def _reward(self, previous_accuracy: float, *, last: bool, diverged: bool) -> float:
         cfg = self.config
         if diverged:
@@ -341,46 +421,11 @@ class SparsityEnv(DecisionsMixin, EpisodeMixin, gym.Env[np.ndarray, np.ndarray])
             if cfg.reward == "final_accuracy":
                 reward = self.last_val_accuracy
             reward -= cfg.density_cost * self.masks.global_density()
-            reward -= cfg.flops_cost * self.inference_flops() / self.dense_flops
+            reward -= cfg.flops_cost * self.inference_flops() / self.episode.dense_flops
         return reward
 
-    def snapshot(self) -> TrainingSnapshot:
-        """The training state now, as the observation's columns read it."""
-        return TrainingSnapshot(
-            layers=self.masks.layers,
-            all_layers=self.masks.all_layers,
-            progress=self.progress,
-            train_loss=self.last_train_loss,
-            val_accuracy=self.last_val_accuracy,
-            global_density=self.masks.global_density(),
-            flops_fraction=self.inference_flops() / self.dense_flops,
-            target_density=self.config.target_density,
-            num_classes=self.data.num_classes,
-            statistics={name: self.observers[name].features() for name in self.config.observations},
-        )
-
     def _observation(self) -> np.ndarray:
-        return self.layout.build(self.snapshot())
+        return self.episode.pruner.observation(self.last_val_accuracy, self.last_train_loss)
 
     def _info(self, requested: list[float], diverged: bool = False) -> dict[str, Any]:
-        return {
-            "density": self.masks.global_density(),
-            "layer_densities": np.array(self.masks.densities, dtype=np.float32),
-            "target_density": self.config.target_density,
-            "requested_densities": np.array(requested, dtype=np.float32),
-            "allocation": np.array(self.allocation, dtype=np.float32),
-            "val_accuracy": self.last_val_accuracy,
-            "train_loss": self.last_train_loss,
-            "flops": self.inference_flops(),
-            "dense_flops": self.dense_flops,
-            "base_dense_flops": self.base_dense_flops,
-            "training_flops": self.training_flops,
-            "saved_backward_flops": self.saved_backward_flops,
-            "frozen_fraction": 0.0 if self.freezer is None else self.freezer.frozen_fraction,
-            "invalid_actions": self._invalid_actions,
-            "mask_update": self.mask_update,
-            "iteration": self.iteration,
-            "decision": self.decision,
-            "num_decisions": self.config.num_decisions,
-            "diverged": diverged,
-        }
+        return self.episode.info(requested, self.last_val_accuracy, self.last_train_loss, diverged)

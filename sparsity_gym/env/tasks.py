@@ -33,8 +33,9 @@ from typing import Any
 
 from sparsity_gym.core.checks import check_choice, check_number
 from sparsity_gym.core.registry import Registry
-from sparsity_gym.env.config import BUDGETS, EnvConfig
+from sparsity_gym.env.config import EnvConfig
 from sparsity_gym.models.names import parse_network
+from sparsity_gym.pruning.config import BUDGETS
 
 __all__ = ["BUDGETS", "TASKS", "Task", "available_tasks", "get_task", "register_task", "task_config", "task_env_kwargs"]
 
@@ -179,7 +180,7 @@ _MLP_TRAIN = ("mlp_256x256", "mlp_128x128", "mlp_256", "mlp_128x128x128")
 _MLP_HELDOUT = ("mlp_192x192x192x192", "mlp_512", "cnn_16x32")
 _NEW_TARGETS = (0.1, 0.03, 0.01)
 _LOW_TARGET_ACTIONS = {"action_scale": "log", "min_density": 0.001}
-"""Targets down to 0.01 need actions below them: a log map over [0.001, 1] (``sparsity_gym.env.actions``)."""
+"""Targets down to 0.01 need actions below them: a log map over [0.001, 1] (``sparsity_gym.pruning.actions``)."""
 
 register_task(
     Task(

@@ -1,13 +1,14 @@
 """The network's own training, as the env runs it: seeded batches, optimizer steps, evaluation passes.
 
 This is the floor every overhead of the env is measured against (``bench/env_overhead.py``): nothing here
-knows about masks, observations or rewards. Observers see the backward pass of measured steps through the
-``after_backward`` callbacks passed to :meth:`TrainingLoop.run`.
+knows about masks, observations or rewards. The episode's pruning driver is stepped through the ``after_step``
+callback of :meth:`TrainingLoop.run`, after every optimizer step, as in a user's own loop; it measures the
+gradients of its measured steps from an optimizer step pre-hook.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -61,8 +62,8 @@ class TrainingLoop:
         self._cursor += b
         return self.data.train_x[idx], self.data.train_y[idx]
 
-    def run(self, steps: int, after_backward: Sequence[Callable[[], None]] = ()) -> torch.Tensor:
-        """``steps`` optimizer steps; each callback runs after every backward pass. Returns the loss sum."""
+    def run(self, steps: int, after_step: Callable[[torch.Tensor], None] | None = None) -> torch.Tensor:
+        """``steps`` optimizer steps; ``after_step(loss)`` after each ``optimizer.step()``. Returns the loss sum."""
         model, opt, scaler = self.model, self.optimizer, self.scaler
         loss_sum = torch.zeros((), device=self.device)
         for _ in range(steps):
@@ -76,16 +77,15 @@ class TrainingLoop:
             opt.zero_grad(set_to_none=True)
             if scaler is None:
                 loss.backward()
-            else:  # float16: the scale multiplies every gradient, which leaves the SNR ratio unchanged
-                scaler.scale(loss).backward()
-            for callback in after_backward:
-                callback()
-            if scaler is None:
                 opt.step()
-            else:
+            else:  # float16: the scale multiplies every gradient, which leaves the SNR ratio unchanged; a step the
+                # scaler skips (inf/NaN gradients) runs no optimizer hook, so the driver does not measure it
+                scaler.scale(loss).backward()
                 scaler.step(opt)
                 scaler.update()
             loss_sum += loss.detach()
+            if after_step is not None:
+                after_step(loss)
         return loss_sum
 
     @torch.no_grad()

@@ -28,7 +28,7 @@ dense weights) still weighting the budget, so the constraint is ``sum_l W_l * d_
 densities. LAMP and global magnitude score a neuron by the l2 norm of its fan-in (the magnitude selector's
 neuron score), LAMP on its square, and a kept neuron counts ``W_l / n_l`` weights towards the budget. The
 exact number of active weights at neuron granularity also depends on the predecessor's neurons; the final
-projection (:mod:`sparsity_gym.env.projection`) is what makes the budget exact.
+projection (:mod:`sparsity_gym.pruning.projection`) is what makes the budget exact.
 """
 
 from __future__ import annotations

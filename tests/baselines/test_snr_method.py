@@ -205,11 +205,8 @@ def test_snr_policy_in_the_env_matches_the_rule_at_every_applied_decision():
 def test_loss_hold_skips_updates_while_the_interval_loss_is_above_its_best():
     env = SparsityEnv(**KW, selector="magnitude", loss_hold=True)
     env.reset(seed=0)
-    env.iteration = 10
-    gates = []
-    for loss in (1.0, 0.9, 1.2, 0.95, 0.8, 0.85):
-        env.last_train_loss = loss
-        gates.append(env._mask_update_gate())
+    decisions = env.pruner.decisions  # the episode's gates: burn-in, then the hold on each interval's mean loss
+    gates = [decisions.gate(10, loss) for loss in (1.0, 0.9, 1.2, 0.95, 0.8, 0.85)]
     assert gates == ["applied", "applied", "loss_hold", "loss_hold", "applied", "loss_hold"]
 
 

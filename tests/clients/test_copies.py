@@ -76,19 +76,38 @@ def test_data_passed_in_travels_with_the_copy(tiny):
 
 
 @pytest.mark.parametrize("how", sorted(ROUND_TRIPS))
-def test_mid_episode_copies_are_refused_with_how_to_rebuild(how, tiny):
+def test_mid_episode_copies_wait_for_a_reset_and_say_how_to_rebuild(how, tiny):
     env = SparsityEnv(**{**tiny, "observations": ("equilibrium", "rank")})
     env.reset(seed=0)
     env.step(ACTIONS[0])
+    clone = ROUND_TRIPS[how](env)  # the episode's hooks do not travel: the copy cannot continue it
     with pytest.raises(TypeError, match=r"middle of an episode .*gym\.make\('SparsityGym/Schedule-v0', config="):
-        ROUND_TRIPS[how](env)
+        clone.step(ACTIONS[1])
     rebuilt = gym.make("SparsityGym/Schedule-v0", config=env.config)  # what the message says to do
     assert rebuilt.unwrapped.config == env.config
     env.step(ACTIONS[1])
     env.step(ACTIONS[2])
-    env.step(ACTIONS[3])  # the episode ended: copies work again, observers and all
-    clone = pickle.loads(pickle.dumps(env))
+    env.step(ACTIONS[3])
     assert set(clone.observers) == {"equilibrium", "rank"}
+    for a, b in zip(play(clone), play(env), strict=True):  # its next episode is the original's next one
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("how", sorted(ROUND_TRIPS))
+def test_copies_after_an_outside_time_limit_truncated_the_episode(how, tiny):
+    env = gym.make("SparsityGym/Schedule-v0", max_episode_steps=2, **tiny)
+    env.reset(seed=4)
+    for action in ACTIONS[:2]:
+        *_, truncated, info = env.step(action)
+    assert truncated and info["decision"] == 2 < info["num_decisions"]  # cut short by the wrapper, not the env
+    clone = ROUND_TRIPS[how](env)
+    for seed in (None, 7):
+        obs_a, _ = clone.reset(seed=seed)
+        obs_b, _ = env.reset(seed=seed)
+        assert np.array_equal(obs_a, obs_b)
+        for action in ACTIONS[:2]:
+            a, b = clone.step(action), env.step(action)
+            assert np.array_equal(a[0], b[0]) and a[1:4] == b[1:4]
 
 
 @pytest.mark.parametrize("name", available_policies())

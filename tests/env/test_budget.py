@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch.nn as nn
 
-from sparsity_gym.env.budget import budget_model, tilted
 from sparsity_gym.env.config import EnvConfig
 from sparsity_gym.env.sparsity_env import SparsityEnv
 from sparsity_gym.masks.allocation import ALLOCATIONS
+from sparsity_gym.pruning.budget import budget_model, tilted
 
 FAST = {"dataset": "synthetic", "total_iterations": 20, "decision_interval": 10, "batch_size": 32, "observations": ()}
 

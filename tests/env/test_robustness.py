@@ -36,16 +36,21 @@ action_values = st.one_of(
     seed=st.integers(0, 2**31 - 1),
 )
 def test_any_action_sequence_and_config(granularity, selector, regrowth, exchange, target, min_density, actions, seed):
-    env = SparsityEnv(
+    kwargs = {
         **TINY,
-        granularity=granularity,
-        selector=selector,
-        regrowth=regrowth,
-        exchange_fraction=exchange,
-        target_density=target,
-        min_density=min_density,
-        network_kwargs={"widths": (6, 5)},
-    )
+        "granularity": granularity,
+        "selector": selector,
+        "regrowth": regrowth,
+        "exchange_fraction": exchange,
+        "target_density": target,
+        "min_density": min_density,
+        "network_kwargs": {"widths": (6, 5)},
+    }
+    if target is not None and min_density > target:  # a schedule would sit at min_density and jump at the end
+        with pytest.raises(ValueError, match=r"^min_density=.* target_density="):
+            SparsityEnv(**kwargs)
+        return
+    env = SparsityEnv(**kwargs)
     obs, _ = env.reset(seed=seed)
     n = env.action_space.shape[0]
     for raw in actions:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sparsity_gym.masks.freezing import RowFreezer
 from sparsity_gym.masks.layer_mask import LayerMask
 
 
@@ -32,3 +33,20 @@ def dense_inference_flops(layers: Sequence[LayerMask]) -> int:
 def training_step_flops(inference: int, batch_size: int) -> int:
     """FLOPs of one optimizer step: forward plus a backward of twice the forward, over the batch."""
     return 3 * batch_size * inference
+
+
+def step_costs(
+    layers: Sequence[LayerMask], inference: int, batch_size: int, freezer: RowFreezer | None
+) -> tuple[int, int]:
+    """FLOPs of one optimizer step of the active network, and the backward FLOPs its frozen neurons save.
+
+    ``layers`` are the controlled layers (the freezer's, in order), ``inference`` the active network's inference
+    FLOPs per sample. Frozen neurons save their weight gradients: ``2·B·P·F`` each (CRITERIA §4's convention,
+    :meth:`RowFreezer.saved_backward_flops <sparsity_gym.masks.freezing.RowFreezer.saved_backward_flops>`).
+    """
+    step = training_step_flops(inference, batch_size)
+    if freezer is None:
+        return step, 0
+    positions = {i: m.info.output_positions for i, m in enumerate(layers)}
+    saved = freezer.saved_backward_flops(batch_size, positions)
+    return step - saved, saved

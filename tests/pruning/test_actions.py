@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from conftest import TINY_ENV
 
-from sparsity_gym.env.actions import from_action, to_action
 from sparsity_gym.env.config import EnvConfig
 from sparsity_gym.env.sparsity_env import SparsityEnv
+from sparsity_gym.pruning.actions import from_action, to_action
 
 
 def test_log_map_is_log_affine_and_inverts():

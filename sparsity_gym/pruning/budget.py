@@ -1,8 +1,8 @@
-"""Budgets: what ``EnvConfig.budget`` counts, as a :class:`~sparsity_gym.env.projection.BudgetModel` of the masks.
+"""Budgets: what ``EnvConfig.budget`` counts, as a :class:`~sparsity_gym.pruning.projection.BudgetModel` of the masks.
 
 * ``layer``: every controlled layer ends at ``target_density`` (no model needed).
 * ``global``: active weights over every prunable layer, the :meth:`MaskedNetwork.global_density` definition.
-* ``flops``: inference FLOPs, ``2 * P_l`` per active weight of layer l (:mod:`sparsity_gym.env.flops`), the
+* ``flops``: inference FLOPs, ``2 * P_l`` per active weight of layer l (:mod:`sparsity_gym.pruning.flops`), the
   ``info["flops"] / info["dense_flops"]`` fraction (AMC's constraint, He et al. 2018).
 
 At neuron granularity a layer's active weights are its active rows times the input columns its controlled
@@ -16,10 +16,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from sparsity_gym.env.projection import BudgetModel, project_counts
 from sparsity_gym.masks.allocation import ALLOCATIONS
 from sparsity_gym.masks.layer_mask import LayerMask
 from sparsity_gym.masks.masked_network import MaskedNetwork
+from sparsity_gym.pruning.projection import BudgetModel, bisect_level, project_counts
 
 
 def budget_model(masks: MaskedNetwork, kind: str) -> BudgetModel:
@@ -73,7 +73,8 @@ def tilted(shared: np.ndarray, factors: np.ndarray, weights: np.ndarray, lowest:
 
     A residual on an allocation rule (``EnvConfig.allocation_tilt``): the rule says how the global density is
     shared, the policy's per-layer densities relative to their weighted mean (``factors``) tilt that share, and
-    water-filling (bisection on ``s``, layers clipped to [one unit, dense]) restores the requested global density
+    water-filling (:func:`~sparsity_gym.pruning.projection.bisect_level` on ``s``, layers clipped to [one unit,
+    dense]) restores the requested global density
     ``sum_l W_l d_l / sum_l W_l``. Equal factors return ``shared`` unchanged.
     """
     shared = np.asarray(shared, dtype=np.float64)
@@ -83,26 +84,17 @@ def tilted(shared: np.ndarray, factors: np.ndarray, weights: np.ndarray, lowest:
     base = shared * np.maximum(factors, 1e-12)
     low = np.minimum(np.asarray(lowest, dtype=np.float64), 1.0)
     budget = float(np.dot(weights, shared))
-
-    def cost(scale: float) -> float:
-        return float(np.dot(weights, np.clip(scale * base, low, 1.0)))
-
-    lo, hi = 0.0, float(np.max(1.0 / base))
-    if cost(hi) <= budget:
-        return np.clip(hi * base, low, 1.0)
-    for _ in range(200):
-        mid = (lo + hi) / 2.0
-        if mid in (lo, hi):
-            break
-        lo, hi = (mid, hi) if cost(mid) < budget else (lo, mid)
-    return np.clip(hi * base, low, 1.0)
+    level = bisect_level(
+        lambda s: float(np.dot(weights, np.clip(s * base, low, 1.0))), budget, float(np.max(1.0 / base))
+    )
+    return np.clip(level * base, low, 1.0)
 
 
 def budget_counts(masks: MaskedNetwork, densities: np.ndarray, budget: str, target: float, grows: bool) -> list[int]:
     """Unit counts of the last decision: ``target`` for every layer (``layer``), else the projection.
 
     Under ``global``/``flops`` the densities are scaled onto ``target`` times the dense cost by water-filling
-    within [one unit, all units] (:func:`sparsity_gym.env.projection.project_counts`); when units cannot
+    within [one unit, all units] (:func:`sparsity_gym.pruning.projection.project_counts`); when units cannot
     return (``grows`` False: ``regrowth="none"``) a layer's upper bound is its active units, and the budget
     may then be out of reach.
     """

@@ -6,7 +6,7 @@ every prunable layer of ``factor * rows * columns``, where ``rows`` is a control
 constant, and ``columns`` the active input columns a controlled predecessor leaves (neuron granularity) or a
 constant. At weight granularity every layer is controlled, its units are its weights and ``columns`` is 1, so
 the cost is linear: ``sum_l c_l * k_l`` with ``c_l = 1`` (parameters) or ``c_l = 2 * P_l`` (FLOPs, P the
-output positions; :mod:`sparsity_gym.env.flops`). At neuron granularity a neuron's cost also shrinks with its
+output positions; :mod:`sparsity_gym.pruning.flops`). At neuron granularity a neuron's cost also shrinks with its
 predecessor's active units, so the cost is bilinear in the counts; the same procedure applies because the cost
 is non-decreasing in every count.
 
@@ -22,6 +22,7 @@ cost is within one unit's cost of the budget. Everything is deterministic.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,22 +93,35 @@ def scaled_counts(
     return np.clip(scale * np.asarray(densities, dtype=np.float64) * units, 1.0, top)
 
 
-def water_level(densities: np.ndarray, model: BudgetModel, budget: float, upper: np.ndarray | None = None) -> float:
-    """The scale ``s`` at which the fractional counts cost ``budget`` (bisection; clipped to the feasible range)."""
-    d = np.maximum(np.asarray(densities, dtype=np.float64), 1e-12)
-    units = model.units
-    lo, hi = 0.0, float(np.max(1.0 / d)) * 1.0000001
-    if model.cost(scaled_counts(d, units, hi, upper)) <= budget:
+def bisect_level(cost: Callable[[float], float], budget: float, high: float) -> float:
+    """The smallest scale ``s`` in ``[0, high]`` with ``cost(s) >= budget``, by bisection (``high`` if none).
+
+    ``cost`` must be non-decreasing in ``s``. Bisection halves ``[lo, hi]`` (``cost(lo) < budget <= cost(hi)``)
+    for at most 200 steps or until the midpoint equals an end in floating point, and returns ``hi``; when
+    ``cost(high) <= budget`` it returns ``high``. Every water-filling of the package (the projection's water
+    level, :func:`sparsity_gym.pruning.budget.tilted`) is this one solver with its own cost.
+    """
+    lo, hi = 0.0, high
+    if cost(hi) <= budget:
         return hi
     for _ in range(_BISECTION_STEPS):
         mid = (lo + hi) / 2.0
         if mid in (lo, hi):
             break
-        if model.cost(scaled_counts(d, units, mid, upper)) < budget:
+        if cost(mid) < budget:
             lo = mid
         else:
             hi = mid
     return hi
+
+
+def water_level(densities: np.ndarray, model: BudgetModel, budget: float, upper: np.ndarray | None = None) -> float:
+    """The scale ``s`` at which the fractional counts cost ``budget`` (:func:`bisect_level`; clipped to the range)."""
+    d = np.maximum(np.asarray(densities, dtype=np.float64), 1e-12)
+    units = model.units
+    return bisect_level(
+        lambda s: model.cost(scaled_counts(d, units, s, upper)), budget, float(np.max(1.0 / d)) * 1.0000001
+    )
 
 
 def project_counts(
@@ -154,10 +168,3 @@ def project_counts(
             else:
                 counts[i] -= 1
     return counts
-
-
-def project_densities(
-    densities: np.ndarray, model: BudgetModel, budget: float, upper: np.ndarray | None = None
-) -> np.ndarray:
-    """:func:`project_counts` as densities ``k_l / n_l``."""
-    return project_counts(densities, model, budget, upper) / model.units

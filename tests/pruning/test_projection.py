@@ -1,4 +1,4 @@
-"""The water-filling projection (sparsity_gym.env.projection) against independent computations."""
+"""The water-filling projection (sparsity_gym.pruning.projection) against independent computations."""
 
 import itertools
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sparsity_gym.env.projection import BudgetModel, project_counts, project_densities, scaled_counts, water_level
+from sparsity_gym.pruning.projection import BudgetModel, bisect_level, project_counts, scaled_counts, water_level
 
 
 def breakpoint_level(d: np.ndarray, n: np.ndarray, c: np.ndarray, budget: float) -> float:
@@ -138,7 +138,7 @@ def test_bilinear_model_counts_rows_times_columns():
     assert model.cost(np.array([2])) == 2 * 4 + 3 * 2
     # budget 0.5 * 42 = 21 weights; a neuron costs 7: 3 neurons = 21 exactly
     np.testing.assert_array_equal(project_counts(np.array([0.2]), model, 21.0), [3])
-    assert project_densities(np.array([0.2]), model, 21.0) == pytest.approx([0.5])
+    assert project_counts(np.array([0.2]), model, 21.0) / model.units == pytest.approx([0.5])
 
 
 def test_bad_input():
@@ -155,3 +155,25 @@ def test_upper_bounds_by_hand():
     model = BudgetModel.linear(np.array([10, 10]))
     np.testing.assert_array_equal(project_counts(np.array([0.5, 0.5]), model, 10.0, np.array([3, 10])), [3, 7])
     np.testing.assert_array_equal(project_counts(np.array([0.5, 0.5]), model, 15.0, np.array([3, 10])), [3, 10])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(0.0, 5.0), min_size=1, max_size=6), st.floats(0.0, 1.0))
+def test_bisect_level_is_the_first_scale_that_reaches_the_budget(slopes, fraction):
+    # a non-decreasing piecewise-linear cost sum_i min(s * a_i, 1): the level against a dense scan
+    a = np.array(slopes)
+
+    def cost(s: float) -> float:
+        return float(np.minimum(s * a, 1.0).sum())
+
+    high = 10.0
+    budget = fraction * cost(high)
+    level = bisect_level(cost, budget, high)
+    assert 0.0 <= level <= high
+    if cost(high) <= budget:
+        assert level == high
+        return
+    assert cost(level) >= budget
+    scan = np.linspace(0.0, high, 100_001)
+    below = scan[np.array([cost(s) for s in scan]) < budget]
+    assert level == pytest.approx(float(below.max()) if len(below) else 0.0, abs=2 * high / 100_000)

@@ -1,0 +1,89 @@
+"""The checks and conversions behind :meth:`Pruner.state_dict <sparsity_gym.pruning.pruner.Pruner.state_dict>`.
+
+A driver's state is plain tensors, numbers, strings, ``None``, lists and dicts (``torch.load(...,
+weights_only=True)`` reads it back); the parts' own states come from their ``state_dict()``
+(:mod:`sparsity_gym.core.state`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from sparsity_gym.core.state import check_keys, state_int
+from sparsity_gym.pruning.config import PruningConfig
+
+STATE_KEYS = (
+    "config",
+    "counters",
+    "train_loss",
+    "losses",
+    "masks",
+    "measuring",
+    "observers",
+    "freezer",
+    "decisions",
+    "policy",
+)
+"""The keys of a driver's state."""
+
+
+def check_same_config(config: PruningConfig, saved: Any) -> None:
+    """``ValueError`` naming the first field where ``saved`` (a ``to_dict()``) differs from ``config``."""
+    if not isinstance(saved, Mapping):
+        raise ValueError(f"Pruner: config is a {type(saved).__name__}; expected the dict of PruningConfig.to_dict()")
+    own = config.to_dict()
+    for key, value in own.items():
+        other = saved.get(key, "<missing>")
+        if _normal(other) != _normal(value):
+            raise ValueError(
+                f"Pruner: the state was saved with {key}={other!r}; expected {key}={value!r} (this Pruner's config)"
+            )
+
+
+def _normal(value: Any) -> Any:
+    """Lists as tuples (a state read back may hold lists where the config holds tuples)."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+def check_counters(counters: Any, flops: bool) -> dict[str, Any]:
+    """The counters of a state, checked: non-negative ints (the FLOPs ones ``None`` when ``flops`` is False)."""
+    check_keys("Pruner counters", counters, ("iteration", "decision", "training_flops", "saved_backward_flops"))
+    out: dict[str, Any] = {key: state_int("Pruner", key, counters[key]) for key in ("iteration", "decision")}
+    for key in ("training_flops", "saved_backward_flops"):
+        value = counters[key]
+        if flops:
+            out[key] = state_int("Pruner", key, value)
+        elif value is not None:
+            raise ValueError(f"Pruner: {key}={value!r}; expected None (this Pruner counts no FLOPs: batch_size=None)")
+        else:
+            out[key] = None
+    return out
+
+
+def fingerprint(model: nn.Module) -> torch.Tensor:
+    """One float64 sum per parameter: whether a model's weights were replaced since (e.g. by ``load_state_dict``)."""
+    with torch.no_grad():
+        return torch.stack([p.detach().double().sum().cpu() for p in model.parameters()])
+
+
+def to_state(value: Any) -> Any:
+    """A recurrent policy's state as plain types: numpy arrays as tensors, tuples as lists (``None`` stays)."""
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value.copy())
+    if isinstance(value, (tuple, list)):
+        return [to_state(v) for v in value]
+    return value
+
+
+def from_state(value: Any) -> Any:
+    """The inverse of :func:`to_state`: tensors as numpy arrays, lists as tuples."""
+    if isinstance(value, torch.Tensor):
+        return value.cpu().numpy()
+    if isinstance(value, list):
+        return tuple(from_state(v) for v in value)
+    return value
