@@ -7,7 +7,7 @@ import dataclasses
 import json
 import sys
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +24,7 @@ from sparsity_gym.experiments.populations import HELDOUT, comparison_family
 from sparsity_gym.experiments.seeds import seed_start
 
 
-def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
+def _opt(default: Any, help: str, choices: tuple[str, ...] | Callable[[], tuple[str, ...]] | None = None) -> Any:
     return field(default=default, metadata={"help": help, "choices": choices})
 
 
@@ -75,7 +75,7 @@ class TrainConfig:
         None,
         "a named benchmark task (sparsity_gym.env.tasks): its dataset, networks (train / held-out split), budget, "
         "targets, selector and training length override the preset's; flags given still win",
-        choices=available_tasks(),
+        choices=available_tasks,  # called when the parser is built: tasks registered later count
     )
     family: str = _opt("mlp", "network family: training samples its train split, reports use its held-out split")
     n_envs: int = _opt(2, "parallel training envs (subprocess vector envs when more than 1)")
@@ -421,7 +421,9 @@ def build_parser() -> argparse.ArgumentParser:
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         if f.name != "env":
-            _add_flag(parser, f.name, hints[f.name], f.default, f.metadata["help"], f.metadata.get("choices"))
+            choices = f.metadata.get("choices")
+            choices = choices() if callable(choices) else choices
+            _add_flag(parser, f.name, hints[f.name], f.default, f.metadata["help"], choices)
     env = parser.add_argument_group("env settings (sparsity_gym.env.config.EnvConfig)")
     env_hints = typing.get_type_hints(EnvConfig)
     env_defaults = EnvConfig()

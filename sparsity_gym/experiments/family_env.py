@@ -22,9 +22,10 @@ class FamilyEnv(gym.Env[np.ndarray, np.ndarray]):
     episode's network and ``info["layer_names"]`` its layers. ``reset(seed=s)`` draws the network and the inner
     episode's seed from ``np_random``, so the same ``s`` gives the same network, initialisation and data order.
     ``config`` (the shared settings) and ``layout`` (the rows' columns, the same for every network) are what a
-    policy checks before acting (``agents.policy.LayerwiseAgent.bind``). Copies and pickles follow the inner
-    envs': before ``reset()`` or between episodes they work; in the middle of an episode they are refused with
-    a ``TypeError`` saying how to build a new one (``FamilyEnv(env.specs, env.config, env.max_layers)``).
+    policy checks before acting (``agents.agent.LayerwiseAgent.bind``). Copies and pickles follow the inner
+    envs': they work at any time, exact between episodes; a copy taken in the middle of an episode cannot
+    continue it, and its ``step()`` before a ``reset()`` raises ``TypeError`` saying so and how to build a new
+    one (``FamilyEnv(env.specs, env.config, env.max_layers)``).
 
     Args:
         networks: The split to sample from: specs, sized names (``mlp_256x128``), zoo names or factories.
@@ -62,6 +63,8 @@ class FamilyEnv(gym.Env[np.ndarray, np.ndarray]):
         self.action_space = self.padded[0].action_space
         self.feature_names = (*self.envs[0].layout.columns, VALID_COLUMN)
         self.index = 0
+        self.in_episode = False  # between a reset and the episode's end
+        self.copied_mid_episode = False  # a copy of an env that was in the middle of an episode
 
     @property
     def current(self) -> SparsityEnv:
@@ -90,26 +93,25 @@ class FamilyEnv(gym.Env[np.ndarray, np.ndarray]):
         inner_seed = int(self.np_random.integers(0, 2**31 - 1))
         obs, info = self.padded[self.index].reset(seed=inner_seed, options=options)
         info.update(network=self.network_name, layer_names=self.layer_names)
+        self.in_episode, self.copied_mid_episode = True, False
         return obs, info
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         """Step the current network's env (the first ``L`` action entries)."""
+        if self.copied_mid_episode:
+            raise TypeError(
+                "this FamilyEnv is a copy taken in the middle of an episode: its network's training state lives in "
+                "hooks a copy does not carry, so it cannot continue it. Call reset(), or build a new one: "
+                "FamilyEnv(env.specs, env.config, env.max_layers)"
+            )
         obs, reward, terminated, truncated, info = self.padded[self.index].step(action)
         info.update(network=self.network_name, layer_names=self.layer_names)
+        self.in_episode = not (terminated or truncated)
         return obs, reward, terminated, truncated, info
 
     def __getstate__(self) -> dict[str, Any]:
-        """The env's state for a copy; ``TypeError`` in the middle of an episode (how to build a new one)."""
-        for env in self.envs:
-            try:
-                env.__getstate__()
-            except TypeError as err:
-                raise TypeError(
-                    "cannot copy or pickle a FamilyEnv in the middle of an episode: its current network's "
-                    "training state lives in hooks a copy would not enforce. Copy it before reset() or once the "
-                    "episode has ended, or build a new one: FamilyEnv(env.specs, env.config, env.max_layers)"
-                ) from err
-        return dict(self.__dict__)
+        """The env's state for a copy (the inner envs copy themselves); a mid-episode copy must reset first."""
+        return {**self.__dict__, "copied_mid_episode": self.in_episode or self.copied_mid_episode}
 
     def close(self) -> None:
         """Close every inner env."""

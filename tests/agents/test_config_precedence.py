@@ -33,7 +33,8 @@ def two_pass_parse(argv: list[str]) -> TrainConfig:
     parser = argparse.ArgumentParser()
     hints = {**typing.get_type_hints(TrainConfig), **typing.get_type_hints(EnvConfig)}
     run_fields = [f for f in dataclasses.fields(TrainConfig) if f.name != "env"]
-    fields = [(f.name, f.default, f.metadata.get("choices")) for f in run_fields]
+    choices_of = [f.metadata.get("choices") for f in run_fields]
+    fields = [(f.name, f.default, c() if callable(c) else c) for f, c in zip(run_fields, choices_of, strict=True)]
     fields += [(name, getattr(EnvConfig(), name), None) for name in ENV_FLAGS]
     for name, default, choices in fields:
         flag, hint, value = "--" + name.replace("_", "-"), hints[name], defaults.get(name, default)

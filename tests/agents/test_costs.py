@@ -117,7 +117,10 @@ def test_agent_cost_reads_the_run_folder_and_says_never(tmp_path, monkeypatch):
 
 def test_write_reports_puts_the_opponents_and_costs_in_every_output(tmp_path):
     cfg = TrainConfig(
-        env=EnvConfig(**TINY_ENV, target_density=0.01), task="mnist1d_mlp", tune_cells=GRID, progress_bar=False
+        env=EnvConfig(**TINY_ENV, target_density=0.01, min_density=0.001),
+        task="mnist1d_mlp",
+        tune_cells=GRID,
+        progress_bar=False,
     )
     records = [Opponent("search", SEARCH, 30, 12.4), Opponent("random", RANDOM, 30, 10.2)]
     agent = costs.AgentCost(episodes=100, seconds=250.0, evaluations=4)

@@ -170,13 +170,17 @@ def test_a_schema_that_contradicts_the_policy_keywords_is_refused(tiny):
 @pytest.mark.parametrize(
     "how", [copy.deepcopy, lambda env: pickle.loads(pickle.dumps(env))], ids=["deepcopy", "pickle"]
 )
-def test_family_env_mid_episode_copy_says_how_to_build_a_family_env(how, tiny):
+def test_a_family_env_copied_mid_episode_says_how_to_build_a_family_env(how, tiny):
     env = FamilyEnv(("mlp_16x12", "mlp_8"), tiny)
     clone = how(env)  # before reset: a copy
     assert clone.specs == env.specs and clone.config == env.config
     env.reset(seed=0)
-    env.step(np.zeros(env.action_space.shape, np.float32))
-    with pytest.raises(TypeError, match=r"FamilyEnv in the middle of an episode.*FamilyEnv\(env\.specs, env\.config"):
-        how(env)
+    action = np.zeros(env.action_space.shape, np.float32)
+    env.step(action)
+    clone = how(env)  # mid-episode: a copy that cannot continue the episode
+    with pytest.raises(TypeError, match=r"FamilyEnv is a copy taken in the middle.*FamilyEnv\(env\.specs, env\.config"):
+        clone.step(action)
+    clone.reset(seed=1)
+    clone.step(action)  # after a reset it plays its own episodes
     rebuilt = FamilyEnv(env.specs, env.config, env.max_layers)  # what the message says to do
     assert rebuilt.observation_space == env.observation_space and rebuilt.feature_names == env.feature_names

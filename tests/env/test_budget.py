@@ -49,12 +49,16 @@ def test_layer_budget_reproduces_the_main_commit(one_torch_thread):
     for _ in range(4):
         _, reward, _, _, info = env.step(rng.uniform(-1, 1, env.action_space.shape).astype(np.float32))
         rows.append((reward, info["val_accuracy"], info["train_loss"], info["density"]))
-    assert rows == [
+    expected = [
         (0.0, 0.5877437325905293, 2.190509796142578, 0.843939393939394),
         (0.0, 0.7214484679665738, 1.983688735961914, 0.3169507575757576),
         (0.0, 0.7047353760445683, 1.745286750793457, 0.6689985795454545),
         (0.7827298050139275, 0.7827298050139275, 1.4948838233947754, 0.1),
     ]
+    # accuracies and densities are counts: exact; the interval's mean loss is a float32 sum whose last bit depends
+    # on the CPU's vector kernels (1.7452868 here, 1.7452869 on another machine)
+    assert [(r, a, d) for r, a, _, d in rows] == [(r, a, d) for r, a, _, d in expected]
+    np.testing.assert_allclose([row[2] for row in rows], [row[2] for row in expected], rtol=1e-6)
     assert info["test_accuracy"] == 0.7771587743732591
     np.testing.assert_array_equal(info["allocation"], info["layer_densities"])
 
