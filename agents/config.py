@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.policies import available as shipped_policies
+from agents.presets import PRESETS, task_settings
 from baselines import available_policies
-from baselines.handcrafted import handcrafted_grid, is_cell
+from baselines.handcrafted import is_cell
 from baselines.static import is_static, parse_static
 from sparsity_gym.core.checks import check_choice, check_number
 from sparsity_gym.env.config import EnvConfig
-from sparsity_gym.env.tasks import available_tasks, get_task
+from sparsity_gym.env.tasks import available_tasks
 from sparsity_gym.experiments.families import available_network_families, parse_network
 from sparsity_gym.experiments.grid import BACKENDS
 from sparsity_gym.experiments.populations import HELDOUT, comparison_family
@@ -40,9 +41,9 @@ class TrainConfig:
     the last of these layers that sets it:
 
     1. the field's default (this class's, or ``EnvConfig``'s);
-    2. the preset (``--preset``, :data:`PRESETS`);
-    3. the task (``--task``, :func:`task_settings`: the task's env settings, its family, ``run_dir=runs/<task>``,
-       its selector as the comparison's and :data:`TASK_PRESET`);
+    2. the preset (``--preset``, :data:`agents.presets.PRESETS`);
+    3. the task (``--task``, :func:`agents.presets.task_settings`: the task's env settings, its family,
+       ``run_dir=runs/<task>``, its selector as the comparison's and :data:`agents.presets.TASK_PRESET`);
     4. a flag given on the command line.
 
     Under a task, ``eval_targets`` not given on the command line is ``(env.target_density,)``: the run's target
@@ -326,68 +327,15 @@ VEC_ENVS = ("auto", "dummy", "subproc", "ray")
 PRIOR_CHOICES = ("auto", "none", "tuned")
 POLICY_GROUPS = ("all", "schedules", "criteria", "none")
 OPPONENTS = ("none", "search", "random")
-PRESETS: dict[str, dict[str, Any]] = {
-    "default": {"showcase": ("mnist1d_mlp@0.01",)},
-    "long": {
-        "total_timesteps": 30000,
-        "run_dir": "runs/long",
-        "n_steps": 200,
-        "batch_size": 200,
-        "learning_rate": 1e-4,
-        "eval_every": 3000,
-        "eval_episodes": 2,
-        "eval_seeds": 5,
-        "checkpoint_every": 1000,
-    },
-}
-"""Named sets of run settings: ``--preset long`` is the headline run; a task's settings and flags given win."""
-
-
-TUNE_GRID: tuple[str, ...] = tuple(handcrafted_grid(("linear", "cubic"), (0.75, 0.9), ("uniform", "erk", "lamp")))
-"""The handcrafted grid a ``--task`` run tunes: {linear, cubic} × window end {0.75, 0.9} × {uniform, ERK, LAMP}."""
-
-TASK_PRESET: dict[str, Any] = {
-    "total_timesteps": 4000,
-    "eval_seeds": 5,
-    "eval_every": 1000,
-    "eval_episodes": 2,
-    "tune_cells": TUNE_GRID,
-    "prior": "tuned",
-    "reward": "paired",
-    "seed_pool": 4,
-    "log_std_init": -3.0,
-    "policies": ("criteria",),
-    "showcase": (),
-}
-"""The run settings every ``--task`` sets besides its own (:func:`task_settings`): the grid is tuned on the train
-split, the actor starts from the tuned cell, explores with a smaller noise (log-std -3: about 0.05 in action, a
-density ratio of about 1.2 under the tasks' log action map), the reward is paired with it (a pool of 4 seeds per
-train network), and the comparison on the held-out split runs 5 seeds of every grid cell (the oracle's), the
-criteria and the learned policy at the training target (``--eval-targets`` adds others)."""
-
-
-def task_settings(task: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """What a task sets: ``(run settings, env settings)``, the :class:`TrainConfig` and ``EnvConfig`` fields.
-
-    The env settings are the task's own (:meth:`sparsity_gym.env.tasks.Task.settings`: dataset, budget, first
-    target, selector, regrowth, granularity, iterations, action map). The run settings are :data:`TASK_PRESET`,
-    ``family=<task>`` (the task's train / held-out split), ``run_dir=runs/<task>`` and
-    ``eval_selectors=(<task's selector>,)``; ``eval_targets`` follows the run's target density
-    (:func:`config_from`). No task sets nothing.
-    """
-    if task is None:
-        return {}, {}
-    t = get_task(task)
-    run = {**TASK_PRESET, "run_dir": f"runs/{t.name}", "family": t.name, "eval_selectors": (t.selector,)}
-    return run, t.settings()
 
 
 def config_from(given: Mapping[str, Any]) -> TrainConfig:
     """The :class:`TrainConfig` of the settings ``given`` (flag names as fields: ``target_density``, ``preset``).
 
     Each setting takes its value from the last of these layers that sets it: the field's default, the preset
-    (``given["preset"]``, :data:`PRESETS`), the task (``given["task"]``, :func:`task_settings`), ``given``. Under
-    a task, ``eval_targets`` not given is the run's target density (a task compares at the target it trains for).
+    (``given["preset"]``, :data:`agents.presets.PRESETS`), the task (``given["task"]``,
+    :func:`agents.presets.task_settings`), ``given``. Under a task, ``eval_targets`` not given is the run's target
+    density (a task compares at the target it trains for).
     A key that names neither a field nor an :data:`ENV_FLAGS` entry is a ``ValueError``.
     """
     known = {f.name for f in dataclasses.fields(TrainConfig) if f.name != "env"} | set(ENV_FLAGS)

@@ -17,8 +17,9 @@ from pathlib import Path
 
 from agents.agent import load_agent
 from agents.comparison import baseline_factory
-from agents.config import TASK_PRESET, TrainConfig
+from agents.config import TrainConfig
 from agents.policies import card, load, model_path
+from agents.presets import TASK_PRESET
 from baselines import env_kwargs
 from sparsity_gym.env.tasks import get_task, task_config
 from sparsity_gym.experiments.episode_log import EpisodeLog, file_digest, run_logged

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from sparsity_gym.core.io import atomic_write_text
+from sparsity_gym.experiments import plots
 from sparsity_gym.experiments.evaluation import EpisodeResult
 from sparsity_gym.experiments.plots import pareto_front, plot_schedules
-from sparsity_gym.experiments.plots import plot_accuracy_vs_cost as _plot_accuracy_vs_cost
 from sparsity_gym.experiments.statistics import (
     RESAMPLES,
     best_by_mean,
@@ -218,7 +218,7 @@ def plot_accuracy_vs_cost(
     path: str | Path, rows: Sequence[dict[str, Any]], title: str = "", highlight: Mapping[str, str] | None = None
 ) -> Path:
     """:func:`sparsity_gym.experiments.plots.plot_accuracy_vs_cost` with this module's method labels."""
-    return _plot_accuracy_vs_cost(path, rows, title, label=_method_label, highlight=highlight)
+    return plots.plot_accuracy_vs_cost(path, rows, title, label=_method_label, highlight=highlight)
 
 
 def mean_std_text(

@@ -11,7 +11,8 @@ import typing
 
 import pytest
 
-from agents.config import ENV_FLAGS, MODES, PRESETS, TASK_PRESET, TrainConfig, config_from, parse_args, task_settings
+from agents.config import ENV_FLAGS, MODES, TrainConfig, config_from, parse_args
+from agents.presets import PRESETS, TASK_PRESET, task_settings
 from sparsity_gym.env.config import EnvConfig
 from sparsity_gym.env.tasks import available_tasks, get_task
 

@@ -9,8 +9,9 @@ from conftest import TINY_ENV, untrained_residual_policy
 from task_helpers import TINY_CELLS, registered_task, tiny_run
 
 from agents.agent import LayerwiseAgent
-from agents.config import TASK_PRESET, TUNE_GRID, TrainConfig, parse_args
+from agents.config import TrainConfig, parse_args
 from agents.policy import LayerwisePolicy
+from agents.presets import TASK_PRESET, TUNE_GRID
 from agents.train import run
 from agents.tuned import prior_from_cell, tuning_overrides
 from baselines import env_kwargs, make_policy
