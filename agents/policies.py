@@ -95,8 +95,8 @@ class Card:
             "",
             f"Task `{self.task}` at global density {self.target_density:g}; trained on "
             f"{', '.join(self.train_networks)} for {self.episodes} episodes ({self.train_seconds:.0f} s, PPO seed "
-            f"{self.ppo_seed}); its actor is a residual on the tuned handcrafted cell `{self.reference}`, the "
-            "reference of every paired difference below.",
+            f"{self.ppo_seed}); its actor is a residual on the tuned handcrafted cell `{self.reference}`. "
+            "Test accuracy differences on held-out networks, paired by network and seed:",
             "",
             *[f"- {v.text()}" for v in self.verdicts],
             *[f"- {note}" for note in self.notes],
@@ -175,6 +175,34 @@ def load(spec: str | Path, warn_outside: bool = True) -> LayerwiseAgent:
 def digest(path: str | Path) -> str:
     """The sha256 of a file, in hex."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def verdicts_from_report(opponents_csv: str | Path, networks: Sequence[str]) -> list[Verdict]:
+    """The pooled verdicts of a comparison's ``opponents.csv`` (one per opponent), in points.
+
+    ``networks`` are the networks that comparison ran on (its ``results.md`` names them); each row's interval
+    kind (``hierarchical`` over networks and seeds, ``seeds`` within fixed networks) is kept.
+    """
+    import csv
+
+    verdicts = []
+    with Path(opponents_csv).open(newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            if row["network"] != "all":
+                continue
+            verdicts.append(
+                Verdict(
+                    against=row["label"].replace("`", ""),
+                    networks=tuple(networks),
+                    seeds=int(row["seeds"]) // max(1, len(networks)),
+                    difference=round(100 * float(row["diff_mean"]), 2),
+                    low=round(100 * float(row["diff_ci_low"]), 2),
+                    high=round(100 * float(row["diff_ci_high"]), 2),
+                    verdict=row["diff_verdict"],
+                    interval=row["interval"],
+                )
+            )
+    return verdicts
 
 
 def with_schema(model_file: Path, schema: Mapping[str, Any], out: Path) -> Path:

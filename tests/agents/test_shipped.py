@@ -177,3 +177,18 @@ def test_the_showcase_plays_a_shipped_policy_and_its_reference_on_its_own_task(n
     [line] = showcase_lines(cfg, results)
     assert f"learned − tuned handcrafted cell `{card.reference}`" in line
     assert "**+2.00 [+2.00, +2.00] points, wins**" in line
+
+
+def test_verdicts_are_read_from_a_comparisons_opponents_csv(tmp_path):
+    path = tmp_path / "opponents.csv"
+    path.write_text(
+        "opponent,label,episodes,seconds,network,policy,interval,diff_mean,diff_ci_low,diff_ci_high,diff_verdict,seeds\n"
+        "tuned,tuned grid cell `c` (train split),96,,all,c,hierarchical,0.01638,0.00498,0.02804,wins,50\n"
+        "tuned,tuned grid cell `c` (train split),96,,net_a,c,seeds,0.0444,0.026,0.0592,wins,5\n"
+        "search,search (1016 episodes): `poly`,1016,675.3,all,s,hierarchical,-0.0106,-0.0225,0.00154,ties,50\n"
+    )
+    networks = [f"net_{i}" for i in range(10)]
+    tuned, search = policies.verdicts_from_report(path, networks)
+    assert (tuned.against, tuned.difference, tuned.low, tuned.high) == ("tuned grid cell c (train split)", 1.64, 0.5, 2.8)
+    assert (tuned.seeds, tuned.verdict, tuned.interval, len(tuned.networks)) == (5, "wins", "hierarchical", 10)
+    assert (search.difference, search.low, search.high, search.verdict) == (-1.06, -2.25, 0.15, "ties")
