@@ -13,6 +13,7 @@ from typing import Any
 import torch.nn as nn
 
 from sparsity_gym.core.checks import check_choice, check_fields, check_number
+from sparsity_gym.core.frozen import FrozenConfig
 from sparsity_gym.datasets import available_datasets
 from sparsity_gym.datasets.vision import SPECS as VISION_SPECS
 from sparsity_gym.datasets.vision import check_data_root
@@ -24,7 +25,6 @@ from sparsity_gym.pruning.config import (
     PruningConfig,
     observation_families,
     pruning_field_names,
-    python_value,
 )
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -35,7 +35,7 @@ ENV_LABELS = MappingProxyType({"total_steps": "total_iterations", "burn_in_steps
 
 
 @dataclass(frozen=True)
-class EnvConfig:
+class EnvConfig(FrozenConfig):
     """Everything that defines an episode of :class:`sparsity_gym.env.SparsityEnv`.
 
     Every field can be passed as a keyword to ``gym.make("SparsityGym/Schedule-v0", ...)``. Values are
@@ -198,20 +198,9 @@ class EnvConfig:
         return super().__new__(cls)
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):  # numpy scalars from a sweep become the Python numbers they hold
-            object.__setattr__(self, f.name, python_value(getattr(self, f.name)))
-        object.__setattr__(self, "network_kwargs", MappingProxyType(dict(self.network_kwargs)))
-        object.__setattr__(self, "selector_options", MappingProxyType(dict(self.selector_options)))
+        self.normalise(("network_kwargs", "selector_options"))  # numpy scalars from a sweep: Python numbers
         object.__setattr__(self, "observations", observation_families(self.observations))
         self.validate()
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Plain dicts instead of the read-only mapping views, so a config pickles (process pools, vector envs)."""
-        return {k: dict(v) if isinstance(v, MappingProxyType) else v for k, v in self.__dict__.items()}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        for key, value in state.items():
-            object.__setattr__(self, key, MappingProxyType(value) if isinstance(value, dict) else value)
 
     @property
     def num_decisions(self) -> int:
@@ -224,10 +213,6 @@ class EnvConfig:
         if isinstance(self.network, str):
             return self.network
         return getattr(self.network, "__name__", type(self.network).__name__)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Every field as plain values (read-only mappings as dicts): keyword arguments that rebuild the config."""
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     def replace(self, **changes: Any) -> EnvConfig:
         """A copy with some fields changed (validated again)."""
@@ -310,13 +295,6 @@ class EnvConfig:
         check_choice("precision", self.precision, PRECISIONS)
         if not isinstance(self.device, str) or not self.device:
             raise ValueError(f"device={self.device!r} is not allowed; expected a torch device string like 'cpu'")
-
-
-def _plain(value: Any) -> Any:
-    """Mapping proxies (read-only config mappings) as dicts, recursively; anything else unchanged."""
-    if isinstance(value, MappingProxyType):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
 
 
 def field_names() -> tuple[str, ...]:

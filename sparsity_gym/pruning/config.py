@@ -12,12 +12,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import InitVar, dataclass, field
-from types import MappingProxyType
 from typing import Any
 
-import numpy as np
-
 from sparsity_gym.core.checks import as_python, check_choice, check_number
+from sparsity_gym.core.frozen import FrozenConfig
 from sparsity_gym.masks.allocation import available_allocations
 from sparsity_gym.masks.regrowth import available_regrowth
 from sparsity_gym.masks.selectors import GRANULARITIES, SELECTORS, available_selectors, threshold_range
@@ -29,13 +27,6 @@ EFFECTS = ("prune", "freeze")
 OBSERVATION_FAMILIES: tuple[str, ...] = ("snr", "rank", "contribution", "equilibrium")
 
 
-def python_value(value: Any) -> Any:
-    """A numpy scalar as its Python value; float16/float32 by their shortest decimal (``np.float32(0.1)`` -> 0.1)."""
-    if isinstance(value, np.floating) and value.dtype.itemsize < 8:
-        return float(str(value))
-    return as_python(value)
-
-
 def observation_families(value: Any) -> tuple[str, ...]:
     """``observations`` as a tuple of names (one name alone is that family: ``"snr"`` -> ``("snr",)``)."""
     families = (value,) if isinstance(value, str) else value
@@ -43,7 +34,7 @@ def observation_families(value: Any) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
-class PruningConfig:
+class PruningConfig(FrozenConfig):
     """What the pruning driver does around an optimizer step; every field is checked when the config is built.
 
     A bad value raises ``ValueError`` naming the field, the value and what is allowed. Numpy scalars are
@@ -105,19 +96,9 @@ class PruningConfig:
 
     def __post_init__(self, labels: Mapping[str, str] | None) -> None:
         """Normalise numpy scalars and mappings, then validate (``labels``: other names of fields, for messages)."""
-        for f in dataclasses.fields(self):
-            object.__setattr__(self, f.name, python_value(getattr(self, f.name)))
-        object.__setattr__(self, "selector_options", MappingProxyType(dict(self.selector_options)))
+        self.normalise(("selector_options",))
         object.__setattr__(self, "observations", observation_families(self.observations))
         self.validate(labels or {})
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Plain dicts instead of the read-only mapping views, so a config pickles."""
-        return {k: dict(v) if isinstance(v, MappingProxyType) else v for k, v in self.__dict__.items()}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        for key, value in state.items():
-            object.__setattr__(self, key, MappingProxyType(value) if isinstance(value, dict) else value)
 
     @property
     def num_decisions(self) -> int:
@@ -128,10 +109,6 @@ class PruningConfig:
     def window(self) -> int:
         """Measured steps at the end of each interval (``stats_window``, or the whole interval)."""
         return min(self.stats_window or self.decision_interval, self.decision_interval)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Every field as plain values (the read-only mapping as a dict): keywords that rebuild the config."""
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     def replace(self, **changes: Any) -> PruningConfig:
         """A copy with some fields changed (validated again)."""
@@ -226,11 +203,6 @@ class PruningConfig:
                 f"min_density={self.min_density!r} is not allowed with target_density={target!r}; expected "
                 f"min_density <= target_density ({jump})"
             )
-
-
-def _plain(value: Any) -> Any:
-    """Mapping proxies as dicts; anything else unchanged."""
-    return dict(value) if isinstance(value, MappingProxyType) else value
 
 
 def pruning_field_names() -> tuple[str, ...]:
