@@ -65,6 +65,10 @@ def role_colours(highlight: Mapping[str, str]) -> dict[str, str]:
     }
 
 
+LOG_DENSITY_BELOW = 0.05
+"""Targets below this density get a logarithmic density axis in the schedule plots."""
+
+
 def schedule_figure(
     results: Sequence[Any],
     title: str = "",
@@ -79,7 +83,9 @@ def schedule_figure(
     on top, labelled ``role: policy``; every other policy is a thin grey line, one legend entry for all.
     ``references`` (``{name: (progress, target) -> density}``, e.g. ``baselines.SCHEDULES``) are drawn as thin
     curves at 101 points of progress, at the episodes' target (density 1 without one). Panels are titled with
-    ``layer_names`` (default ``layer 0``, ``layer 1``...); the legend sits right of the panels. Returns the open
+    ``layer_names`` (default ``layer 0``, ``layer 1``...); the legend sits right of the panels. At a target
+    below :data:`LOG_DENSITY_BELOW` the density axis is logarithmic (a schedule to 1% is a flat line at the bottom
+    of a linear axis for most of training). Returns the open
     matplotlib figure, the caller closes it (:func:`plot_schedules` writes and closes it; ``stable_baselines3``'s
     ``Figure(fig, close=True)`` closes it); a figure that fails to draw is closed here.
     """
@@ -124,6 +130,9 @@ def schedule_figure(
             axes[0, layer].set_title(name, fontsize=8)
             axes[0, layer].set_xlabel("training progress")
         axes[0, 0].set_ylabel("density")
+        if target < LOG_DENSITY_BELOW:
+            axes[0, 0].set_yscale("log")  # shared by every panel
+            axes[0, 0].set_ylabel("density (log scale)")
         handles, labels = axes[0, 0].get_legend_handles_labels()
         if others:
             handles.append(plt.Line2D([], [], color=OTHER_COLOUR, lw=0.9))
