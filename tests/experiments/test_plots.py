@@ -1,5 +1,7 @@
 """The report's plots: one target as a strip of policies, a sweep on a density axis, schedules by role."""
 
+import dataclasses
+
 import matplotlib
 import pytest
 from opponent_helpers import GRID, RANDOM, SEARCH, result, results_for
@@ -62,3 +64,14 @@ def test_a_sweep_over_targets_keeps_the_density_axis(tmp_path, monkeypatch):
 def test_schedules_are_written_with_thirteen_policies(tmp_path, highlight):
     many = [result(f"cell{i}", "mlp_a", 1000, 0.5) for i in range(13)] + results_for()
     _png(plot_schedules(tmp_path / "s.png", [r for r in many if r.network == "mlp_a"], "t", highlight))
+
+
+@pytest.mark.parametrize(("target", "scale"), [(0.01, "log"), (0.1, "linear")])
+def test_a_target_below_five_percent_gets_a_log_density_axis(target, scale):
+    results = [r for r in results_for() if r.network == "mlp_a"]
+    results = [dataclasses.replace(r, target_density=target) for r in results]
+    fig = plots.schedule_figure(results, highlight={"ppo": "learned"})
+    try:
+        assert {ax.get_yscale() for ax in fig.axes} == {scale}
+    finally:
+        plt.close(fig)
