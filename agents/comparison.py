@@ -167,9 +167,10 @@ def write_reports(
     episodes, configs = episode_table(results)
     write_csv(run_dir / "episodes.csv", episodes)
     atomic_write_text(run_dir / "configs.json", json.dumps(configs, indent=2, sort_keys=True, default=str))
-    section = opponents_section(results, selector, target, rivals, agent)
+    population = cfg.heldout == "population"  # named networks: the seeds resampled, the networks held fixed
+    section = opponents_section(results, selector, target, rivals, agent, population=population)
     if section:
-        write_csv(run_dir / "opponents.csv", opponent_rows(results, selector, target, rivals))
+        write_csv(run_dir / "opponents.csv", opponent_rows(results, selector, target, rivals, population=population))
     summary = headline(results, selector, target, LEARNED, schedules, reference=reference)
     glance = [line for line in (run_verdict(chosen, setting, schedules, reference), *showcase) if line]
     top = ["## At a glance", "", *[f"- {line}" for line in glance], ""] if glance else []

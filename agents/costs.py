@@ -192,5 +192,21 @@ def report_costs(
     """
     training_dir = Path(run_dir if training_dir is None else training_dir)
     recorded = read_opponents(run_dir) or read_opponents(training_dir)
-    networks = family.heldout if cfg.select_on == "heldout" else family.train
-    return list(recorded.values()), agent_cost(cfg, run_dir, networks, reference, training_dir)
+    training = periodic_evaluation(cfg, training_dir)
+    networks = family.heldout if training.select_on == "heldout" else family.train
+    return list(recorded.values()), agent_cost(training, run_dir, networks, reference, training_dir)
+
+
+def periodic_evaluation(cfg: TrainConfig, training_dir: Path) -> TrainConfig:
+    """``cfg`` with the periodic evaluation's settings of the PPO run in ``training_dir`` (its ``config.json``).
+
+    Its first win is told on the networks and seeds it was evaluated on during training (``select_on``,
+    ``eval_episodes``), which an evaluation run's own flags do not set. Without a ``config.json`` (a shipped
+    policy's folder): ``cfg`` as given.
+    """
+    path = Path(training_dir) / "config.json"
+    if not path.exists():
+        return cfg
+    recorded = json.loads(path.read_text(encoding="utf-8"))
+    fields = {k: recorded[k] for k in ("select_on", "eval_episodes") if k in recorded}
+    return dataclasses.replace(cfg, **fields)

@@ -18,12 +18,14 @@ comparison (``search (1016 episodes)``; the tuned cell's name; default: ``name``
 ``budget``, the episodes it was allowed (a search's); ``policy``, optional, the name its episodes carry when it
 is not the label. A record needs only its ``name``; other keys are ignored.
 
-**The report.** Every difference is learned − opponent in test accuracy points, paired by network and seed; the
-pooled interval is the **hierarchical** bootstrap's
-(:func:`sparsity_gym.experiments.statistics.hierarchical_interval`: networks drawn, then seeds within each), so
-the verdict is about networks like these, not only these ones. The learned policy's own cost
-(:class:`AgentCost`) sits in the same column: its training and reference episodes and seconds, and when its
-periodic evaluation first beat the reference (the cost of a win).
+**The report.** Every difference is learned − opponent in test accuracy points, paired by network and seed. On a
+held-out *population* (networks drawn by a seeded generator) the pooled interval is the **hierarchical**
+bootstrap's (:func:`sparsity_gym.experiments.statistics.hierarchical_interval`: networks drawn, then seeds
+within each), so the verdict is about networks like these, not only these ones. On hand-named networks (two per
+task) it resamples the seeds within each network, the networks held fixed, as the headline does: two chosen
+networks are no sample to resample, and a bootstrap over them would call two positive numbers a win. The learned
+policy's own cost (:class:`AgentCost`) sits in the same column: its training and reference episodes and
+seconds, and when its periodic evaluation first beat the reference (the cost of a win).
 """
 
 from __future__ import annotations
@@ -243,11 +245,32 @@ def _policy_names(opponents: Sequence[Opponent]) -> set[str]:
 
 
 def _comparisons(
-    chosen: Sequence[EpisodeResult], learned: str, opponents: Sequence[Opponent], setting: tuple, resamples: int
+    chosen: Sequence[EpisodeResult],
+    learned: str,
+    opponents: Sequence[Opponent],
+    setting: tuple,
+    resamples: int,
+    population: bool,
 ) -> dict[str, Comparison]:
     return {
-        o.name: compare(chosen, learned, o.policy, setting, resamples=resamples, hierarchical=True) for o in opponents
+        o.name: compare(chosen, learned, o.policy, setting, resamples=resamples, hierarchical=population)
+        for o in opponents
     }
+
+
+def _interval_words(population: bool, resamples: int) -> str:
+    """How the pooled interval was drawn, for the section's preamble."""
+    if population:
+        return (
+            f"The 95% interval is a hierarchical bootstrap ({resamples} resamples): the networks drawn with "
+            "replacement, then the seeds within each, so it covers how the difference varies from network to "
+            "network, not only from seed to seed."
+        )
+    return (
+        f"The 95% interval is a bootstrap of the seeds within each network ({resamples} resamples), the networks "
+        "held fixed: a statement about these networks (`--heldout population` draws networks and resamples them "
+        "too)."
+    )
 
 
 def opponents_section(
@@ -258,13 +281,15 @@ def opponents_section(
     agent: AgentCost | None = None,
     learned: str = "ppo",
     resamples: int = RESAMPLES,
+    population: bool = True,
 ) -> list[str]:
     """Markdown lines: the learned policy against every opponent at (selector, target), pooled and per network.
 
     Uses the ``heldout`` split when present. Pooled: each opponent's cost, test accuracy (mean ± std over seeds of
-    the network mean), learned − opponent with its hierarchical 95% interval and verdict, the IQM of the
-    differences and P(learned > opponent) (both hierarchical too); then the learned policy's own row with its
-    cost. Per network: learned − opponent over seeds. Empty without learned episodes or opponents.
+    the network mean), learned − opponent with its 95% interval (hierarchical on a ``population``, else over seeds
+    within the fixed networks) and verdict, the IQM of the differences and P(learned > opponent) (drawn the same
+    way); then the learned policy's own row with its cost. Per network: learned − opponent over seeds. Empty
+    without learned episodes or opponents.
     """
     names = _policy_names(opponents)
     chosen, setting = headline_results(results, selector, target, learned, names)
@@ -272,17 +297,15 @@ def opponents_section(
         return []
     networks = list(dict.fromkeys(r.network for r in chosen))
     seeds = len({r.seed for r in chosen if r.policy == learned})
-    vs = _comparisons(chosen, learned, opponents, setting, resamples)
+    vs = _comparisons(chosen, learned, opponents, setting, resamples, population)
     against = f"{len(opponents)} opponent{'s' if len(opponents) > 1 else ''}"
     lines = [
         f"## The learned policy against {against} ({method_label(*setting[:3])}, target density {target}): "
         f"{len(networks)} {chosen[0].split} networks × {seeds} seeds",
         "",
-        f"Learned (`{learned}`) − opponent in test accuracy points, paired by network and seed. The 95% interval is a "
-        f"hierarchical bootstrap ({resamples} resamples): the networks drawn with replacement, then the seeds "
-        "within each, so it covers how the difference varies from network to network, not only from seed to "
-        "seed. **wins** when the interval lies above zero, **loses** below, **ties** otherwise. Cost: the "
-        "episodes and wall seconds spent choosing each policy.",
+        f"Learned (`{learned}`) − opponent in test accuracy points, paired by network and seed. "
+        f"{_interval_words(population, resamples)} **wins** when the interval lies above zero, **loses** below, "
+        "**ties** otherwise. Cost: the episodes and wall seconds spent choosing each policy.",
         "",
         "| Opponent | Cost | Test acc. (%) | Learned − opponent [95% CI] | Verdict | IQM of the differences | "
         "P(learned > opponent) |",
@@ -320,15 +343,19 @@ def opponent_rows(
     opponents: Sequence[Opponent],
     learned: str = "ppo",
     resamples: int = RESAMPLES,
+    population: bool = True,
 ) -> list[dict[str, Any]]:
-    """``opponents.csv``: per opponent, one pooled row (hierarchical) and one row per network (over seeds).
+    """``opponents.csv``: per opponent, one pooled row and one row per network (over seeds).
+
+    The pooled row's ``interval`` says how it was drawn: ``hierarchical`` on a ``population``, else ``seeds``.
 
     Differences are fractions (learned − opponent); ``network`` is ``all`` on the pooled rows.
     """
     names = _policy_names(opponents)
     chosen, setting = headline_results(results, selector, target, learned, names)
     rows: list[dict[str, Any]] = []
-    for o, c in zip(opponents, _comparisons(chosen, learned, opponents, setting, resamples).values(), strict=True):
+    comparisons = _comparisons(chosen, learned, opponents, setting, resamples, population)
+    for o, c in zip(opponents, comparisons.values(), strict=True):
         base = {"opponent": o.name, "label": o.title, "episodes": o.episodes, "seconds": o.seconds}
         if c.pooled is not None:
             rows.append(
@@ -336,7 +363,7 @@ def opponent_rows(
                     **base,
                     "network": "all",
                     "policy": o.policy if isinstance(o.policy, str) else "per network",
-                    "interval": "hierarchical",
+                    "interval": "hierarchical" if population else "seeds",
                     **_interval_columns("diff", c.pooled),
                     **_interval_columns("iqm", c.iqm),
                     **_interval_columns("p_improvement", c.p_improvement),

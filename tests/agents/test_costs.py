@@ -16,11 +16,12 @@ from agents.costs import (
     first_win,
     read_agent_cost,
     reference_selection_accuracy,
+    report_costs,
 )
 from baselines import env_kwargs, make_policy
 from sparsity_gym.env.config import EnvConfig
 from sparsity_gym.experiments.evaluation import evaluate
-from sparsity_gym.experiments.families import parse_network
+from sparsity_gym.experiments.families import Family, parse_network
 from sparsity_gym.experiments.opponents import Opponent
 from sparsity_gym.experiments.seeds import seeds
 
@@ -30,7 +31,7 @@ NETWORKS = (parse_network("mlp_8x8"), parse_network("mlp_8"))
 
 def _cfg(**kw):
     env = EnvConfig(**TINY_ENV, budget="global", allocation="lamp", allocation_tilt=True)
-    return TrainConfig(env=env, eval_episodes=2, backend="sequential", progress_bar=False, **kw)
+    return TrainConfig(env=env, **{"eval_episodes": 2, "backend": "sequential", "progress_bar": False, **kw})
 
 
 def _write_events(run_dir, points, folder="PPO_1"):
@@ -113,6 +114,35 @@ def test_agent_cost_reads_the_run_folder_and_says_never(tmp_path, monkeypatch):
     (tmp_path / "checkpoints" / "state.json").write_text(json.dumps({"num_timesteps": 900, "episodes": 90}))
     assert agent_cost(cfg, tmp_path, NETWORKS, CELL).episodes == 90
     assert agent_cost(cfg, tmp_path / "empty", NETWORKS, CELL) is None
+
+
+def test_an_evaluation_tells_the_first_win_on_the_networks_and_seeds_its_training_run_evaluated(tmp_path, monkeypatch):
+    # the PPO run evaluated on the train split with 3 seeds; the evaluation run's own flags say held-out, 1 seed
+    training, evaluation = tmp_path / "ppo", tmp_path / "eval"
+    training.mkdir()
+    evaluation.mkdir()
+    (training / "config.json").write_text(_cfg(select_on="train", eval_episodes=3).to_json())
+    (training / "timing.json").write_text(json.dumps({"train_seconds": 9.0, "episodes": 30}))
+    _write_events(training, [(0, 10.0, 0.30), (100, 20.0, 0.36)])
+    family = Family("tiny", NETWORKS[:1], NETWORKS[1:])
+    asked = []
+
+    def reference(cfg, networks, cell, run_dir):
+        asked.append(([s.name for s in networks], cfg.eval_episodes, run_dir))
+        return 0.33
+
+    monkeypatch.setattr(costs, "reference_selection_accuracy", reference)
+    _, cost = report_costs(_cfg(eval_episodes=1), evaluation, family, CELL, training_dir=training)
+    assert asked == [(["mlp_8x8"], 3, evaluation)] and cost.first_win == (50, 10.0)
+    # a training run reads its own config: the same settings
+    asked.clear()
+    report_costs(_cfg(select_on="train", eval_episodes=3), training, family, CELL)
+    assert asked == [(["mlp_8x8"], 3, training)]
+    # a folder without config.json (a shipped policy's): the run's own settings
+    (training / "config.json").unlink()
+    asked.clear()
+    report_costs(_cfg(eval_episodes=1), evaluation, family, CELL, training_dir=training)
+    assert asked == [(["mlp_8"], 1, evaluation)]
 
 
 def test_write_reports_puts_the_opponents_and_costs_in_every_output(tmp_path):

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from opponent_helpers import BASE, GRID, NETWORKS, RANDOM, RECORDS, SEARCH, results_for
+from opponent_helpers import BASE, GRID, NETWORKS, RANDOM, RECORDS, SEARCH, SEEDS, results_for
 
 from sparsity_gym.experiments.opponents import (
     ORACLE_LABEL,
@@ -18,7 +18,7 @@ from sparsity_gym.experiments.opponents import (
     write_opponents,
 )
 from sparsity_gym.experiments.report import summarize
-from sparsity_gym.experiments.statistics import hierarchical_improvement, hierarchical_interval
+from sparsity_gym.experiments.statistics import hierarchical_improvement, hierarchical_interval, mean_interval
 
 
 def _diffs(opponent):
@@ -134,6 +134,25 @@ def test_section_has_four_rows_with_hierarchical_intervals_verdicts_and_costs():
     assert "first beat the reference after 40 episodes (101 s)" in learned
     # the per-network table names the oracle's cell on each network
     assert f"(`{GRID[1]}`)" in next(line for line in lines if line.startswith("| mlp_c |"))
+
+
+def test_on_named_networks_the_seeds_are_resampled_and_the_networks_held_fixed():
+    results, opponents = results_for(), _opponents()
+    lines = opponents_section(results, "magnitude", 0.01, opponents, population=False)
+    assert "the networks held fixed" in "\n".join(lines) and "hierarchical" not in "\n".join(lines)
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in lines if line.startswith("| ")}
+    want = mean_interval(_diffs(RANDOM)).scaled(100)
+    assert rows[RANDOM].split(" | ")[3] == want.text()
+    table = opponent_rows(results, "magnitude", 0.01, opponents, population=False)
+    assert {r["interval"] for r in table} == {"seeds"} and sum(r["network"] == "all" for r in table) == 4
+    # two named networks, one seed each, both ahead: resampling the two networks would call it a win; the
+    # seeds within them give no interval, so it ties (as the run's headline says)
+    one_seed = [r for r in results if r.seed == SEEDS[0] and r.network != NETWORKS[2]]
+    hand_picked = opponents_section(one_seed, "magnitude", 0.01, opponents[:1], population=False)
+    tuned = next(line for line in hand_picked if line.startswith("| tuned grid cell"))
+    assert "[no interval: n=2]" in tuned and "**ties**" in tuned
+    drawn = opponents_section(one_seed, "magnitude", 0.01, opponents[:1], population=True)
+    assert "**wins**" in next(line for line in drawn if line.startswith("| tuned grid cell"))
 
 
 def test_never_beat_and_no_evaluation_read_differently():
