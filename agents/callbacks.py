@@ -9,7 +9,9 @@ logging (:class:`agents.heldout.HeldoutTensorBoard`), and the callback that runs
 from __future__ import annotations
 
 import csv
+import io
 import json
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -98,12 +100,29 @@ class EpisodeLogCallback(BaseCallback):
     Columns: :data:`EPISODE_LOG_COLUMNS`: the timestep it ended at, its network, the final reward (under paired
     rewards the difference to the reference), the reference's validation accuracy (paired rewards only), and
     the episode's validation and test accuracy and final density. Rows are flushed at the end of each rollout.
+
+    When training starts (a resumed run: from its checkpoint's timestep), rows beyond that timestep are dropped:
+    a killed session's episodes after its last checkpoint belong to no model that goes on, and the resumed
+    session plays those timesteps again.
     """
 
     def __init__(self, path: str | Path, verbose: int = 0) -> None:
         super().__init__(verbose)
         self.path = Path(path)
         self._rows: list[dict[str, Any]] = []
+
+    def _on_training_start(self) -> None:
+        if not self.path.exists():
+            return
+        with self.path.open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+        kept = [row for row in rows if int(row["timestep"]) <= self.num_timesteps]
+        if len(kept) < len(rows):
+            out = io.StringIO()
+            writer = csv.DictWriter(out, fieldnames=EPISODE_LOG_COLUMNS)
+            writer.writeheader()
+            writer.writerows(kept)
+            atomic_write_text(self.path, out.getvalue())
 
     def _on_step(self) -> bool:
         for info, done, reward in zip(self.locals["infos"], self.locals["dones"], self.locals["rewards"], strict=True):
@@ -175,21 +194,28 @@ class HParamsCallback(BaseCallback):
 class AtomicCheckpointCallback(BaseCallback):
     """Every ``every`` timesteps, save the model to ``folder/last.zip`` and ``folder/state.json`` atomically.
 
-    ``episodes`` counts the training episodes finished so far (start it from ``state.json`` when resuming).
+    ``episodes`` counts the training episodes finished so far (start it from ``state.json`` when resuming);
+    ``seconds`` the training seconds of earlier sessions, to which ``state.json``'s ``train_seconds`` adds this
+    session's since training started, so a killed session's seconds up to its last checkpoint stay counted.
 
     A run killed at any moment leaves the previous complete checkpoint (never a truncated file); ``--resume``
     loads ``last.zip`` and continues the timestep count.
     """
 
-    def __init__(self, folder: str | Path, every: int, episodes: int = 0, verbose: int = 0) -> None:
+    def __init__(
+        self, folder: str | Path, every: int, episodes: int = 0, seconds: float = 0.0, verbose: int = 0
+    ) -> None:
         super().__init__(verbose)
         self.folder = Path(folder)
         self.every = every
         self.episodes = episodes
+        self.seconds = float(seconds)
         self._last_saved = 0
+        self._started = time.perf_counter()
 
-    def _init_callback(self) -> None:
-        self._last_saved = self.num_timesteps
+    def _on_training_start(self) -> None:
+        self._last_saved = self.num_timesteps  # the model's count (a resumed run's), set by on_training_start
+        self._started = time.perf_counter()
 
     def _on_step(self) -> bool:
         self.episodes += int(np.sum(self.locals["dones"]))
@@ -198,9 +224,10 @@ class AtomicCheckpointCallback(BaseCallback):
         return True
 
     def save(self) -> Path:
-        """Write the checkpoint now; ``state.json`` holds the timestep count and the finished training episodes."""
+        """Write the checkpoint now; ``state.json``: the timestep count, the finished episodes, the training seconds."""
         path = save_model_atomic(self.model, self.folder / "last.zip")
-        state = {"num_timesteps": int(self.num_timesteps), "episodes": int(self.episodes)}
+        seconds = round(self.seconds + time.perf_counter() - self._started, 1)
+        state = {"num_timesteps": int(self.num_timesteps), "episodes": int(self.episodes), "train_seconds": seconds}
         atomic_write_text(self.folder / "state.json", json.dumps(state))
         self._last_saved = self.num_timesteps
         return path

@@ -3,8 +3,9 @@
 * The PPO run's records (:func:`read_agent_cost`, the one reader of them): training episodes
   (``checkpoints/state.json``, the latest checkpoint, over ``timing.json``), the paired reward's reference
   episodes (the entries of ``reference_cache.json``: every one of the run, resumed sessions included; else the
-  count ``timing.json`` holds) and the training's wall seconds (``timing.json``'s ``train_seconds``, summed over
-  resumed sessions, the tuning before training included; the reference's episodes ran inside it). The
+  count ``timing.json`` holds) and the training's wall seconds (``train_seconds``, summed over resumed
+  sessions, the tuning before training included, a killed session's up to its last checkpoint; the reference's
+  episodes ran inside it). The
   equal-budget search gets the training plus reference episodes (:mod:`agents.opponents`).
 * The opponents: the run folder's ``opponents.json``
   (:func:`sparsity_gym.experiments.opponents.read_opponents`).
@@ -120,23 +121,27 @@ def read_agent_cost(training_dir: str | Path) -> AgentCost | None:
     """What the PPO run in ``training_dir`` recorded of its cost (see the module); ``None``: no training record.
 
     ``checkpoints/state.json`` (the latest checkpoint) wins over ``timing.json`` (written when the training
-    ended); the reference's episodes are the entries of ``reference_cache.json`` when there is one. No first
-    win is read here (:func:`agent_cost` adds it).
+    ended); the training seconds are the larger of the two (a killed session's checkpoint counts beyond the last
+    ``timing.json``; a finished session's ``timing.json`` also counts the tuning before training). The reference's
+    episodes are the entries of ``reference_cache.json`` when there is one. No first win is read here
+    (:func:`agent_cost` adds it).
     """
     folder = Path(training_dir)
     state: dict[str, Any] = {}
+    recorded_seconds = []
     for path in (folder / TIMING, folder / CHECKPOINT_STATE):
         if path.exists():
-            state.update(json.loads(path.read_text(encoding="utf-8")))
+            record = json.loads(path.read_text(encoding="utf-8"))
+            state.update(record)
+            recorded_seconds += [float(record["train_seconds"])] if record.get("train_seconds") is not None else []
     cache = folder / REFERENCE_CACHE
     if cache.exists():  # every reference episode of the run, resumed sessions included
         state["reference_episodes"] = len(json.loads(cache.read_text(encoding="utf-8")))
     if "episodes" not in state:
         return None
-    seconds = state.get("train_seconds")
     return AgentCost(
         episodes=int(state["episodes"]),
-        seconds=None if seconds is None else float(seconds),
+        seconds=max(recorded_seconds, default=None),
         reference_episodes=int(state.get("reference_episodes", 0)),
         reference_seconds=float(state.get("reference_seconds", 0.0)),
     )

@@ -134,12 +134,13 @@ def train_ppo(
         # whose spin-waiting took a whole core from the env workers (the default run went 10x slower).
         torch.set_num_threads(1)
     checkpoint = run_dir / "checkpoints" / "last.zip"
-    episodes = 0  # finished training episodes, counted across resumed sessions
+    episodes, seconds = 0, 0.0  # finished training episodes and training seconds, counted across resumed sessions
     try:
         if cfg.resume and checkpoint.exists():
             model = PPO.load(checkpoint, env=vec_env, device="cpu", tensorboard_log=str(run_dir / "tb"))
             earlier = read_agent_cost(run_dir)
             episodes = earlier.episodes if earlier is not None else 0
+            seconds = (earlier.seconds or 0.0) if earlier is not None else 0.0
             # A resumed run draws training episodes from a fresh stream, so it does not replay seen ones.
             vec_env.seed(cfg.seed + model.num_timesteps)
             print(f"resuming from {checkpoint} at timestep {model.num_timesteps}")
@@ -171,7 +172,9 @@ def train_ppo(
                 },
             )
         remaining = cfg.total_timesteps - model.num_timesteps
-        checkpoints = AtomicCheckpointCallback(checkpoint.parent, cfg.checkpoint_every, episodes=episodes)
+        checkpoints = AtomicCheckpointCallback(
+            checkpoint.parent, cfg.checkpoint_every, episodes=episodes, seconds=seconds
+        )
         if remaining > 0:
             callbacks = [
                 HParamsCallback(json.loads(cfg.to_json())),

@@ -113,6 +113,11 @@ def test_agent_cost_reads_the_run_folder_and_says_never(tmp_path, monkeypatch):
     # the latest checkpoint's count wins over an earlier session's timing.json
     (tmp_path / "checkpoints" / "state.json").write_text(json.dumps({"num_timesteps": 900, "episodes": 90}))
     assert agent_cost(cfg, tmp_path, NETWORKS, CELL).episodes == 90
+    # a session killed after its checkpoint: the checkpoint's seconds (earlier sessions' + its own) count
+    (tmp_path / "checkpoints" / "state.json").write_text(json.dumps({"episodes": 90, "train_seconds": 250.0}))
+    assert read_agent_cost(tmp_path).seconds == 250.0
+    (tmp_path / "checkpoints" / "state.json").write_text(json.dumps({"episodes": 90, "train_seconds": 80.0}))
+    assert read_agent_cost(tmp_path).seconds == 88.0  # a finished session's timing.json also counts the tuning
     assert agent_cost(cfg, tmp_path / "empty", NETWORKS, CELL) is None
 
 

@@ -77,6 +77,8 @@ def test_train_compare_resume_and_evaluate(tmp_path):
     assert {row["network"] for row in rows} == {"mlp_192x192x192x192", "mlp_512", "cnn_16x32"}
     state = json.loads((run / "checkpoints/state.json").read_text())
     assert state["num_timesteps"] == 16 and state["episodes"] == 8  # 2 envs x 8 steps, 2 decisions an episode
+    first_session = json.loads((run / "timing.json").read_text())["train_seconds"]
+    assert 0 < state["train_seconds"] <= first_session + 0.1  # the checkpoint's clock starts with the training
     assert "**8 training episodes**" in (run / "results.md").read_text()
     # the untrained policy was evaluated before the first update (step 0), then at the end of training
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -92,7 +94,9 @@ def test_train_compare_resume_and_evaluate(tmp_path):
     resume = ("--total-timesteps", "32", "--run-dir", str(run), "--resume", *TINY_ARGS, "--policies", "constant")
     out = train_agent(*resume, "--networks", "mlp_8").stdout
     assert "resuming from" in out and "at timestep 16" in out
-    assert json.loads((run / "checkpoints/state.json").read_text()) == {"num_timesteps": 32, "episodes": 16}
+    state = json.loads((run / "checkpoints/state.json").read_text())
+    assert (state["num_timesteps"], state["episodes"]) == (32, 16)
+    assert state["train_seconds"] > first_session  # the earlier session's seconds carried on
     assert [p.name for p in (run / "tb").iterdir()] == ["PPO_1"]
     # evaluate mode: the saved model and one baseline on networks of other depths, chosen seeds
     out_dir = tmp_path / "eval"
