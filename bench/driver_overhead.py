@@ -2,11 +2,11 @@
 
 One process, every configuration once per round (interleaved), medians compared (the machine is noisy; the
 ratios hold). The plain loop is ``bench/env_overhead.py``'s: the default MLP on digits, SGD, seeded batches,
-``--iterations`` steps, no masks. Against it:
+``--iterations`` steps, no masks, the network built inside the timing. Against it:
 
-* the same loop with ``pruner.step(loss)`` after every ``optimizer.step()``: a ``Pruner`` with a schedule policy
-  (the ``cubic`` cell: no statistics collected, no validation), decisions every ``--interval`` steps, target 0.1;
-  the Pruner is built inside the timing (layer discovery, its first decision);
+* the same loop (``plain_loop``'s ``attach``) with ``pruner.step(loss)`` after every ``optimizer.step()``: a
+  ``Pruner`` with a schedule policy (the ``cubic`` cell: no statistics collected, no validation), decisions every
+  ``--interval`` steps, target 0.1; the Pruner is built inside the timing (layer discovery, its first decision);
 * the same with a validation pass at every decision (``val_fn``, as the env runs one);
 * the env's episode without statistics (``observations=()``: masks, decisions, validation passes) acting with the
   same policy (the ``cubic`` cell's actions), measured as ``bench/env_overhead.py`` measures an episode (reset
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from functools import partial
 
 import torch
@@ -30,10 +31,9 @@ from env_overhead import plain_loop
 from timing import interleaved_medians
 
 from baselines import make_policy, method
-from sparsity_gym.datasets.splits import DatasetSplits, load_dataset
+from sparsity_gym.datasets.splits import DatasetSplits
 from sparsity_gym.env.sparsity_env import SparsityEnv
 from sparsity_gym.experiments.seeds import seed_start
-from sparsity_gym.models.zoo import build_network
 from sparsity_gym.pruning.pruner import Pruner
 
 
@@ -45,36 +45,23 @@ def validation(model: torch.nn.Module, data: DatasetSplits) -> tuple[float, floa
 
 def driver_loop(iterations: int, interval: int, batch_size: int, device: str, validate: bool, seed: int) -> float:
     """Seconds of the plain loop with a Pruner stepped after every optimizer step (built inside the timing)."""
-    data = load_dataset("digits").to(device)
-    gen = torch.Generator().manual_seed(seed)
-    start = time.perf_counter()
-    torch.manual_seed(seed)
-    model = build_network("mlp", data.input_shape, data.num_classes).to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-    n = len(data.train_y)
-    pruner = Pruner(
-        model,
-        opt,
-        method("cubic"),
-        target_density=0.1,
-        total_steps=iterations,
-        decision_interval=interval,
-        val_fn=partial(validation, model, data) if validate else None,
-        generator=gen,
-    )
-    order, cursor = torch.randperm(n, generator=gen).to(device), 0
-    for _ in range(iterations):
-        if cursor + batch_size > n:
-            order, cursor = torch.randperm(n, generator=gen).to(device), 0
-        idx = order[cursor : cursor + batch_size]
-        cursor += batch_size
-        loss = F.cross_entropy(model(data.train_x[idx]), data.train_y[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        pruner.step(loss)
-    float(loss.detach())  # synchronise
-    return time.perf_counter() - start
+
+    def attach(
+        model: torch.nn.Module, opt: torch.optim.Optimizer, data: DatasetSplits, gen: torch.Generator
+    ) -> Callable[..., None]:
+        pruner = Pruner(
+            model,
+            opt,
+            method("cubic"),
+            target_density=0.1,
+            total_steps=iterations,
+            decision_interval=interval,
+            val_fn=partial(validation, model, data) if validate else None,
+            generator=gen,
+        )
+        return pruner.step
+
+    return plain_loop(iterations, batch_size, device, seed, attach)
 
 
 def env_episode(env: SparsityEnv, seed: int) -> float:

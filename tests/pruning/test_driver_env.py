@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from policy_recorder import Recorder
 
 from baselines import env_kwargs, make_policy, method
 from sparsity_gym.datasets import load_dataset
@@ -24,27 +25,6 @@ BASE = {"dataset": "synthetic", "total_iterations": 40, "decision_interval": 10,
 def user_network() -> nn.Module:
     """A user's own network (not from the zoo) on the synthetic data's 1x4x4 inputs."""
     return nn.Sequential(nn.Flatten(), nn.Linear(16, 24), nn.ReLU(), nn.Linear(24, 12), nn.ReLU(), nn.Linear(12, 4))
-
-
-class Recorder:
-    """Wraps a policy (``settings``, ``reads``, ``bind``) and records every observation its predictor sees."""
-
-    def __init__(self, policy):
-        self.policy, self.seen = policy, []
-        self.settings, self.reads, self.name = policy.settings, policy.reads, policy.name
-
-    def bind(self, context):
-        inner = self.policy.bind(context)
-        seen = self.seen
-
-        class Predictor:
-            reads = inner.reads
-
-            def predict(self, obs, deterministic=True):
-                seen.append(obs.copy())
-                return inner.predict(obs, deterministic=deterministic)
-
-        return Predictor()
 
 
 def unit_state(masks, freezer) -> list[torch.Tensor]:

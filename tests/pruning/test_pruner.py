@@ -30,6 +30,25 @@ def loader(x: np.ndarray, y: np.ndarray, batch: int = 32) -> DataLoader:
     return DataLoader(data, batch_size=batch, shuffle=True, generator=torch.Generator().manual_seed(0))
 
 
+def user_loop(model: nn.Module, opt: torch.optim.Optimizer, pruner: Pruner, train: DataLoader, steps: int):
+    """The user's own loop: ``steps`` optimizer steps over ``train``, ``pruner.step(loss)`` after each ``opt.step()``.
+
+    Epochs repeat until ``steps``; the step count is yielded after each step.
+    """
+    done = 0
+    while done < steps:
+        for xb, yb in train:
+            loss = F.cross_entropy(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            pruner.step(loss)
+            done += 1
+            yield done
+            if done == steps:
+                return
+
+
 def mlp() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 16), nn.ReLU(), nn.Linear(16, 4))
@@ -95,19 +114,13 @@ def test_masks_exact_after_every_step_and_counts_follow_the_schedule(optimizer_n
     total = len(train) * epochs
     pruner = Pruner(model, opt, method("linear"), target_density=0.1, total_steps=total, decision_interval=interval)
     assert pruner.config.budget == "layer" and pruner.observers == {}  # a schedule reads no statistics
-    for _ in range(epochs):
-        for xb, yb in train:
-            loss = F.cross_entropy(model(xb), yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            pruner.step(loss)
-            assert_exact(pruner)
-            if pruner.iteration % interval == 0 and pruner.iteration < total:  # a decision was just taken
-                target = SCHEDULES["linear"](pruner.iteration / total, 0.1)
-                if pruner.decision < pruner.config.num_decisions:
-                    for layer in pruner.masks.layers:
-                        assert layer.num_active == max(1, round(target * layer.num_units))
+    for _ in user_loop(model, opt, pruner, train, total):
+        assert_exact(pruner)
+        if pruner.iteration % interval == 0 and pruner.iteration < total:  # a decision was just taken
+            target = SCHEDULES["linear"](pruner.iteration / total, 0.1)
+            if pruner.decision < pruner.config.num_decisions:
+                for layer in pruner.masks.layers:
+                    assert layer.num_active == max(1, round(target * layer.num_units))
     assert pruner.iteration == total and pruner.decision == total // interval
     for layer in pruner.masks.layers:  # the last decision projected every layer onto the target
         assert layer.num_active == max(1, round(0.1 * layer.num_units))
@@ -129,18 +142,8 @@ def test_conv_batchnorm_network_at_neuron_granularity_compacts():
         granularity="neuron",
     )
     assert pruner.layer_names == ("0", "3")  # the output layer is not pruned at neuron granularity
-    steps = 0
-    while steps < total:
-        for xb, yb in loader(x, y):
-            loss = F.cross_entropy(model(xb), yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            pruner.step(loss)
-            assert_exact(pruner)
-            steps += 1
-            if steps == total:
-                break
+    for _ in user_loop(model, opt, pruner, loader(x, y), total):
+        assert_exact(pruner)
     assert [m.num_active for m in pruner.masks.layers] == [4, 6]
     small = pruner.remove(compact=True)
     assert small[0].out_channels == 4 and small[1].num_features == 4 and small[3].out_channels == 6
@@ -167,15 +170,8 @@ def test_residual_network_keeps_coupled_layers_and_stays_exact():
     )
     # the stem and conv2 feed the residual addition: only conv1 is pruned as neurons
     assert pruner.layer_names == ("conv1",)
-    for step, (xb, yb) in enumerate(loader(x, y, batch=16)):
-        loss = F.cross_entropy(model(xb), yb)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        pruner.step(loss)
+    for _ in user_loop(model, opt, pruner, loader(x, y, batch=16), 16):
         assert_exact(pruner)
-        if step + 1 == 16:
-            break
     assert pruner.masks.layers[0].num_active == 2  # round(0.25 * 8)
 
 
@@ -193,14 +189,7 @@ def test_summary_against_a_hand_count_and_log_to_tensorboard(tmp_path):
         input_shape=(3, 8, 8),
         regrowth="none",
     )
-    for step, (xb, yb) in enumerate(loader(x, y)):
-        loss = F.cross_entropy(model(xb), yb)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        pruner.step(loss)
-        if step + 1 == 8:
-            break
+    list(user_loop(model, opt, pruner, loader(x, y), 8))
     summary = pruner.summary()
     layers = [model[0], model[3], model[8]]
     positions = [8 * 8, 8 * 8, 1]  # output positions per sample of each layer
@@ -249,14 +238,7 @@ def test_remove_leaves_a_plain_model_with_exact_zeros_and_no_hooks():
     )
     assert set(pruner.observers) == {"rank", "contribution", "snr"}  # observed, plus the selector's statistic
     assert hook_count(model) > 0
-    for step, (xb, yb) in enumerate(loader(x, y)):
-        loss = F.cross_entropy(model(xb), yb)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        pruner.step(loss)
-        if step + 1 == 12:
-            break
+    list(user_loop(model, opt, pruner, loader(x, y), 12))
     zeros = [(m.info.module.weight == 0).clone() for m in pruner.masks.all_layers]
     assert any(bool(z.any()) for z in zeros)
     plain = pruner.remove()

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from policy_recorder import Recorder
 
 from baselines import method
 from sparsity_gym.pruning.pruner import Pruner
@@ -31,26 +32,6 @@ X, Y, BATCHES = data()
 def network(seed: int) -> nn.Module:
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(20, 24), nn.ReLU(), nn.Linear(24, 16), nn.ReLU(), nn.Linear(16, 4))
-
-
-class Recorder:
-    """A policy that records what its predictor sees (and passes ``settings``, ``reads`` and ``bind`` through)."""
-
-    def __init__(self, name, seen):
-        self.policy, self.seen, self.name = method(name), seen, name
-        self.settings, self.reads = self.policy.settings, self.policy.reads
-
-    def bind(self, context):
-        inner, seen = self.policy.bind(context), self.seen
-
-        class Predictor:
-            reads = inner.reads
-
-            def predict(self, obs, deterministic=True):
-                seen.append(obs.copy())
-                return inner.predict(obs, deterministic=deterministic)
-
-        return Predictor()
 
 
 CASES = {
@@ -80,7 +61,7 @@ def build(name, settings, seed, seen):
     pruner = Pruner(
         model,
         opt,
-        Recorder(name, seen),
+        Recorder(method(name), seen),
         total_steps=TOTAL,
         decision_interval=INTERVAL,
         val_fn=val_fn,
