@@ -38,6 +38,7 @@ from baselines.schedules import SCHEDULES
 from baselines.static import is_static, make_static_policy, static_env_kwargs
 from sparsity_gym.core.registry import Registry
 from sparsity_gym.experiments.tuning import Cell
+from sparsity_gym.pruning.policies import register_policy_names
 
 
 @dataclass(frozen=True)
@@ -155,3 +156,6 @@ def method(name: str, **kwargs: Any) -> Method:
 def _named_policy(name: str, context: Any) -> Any:
     """The cell's or static schedule's policy on ``context`` (a module-level function: it pickles)."""
     return make_policy(name, context)
+
+
+register_policy_names("baselines", method)  # Pruner(model, optimizer, "cubic@0.75+erk") plays baselines.method(name)

@@ -88,6 +88,7 @@ class Episode:
             num_classes=data.num_classes,
             layer_cache=layer_cache,
             initial_active=start_active,
+            allow_skipped_steps=self.loop.scaler is not None,  # a float16 step the GradScaler skips
         )
         self.dense_flops = self.pruner.dense_flops
         # the network as the user specified it (before widening): what its FLOPs fractions are taken against

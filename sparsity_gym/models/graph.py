@@ -43,7 +43,7 @@ import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["CONV_TYPES", "PRUNABLE", "Edge", "LayerGraph", "trace_layer_graph"]
+__all__ = ["CONV_TYPES", "PRUNABLE", "Edge", "LayerGraph", "probe_batch", "trace_layer_graph"]
 
 CONV_TYPES = (nn.Conv1d, nn.Conv2d)
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
@@ -176,12 +176,18 @@ class LayerGraph:
         coupled: Layers whose output reaches a join (a residual addition, a product with another data tensor)
             or feeds a module called more than once: their units cannot be removed one layer at a time.
         unresolved: Layers whose output also reaches an op the tracer does not know (no successor that way).
+        outputs: Layers whose output reaches the model's output through channel-preserving ops only (the output
+            layers of the data flow; empty when an unknown op stands between).
+        called: Layers called as modules in the traced graph (a layer whose weight a parent module uses directly,
+            e.g. ``nn.MultiheadAttention.out_proj``, is not: where its outputs go is unknown).
 
     """
 
     successors: dict[str, tuple[Edge, ...]]
     coupled: frozenset[str] = frozenset()
     unresolved: frozenset[str] = frozenset()
+    outputs: frozenset[str] = frozenset()
+    called: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -197,16 +203,35 @@ class _State:
 _CONSTANT = _State(data=False)
 
 
-def trace_layer_graph(model: nn.Module, input_shape: Sequence[int]) -> LayerGraph | None:
+def probe_batch(
+    model: nn.Module, input_shape: Sequence[int], example: torch.Tensor | None = None, n: int = 1
+) -> torch.Tensor:
+    """``n`` probe samples: copies of ``example``'s first sample (its dtype), or zeros in the model's float dtype.
+
+    Zeros take the dtype of the model's first floating-point parameter (``bfloat16`` for a model in bfloat16),
+    on its device.
+    """
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    if example is not None:
+        return example[:1].to(device).expand(n, *example.shape[1:]).clone()
+    floats = [p.dtype for p in model.parameters() if p.is_floating_point()]
+    return torch.zeros((n, *input_shape), device=device, dtype=floats[0] if floats else torch.float32)
+
+
+def trace_layer_graph(
+    model: nn.Module, input_shape: Sequence[int], example: torch.Tensor | None = None
+) -> LayerGraph | None:
     """Trace ``model`` and return its :class:`LayerGraph`, or ``None`` when tracing or the probe fails.
 
-    The probe is one forward pass of two zero inputs of ``input_shape`` through the traced graph in eval mode
-    (no gradient; every module's mode is restored), which gives every value's shape.
+    The probe is one forward pass of two inputs through the traced graph in eval mode (no gradient; every
+    module's mode is restored), which gives every value's shape: :func:`probe_batch` (``example``'s first sample
+    twice, or zeros of ``input_shape``).
     """
     prunable = {name: m for name, m in model.named_modules() if isinstance(m, PRUNABLE)}
     try:
         graph_module = torch.fx.symbolic_trace(model)
-        shapes = _probe_shapes(model, graph_module, input_shape)
+        shapes = _probe_shapes(model, graph_module, probe_batch(model, input_shape, example, 2))
     except Exception:  # tracing raises many exception types (TraceError, TypeError, NotImplementedError, ...)
         return None
     flow = _Flow(prunable, dict(graph_module.named_modules()), shapes)
@@ -227,6 +252,7 @@ class _Flow:
         self.unresolved: set[str] = set()
         self.calls: dict[str, list[frozenset[str]]] = {}
         self.states: dict[torch.fx.Node, _State] = {}
+        self.outputs: set[str] = set()
 
     def state_of(self, arg: torch.fx.Node) -> _State:
         return self.states.get(arg, _CONSTANT)
@@ -243,7 +269,11 @@ class _Flow:
             for src in first.sources:
                 self.edges[src].append(Edge(name, first.per_unit, first.channel_modules))
             self.states[node] = _State(frozenset({name}))
-        elif node.op in ("get_attr", "output") or not data_args or _is_shape_query(node):
+        elif node.op == "output":
+            for a in data_args:
+                self.outputs.update(self.state_of(a).sources)
+            self.states[node] = _CONSTANT
+        elif node.op == "get_attr" or not data_args or _is_shape_query(node):
             self.states[node] = _CONSTANT
         elif _is_join(node):
             if len(data_args) >= 2:  # a residual addition (or a product) of two data tensors
@@ -277,21 +307,25 @@ class _Flow:
                 elif edge.successor not in [e.successor for e in kept]:
                     kept.append(edge)
             successors[name] = tuple(kept)
-        return LayerGraph(successors, frozenset(self.coupled), frozenset(self.unresolved))
+        return LayerGraph(
+            successors,
+            frozenset(self.coupled),
+            frozenset(self.unresolved),
+            frozenset(self.outputs),
+            frozenset(self.calls),
+        )
 
 
-def _probe_shapes(model: nn.Module, graph_module: torch.fx.GraphModule, input_shape: Sequence[int]) -> dict:
-    """Output shape of every node on a probe of two zero samples (eval mode, no gradient, modes restored)."""
+def _probe_shapes(model: nn.Module, graph_module: torch.fx.GraphModule, probe: torch.Tensor) -> dict:
+    """Output shape of every node on ``probe`` (eval mode, no gradient, modes restored)."""
     from torch.fx.passes.shape_prop import ShapeProp
 
     modes = {m: m.training for m in model.modules()}
     modes.update({m: m.training for m in graph_module.modules()})
     try:
-        param = next(model.parameters(), None)
-        device = param.device if param is not None else torch.device("cpu")
         graph_module.eval()
         with torch.no_grad():
-            ShapeProp(graph_module).propagate(torch.zeros((2, *input_shape), device=device))
+            ShapeProp(graph_module).propagate(probe)
     finally:
         for module, training in modes.items():
             module.training = training

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from sparsity_gym.models.graph import CONV_TYPES, PRUNABLE, trace_layer_graph
+from sparsity_gym.models.graph import CONV_TYPES, PRUNABLE, probe_batch, trace_layer_graph
 
 
 @dataclass(frozen=True)
@@ -52,38 +52,36 @@ class LayerInfo:
         return int(self.module.weight.numel())
 
 
-def find_prunable_layers(model: nn.Module, input_shape: Sequence[int], trace: bool = True) -> list[LayerInfo]:
-    """Every ``nn.Linear`` / ``nn.Conv1d`` / ``nn.Conv2d`` of ``model`` in ``named_modules()`` order.
+def find_prunable_layers(
+    model: nn.Module, input_shape: Sequence[int], trace: bool = True, example: torch.Tensor | None = None
+) -> list[LayerInfo]:
+    """Every ``nn.Linear`` / ``nn.Conv1d`` / ``nn.Conv2d`` of ``model``, in the order the data flow runs them.
 
-    One probe forward pass of a single zero input (no gradient, modes restored) measures each layer's output
-    positions. The last layer found is marked as the output layer. With ``trace`` (default) the data flow is
-    traced (:func:`sparsity_gym.models.graph.trace_layer_graph`) and fills ``successors``, ``neuron_prunable`` and
-    ``channel_modules``; when tracing fails, or with ``trace=False``, ``successors`` is ``None`` (module order is
-    assumed) and every layer is neuron-prunable.
+    One probe forward pass of a single sample (no gradient, modes restored) measures each layer's output
+    positions and the order the layers run in (layers no forward pass calls as modules keep their place after
+    the layer declared before them). The sample is ``example``'s first (its dtype: integer tokens for a model
+    that starts with ``nn.Embedding``), or zeros of ``input_shape`` in the model's float dtype (integer zeros
+    when that fails on a model with an ``nn.Embedding``). With ``trace`` (default) the data flow is traced
+    (:func:`sparsity_gym.models.graph.trace_layer_graph`) and fills ``successors``, ``neuron_prunable`` and
+    ``channel_modules``; when tracing fails, or with ``trace=False``, ``successors`` is ``None`` (the run order
+    is assumed). The output layers are those whose outputs reach the model's output in the traced graph, else
+    the last layer run. A layer that is not run as a module (e.g. ``nn.MultiheadAttention.out_proj``, whose
+    weight its parent uses directly) or whose output enters a residual sum is not neuron-prunable.
     """
-    found = [(n, m) for n, m in model.named_modules() if isinstance(m, PRUNABLE)]
-    if not found:
+    declared = [(n, m) for n, m in model.named_modules() if isinstance(m, PRUNABLE)]
+    if not declared:
         raise ValueError("network has no nn.Linear, nn.Conv1d or nn.Conv2d layer to prune")
     positions: dict[str, int] = {}
-    hooks = [
-        m.register_forward_hook(lambda mod, inp, out, name=n: positions.__setitem__(name, _positions(mod, out)))
-        for n, m in found
-    ]
-    device = next(model.parameters()).device
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros((1, *input_shape), device=device))
-    finally:
-        model.train(was_training)
-        for h in hooks:
-            h.remove()
-    graph = trace_layer_graph(model, input_shape) if trace else None
+    example = _probe(model, declared, input_shape, example, positions)
+    run = list(positions)  # the order of the first calls
+    found = sorted(declared, key=lambda item: _run_position(item[0], declared, run))
+    graph = trace_layer_graph(model, input_shape, example) if trace else None
+    outputs = graph.outputs if graph is not None and graph.outputs else frozenset(run[-1:] or [found[-1][0]])
     infos = []
     for i, (name, m) in enumerate(found):
         conv = isinstance(m, CONV_TYPES)
         edges = None if graph is None else graph.successors.get(name, ())
+        coupled = name not in positions or (graph is not None and (name in graph.coupled or name not in graph.called))
         infos.append(
             LayerInfo(
                 name=name,
@@ -94,14 +92,64 @@ def find_prunable_layers(model: nn.Module, input_shape: Sequence[int], trace: bo
                 fan_out=int(m.weight.shape[0]),
                 in_units=int(m.weight.shape[1]),
                 output_positions=positions.get(name, 1),
-                is_output=i == len(found) - 1,
+                is_output=name in outputs,
                 successors=None if edges is None else tuple((e.successor, e.columns_per_unit) for e in edges),
-                neuron_prunable=graph is None or name not in graph.coupled,
+                neuron_prunable=not coupled,
                 channel_modules=_channel_modules(edges),
                 kernel_dims=m.weight.dim() - 2,
             )
         )
     return infos
+
+
+def _probe(
+    model: nn.Module,
+    layers: Sequence[tuple[str, nn.Module]],
+    input_shape: Sequence[int],
+    example: torch.Tensor | None,
+    positions: dict[str, int],
+) -> torch.Tensor | None:
+    """One probe forward pass filling ``positions`` (in call order); the example that ran (``None``: float zeros)."""
+
+    def record(name: str, module: nn.Module, out: torch.Tensor) -> None:
+        if name not in positions:
+            positions[name] = _positions(module, out)
+
+    hooks = [m.register_forward_hook(lambda mod, inp, out, name=n: record(name, mod, out)) for n, m in layers]
+    tries: list[torch.Tensor | None] = [example]
+    if example is None and any(isinstance(m, (nn.Embedding, nn.EmbeddingBag)) for m in model.modules()):
+        tries.append(torch.zeros((1, *input_shape), dtype=torch.long))
+    was_training = model.training
+    try:
+        model.eval()
+        for k, probe in enumerate(tries):
+            positions.clear()
+            try:
+                with torch.no_grad():
+                    model(probe_batch(model, input_shape, probe))
+                return probe
+            except Exception as err:  # the model's own error, whatever its type
+                if k + 1 < len(tries):
+                    continue
+                given = "example_input's first sample" if example is not None else f"zeros of shape {tuple(input_shape)}"
+                raise ValueError(
+                    f"the probe forward pass ({given}) failed: {type(err).__name__}: {str(err).splitlines()[0]}; "
+                    "expected example_input= a batch of real inputs (its dtype and shape are used), or input_shape="
+                ) from err
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    return example
+
+
+def _run_position(name: str, declared: Sequence[tuple[str, nn.Module]], run: Sequence[str]) -> float:
+    """Where ``name`` runs: its call index, or just after the last run layer declared before it."""
+    if name in run:
+        return float(run.index(name))
+    names = [n for n, _ in declared]
+    before = [run.index(n) for n in names[: names.index(name)] if n in run]
+    return (max(before) if before else -1) + 0.5
 
 
 class LayerCache:
@@ -119,12 +167,16 @@ class LayerCache:
         self.size = size
         self._known: dict[tuple[Any, ...], list[LayerInfo]] = {}
 
-    def __call__(self, model: nn.Module, input_shape: Sequence[int]) -> list[LayerInfo]:
-        """``find_prunable_layers(model, input_shape)``, traced once per architecture."""
-        key = (type(model), repr(model), tuple(input_shape), str(next(model.parameters()).device))
+    def __call__(
+        self, model: nn.Module, input_shape: Sequence[int], example: torch.Tensor | None = None
+    ) -> list[LayerInfo]:
+        """``find_prunable_layers(model, input_shape, example=example)``, traced once per architecture."""
+        param = next(model.parameters())
+        probe = None if example is None else example.dtype
+        key = (type(model), repr(model), tuple(input_shape), str(param.device), param.dtype, probe)
         known = self._known.get(key)
         if known is None:
-            infos = find_prunable_layers(model, input_shape)
+            infos = find_prunable_layers(model, input_shape, example=example)
             if len(self._known) >= self.size:
                 self._known.pop(next(iter(self._known)))
             self._known[key] = [dataclasses.replace(info, module=_UNBOUND) for info in infos]

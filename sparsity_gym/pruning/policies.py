@@ -12,13 +12,17 @@ deterministic=True) -> (action, state)``. Optionally it has
   refuses a policy that reads ``val_accuracy`` or ``train_loss`` without a validation function.
 * ``bind(context)``: called with the driver once its masks and observation layout exist; returns the predictor
   (how fixed policies learn the layer widths and column indices, and how a learned policy checks the columns).
+
+A policy may also be given by name (``"cubic@0.75+erk"``): :func:`resolve_policy` asks the name resolvers that
+packages above this one registered with :func:`register_policy_names` (``baselines`` registers
+``baselines.method`` when it is imported; this package imports no package above it).
 """
 
 from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -34,6 +38,37 @@ ENV_ONLY_SETTINGS = {
     "builds (gym.make('SparsityGym/Schedule-v0', ...) with the method's env_kwargs)",
 }
 """Settings a policy may carry that the driver cannot honour on a user's network, with the reason."""
+
+
+_NAME_RESOLVERS: dict[str, Callable[[str], Any]] = {}
+
+
+def register_policy_names(owner: str, resolver: Callable[[str], Any]) -> None:
+    """Let ``Pruner(model, optimizer, "name")`` take policy names: ``resolver(name)`` returns the policy.
+
+    ``owner`` (the registering package) keys the resolver, so registering again replaces it. A resolver raises
+    ``ValueError`` for a name it does not know.
+    """
+    _NAME_RESOLVERS[owner] = resolver
+
+
+def resolve_policy(policy: Any) -> Any:
+    """``policy`` itself, or the policy a registered resolver returns for a name; ``ValueError`` naming ``policy``."""
+    if not isinstance(policy, str):
+        return policy
+    errors = []
+    for owner, resolver in _NAME_RESOLVERS.items():
+        try:
+            return resolver(policy)
+        except ValueError as err:
+            errors.append(f"{owner}: {str(err).splitlines()[0]}")
+    if not errors:
+        raise ValueError(
+            f"policy={policy!r} is a name, and no package that resolves policy names is imported; expected "
+            "`import baselines` first (it resolves handcrafted cells, static schedules and criteria), or a policy "
+            "object (baselines.method(name), agents.policies.load(name))"
+        )
+    raise ValueError(f"policy={policy!r} is not allowed; " + "; ".join(errors))
 
 
 def policy_name(policy: Any) -> str:

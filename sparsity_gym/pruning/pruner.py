@@ -28,13 +28,18 @@ from sparsity_gym.pruning.policies import (
     bind,
     check_reads,
     declared_reads,
+    policy_name,
+    resolve_policy,
     takes_state,
 )
 from sparsity_gym.pruning.setup import (
     build_masks,
+    check_optimizer,
     check_validation_source,
+    claim_layers,
     input_shape_of,
     output_units,
+    release_layers,
     resolve_config,
     validation_result,
 )
@@ -42,6 +47,7 @@ from sparsity_gym.pruning.state import (
     STATE_KEYS,
     check_counters,
     check_same_config,
+    check_same_policy,
     fingerprint,
     from_state,
     to_state,
@@ -72,14 +78,16 @@ class Pruner:
         optimizer: Its optimizer (hooks are registered on it; :meth:`remove` takes them off).
         policy: ``None``, or an object with SB3's ``predict`` and optionally ``settings``, ``reads`` and
             ``bind(context)`` (:mod:`sparsity_gym.pruning.policies`): a saved PPO model, a handcrafted cell or a
-            criterion (``baselines.method("cubic@0.9+erk")``).
+            criterion (``baselines.method("cubic@0.9+erk")``), or a name (``"cubic@0.9+erk"``, resolved by
+            ``baselines`` once imported: :func:`~sparsity_gym.pruning.policies.resolve_policy`).
         target_density: The budget the run ends on (``None``: the final density is the policy's).
         total_steps: Optimizer steps of the whole run (e.g. ``len(loader) * epochs``).
         decision_interval: Steps between decisions; a divisor of ``total_steps`` (default: the one giving about
             10 decisions).
         input_shape: The shape of one input sample, for layer discovery; or give ``example_input`` (a batch). When
             neither is given and the first prunable layer is an ``nn.Linear``, ``(in_features,)``.
-        example_input: A batch of inputs (only its shape is used).
+        example_input: A batch of inputs: its shape, and the dtype of the probe forward pass that discovers the
+            layers (integer tokens for a model that starts with ``nn.Embedding``).
         val_fn: Returns the validation accuracy, or ``(accuracy, loss)``; called at each decision (needed when the
             policy reads ``val_accuracy`` or ``train_loss``, or a statistic comes from validation passes).
         batch_size: Samples per step, for the training FLOPs counters (``None``: not counted).
@@ -92,7 +100,11 @@ class Pruner:
         layer_cache: A :class:`~sparsity_gym.models.layers.LayerCache` to discover layers with (networks rebuilt
             again and again).
         initial_active: Per layer name, the units active at the start (a bool mask); the others start masked.
-        **settings: Other :class:`PruningConfig` fields (selector, granularity, budget, allocation, ...).
+        allow_skipped_steps: Accept ``step()`` with no ``optimizer.step()`` since the last one (a loop whose
+            ``torch.amp.GradScaler`` skips steps); by default that is refused, as it would advance the schedule
+            without training.
+        **settings: Other :class:`PruningConfig` fields (selector, granularity, budget, allocation, ...); with an
+            allocation rule (``+erk``) ``budget`` defaults to ``global``.
 
     """
 
@@ -116,8 +128,11 @@ class Pruner:
         config: PruningConfig | None = None,
         layer_cache: LayerCache | None = None,
         initial_active: Mapping[str, torch.Tensor] | None = None,
+        allow_skipped_steps: bool = False,
         **settings: Any,
     ) -> None:
+        self._removed = True  # nothing attached yet
+        policy = resolve_policy(policy)
         explicit = {
             "total_steps": total_steps,
             "decision_interval": decision_interval,
@@ -133,14 +148,24 @@ class Pruner:
         check_validation_source(self.config, policy, val_fn is not None)
         self.model, self.optimizer, self.val_fn, self.batch_size = model, optimizer, val_fn, batch_size
         self.generator = generator if generator is not None else torch.Generator().manual_seed(seed)
+        self.allow_skipped_steps = bool(allow_skipped_steps)
         shape = input_shape_of(model, input_shape, example_input)
-        infos = layer_cache(model, shape) if layer_cache is not None else find_prunable_layers(model, shape)
+        if layer_cache is not None:
+            infos = layer_cache(model, shape, example_input)
+        else:
+            infos = find_prunable_layers(model, shape, example=example_input)
+        check_optimizer(optimizer, infos)
         cfg = self.config
         self.masks = build_masks(infos, cfg, self.generator, initial_active)
+        claim_layers(self, infos)  # refuses a second live Pruner on these layers
         self.statistics = Statistics(self.masks, cfg)
         # the optimizer's hooks, in this order: the observers read the gradients before DPF or the freezer touch
         # them (pre-hooks); the masks are re-applied before the freezer restores its rows (post-hooks)
-        self._hooks = [optimizer.register_step_pre_hook(self._before_optimizer_step)]
+        self._optimizer_steps = 0  # optimizer steps since the last step()
+        self._hooks = [
+            optimizer.register_step_pre_hook(self._before_optimizer_step),
+            optimizer.register_step_post_hook(self._after_optimizer_step),
+        ]
         self.masks.attach(optimizer)
         layers = [m.info.module for m in self.masks.layers]
         self.freezer = RowFreezer(optimizer, layers) if cfg.effect == "freeze" else None
@@ -170,6 +195,7 @@ class Pruner:
         self._reads_loss = False
         self._start_fingerprint: torch.Tensor | None = None
         self.policy = policy
+        self.policy_name = None if policy is None else policy_name(policy)
         self.predictor = None if policy is None else bind(policy, self)
         if self.predictor is not None:
             read = declared_reads(self.predictor) or reads
@@ -185,11 +211,13 @@ class Pruner:
     def step(self, loss: torch.Tensor | float | None = None) -> None:
         """Count one optimizer step (call it after ``optimizer.step()``); decide when an interval ends.
 
-        ``loss`` (this step's training loss, a tensor kept on its device) feeds the interval's mean: the
-        ``train_loss`` column and the loss hold. The measuring window of the statistics is switched for the next
-        step here.
+        ``loss`` (this step's training loss, a tensor kept on its device; per-sample losses count as their mean)
+        feeds the interval's mean: the ``train_loss`` column and the loss hold. The measuring window of the
+        statistics is switched for the next step here. A step with no ``optimizer.step()`` since the last one
+        (unless ``allow_skipped_steps``), or past ``total_steps``, is a ``RuntimeError``.
         """
         self._check_attached()
+        self._check_step()
         statistics = self.statistics
         if loss is not None:
             self._losses.add(loss, statistics.measuring)
@@ -355,6 +383,7 @@ class Pruner:
             "freezer": None if self.freezer is None else self.freezer.state_dict(),
             "decisions": self.decisions.state_dict(),
             "policy": {
+                "name": self.policy_name,
                 "recurrent": to_state(self._policy_state),
                 "predictor": predictor_state() if callable(predictor_state) else None,
             },
@@ -372,6 +401,7 @@ class Pruner:
         statistics = self.statistics
         check_keys("Pruner", state, STATE_KEYS)
         check_same_config(self.config, state["config"])
+        check_same_policy(self.policy_name, state["policy"])
         counters = check_counters(state["counters"], self.batch_size is not None)
         start = self._start_fingerprint
         if start is not None and counters["iteration"] > 0 and torch.equal(start, fingerprint(self.model)):
@@ -421,8 +451,28 @@ class Pruner:
             if self.freezer is not None:
                 self.freezer.remove()
             self.masks.detach()
+            release_layers(self)
             self._removed = True
         return compaction.compact(self.model, self.masks) if compact else self.model
+
+    def _check_step(self) -> None:
+        """Refuse a step without an optimizer step since the last one, or past the end of the run."""
+        total = self.config.total_steps
+        if self.iteration >= total:
+            raise RuntimeError(
+                f"pruner.step() after total_steps={total} steps: the run ended; expected total_steps= the optimizer "
+                "steps of the whole run (build a new Pruner for another run)"
+            )
+        if self._optimizer_steps == 0 and not self.allow_skipped_steps:
+            raise RuntimeError(
+                "pruner.step() without an optimizer.step() since the last one: it would advance the schedule without "
+                "training; expected one pruner.step() after each optimizer.step() (a loop whose GradScaler skips "
+                "steps: Pruner(..., allow_skipped_steps=True))"
+            )
+        self._optimizer_steps = 0
+
+    def _after_optimizer_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        self._optimizer_steps += 1
 
     def _check_attached(self) -> None:
         if self._removed:

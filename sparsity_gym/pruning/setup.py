@@ -5,6 +5,7 @@ Kept apart from the driver's stepping so each reads top to bottom.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from sparsity_gym.core.checks import check_fields
+from sparsity_gym.core.checks import check_fields, check_number
 from sparsity_gym.masks.masked_network import MaskedNetwork
 from sparsity_gym.models.graph import PRUNABLE
 from sparsity_gym.models.layers import LayerInfo
@@ -30,13 +31,34 @@ def resolve_config(
     given = {**{k: v for k, v in explicit.items() if v is not None}, **settings}
     if "total_steps" not in given:
         raise ValueError("total_steps=None is not allowed; expected the optimizer steps of the run (an integer >= 1)")
+    check_number("total_steps", given["total_steps"], low=1, integer=True)
     merged = merge_settings(policy, given, steps_per_epoch) if policy is not None else dict(given)
+    _budget_of_allocation(merged, "budget" in given)
     if "observations" not in merged:
         merged["observations"] = () if policy is None else families_read(declared_reads(policy))
     if "decision_interval" not in merged:
         total = merged["total_steps"]
         merged["decision_interval"] = default_interval(total) if isinstance(total, int) else total
     return PruningConfig(**merged)
+
+
+def _budget_of_allocation(merged: dict[str, Any], given: bool) -> None:
+    """An allocation rule (``+erk``) spreads one global budget over the layers: ``budget`` defaults to ``global``.
+
+    Under ``budget="layer"`` the last decision would replace the rule's densities by the uniform ones of the
+    per-layer budget (weights regrown at zero, the rule's shape lost at the end): refused when asked for.
+    """
+    allocation = merged.get("allocation", "policy")
+    if allocation == "policy":
+        return
+    if "budget" not in merged:
+        merged["budget"] = "global"
+    elif merged["budget"] == "layer" and given:
+        raise ValueError(
+            f"budget='layer' is not allowed with allocation={allocation!r}: the rule spreads one budget over the "
+            "layers, and a per-layer budget undoes it at the last decision; expected budget='global' (the default "
+            "with an allocation rule) or 'flops'"
+        )
 
 
 def input_shape_of(
@@ -55,6 +77,43 @@ def input_shape_of(
         f"input_shape=None is not allowed for a network with {kind}; expected input_shape= one sample's shape "
         "(e.g. (3, 32, 32)) or example_input= a batch"
     )
+
+
+_HOLDERS: weakref.WeakKeyDictionary[nn.Module, weakref.ref[Any]] = weakref.WeakKeyDictionary()
+"""The live Pruner holding each prunable layer (one Pruner per layer: two would fight over its masks)."""
+
+
+def claim_layers(pruner: Any, infos: Sequence[LayerInfo]) -> None:
+    """Record ``pruner`` as the holder of ``infos``' layers; ``ValueError`` if a live Pruner holds one already."""
+    for info in infos:
+        holder = _HOLDERS.get(info.module)
+        other = holder() if holder is not None else None
+        if other is not None and other is not pruner and not other._removed:
+            raise ValueError(
+                f"model= is not allowed: its layer {info.name!r} is already pruned by another Pruner (two Pruners "
+                "would each re-apply their own masks); expected pruner.remove() on the first one before building "
+                "another"
+            )
+    for info in infos:
+        _HOLDERS[info.module] = weakref.ref(pruner)
+
+
+def release_layers(pruner: Any) -> None:
+    """Forget ``pruner`` as the holder of its layers (after :meth:`Pruner.remove`)."""
+    for module, holder in list(_HOLDERS.items()):
+        if holder() is pruner:
+            del _HOLDERS[module]
+
+
+def check_optimizer(optimizer: torch.optim.Optimizer, infos: Sequence[LayerInfo]) -> None:
+    """``ValueError`` when ``optimizer`` updates none of the prunable layers' weights (another model's optimizer)."""
+    updated = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    if not any(id(info.module.weight) in updated for info in infos):
+        raise ValueError(
+            f"optimizer={type(optimizer).__name__} is not allowed: it updates none of the model's prunable weights "
+            f"({', '.join(info.name for info in infos[:3])}{', ...' if len(infos) > 3 else ''}); expected the optimizer "
+            "over this model's parameters (e.g. torch.optim.SGD(model.parameters(), ...))"
+        )
 
 
 def build_masks(
@@ -83,8 +142,9 @@ def build_masks(
 
 
 def output_units(layers: Sequence[Any]) -> int:
-    """Output units of the network's output layer (the last prunable layer found)."""
-    return int(layers[-1].info.fan_out)
+    """Output units of the network's output layer (the last output layer of the data flow)."""
+    outputs = [m for m in layers if m.info.is_output] or list(layers[-1:])
+    return int(outputs[-1].info.fan_out)
 
 
 def check_validation_source(config: PruningConfig, policy: Any, validates: bool) -> None:

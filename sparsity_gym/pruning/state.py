@@ -45,6 +45,20 @@ def check_same_config(config: PruningConfig, saved: Any) -> None:
             )
 
 
+def check_same_policy(name: str | None, saved: Any) -> None:
+    """``ValueError`` when ``saved`` (a state's ``policy`` part) names another policy than ``name``.
+
+    A state saved before policies were named (no ``name``) is not checked.
+    """
+    if not isinstance(saved, Mapping):
+        raise ValueError(f"Pruner: policy is a {type(saved).__name__}; expected a dict (recurrent, predictor, name)")
+    other = saved.get("name", name)
+    if other != name:
+        raise ValueError(
+            f"Pruner: the state was saved with policy={other!r}; expected policy={name!r} (this Pruner's policy)"
+        )
+
+
 def _normal(value: Any) -> Any:
     """Lists as tuples (a state read back may hold lists where the config holds tuples)."""
     return tuple(value) if isinstance(value, list) else value

@@ -106,8 +106,18 @@ class IntervalLoss:
         self.count = 0
 
     def add(self, loss: torch.Tensor | float, measured: bool) -> None:
-        """Add one step's loss (a tensor stays on its device; float32 accumulation at least)."""
+        """Add one step's loss (a tensor stays on its device; float32 accumulation at least).
+
+        A tensor of several values (a per-sample loss, ``reduction="none"``) counts as its mean.
+        """
         value = loss.detach() if isinstance(loss, torch.Tensor) else torch.as_tensor(float(loss), dtype=torch.float64)
+        if value.numel() != 1:
+            if value.numel() == 0 or not value.is_floating_point():
+                raise ValueError(
+                    f"loss of shape {tuple(value.shape)} and dtype {value.dtype} is not allowed in pruner.step(loss); "
+                    "expected the step's training loss: a float tensor (one value, or per-sample values to average)"
+                )
+            value = value.float().mean()
         part = self.parts[measured]
         if part is None:
             dtype = torch.promote_types(value.dtype, torch.float32)

@@ -202,7 +202,9 @@ def test_summary_against_a_hand_count_and_log_to_tensorboard(tmp_path):
     dense = sum(2 * p * k for p, k in zip(positions, sizes, strict=True))
     assert summary.inference_flops == flops and summary.dense_flops == dense
     assert summary.flops_fraction == flops / dense
-    assert "global density" in str(summary) and str(summary).count("\n") == len(layers) + 5
+    assert [r.nonzero_weights for r in summary.layers] == nonzero  # no active weight is exactly zero here
+    assert summary.nonzero_density == summary.global_density
+    assert "non-zero density" in str(summary) and str(summary).count("\n") == len(layers) + 6
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from torch.utils.tensorboard import SummaryWriter
