@@ -162,10 +162,7 @@ class Pruner:
         # the optimizer's hooks, in this order: the observers read the gradients before DPF or the freezer touch
         # them (pre-hooks); the masks are re-applied before the freezer restores its rows (post-hooks)
         self._optimizer_steps = 0  # optimizer steps since the last step()
-        self._hooks = [
-            optimizer.register_step_pre_hook(self._before_optimizer_step),
-            optimizer.register_step_post_hook(self._after_optimizer_step),
-        ]
+        self._hooks = [optimizer.register_step_pre_hook(self._before_optimizer_step)]
         self.masks.attach(optimizer)
         layers = [m.info.module for m in self.masks.layers]
         self.freezer = RowFreezer(optimizer, layers) if cfg.effect == "freeze" else None
@@ -471,14 +468,12 @@ class Pruner:
             )
         self._optimizer_steps = 0
 
-    def _after_optimizer_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        self._optimizer_steps += 1
-
     def _check_attached(self) -> None:
         if self._removed:
             raise RuntimeError("the Pruner was removed (remove() detached its hooks); build a new one to prune again")
 
     def _before_optimizer_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        self._optimizer_steps += 1
         if self.statistics.measuring:
             self.statistics.after_backward()
 
