@@ -131,7 +131,9 @@ def _probe(
             except Exception as err:  # the model's own error, whatever its type
                 if k + 1 < len(tries):
                     continue
-                given = "example_input's first sample" if example is not None else f"zeros of shape {tuple(input_shape)}"
+                given = (
+                    "example_input's first sample" if example is not None else f"zeros of shape {tuple(input_shape)}"
+                )
                 raise ValueError(
                     f"the probe forward pass ({given}) failed: {type(err).__name__}: {str(err).splitlines()[0]}; "
                     "expected example_input= a batch of real inputs (its dtype and shape are used), or input_shape="

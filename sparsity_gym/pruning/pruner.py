@@ -14,10 +14,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from sparsity_gym.core.state import check_keys, load_together
+from sparsity_gym.core.state import load_together
 from sparsity_gym.masks import compaction
 from sparsity_gym.masks.freezing import RowFreezer
-from sparsity_gym.models.layers import LayerCache, find_prunable_layers
+from sparsity_gym.models.layers import LayerCache
 from sparsity_gym.observation.features import ObservationLayout
 from sparsity_gym.observation.observers import Observer
 from sparsity_gym.observation.snapshot import TrainingSnapshot
@@ -37,21 +37,14 @@ from sparsity_gym.pruning.setup import (
     check_optimizer,
     check_validation_source,
     claim_layers,
-    input_shape_of,
+    discover_layers,
+    input_shapes_of,
     output_units,
     release_layers,
     resolve_config,
     validation_result,
 )
-from sparsity_gym.pruning.state import (
-    STATE_KEYS,
-    check_counters,
-    check_same_config,
-    check_same_policy,
-    fingerprint,
-    from_state,
-    to_state,
-)
+from sparsity_gym.pruning.state import check_loadable, check_step, fingerprint, from_state, to_state
 from sparsity_gym.pruning.statistics import IntervalLoss, Statistics
 from sparsity_gym.pruning.summary import PruningSummary
 
@@ -149,11 +142,7 @@ class Pruner:
         self.model, self.optimizer, self.val_fn, self.batch_size = model, optimizer, val_fn, batch_size
         self.generator = generator if generator is not None else torch.Generator().manual_seed(seed)
         self.allow_skipped_steps = bool(allow_skipped_steps)
-        shape = input_shape_of(model, input_shape, example_input)
-        if layer_cache is not None:
-            infos = layer_cache(model, shape, example_input)
-        else:
-            infos = find_prunable_layers(model, shape, example=example_input)
+        infos = discover_layers(model, input_shapes_of(model, input_shape, example_input), example_input, layer_cache)
         check_optimizer(optimizer, infos)
         cfg = self.config
         self.masks = build_masks(infos, cfg, self.generator, initial_active)
@@ -396,18 +385,7 @@ class Pruner:
         """
         self._check_attached()
         statistics = self.statistics
-        check_keys("Pruner", state, STATE_KEYS)
-        check_same_config(self.config, state["config"])
-        check_same_policy(self.policy_name, state["policy"])
-        counters = check_counters(state["counters"], self.batch_size is not None)
-        start = self._start_fingerprint
-        if start is not None and counters["iteration"] > 0 and torch.equal(start, fingerprint(self.model)):
-            raise ValueError(
-                "Pruner.load_state_dict: the model's weights are those the Pruner's first decision left when it "
-                "was built; expected the checkpoint's model loaded after building the Pruner (build model, "
-                "optimizer and Pruner, then load their states)"
-            )
-        check_keys("Pruner observers", state["observers"], tuple(statistics.observers))
+        counters = check_loadable(self, state)
         parts: list[tuple[Any, Any]] = [(self.masks, state["masks"]), (self.decisions, state["decisions"])]
         parts += [(self._losses, state["losses"])]
         parts += [(statistics.observers[name], value) for name, value in state["observers"].items()]
@@ -453,19 +431,7 @@ class Pruner:
         return compaction.compact(self.model, self.masks) if compact else self.model
 
     def _check_step(self) -> None:
-        """Refuse a step without an optimizer step since the last one, or past the end of the run."""
-        total = self.config.total_steps
-        if self.iteration >= total:
-            raise RuntimeError(
-                f"pruner.step() after total_steps={total} steps: the run ended; expected total_steps= the optimizer "
-                "steps of the whole run (build a new Pruner for another run)"
-            )
-        if self._optimizer_steps == 0 and not self.allow_skipped_steps:
-            raise RuntimeError(
-                "pruner.step() without an optimizer.step() since the last one: it would advance the schedule without "
-                "training; expected one pruner.step() after each optimizer.step() (a loop whose GradScaler skips "
-                "steps: Pruner(..., allow_skipped_steps=True))"
-            )
+        check_step(self.iteration, self.config.total_steps, self._optimizer_steps, self.allow_skipped_steps)
         self._optimizer_steps = 0
 
     def _check_attached(self) -> None:

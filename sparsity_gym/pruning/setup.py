@@ -16,7 +16,7 @@ import torch.nn as nn
 from sparsity_gym.core.checks import check_fields, check_number
 from sparsity_gym.masks.masked_network import MaskedNetwork
 from sparsity_gym.models.graph import PRUNABLE
-from sparsity_gym.models.layers import LayerInfo
+from sparsity_gym.models.layers import LayerCache, LayerInfo, find_prunable_layers
 from sparsity_gym.pruning.config import PruningConfig, pruning_field_names
 from sparsity_gym.pruning.policies import declared_reads, default_interval, families_read, merge_settings
 from sparsity_gym.pruning.statistics import rule_statistics
@@ -61,17 +61,22 @@ def _budget_of_allocation(merged: dict[str, Any], given: bool) -> None:
         )
 
 
-def input_shape_of(
+def input_shapes_of(
     model: nn.Module, input_shape: Sequence[int] | None, example: torch.Tensor | None
-) -> tuple[int, ...]:
-    """One sample's shape: given, from ``example``, or ``(in_features,)`` of a first Linear layer."""
+) -> list[tuple[int, ...]]:
+    """One sample's shape: given, or from ``example``; else the candidates ``(in_features,)`` of the Linear layers.
+
+    The candidates come in declaration order, each once (a model may declare its head before its body); the
+    first on which the probe forward pass runs is the input shape.
+    """
     if input_shape is not None:
-        return tuple(int(s) for s in input_shape)
+        return [tuple(int(s) for s in input_shape)]
     if example is not None:
-        return tuple(int(s) for s in example.shape[1:])
+        return [tuple(int(s) for s in example.shape[1:])]
     first = next((m for m in model.modules() if isinstance(m, PRUNABLE)), None)
     if isinstance(first, nn.Linear):
-        return (int(first.in_features),)
+        widths = [int(m.in_features) for m in model.modules() if isinstance(m, nn.Linear)]
+        return [(w,) for w in dict.fromkeys(widths)]
     kind = "no prunable layer" if first is None else f"a first prunable layer {type(first).__name__}"
     raise ValueError(
         f"input_shape=None is not allowed for a network with {kind}; expected input_shape= one sample's shape "
@@ -109,11 +114,29 @@ def check_optimizer(optimizer: torch.optim.Optimizer, infos: Sequence[LayerInfo]
     """``ValueError`` when ``optimizer`` updates none of the prunable layers' weights (another model's optimizer)."""
     updated = {id(p) for group in optimizer.param_groups for p in group["params"]}
     if not any(id(info.module.weight) in updated for info in infos):
+        names = ", ".join(info.name for info in infos[:3]) + (", ..." if len(infos) > 3 else "")
         raise ValueError(
             f"optimizer={type(optimizer).__name__} is not allowed: it updates none of the model's prunable weights "
-            f"({', '.join(info.name for info in infos[:3])}{', ...' if len(infos) > 3 else ''}); expected the optimizer "
-            "over this model's parameters (e.g. torch.optim.SGD(model.parameters(), ...))"
+            f"({names}); expected the optimizer over this model's parameters (torch.optim.SGD(model.parameters()))"
         )
+
+
+def discover_layers(
+    model: nn.Module, shapes: Sequence[tuple[int, ...]], example: torch.Tensor | None, cache: LayerCache | None
+) -> list[LayerInfo]:
+    """The prunable layers, probed with the first of ``shapes`` the model runs on (the first one's error if none)."""
+    first: ValueError | None = None
+    for shape in shapes:
+        try:
+            return (
+                cache(model, shape, example)
+                if cache is not None
+                else find_prunable_layers(model, shape, example=example)
+            )
+        except ValueError as err:
+            first = first or err
+    assert first is not None
+    raise first
 
 
 def build_masks(
@@ -132,6 +155,11 @@ def build_masks(
         generator=generator,
         feedback_updates_pruned=cfg.feedback_updates_pruned,
     )
+    if not masks.layers:
+        raise ValueError(
+            f"granularity={cfg.granularity!r} is not allowed for this network: every layer is kept whole (the output "
+            "layer, layers feeding a residual sum, layers not run as modules); expected granularity='weight'"
+        )
     if initial_active:
         unknown = sorted(set(initial_active) - {m.info.name for m in masks.layers})
         if unknown:

@@ -32,6 +32,42 @@ STATE_KEYS = (
 """The keys of a driver's state."""
 
 
+def check_step(iteration: int, total_steps: int, optimizer_steps: int, allow_skipped: bool) -> None:
+    """Refuse ``pruner.step()`` past the end of the run, or with no optimizer step since the last one."""
+    if iteration >= total_steps:
+        raise RuntimeError(
+            f"pruner.step() after total_steps={total_steps} steps: the run ended; expected total_steps= the "
+            "optimizer steps of the whole run (build a new Pruner for another run)"
+        )
+    if optimizer_steps == 0 and not allow_skipped:
+        raise RuntimeError(
+            "pruner.step() without an optimizer.step() since the last one: it would advance the schedule without "
+            "training; expected one pruner.step() after each optimizer.step() (a loop whose GradScaler skips "
+            "steps: Pruner(..., allow_skipped_steps=True))"
+        )
+
+
+def check_loadable(pruner: Any, state: Any) -> dict[str, Any]:
+    """The counters of ``state`` once it is known to be a state of ``pruner``'s run; ``ValueError`` otherwise.
+
+    Its keys, config, policy, counters and observers are checked, and a model whose weights are still those the
+    Pruner's first decision left (a checkpoint's model loaded before the Pruner was built) is refused.
+    """
+    check_keys("Pruner", state, STATE_KEYS)
+    check_same_config(pruner.config, state["config"])
+    check_same_policy(pruner.policy_name, state["policy"])
+    counters = check_counters(state["counters"], pruner.batch_size is not None)
+    start = pruner._start_fingerprint
+    if start is not None and counters["iteration"] > 0 and torch.equal(start, fingerprint(pruner.model)):
+        raise ValueError(
+            "Pruner.load_state_dict: the model's weights are those the Pruner's first decision left when it "
+            "was built; expected the checkpoint's model loaded after building the Pruner (build model, "
+            "optimizer and Pruner, then load their states)"
+        )
+    check_keys("Pruner observers", state["observers"], tuple(pruner.statistics.observers))
+    return counters
+
+
 def check_same_config(config: PruningConfig, saved: Any) -> None:
     """``ValueError`` naming the first field where ``saved`` (a ``to_dict()``) differs from ``config``."""
     if not isinstance(saved, Mapping):
