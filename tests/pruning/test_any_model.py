@@ -272,7 +272,7 @@ def test_an_allocation_cell_runs_on_a_global_budget_and_ends_on_its_target():
 
 
 def test_total_steps_zero_is_reported_as_total_steps():
-    with pytest.raises(ValueError, match="total_steps=0"):
+    with pytest.raises(ValueError, match=r"^total_steps=0 is not allowed"):
         built(total_steps=0, decision_interval=None)
 
 
