@@ -15,7 +15,14 @@ ratios hold). The plain loop is ``bench/env_overhead.py``'s: the default MLP on 
 Both sides build their network and optimizer inside the timing (the env in ``reset``), run the same decisions on
 the same masks, and neither collects statistics. The driver's ratio must be at most the env's.
 
+``--own-loop`` measures the README's own-loop example instead (:mod:`own_loop`: its 40-300-100-10 network on
+MNIST-1D, 920 steps of batch 128, the ``cubic@0.75+erk`` cell at 1% on a global budget, ten decisions), the
+plain loop against the same loop with ``pruner.step(loss)``, with and without the README's validation function,
+on one torch thread (the README's target: at most 1.10x). ``--cpu-time`` times this process's CPU seconds
+instead of wall-clock seconds (steadier when other processes share the machine).
+
     python bench/driver_overhead.py [--repeats 5] [--iterations 400] [--interval 40] [--device cpu]
+    python bench/driver_overhead.py --own-loop [--repeats 9] [--cpu-time]
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from env_overhead import plain_loop
+from own_loop import own_loop, readme_data
 from timing import interleaved_medians
 
 from baselines import make_policy, method
@@ -76,6 +84,26 @@ def env_episode(env: SparsityEnv, seed: int) -> float:
     return time.perf_counter() - start
 
 
+def own_loop_overhead(repeats: int, steps: int, cpu_time: bool) -> None:
+    """The README's own-loop example: the plain loop against the same loop with a Pruner, on one torch thread."""
+    torch.set_num_threads(1)
+    data = readme_data()
+    policy = method("cubic@0.75+erk")
+    clock = time.process_time if cpu_time else time.perf_counter
+    runs = {
+        "README's plain loop": lambda r: own_loop(data, steps, r, clock=clock),
+        "loop + pruner.step(), no val_fn": lambda r: own_loop(data, steps, r, policy, False, clock),
+        "loop + pruner.step(), README's val_fn": lambda r: own_loop(data, steps, r, policy, True, clock),
+    }
+    medians = interleaved_medians(runs, repeats)
+    base = medians["README's plain loop"]
+    kind = "CPU" if cpu_time else "wall-clock"
+    print(f"torch threads: 1, cpu, median of {repeats} ({kind} seconds)")
+    print(f"README's own loop (mlp 40-300-100-10 on MNIST-1D, {steps} steps of 128, cubic@0.75+erk to 1%, global)")
+    for name, med in medians.items():
+        print(f"{name:40s} {1e3 * med / steps:.3f} ms/iteration   x{med / base:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -83,7 +111,12 @@ def main() -> None:
     parser.add_argument("--interval", type=int, default=40)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+    parser.add_argument("--own-loop", action="store_true", help="the README's own-loop example (920 steps)")
+    parser.add_argument("--cpu-time", action="store_true", help="CPU seconds of this process, not wall-clock")
     args = parser.parse_args()
+    if args.own_loop:
+        own_loop_overhead(args.repeats, 920, args.cpu_time)
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     env = SparsityEnv(

@@ -16,7 +16,7 @@ from sparsity_gym.core.state import check_keys, check_names, state_tensor
 from sparsity_gym.masks.layer_mask import LayerMask, successor_columns
 from sparsity_gym.masks.optimizer_state import zero_optimizer_state
 from sparsity_gym.masks.regrowth import FEEDBACK, REGROWTH, Growth, available_regrowth
-from sparsity_gym.masks.selectors import GRANULARITIES, SELECTORS, SelectionContext, lowest_among
+from sparsity_gym.masks.selectors import GRANULARITIES, SELECTORS, SelectionContext, lowest_mask
 from sparsity_gym.models.layers import LayerInfo
 
 
@@ -85,6 +85,8 @@ class MaskedNetwork:
                     self._successors.setdefault(id(a), []).append((b, cols))
         self.optimizer: torch.optim.Optimizer | None = None
         self._hooks: list[Any] = []
+        # the (parameters, keep masks) multiplied after every step: rebuilt after each mask update (``_masked``)
+        self._pairs: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
         if optimizer is not None:
             self.attach(optimizer)
 
@@ -129,12 +131,20 @@ class MaskedNetwork:
                 layer.after_step_()
             return
         # θ ⊙ mask for every masked parameter in one foreach kernel (the per-layer ``after_step_`` without DPF):
-        # the same multiplications, one dispatch instead of one per tensor (bench/env_overhead.py)
-        pairs = [pair for layer in self.all_layers for pair in layer.masked_tensors()]
-        if pairs:
-            params, keeps = zip(*pairs, strict=True)
+        # the same multiplications, one dispatch instead of one per tensor, over lists kept between mask updates
+        # (layers whose masks are all ones are left out; bench/env_overhead.py, bench/driver_overhead.py)
+        params, keeps = self._masked()
+        if params:
             with torch.no_grad():
-                torch._foreach_mul_(list(params), list(keeps))
+                torch._foreach_mul_(params, keeps)
+
+    def _masked(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Every parameter with inactive entries and its float keep mask, as two lists (cached until a mask changes)."""
+        pairs = self._pairs
+        if pairs is None:
+            found = [pair for layer in self.all_layers for pair in layer.masked_tensors()]
+            pairs = self._pairs = ([p for p, _ in found], [k for _, k in found])
+        return pairs
 
     def apply_(self) -> None:
         """Set every parameter to ``θ ⊙ mask`` (every inactive weight exactly zero)."""
@@ -170,6 +180,7 @@ class MaskedNetwork:
         generator = state_tensor("MaskedNetwork", "generator", state["generator"], current.shape, current.dtype)
         for layer in self.all_layers:
             layer.load_state_dict(state["layers"][layer.info.name])
+        self._pairs = None
         self.generator.set_state(generator.cpu())
 
     @property
@@ -192,7 +203,7 @@ class MaskedNetwork:
             scores = self._select(layer, ctx).flatten()
             everything = torch.ones_like(scores, dtype=torch.bool)
             mask = torch.ones_like(everything)
-            mask[lowest_among(scores, everything, layer.num_units - k, self.spec.ties_high_index_first)] = False
+            mask[lowest_mask(scores, everything, layer.num_units - k, self.spec.ties_high_index_first)] = False
             keep.append(mask.view_as(layer.unit_mask))
         return keep
 
@@ -267,8 +278,7 @@ class MaskedNetwork:
             missing = minimum - int(keep.sum())
             if missing > 0:
                 scores = self._select(layer, ctx).flatten()
-                extra = lowest_among(-scores.double(), candidates & ~keep, missing)
-                keep[extra] = True
+                keep |= lowest_mask(-scores.double(), candidates & ~keep, missing)
             out.append(keep)
         return out
 
@@ -280,6 +290,7 @@ class MaskedNetwork:
                 self._zero_fan_out(layer, new)
         for layer in self.all_layers:
             layer.refresh()
+        self._pairs = None
         self.apply_()
 
     def _update_layer(self, layer: LayerMask, k: int, ctx: SelectionContext) -> torch.Tensor | None:
@@ -294,7 +305,7 @@ class MaskedNetwork:
         dropped = torch.zeros_like(active)
         if n_drop > 0:
             scores = self._select(layer, ctx).flatten()
-            dropped[lowest_among(scores, active, n_drop, self.spec.ties_high_index_first)] = True
+            dropped = lowest_mask(scores, active, n_drop, self.spec.ties_high_index_first)
             active &= ~dropped
         n_grow = k - int(active.sum())
         grown = torch.zeros_like(active)

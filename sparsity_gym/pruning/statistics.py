@@ -111,6 +111,11 @@ class IntervalLoss:
         A tensor of several values (a per-sample loss, ``reduction="none"``) counts as its mean.
         """
         value = loss.detach() if isinstance(loss, torch.Tensor) else torch.as_tensor(float(loss), dtype=torch.float64)
+        part = self.parts[measured]
+        if part is not None and value.dim() == 0:  # the common case, kept short: it runs after every step
+            part += value
+            self.count += 1
+            return
         if value.numel() != 1:
             if value.numel() == 0 or not value.is_floating_point():
                 raise ValueError(
@@ -118,7 +123,6 @@ class IntervalLoss:
                     "expected the step's training loss: a float tensor (one value, or per-sample values to average)"
                 )
             value = value.float().mean()
-        part = self.parts[measured]
         if part is None:
             dtype = torch.promote_types(value.dtype, torch.float32)
             self.parts[measured] = value.reshape(()).to(dtype=dtype, copy=True)
