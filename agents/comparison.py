@@ -74,6 +74,7 @@ def comparison_jobs(
     seeds = seeds_from(cfg.eval_seed_start, cfg.eval_seeds)
     chosen = cfg.baseline_names()
     schedules = [n for n in available_policies("schedule") if n in chosen]
+    schedules += [n for n in chosen if n not in available_policies()]  # cells and static points by name
     handcrafted = [*schedules, *(c for c in cfg.tune_cells if c not in schedules)]
     criteria = [n for n in available_policies("criterion") if n in chosen]
     fixed = {**{n: n for n in handcrafted}, **dict(opponents or {})}  # label -> policy name

@@ -182,7 +182,15 @@ class TrainConfig:
         choices=HELDOUT,
     )
     policies: tuple[str, ...] = _opt(
-        ("all",), "baselines in the comparison: all, schedules, criteria, none, or names (cubic neq ...)"
+        ("all",),
+        "baselines in the comparison: all, schedules, criteria, none, or names (cubic neq ...), handcrafted cells "
+        "(cubic@0.9+erk) or static points (poly[s=0.1,e=0.8,p=2.5]+erk[first=3])",
+    )
+    reference: str = _opt(
+        "card",
+        "evaluate mode with a shipped policy under --prior tuned: the reference cell, card (its card's cell, the "
+        "one its actor plays on: the card's command re-measures the card) or tuned (this run's tuning)",
+        choices=("card", "tuned"),
     )
     backend: str = _opt("process", "how the comparison's episodes run: sequential, process (a pool) or ray")
     workers: int = _opt(0, "parallel workers of the comparison (0: one per usable core)")
@@ -253,8 +261,16 @@ class TrainConfig:
         for name in self.showcase:
             check_choice("showcase", name, shipped_policies())
         check_number("workers", self.workers, low=0, integer=True)
+        self._check_policies()
+
+    def _check_policies(self) -> None:
+        """The comparison's baselines: groups, registered names, cells or static points; the reference."""
         for name in self.policies:
-            check_choice("policies", name, (*POLICY_GROUPS, *available_policies()))
+            if is_static(name):
+                parse_static(name)  # its own error: the knob and its range
+            elif not is_cell(name):
+                check_choice("policies", name, (*POLICY_GROUPS, *available_policies(), "a cell", "a static point"))
+        check_choice("reference", self.reference, ("card", "tuned"))
 
     def _check_tuning(self) -> None:
         """The tuning grid: cells, unique, with a task; ``prior='tuned'`` needs one."""
@@ -288,7 +304,9 @@ class TrainConfig:
             )
 
     def baseline_names(self) -> tuple[str, ...]:
-        """The registered baselines ``policies`` selects (groups expanded, registry order, no duplicates)."""
+        """The baselines ``policies`` selects: registered ones (groups expanded, registry order), then any other
+        cell or static point in the order given; no duplicates.
+        """  # noqa: D205
         groups = {
             "all": available_policies(),
             "schedules": available_policies("schedule"),
@@ -296,7 +314,8 @@ class TrainConfig:
             "none": (),
         }
         chosen = {n for name in self.policies for n in groups.get(name, (name,))}
-        return tuple(n for n in available_policies() if n in chosen)
+        others = [n for n in self.policies if n not in groups and n not in available_policies()]
+        return (*(n for n in available_policies() if n in chosen), *dict.fromkeys(others))
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain values: the run's fields, and ``env`` as the env config's fields."""

@@ -40,6 +40,7 @@ from agents.opponents import searching
 from agents.policies import model_path as shipped_model_path
 from agents.run_dir import check_fresh
 from agents.schema import AGREEMENT, check_agreement, describe
+from agents.tuned import card_reference, prior_from_cell
 from agents.workload import (
     Plan,
     comparison_work,
@@ -241,11 +242,12 @@ def model_path(cfg: TrainConfig) -> Path | None:
     return found[0] if found else None
 
 
-def check_model(cfg: TrainConfig, path: Path, env: Any) -> str:
+def check_model(cfg: TrainConfig, path: Path, env: Any, known_allocation: bool = False) -> str:
     """Load the model at ``path`` and check its schema against ``env`` (the run's env for its first network).
 
-    With ``--prior tuned`` the env's allocation is the tuned cell's, known once the grid is tuned, so the
-    allocation is checked then (when the comparison binds the model), not here.
+    With ``--prior tuned`` the env's allocation is the tuned cell's, known once the grid is tuned (or from a
+    shipped policy's card: ``known_allocation``), so the allocation is checked then
+    (:func:`check_learned_env`), not here.
     """
     from agents.agent import LayerwiseAgent
 
@@ -258,10 +260,24 @@ def check_model(cfg: TrainConfig, path: Path, env: Any) -> str:
             f"model={str(path)!r} is not allowed: it cannot be loaded ({type(err).__name__}: {one_line(err)}); "
             "expected a model.zip saved by train_agent.py"
         ) from err
-    tuned = cfg.prior == "tuned" and bool(cfg.tune_cells)
+    tuned = cfg.prior == "tuned" and bool(cfg.tune_cells) and not known_allocation
     fields = tuple(f for f in AGREEMENT if not (tuned and f.startswith("allocation")))
     check_agreement(agent.schema, env, fields)
     return f"model: {path} ({describe(agent.schema)}) agrees with the env"
+
+
+def check_learned_env(cfg: TrainConfig, path: Path) -> None:
+    """The model at ``path`` against ``cfg.env`` (the tuned cell's allocation set): ``ValueError`` in one line.
+
+    What the preflight cannot check before the tuning (the allocation under ``--prior tuned``), checked right after
+    it, before the search or the comparison spends anything.
+    """
+    data = load_data(cfg.env)
+    env = _policy_env(cfg.env.replace(**get_family(cfg.family).train[0].env_kwargs()), data)
+    try:
+        check_model(cfg, path, env, known_allocation=True)
+    finally:
+        env.close()
 
 
 # ------------------------------------------------------------------------------------------------ the run
@@ -293,9 +309,11 @@ def preflight(cfg: TrainConfig) -> Plan:
     checks.append(f"policies: {', '.join(names) or 'none'}" + (f" and {LEARNED}" if learned else ""))
     first = family.train[0]
     if path is not None:
-        env = _policy_env(cfg.env.replace(**first.env_kwargs()), data)
+        reference = card_reference(cfg)  # a shipped policy's card: the allocation is known now
+        config = cfg.env if reference is None else prior_from_cell(reference, cfg.env)[1]
+        env = _policy_env(config.replace(**first.env_kwargs()), data)
         try:
-            checks.append(check_model(cfg, path, env))
+            checks.append(check_model(cfg, path, env, known_allocation=reference is not None))
         finally:
             env.close()
     elif cfg.mode == "evaluate":

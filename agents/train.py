@@ -48,15 +48,15 @@ from agents.costs import (
 from agents.opponents import opponent_notes, run_opponents
 from agents.paired_reward import PairedReward, ReferenceCache
 from agents.policy import LayerwisePolicy
+from agents.preflight import check_learned_env, preflight
 from agents.preflight import model_path as preflight_model_path
-from agents.preflight import preflight
 from agents.prior import RECORD_NAME as PRIOR_RECORD
 from agents.prior import choose_prior
 from agents.ray_vec_env import ActorRestartsCallback
 from agents.run_dir import check_fresh, config_path, save_model_atomic
 from agents.schema import model_schema
 from agents.showcase import run_showcase, showcase_lines
-from agents.tuned import prior_from_cell, tune_run
+from agents.tuned import card_reference, prior_from_cell, tune_run
 from sparsity_gym.core.io import atomic_write_text
 from sparsity_gym.core.threads import usable_cores
 from sparsity_gym.env.config import EnvConfig
@@ -345,11 +345,14 @@ def run_evaluate(cfg: TrainConfig) -> Path:
     compared = comparison_family(cfg.family, cfg.heldout)
     model_path = preflight_model_path(cfg)  # --model (a path or a shipped policy's name), or the run folder's
     start = time.perf_counter()
-    opponents = run_opponents(cfg, run_dir)
     table = tune_run(cfg, run_dir)  # read back from the training run's tuning.json when it is there
     tuned = None if table is None else table.best
+    picked, tuned = tuned, card_reference(cfg) or tuned  # a shipped policy: its card's cell (--reference)
     if cfg.prior == "tuned" and tuned is not None:  # the learned policy runs on the env it trained on
         cfg = dataclasses.replace(cfg, env=prior_from_cell(tuned, cfg.env)[1])
+    if model_path is not None:  # what depends on the tuning's outcome, checked before the search spends anything
+        check_learned_env(cfg, model_path)
+    opponents = run_opponents(cfg, run_dir)
     specs = _networks(cfg, compared)
     results = compare(cfg, specs, split_labeller(compared), model_path, run_dir, opponents)
     seeds = seed_text(cfg.eval_seed_start, cfg.eval_seeds)
@@ -357,7 +360,9 @@ def run_evaluate(cfg: TrainConfig) -> Path:
         f"Evaluation of `{model_path}` (`{LEARNED}`)" if model_path else "No learned model: baselines only,",
         f"on {', '.join(s.name for s in specs)}, {seeds}.",
     ]
-    if tuned is not None:
+    if tuned is not None and tuned != picked:
+        notes.append(f"Reference: the card's cell `{tuned}` (this run's tuning picked `{picked}`; --reference tuned).")
+    elif tuned is not None:
         notes.append(f"Reference: the tuned handcrafted cell `{tuned}` (train split, run_dir/tuning.json).")
     if cfg.heldout == "population" and not cfg.networks:
         notes.append(f"Held-out population (`--heldout population`): {compared.description}.")

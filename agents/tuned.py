@@ -100,3 +100,17 @@ def prior_from_cell(cell: str, env: EnvConfig) -> tuple[str, EnvConfig]:
     if allocation is None:
         return prior, env.replace(allocation="policy", allocation_tilt=False)
     return prior, env.replace(allocation=allocation, allocation_tilt=True)
+
+
+def card_reference(cfg: TrainConfig) -> str | None:
+    """The card's reference cell when ``evaluate`` runs a shipped policy under ``--prior tuned`` (``None`` else).
+
+    That cell is the one the policy's actor plays on (its allocation is the model's): the comparison's reference
+    and the learned policy's env follow it, so the card's re-measure command re-measures the card, whatever a
+    tuning on another machine picks. ``--reference tuned`` asks for this run's tuning instead.
+    """
+    from agents.policies import card, is_shipped
+
+    if cfg.mode != "evaluate" or cfg.reference != "card" or cfg.prior != "tuned" or not cfg.model:
+        return None
+    return card(cfg.model).reference if is_shipped(cfg.model) else None
