@@ -53,7 +53,7 @@ def fake_tuning(best: str):
     return tune_run
 
 
-class Stop(Exception):
+class StopSearchError(Exception):
     """Raised by the patched search: the run got past the checks that depend on the tuning."""
 
 
@@ -65,11 +65,11 @@ def test_a_shipped_policy_plays_its_cards_cell_whatever_the_tuning_picks(tmp_pat
 
     def search(cfg, run_dir):
         seen["allocation"] = cfg.env.allocation
-        raise Stop
+        raise StopSearchError
 
     monkeypatch.setattr(train, "tune_run", fake_tuning("cubic@0.75+lamp"))  # float drift on another machine
     monkeypatch.setattr(train, "run_opponents", search)
-    with pytest.raises(Stop):
+    with pytest.raises(StopSearchError):
         train.run_evaluate(cfg)
     assert seen == {"allocation": "erk"}
 
