@@ -230,12 +230,13 @@ def trace_layer_graph(
     """
     prunable = {name: m for name, m in model.named_modules() if isinstance(m, PRUNABLE)}
     try:
-        graph_module = torch.fx.symbolic_trace(model)
-        shapes = _probe_shapes(model, graph_module, probe_batch(model, input_shape, example, 2))
+        # the graph alone (no GraphModule: its Python code would be generated and compiled for nothing)
+        graph = torch.fx.Tracer().trace(model)
+        shapes = _probe_shapes(model, graph, probe_batch(model, input_shape, example, 2))
     except Exception:  # tracing raises many exception types (TraceError, TypeError, NotImplementedError, ...)
         return None
-    flow = _Flow(prunable, dict(graph_module.named_modules()), shapes)
-    for node in graph_module.graph.nodes:
+    flow = _Flow(prunable, dict(model.named_modules()), shapes)
+    for node in graph.nodes:
         flow.visit(node)
     return flow.result()
 
@@ -316,23 +317,24 @@ class _Flow:
         )
 
 
-def _probe_shapes(model: nn.Module, graph_module: torch.fx.GraphModule, probe: torch.Tensor) -> dict:
-    """Output shape of every node on ``probe`` (eval mode, no gradient, modes restored)."""
-    from torch.fx.passes.shape_prop import ShapeProp
+def _probe_shapes(model: nn.Module, graph: torch.fx.Graph, probe: torch.Tensor) -> dict:
+    """Output shape of every node of ``graph`` run on ``probe`` (eval mode, no gradient, modes restored)."""
+    shapes: dict[torch.fx.Node, tuple[int, ...] | None] = {}
+
+    class _Shapes(torch.fx.Interpreter):
+        def run_node(self, n: torch.fx.Node) -> Any:
+            result = super().run_node(n)
+            shapes[n] = tuple(result.shape) if isinstance(result, torch.Tensor) else None
+            return result
 
     modes = {m: m.training for m in model.modules()}
-    modes.update({m: m.training for m in graph_module.modules()})
     try:
-        graph_module.eval()
+        model.eval()
         with torch.no_grad():
-            ShapeProp(graph_module).propagate(probe)
+            _Shapes(model, graph=graph).run(probe)
     finally:
         for module, training in modes.items():
             module.training = training
-    shapes = {}
-    for node in graph_module.graph.nodes:
-        meta = node.meta.get("tensor_meta")
-        shapes[node] = tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else None
     return shapes
 
 
