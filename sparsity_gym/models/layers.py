@@ -1,14 +1,16 @@
 """Discovery of a network's prunable layers and their static description.
 
-Prunable layers are found by walking the module in ``named_modules()`` order and keeping every ``nn.Linear``,
-``nn.Conv1d`` and ``nn.Conv2d`` (both convolutions have ``kind == "conv"``; ``kernel_dims`` tells them apart).
+Prunable layers are every ``nn.Linear``, ``nn.Conv1d`` and ``nn.Conv2d`` of the module (both convolutions have
+``kind == "conv"``; ``kernel_dims`` tells them apart), in the order a probe forward pass runs them; the output
+layers are those whose outputs reach the model's output in the traced graph.
 Which layers consume a layer's outputs (what neuron granularity masks as fan-out) comes from the traced data-flow
 graph (:mod:`sparsity_gym.models.graph`): through BatchNorm, activations, pooling
 and flattening, to several consumers where the graph branches. A layer whose output enters a residual addition
 (a *coupled* layer) is not pruned at neuron granularity (``LayerInfo.neuron_prunable`` is False): its channel
 ``k`` is summed with another layer's channel ``k``, so it cannot be removed one layer at a time. When tracing
-fails (e.g. data-dependent control flow in a user factory) the data flow is assumed to follow
-``named_modules()`` order, as for sequential networks.
+fails (e.g. data-dependent control flow in a user factory) the data flow is assumed to follow the order the
+layers run in, as for sequential networks. A layer the probe does not run as a module (its weight used
+directly by its parent, as ``nn.MultiheadAttention`` uses ``out_proj``) is not neuron-prunable either.
 """
 
 from __future__ import annotations

@@ -78,7 +78,8 @@ class Pruner:
         decision_interval: Steps between decisions; a divisor of ``total_steps`` (default: the one giving about
             10 decisions).
         input_shape: The shape of one input sample, for layer discovery; or give ``example_input`` (a batch). When
-            neither is given and the first prunable layer is an ``nn.Linear``, ``(in_features,)``.
+            neither is given and the first prunable layer is an ``nn.Linear``, the first ``(in_features,)`` of the
+            Linear layers on which the model runs.
         example_input: A batch of inputs: its shape, and the dtype of the probe forward pass that discovers the
             layers (integer tokens for a model that starts with ``nn.Embedding``).
         val_fn: Returns the validation accuracy, or ``(accuracy, loss)``; called at each decision (needed when the
