@@ -204,7 +204,8 @@ class Pruner:
         (unless ``allow_skipped_steps``), or past ``total_steps``, is a ``RuntimeError``.
         """
         self._check_attached()
-        self._check_step()
+        check_step(self.iteration, self.config.total_steps, self._optimizer_steps, self.allow_skipped_steps)
+        self._optimizer_steps = 0
         statistics = self.statistics
         if loss is not None:
             self._losses.add(loss, statistics.measuring)
@@ -430,10 +431,6 @@ class Pruner:
             release_layers(self)
             self._removed = True
         return compaction.compact(self.model, self.masks) if compact else self.model
-
-    def _check_step(self) -> None:
-        check_step(self.iteration, self.config.total_steps, self._optimizer_steps, self.allow_skipped_steps)
-        self._optimizer_steps = 0
 
     def _check_attached(self) -> None:
         if self._removed:
