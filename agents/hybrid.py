@@ -106,6 +106,7 @@ def continue_prior_study(run_dir: Path, sampler: str, seed: int, cfg: TrainConfi
 
 
 def incumbent(run_dir: Path) -> dict[str, str]:
-    """``{label: point}`` of the prior's incumbent for the comparison (empty when the run searched no prior)."""
-    record = read_opponents(run_dir).get(PRIOR)
-    return {} if record is None or record.best is None else {record.label: record.best}
+    """``{label: point}`` of the prior's incumbent, then ``distilled`` (:mod:`agents.distill`), as recorded."""
+    records = read_opponents(run_dir)
+    chosen = [records.get(PRIOR), records.get("distilled")]
+    return {r.label: r.best for r in chosen if r is not None and r.best is not None}

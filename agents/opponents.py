@@ -128,6 +128,12 @@ def opponent_notes(run_dir: Path, labels: dict[str, str]) -> list[str]:
     notes = []
     for label, best in labels.items():
         cost = costs[label]
+        if cost.name == "distilled":  # agents.distill
+            notes.append(
+                f"`{label}`: the static schedule `{best}`, fitted to the learned policy's schedules on the train "
+                "split (its best periodic evaluation against the untrained policy's; run_dir/evaluated_schedules.json)."
+            )
+            continue
         if base_name(cost.name) not in SAMPLER_OF:  # the prior's incumbent: its own note (agents.hybrid)
             notes.append(
                 f"`{label}`: the static schedule `{best}`, the TPE incumbent the learned policy started from "

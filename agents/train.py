@@ -45,6 +45,7 @@ from agents.costs import (
     report_costs,
     write_timing,
 )
+from agents.distill import distilled_opponent, dynamics_note
 from agents.exploration import normalise_rewards
 from agents.hybrid import incumbent, recorded_prior, static_prior, uses_static_prior
 from agents.hybrid_run import attach_evaluation_log, exploration_callbacks, write_budget_curve
@@ -295,6 +296,7 @@ def run_train(cfg: TrainConfig) -> Path:
         if info["num_timesteps"] == 0:
             chosen += "; **no trained model beat the untrained policy**, so the learned policy is its prior"
     opponents = run_opponents(cfg, run_dir)  # the equal-budget searches, after training (its episodes set the budget)
+    opponents |= distilled_opponent(run_dir, prior, cfg.env.allocation)
     compared = comparison_family(cfg.family, cfg.heldout)  # the population stays unseen until here
     specs = _networks(cfg, compared)
     results = compare(cfg, specs, split_labeller(compared), model_path, run_dir, opponents)
@@ -306,6 +308,7 @@ def run_train(cfg: TrainConfig) -> Path:
         prior_note(
             next(iter(incumbent(run_dir)), prior_label or prior), results, (cfg.env.selector, cfg.env.target_density)
         ),
+        dynamics_note(run_dir, results, LEARNED),
     ]
     if cfg.heldout == "population" and not cfg.networks:
         notes.append(f"Held-out population (`--heldout population`): {compared.description}.")

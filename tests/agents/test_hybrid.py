@@ -144,3 +144,7 @@ def test_prior_search_runs_end_to_end_resumes_after_kills_and_counts_the_whole_b
     assert tpe == sorted(tpe) and len(tpe) == total // 2
     schedules = json.loads((tmp_path / "evaluated_schedules.json").read_text())
     assert schedules["prior"]["timestep"] == 0 and np.asarray(schedules["best"]["episodes"][0]["schedule"]).ndim == 2
+    # is it dynamic? the spread is measured and the distilled point plays in the comparison
+    distilled = opponents["distilled"]
+    assert distilled.best.startswith("poly[") and distilled.label in policies and "distilled" in md
+    assert set(json.loads((tmp_path / "dynamics.json").read_text())) >= {"log10_final_first", "reach_progress"}
