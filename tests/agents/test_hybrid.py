@@ -5,6 +5,7 @@ import dataclasses
 import json
 import math
 
+import matplotlib.pyplot as plt
 import numpy as np
 import optuna
 import pytest
@@ -144,6 +145,7 @@ def test_prior_search_runs_end_to_end_resumes_after_kills_and_counts_the_whole_b
     assert tpe == sorted(tpe) and len(tpe) == total // 2
     schedules = json.loads((tmp_path / "evaluated_schedules.json").read_text())
     assert schedules["prior"]["timestep"] == 0 and np.asarray(schedules["best"]["episodes"][0]["schedule"]).ndim == 2
+    assert not plt.get_fignums()  # every figure closed, the last evaluation's TensorBoard figures too
     # is it dynamic? the spread is measured and the distilled point plays in the comparison
     distilled = opponents["distilled"]
     assert distilled.best.startswith("poly[") and distilled.label in policies and "distilled" in md
