@@ -321,6 +321,7 @@ class PeriodicEvalCallback(EventCallback):
     def _on_training_end(self) -> None:
         if self.every and self.num_timesteps != self._last:
             self.evaluate_now()
+            self.logger.dump(self.num_timesteps)  # after the last rollout's dump: write (and close) its figures
 
     def evaluate_now(self) -> list[Any]:
         """Run the evaluation, log it, hand on a new best; return the episode results."""

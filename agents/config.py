@@ -100,8 +100,10 @@ class TrainConfig:
         "handcrafted schedule the actor's output is a residual on (agents.policy): a schedule name, none (the "
         "actor alone), or auto (the schedule with the best validation accuracy on the train split, never the "
         "held-out one), or tuned (the tuned cell of --tune-cells: its schedule as the prior, its allocation rule "
-        "as the env's, tilted by the actor)",
+        "as the env's, tilted by the actor), or a static point (poly[s=..,e=..,p=..]+rule[first=..,last=..]), or "
+        "search (the TPE incumbent of a search run first, --prior-search-budget episodes; needs --task)",
     )
+    prior_search_budget: int = _opt(1000, "--prior search: episodes of the search that picks the prior (TPE)")
     policy_pooling: str = _opt(
         "deepsets",
         "actor of a new model: deepsets (each layer's action sees the pooled rows of every layer) or none (its own "
@@ -131,6 +133,9 @@ class TrainConfig:
     search_seeds: int = _opt(
         2, "search episodes per train network and trial, on the tuned grid's seeds (seeds('tuning', n))"
     )
+    sampler_seeds: tuple[int, ...] = _opt(
+        (), "sampler seeds of every --opponent search, one study each (default: --seed)"
+    )
     reward: str = _opt(
         "env",
         "env: the env's reward; paired: the final validation accuracy minus that of --reward-reference on the same "
@@ -150,6 +155,9 @@ class TrainConfig:
     log_std_init: float = _opt(
         -2.0, "initial log standard deviation of the actions (shared by all layers; -2: about 0.06 in density)"
     )
+    log_std_final: float | None = _opt(None, "log-std at the end of an exploration schedule from --log-std-init")
+    log_std_decay: str = _opt("exp", "that schedule: exp (sigma geometric) or linear (agents.exploration)")
+    norm_reward: bool = _opt(False, "normalise the rewards (VecNormalize, reward only; agents.exploration)")
     checkpoint_every: int = _opt(500, "save run_dir/checkpoints/last.zip every this many timesteps")
     eval_every: int = _opt(
         1000, "evaluate on the held-out split every this many timesteps and keep best_model.zip (0: never)"
@@ -232,8 +240,7 @@ class TrainConfig:
         check_number("ent_coef", self.ent_coef, low=0.0)
         for width in self.policy_hidden:
             check_number("policy_hidden", width, low=1, integer=True)
-        if not (is_cell(self.prior) and "+" not in self.prior):  # a schedule with its window: cubic@0.9
-            check_choice("prior", self.prior, (*PRIOR_CHOICES, *available_policies("schedule")))
+        self._check_prior()
         check_choice("policy_pooling", self.policy_pooling, ("none", "deepsets"))
         check_choice("reward", self.reward, ("env", "paired"))
         if not is_cell(self.reward_reference):
@@ -243,6 +250,9 @@ class TrainConfig:
         check_number("seed_pool", self.seed_pool, low=0, integer=True)
         check_number("prior_seeds", self.prior_seeds, low=1, integer=True)
         check_number("log_std_init", self.log_std_init, low=-5.0, high=1.0)
+        if self.log_std_final is not None:
+            check_number("log_std_final", self.log_std_final, low=-10.0, high=1.0)
+        check_choice("log_std_decay", self.log_std_decay, ("exp", "linear"))
         check_number("checkpoint_every", self.checkpoint_every, low=1, integer=True)
         check_number("eval_every", self.eval_every, low=0, integer=True)
         check_number("eval_episodes", self.eval_episodes, low=1, integer=True)
@@ -272,6 +282,13 @@ class TrainConfig:
                 check_choice("policies", name, (*POLICY_GROUPS, *available_policies(), "a cell", "a static point"))
         check_choice("reference", self.reference, ("card", "tuned"))
 
+    def _check_prior(self) -> None:
+        """A prior: a choice, a schedule with its window (``cubic@0.9``) or a static point (``poly[...]``)."""
+        if is_static(self.prior):
+            parse_static(self.prior)
+        elif not (is_cell(self.prior) and "+" not in self.prior):
+            check_choice("prior", self.prior, (*PRIOR_CHOICES, *available_policies("schedule")))
+
     def _check_tuning(self) -> None:
         """The tuning grid: cells, unique, with a task; ``prior='tuned'`` needs one."""
         for cell in self.tune_cells:
@@ -298,6 +315,13 @@ class TrainConfig:
             raise ValueError(f"opponent={self.opponent!r} is not allowed; expected none, or search and/or random once")
         check_number("search_budget", self.search_budget, low=0, integer=True)
         check_number("search_seeds", self.search_seeds, low=1, integer=True)
+        check_number("prior_search_budget", self.prior_search_budget, low=1, integer=True)
+        for seed in self.sampler_seeds:
+            check_number("sampler_seeds", seed, low=0, integer=True)
+        if len(set(self.sampler_seeds)) != len(self.sampler_seeds):
+            raise ValueError(f"sampler_seeds={self.sampler_seeds!r} is not allowed; expected unique seeds")
+        if self.prior == "search" and self.task is None:
+            raise ValueError("prior='search' is not allowed without --task; the search runs on a task's train split")
         if any(o != "none" for o in self.opponent) and self.task is None:
             raise ValueError(
                 f"opponent={self.opponent!r} is not allowed without --task; the search runs on a task's train split"
@@ -343,7 +367,7 @@ ENV_FLAGS: dict[str, str] = {
 
 MODES = ("train", "evaluate")
 VEC_ENVS = ("auto", "dummy", "subproc", "ray")
-PRIOR_CHOICES = ("auto", "none", "tuned")
+PRIOR_CHOICES = ("auto", "none", "tuned", "search")
 POLICY_GROUPS = ("all", "schedules", "criteria", "none")
 OPPONENTS = ("none", "search", "random")
 

@@ -144,7 +144,14 @@ def read_agent_cost(training_dir: str | Path) -> AgentCost | None:
         seconds=max(recorded_seconds, default=None),
         reference_episodes=int(state.get("reference_episodes", 0)),
         reference_seconds=float(state.get("reference_seconds", 0.0)),
+        search_episodes=prior_search_episodes(folder),
     )
+
+
+def prior_search_episodes(folder: Path) -> int:
+    """Episodes of the search that chose the run's prior (``opponents.json``'s ``prior`` record; 0: none)."""
+    record = read_opponents(folder).get("prior")
+    return int(record.episodes or 0) if record is not None else 0
 
 
 def agent_cost(

@@ -17,16 +17,18 @@ tuning included (``tuned``).
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from agents.config import TrainConfig
 from agents.costs import ppo_run_dir, read_agent_cost
+from agents.hybrid import continue_prior_study, incumbent, sampler_seeds
 from agents.tuned import tuning_overrides
 from baselines import SEARCH_SPACE, policy_cell, searched_name
 from sparsity_gym.env.config import EnvConfig
 from sparsity_gym.env.tasks import get_task
-from sparsity_gym.experiments.opponents import read_opponents, write_opponents
-from sparsity_gym.experiments.search import SearchResult, run_search
+from sparsity_gym.experiments.opponents import Opponent, read_opponents, write_opponents
+from sparsity_gym.experiments.search import run_search
 from sparsity_gym.experiments.seeds import seeds
 from sparsity_gym.experiments.tuning import train_configs
 
@@ -66,36 +68,58 @@ def searching(cfg: TrainConfig) -> tuple[str, ...]:
 
 
 def run_opponents(cfg: TrainConfig, run_dir: Path) -> dict[str, str]:
-    """Run (or resume) every ``cfg.opponent`` search; ``{label in the results: best point's name}``.
+    """Run (or resume) every ``cfg.opponent`` search per sampler seed; ``{label in the results: best point's name}``.
 
     The budget is :func:`search_budget` of the PPO run's records (:func:`agents.costs.ppo_run_dir`: the run
-    folder, or ``--model``'s in ``evaluate`` mode). Each search's cost is added to ``run_dir/opponents.json``.
+    folder, or ``--model``'s in ``evaluate`` mode), the prior search's episodes included (:mod:`agents.hybrid`).
+    The first sampler seed's studies are ``search_tpe.db`` / ``search_random.db`` (TPE continuing the prior's
+    study under ``--prior search``), each other seed's sit in ``sampler_seed_<s>/``. Each search's cost is added to
+    ``run_dir/opponents.json``; the prior's incumbent, when there is one, joins the comparison too.
     """
     chosen = searching(cfg)
+    labels = incumbent(run_dir)
     if not chosen:
-        return {}
+        return labels
     budget = search_budget(cfg, ppo_run_dir(cfg))
     configs = search_configs(cfg)
-    results: list[SearchResult] = []
-    for opponent in chosen:
-        result = run_search(
-            SAMPLER_OF[opponent],
-            SEARCH_SPACE,
-            searched_name,
-            policy_cell,
-            configs,
-            seeds("tuning", cfg.search_seeds),
-            budget,
-            run_dir,
-            seed=cfg.seed,
-            progress=cfg.progress_bar,
-            backend=cfg.backend,
-            workers=cfg.workers or None,
-        )
-        print(f"{result.label}: best point {result.best} (train-split validation accuracy {result.best_value:.4f})")
-        results.append(result)
-    write_opponents(run_dir, [r.opponent() for r in results])
-    return {r.label: r.best for r in results}
+    records: list[Opponent] = []
+    for index, seed in enumerate(sampler_seeds(cfg)):
+        folder = run_dir if index == 0 else run_dir / f"sampler_seed_{seed}"
+        for opponent in chosen:
+            continue_prior_study(run_dir, SAMPLER_OF[opponent], seed, cfg)
+            result = run_search(
+                SAMPLER_OF[opponent],
+                SEARCH_SPACE,
+                searched_name,
+                policy_cell,
+                configs,
+                seeds("tuning", cfg.search_seeds),
+                budget,
+                folder,
+                seed=seed,
+                progress=cfg.progress_bar,
+                backend=cfg.backend,
+                workers=cfg.workers or None,
+            )
+            record = seeded_opponent(result.opponent(), seed, index)
+            print(f"{record.label}: best point {result.best} (train-split validation accuracy {result.best_value:.4f})")
+            records.append(record)
+            labels[record.label] = result.best
+    write_opponents(run_dir, records)
+    return labels
+
+
+def seeded_opponent(record: Opponent, seed: int, index: int) -> Opponent:
+    """The first sampler seed's record as it is (``search``); another seed's named ``search_seed<s>``."""
+    if index == 0:
+        return record
+    label = record.label.replace(f"{record.name} (", f"{record.name} seed {seed} (", 1)
+    return dataclasses.replace(record, name=f"{record.name}_seed{seed}", label=label, policy=label)
+
+
+def base_name(name: str) -> str:
+    """The opponent a record plays without its seed: ``search_seed2`` -> ``search``."""
+    return name.partition("_seed")[0]
 
 
 def opponent_notes(run_dir: Path, labels: dict[str, str]) -> list[str]:
@@ -104,10 +128,24 @@ def opponent_notes(run_dir: Path, labels: dict[str, str]) -> list[str]:
     notes = []
     for label, best in labels.items():
         cost = costs[label]
-        how = "Optuna's TPE" if cost.name == "search" else "random search"
+        if cost.name == "distilled":  # agents.distill
+            notes.append(
+                f"`{label}`: the static schedule `{best}`, fitted to the learned policy's schedules on the train "
+                "split (its best periodic evaluation against the untrained policy's; run_dir/evaluated_schedules.json)."
+            )
+            continue
+        if base_name(cost.name) not in SAMPLER_OF:  # the prior's incumbent: its own note (agents.hybrid)
+            notes.append(
+                f"`{label}`: the static schedule `{best}`, the TPE incumbent the learned policy started from "
+                f"({cost.episodes} episodes, {cost.seconds} s; run_dir/prior_search/search_tpe.db)."
+            )
+            continue
+        folder = "" if cost.name == base_name(cost.name) else f"sampler_seed_{cost.name.partition('_seed')[2]}/"
+        how = "Optuna's TPE" if base_name(cost.name) == "search" else "random search"
         notes.append(
             f"`{label}`: the static schedule `{best}`, the best mean validation accuracy on the train split among "
             f"the points {how} tried over the static schedule's knobs, {cost.episodes} episodes of a budget of "
-            f"{cost.budget} ({cost.seconds} s; run_dir/search_{SAMPLER_OF[cost.name]}.db, opponents.json)."
+            f"{cost.budget} ({cost.seconds} s; run_dir/{folder}search_{SAMPLER_OF[base_name(cost.name)]}.db, "
+            "opponents.json)."
         )
     return notes

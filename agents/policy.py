@@ -16,8 +16,9 @@ thing for every network (``sparsity_gym.observation.features``; global features 
   it is still one set of weights for any depth, equivariant to the order of the layers, blind to padding.
   ``pooling="none"`` (the class's default: a model saved without the option loads as this) is the row-only
   actor.
-  With a ``prior`` (a handcrafted schedule's name, ``baselines.schedules``), the MLP's output is a *residual*
-  added to the prior's action at the row's ``progress`` and ``target_density`` (residual policy learning,
+  With a ``prior`` (a handcrafted schedule's name, ``baselines.schedules``, or any static point of
+  ``baselines.static``, its first/last multipliers included: :mod:`agents.prior_map`), the MLP's output is a
+  *residual* added to the prior's action at the row's ``progress`` and ``target_density`` (residual policy learning,
   Silver et al. 2018; Johannink et al. 2019): the last layer starts near zero (gain 0.01), so the untrained
   policy follows the prior schedule and PPO searches around it instead of around a constant density.
 * **critic**: embeds every row with a second MLP, pools the valid rows (mean and max, concatenated) and maps
@@ -59,18 +60,16 @@ from stable_baselines3.common.distributions import DiagGaussianDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import Schedule
 
+from agents.prior_map import NO_PRIOR, PriorMap
 from agents.schema import (
     check_keywords,
     legacy_schema,
     normalize_schema,
     warn_unchecked,
 )
-from baselines.handcrafted import parse_cell
-from baselines.schedules import SCHEDULES
 from sparsity_gym.core.checks import check_choice, check_number
-from sparsity_gym.pruning.actions import ACTION_SCALES, to_action
+from sparsity_gym.pruning.actions import ACTION_SCALES
 
-NO_PRIOR = "none"
 POOLINGS = ("none", "deepsets")
 
 
@@ -116,11 +115,12 @@ class LayerwisePolicy(ActorCriticPolicy):
         feature_names: The training env's column names (validity last), kept with the model so that a loaded
             policy can check an env's columns before acting.
         activation_fn: Activation of both MLPs.
-        prior: ``none``, or the handcrafted schedule (``linear``, ``quadratic``, ``cubic``, ``cosine``,
-            ``constant``, optionally with its window end: ``cubic@0.9``, ``baselines.handcrafted``) whose action
-            the actor's output is added to (see the module doc). Needs the ``progress`` and ``target_density``
-            columns in ``feature_names``. An allocation rule is the env's (``EnvConfig.allocation`` with
-            ``allocation_tilt``), not the prior's.
+        prior: ``none``, the handcrafted schedule (``linear``, ``quadratic``, ``cubic``, ``cosine``,
+            ``constant``, optionally with its window end: ``cubic@0.9``, ``baselines.handcrafted``) or a static
+            point (``poly[s=..,e=..,p=..]+rule[first=..,last=..]``, ``baselines.static``) whose action the
+            actor's output is added to (see the module doc). Needs the ``progress`` and ``target_density``
+            columns in ``feature_names`` (and ``param_share`` with multipliers). An allocation rule is the env's
+            (``EnvConfig.allocation`` with ``allocation_tilt``, :func:`agents.prior_map.prior_env`).
         density_range: The env's ``(min_density, max_density)``: how a prior density maps to an action.
         action_scale: The env's ``action_scale`` (``linear`` or ``log``), the other half of that map.
         pooling: ``none`` (each layer's mean from its own row) or ``deepsets`` (from its row and the mean- and
@@ -157,44 +157,22 @@ class LayerwisePolicy(ActorCriticPolicy):
             raise ValueError(f"action_space has shape {action_space.shape}; expected {observation_space.shape[:1]}")
         self.hidden = tuple(int(h) for h in hidden)
         self.feature_names = tuple(feature_names)
-        self._window: dict[str, float] = {}
-        if prior != NO_PRIOR:
-            try:
-                shape, end, allocation = parse_cell(prior)
-            except ValueError:
-                raise ValueError(
-                    f"prior={prior!r} is not allowed; expected {NO_PRIOR!r} or a schedule of {tuple(SCHEDULES)!r}, "
-                    "optionally with its window end (e.g. 'cubic@0.9')"
-                ) from None
-            if allocation is not None:
-                raise ValueError(
-                    f"prior={prior!r} is not allowed; expected a schedule without '+allocation' (e.g. "
-                    f"{prior.partition('+')[0]!r}): the allocation rule is the env's (EnvConfig.allocation, with "
-                    "allocation_tilt=True for a residual on it)"
-                )
-            self._shape = shape
-            self._window = {} if end is None or shape == "constant" else {"p_end": end}
         low, high = (float(v) for v in density_range)
         check_number("density_range", low, low=0.0, high=1.0, low_inclusive=False)
         check_number("density_range", high, low=low, high=1.0, low_inclusive=False)
-        if prior != NO_PRIOR:
-            missing = [c for c in ("progress", "target_density") if c not in self.feature_names]
-            if missing:
-                raise ValueError(
-                    f"prior={prior!r} is not allowed without the observation columns {missing}; pass the env's "
-                    "feature_names (FamilyEnv.feature_names) or prior='none'"
-                )
         self.prior = prior
         check_choice("pooling", pooling, POOLINGS)
         self.pooling = pooling
         self.density_range = (low, high)
         check_choice("action_scale", action_scale, ACTION_SCALES)
         self.action_scale = action_scale
+        self.prior_map = (
+            None if prior == NO_PRIOR else PriorMap(prior, self.feature_names, self.density_range, action_scale)
+        )
         self.recorded_schema = None if schema is None else normalize_schema(schema)
         if self.recorded_schema is not None:
             check_keywords(self.recorded_schema, self.feature_names, self.action_scale, self.density_range, prior)
         self.checked = False  # set by a schema check (LayerwiseAgent.bind, agents.schema.pad_for_model)
-        self._prior_cache: dict[tuple[float, float], float] = {}
         kwargs.pop("net_arch", None)
         kwargs.update(activation_fn=activation_fn, log_std_init=log_std_init)
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
@@ -258,31 +236,21 @@ class LayerwisePolicy(ActorCriticPolicy):
             obs = obs[None]
         return obs[..., :-1], obs[..., -1] > 0.5
 
-    def prior_actions(self, features: torch.Tensor) -> torch.Tensor:
-        """The prior schedule's action for every row ``(n, rows)`` (zeros without a prior).
+    def prior_actions(self, features: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """The prior's action for every row ``(n, rows)`` (zeros without a prior), in one vectorised pass.
 
-        Row ``(i, l)`` gets ``density_to_action(schedule(progress, target))`` with the row's own ``progress`` and
-        ``target_density`` columns (a target of -1, none set, schedules towards density 1), with the env's own
-        map (``sparsity_gym.env.to_action``, as ``SparsityEnv.density_to_action``).
-        It is a constant of the observation: no gradient flows through it.
+        Row ``(i, l)`` gets ``density_to_action(request)`` from the row's ``progress`` and ``target_density``
+        columns (a target of -1, none set, schedules towards density 1) and, for a static point with first/last
+        multipliers, the rows' ``param_share`` (:class:`agents.prior_map.PriorMap`), with the env's own map
+        (``sparsity_gym.env.to_action``). ``valid`` (default: every row) marks the real layers. It is a constant
+        of the observation: no gradient flows through it.
         """
-        if self.prior == NO_PRIOR:
+        if self.prior_map is None:
             return torch.zeros(features.shape[:-1], dtype=features.dtype, device=features.device)
-        columns = {name: i for i, name in enumerate(self.feature_names)}
-        pairs = features[..., [columns["progress"], columns["target_density"]]].detach().cpu().numpy()
-        flat = pairs.reshape(-1, 2).astype(np.float64)
-        keys = [(float(p), float(t)) for p, t in flat]
-        out = np.fromiter((self._prior_action(*key) for key in keys), dtype=np.float32, count=len(keys))
-        return torch.as_tensor(out.reshape(pairs.shape[:-1]), device=features.device)
-
-    def _prior_action(self, progress: float, target: float) -> float:
-        key = (progress, target)
-        if key not in self._prior_cache:
-            if len(self._prior_cache) > 100_000:
-                self._prior_cache.clear()
-            density = SCHEDULES[self._shape](progress, target if target > 0 else 1.0, **self._window)
-            self._prior_cache[key] = float(to_action(density, *self.density_range, self.action_scale))
-        return self._prior_cache[key]
+        rows = features.detach().cpu().numpy()
+        mask = np.ones(rows.shape[:-1], dtype=bool) if valid is None else valid.detach().cpu().numpy()
+        flat = self.prior_map.actions(rows.reshape(-1, *rows.shape[-2:]), mask.reshape(-1, mask.shape[-1]))
+        return torch.as_tensor(flat.reshape(rows.shape[:-1]), device=features.device)
 
     @staticmethod
     def _pool(rows: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -306,7 +274,7 @@ class LayerwisePolicy(ActorCriticPolicy):
     def distribution(self, obs: torch.Tensor) -> MaskedDiagGaussianDistribution:
         """The action distribution for a batch ``(n, rows, F + 1)`` with any number of rows."""
         features, valid = self._split(obs)
-        mean = self.action_means(features, valid) + self.prior_actions(features)
+        mean = self.action_means(features, valid) + self.prior_actions(features, valid)
         mean = torch.where(valid, mean, torch.zeros_like(mean))
         dist = self.action_dist.proba_distribution(mean, self.log_std, valid)
         assert isinstance(dist, MaskedDiagGaussianDistribution)

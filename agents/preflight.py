@@ -245,9 +245,10 @@ def model_path(cfg: TrainConfig) -> Path | None:
 def check_model(cfg: TrainConfig, path: Path, env: Any, known_allocation: bool = False) -> str:
     """Load the model at ``path`` and check its schema against ``env`` (the run's env for its first network).
 
-    With ``--prior tuned`` the env's allocation is the tuned cell's, known once the grid is tuned (or from a
-    shipped policy's card: ``known_allocation``), so the allocation is checked then
-    (:func:`check_learned_env`), not here.
+    With ``--prior tuned`` (or a static point's prior, ``search``) the env's allocation is the tuned cell's (the
+    point's), known once the grid is tuned (the point searched), so the allocation is checked then (when the
+    comparison binds the model), not here.
+    A shipped policy's card names its cell (``known_allocation``), which is checked here.
     """
     from agents.agent import LayerwiseAgent
 
@@ -260,7 +261,8 @@ def check_model(cfg: TrainConfig, path: Path, env: Any, known_allocation: bool =
             f"model={str(path)!r} is not allowed: it cannot be loaded ({type(err).__name__}: {one_line(err)}); "
             "expected a model.zip saved by train_agent.py"
         ) from err
-    tuned = cfg.prior == "tuned" and bool(cfg.tune_cells) and not known_allocation
+    static = cfg.prior == "search" or cfg.prior.startswith("poly[")
+    tuned = (cfg.prior == "tuned" and bool(cfg.tune_cells) and not known_allocation) or static
     fields = tuple(f for f in AGREEMENT if not (tuned and f.startswith("allocation")))
     check_agreement(agent.schema, env, fields)
     return f"model: {path} ({describe(agent.schema)}) agrees with the env"

@@ -45,6 +45,10 @@ from agents.costs import (
     report_costs,
     write_timing,
 )
+from agents.distill import distilled_opponent, dynamics_note
+from agents.exploration import normalise_rewards
+from agents.hybrid import incumbent, recorded_prior, static_prior, uses_static_prior
+from agents.hybrid_run import attach_evaluation_log, exploration_callbacks, write_budget_curve
 from agents.opponents import opponent_notes, run_opponents
 from agents.paired_reward import PairedReward, ReferenceCache
 from agents.policy import LayerwisePolicy
@@ -128,12 +132,14 @@ def train_ppo(
             raise ValueError("reward_reference='prior' is not allowed with prior='none'; pass a schedule name")
         paired = (reference, str(run_dir / REFERENCE_CACHE), cfg.seed_pool)
     vec_env = make_train_env(cfg, family, paired)
+    checkpoint = run_dir / "checkpoints" / "last.zip"
+    if cfg.norm_reward:
+        vec_env = normalise_rewards(vec_env, cfg.gamma, checkpoint.parent, cfg.resume)
     threads = torch.get_num_threads()
     if cfg.n_envs > 1 or cfg.vec_env == "ray":
         # The envs train in their own processes; PPO's tiny updates here gain nothing from intra-op threads,
         # whose spin-waiting took a whole core from the env workers (the default run went 10x slower).
         torch.set_num_threads(1)
-    checkpoint = run_dir / "checkpoints" / "last.zip"
     episodes, seconds = 0, 0.0  # finished training episodes and training seconds, counted across resumed sessions
     try:
         if cfg.resume and checkpoint.exists():
@@ -176,7 +182,8 @@ def train_ppo(
             checkpoint.parent, cfg.checkpoint_every, episodes=episodes, seconds=seconds
         )
         if remaining > 0:
-            callbacks = [
+            callbacks = exploration_callbacks(cfg, checkpoint.parent)
+            callbacks += [
                 HParamsCallback(json.loads(cfg.to_json())),
                 EpisodeStatsCallback(),
                 EpisodeLogCallback(run_dir / TRAINING_EPISODES),
@@ -191,6 +198,7 @@ def train_ppo(
                 checkpoints,
                 ActorRestartsCallback(),
             ]
+            attach_evaluation_log(callbacks, run_dir, cfg.env.num_decisions)
             model.learn(
                 remaining,
                 callback=callbacks,
@@ -257,6 +265,10 @@ def run_train(cfg: TrainConfig) -> Path:
         prior, env = prior_from_cell(tuned, cfg.env)
         cfg = dataclasses.replace(cfg, env=env)
         prior_label = tuned
+    elif uses_static_prior(cfg):
+        prior, env = static_prior(cfg, run_dir)
+        cfg = dataclasses.replace(cfg, env=env)
+        prior_label = prior
     else:
         prior = choose_prior(
             cfg.prior,
@@ -284,6 +296,8 @@ def run_train(cfg: TrainConfig) -> Path:
         if info["num_timesteps"] == 0:
             chosen += "; **no trained model beat the untrained policy**, so the learned policy is its prior"
     opponents = run_opponents(cfg, run_dir)  # the equal-budget searches, after training (its episodes set the budget)
+    if uses_static_prior(cfg):  # search, then learn: is the learned policy more than a static point?
+        opponents |= distilled_opponent(run_dir, prior, cfg.env.allocation)
     compared = comparison_family(cfg.family, cfg.heldout)  # the population stays unseen until here
     specs = _networks(cfg, compared)
     results = compare(cfg, specs, split_labeller(compared), model_path, run_dir, opponents)
@@ -292,7 +306,10 @@ def run_train(cfg: TrainConfig) -> Path:
         f"{state['num_timesteps']} timesteps = **{state['episodes']} training episodes**; compared on "
         f"{', '.join(s.name for s in specs)}, {seed_text(cfg.eval_seed_start, cfg.eval_seeds)}.",
         f"Learned policy (`{LEARNED}`): {chosen}.",
-        prior_note(prior_label or prior, results, (cfg.env.selector, cfg.env.target_density)),
+        prior_note(
+            next(iter(incumbent(run_dir)), prior_label or prior), results, (cfg.env.selector, cfg.env.target_density)
+        ),
+        dynamics_note(run_dir, results, LEARNED),
     ]
     if cfg.heldout == "population" and not cfg.networks:
         notes.append(f"Held-out population (`--heldout population`): {compared.description}.")
@@ -320,6 +337,7 @@ def run_train(cfg: TrainConfig) -> Path:
     showcase = showcase_lines(cfg, run_showcase(cfg, run_dir))  # a shipped policy on its own task
     write_reports(cfg, results, run_dir, title, notes, tuned, recorded, agent, showcase)
     write_learning_curve(run_dir, f"{cfg.family}, target {cfg.env.target_density}, reward {cfg.reward}")
+    write_budget_curve(run_dir, f"{cfg.family}, target {cfg.env.target_density}")
     timing = {"train_seconds": train_time, "total_seconds": time.perf_counter() - start, **state}
     write_timing(run_dir, timing)
     print(f"done in {timing['total_seconds']:.0f}s: {run_dir}/results.md; tensorboard --logdir {run_dir}/tb")
@@ -350,6 +368,8 @@ def run_evaluate(cfg: TrainConfig) -> Path:
     picked, tuned = tuned, card_reference(cfg) or tuned  # a shipped policy: its card's cell (--reference)
     if cfg.prior == "tuned" and tuned is not None:  # the learned policy runs on the env it trained on
         cfg = dataclasses.replace(cfg, env=prior_from_cell(tuned, cfg.env)[1])
+    elif uses_static_prior(cfg):
+        cfg = dataclasses.replace(cfg, env=recorded_prior(cfg, ppo_run_dir(cfg))[1])
     if model_path is not None:  # what depends on the tuning's outcome, checked before the search spends anything
         check_learned_env(cfg, model_path)
     opponents = run_opponents(cfg, run_dir)

@@ -205,6 +205,8 @@ class StaticPolicy(FixedPolicy):
         base = pruning_context(env)
         wanted = {"allocation": knobs.allocation or "policy", "allocation_tilt": knobs.multiplied}
         given = {"allocation": base.config.allocation, "allocation_tilt": base.config.allocation_tilt}
+        if knobs.allocation is not None and not knobs.multiplied:  # a uniform request is the rule, tilted or not
+            wanted["allocation_tilt"] = given["allocation_tilt"]
         if given != wanted:
             raise ValueError(
                 f"allocation={given['allocation']!r}, allocation_tilt={given['allocation_tilt']} is not allowed for "

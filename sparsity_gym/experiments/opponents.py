@@ -189,6 +189,7 @@ class AgentCost:
         first_win: ``(episodes, seconds)`` at the first periodic evaluation whose validation accuracy beat the
             reference's on the same networks and seeds; ``None``: none did (or nothing to tell, see ``evaluations``).
         evaluations: Periodic evaluations read (0: none ran, or no reference to beat: no first win can be told).
+        search_episodes: Episodes of the search that chose its prior (``--prior search``; 0: none).
 
     """
 
@@ -198,16 +199,19 @@ class AgentCost:
     reference_seconds: float = 0.0
     first_win: tuple[int, float] | None = None
     evaluations: int = 0
+    search_episodes: int = 0
 
     @property
     def all_episodes(self) -> int:
-        """Training plus reference episodes: the budget an equal-budget search opponent gets."""
-        return self.episodes + self.reference_episodes
+        """Training, reference and prior-search episodes: the budget an equal-budget search opponent gets."""
+        return self.episodes + self.reference_episodes + self.search_episodes
 
     def cost_text(self) -> str:
         """Episodes and seconds, then the first win (``never`` when no evaluation beat the reference)."""
-        episodes = f"{self.episodes} training" + (
-            f" + {self.reference_episodes} reference" if self.reference_episodes else ""
+        episodes = (
+            f"{self.episodes} training"
+            + (f" + {self.reference_episodes} reference" if self.reference_episodes else "")
+            + (f" + {self.search_episodes} prior-search" if self.search_episodes else "")
         )
         text = f"{episodes} episodes" + (f", {self.seconds:.0f} s" if self.seconds is not None else "")
         if not self.evaluations:
