@@ -130,3 +130,17 @@ def train_names(cfg: TrainConfig, family: Any) -> list[str]:
     for name in cfg.also_task:
         names += [s.name for s in get_family(name).train if s.name not in names]
     return names
+
+
+def generalist_notes(cfg: TrainConfig) -> list[str]:
+    """The report's line on a run across settings (none for a run at one setting)."""
+    settings = training_settings(cfg)
+    if settings is None:
+        return []
+    ranges = settings_ranges(settings, [0])
+    targets = ", ".join(f"{t:g}" for t in ranges["targets"])
+    return [
+        f"Trained across settings: every episode drew one of {len(settings)} (family, network, target) settings "
+        f"uniformly, across targets {targets} on families {', '.join(ranges['families'])} "
+        f"({', '.join(ranges['networks'])}); each family with its own task's training length."
+    ]

@@ -45,7 +45,7 @@ from agents.costs import (
     report_costs,
     write_timing,
 )
-from agents.generalist import train_names, training_ranges, training_settings
+from agents.generalist import generalist_notes, train_names, training_ranges, training_settings
 from agents.opponents import opponent_notes, run_opponents
 from agents.paired_reward import PairedReward, ReferenceCache
 from agents.policy import LayerwisePolicy
@@ -309,6 +309,7 @@ def run_train(cfg: TrainConfig) -> Path:
     ]
     if cfg.heldout == "population" and not cfg.networks:
         notes.append(f"Held-out population (`--heldout population`): {compared.description}.")
+    notes += generalist_notes(cfg)
     if table is not None:
         notes.insert(
             0,

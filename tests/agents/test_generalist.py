@@ -1,0 +1,148 @@
+"""A run across settings: its flags and each family's settings, the schema's ranges and the warnings outside
+them, and a run across targets and two families from the command line, resumed after a stop."""
+
+import csv
+import json
+import warnings
+
+import pytest
+from stable_baselines3 import PPO
+from task_helpers import TINY_CELLS, registered_task
+
+from agents.agent import LayerwiseAgent
+from agents.config import config_from
+from agents.generalist import family_configs, train_names, training_ranges, training_settings
+from agents.policy import LayerwisePolicy
+from agents.schema import OutsideTrainingWarning, model_schema, outside_training
+from sparsity_gym.env.sparsity_env import SparsityEnv
+from sparsity_gym.env.tasks import get_task
+from sparsity_gym.experiments.families import get_family
+from sparsity_gym.experiments.settings_env import SettingsEnv, expand_settings
+from train_agent import main
+
+A, B = "tiny_generalist_a", "tiny_generalist_b"
+
+
+@pytest.fixture
+def two_tasks():
+    """Two tiny tasks on one synthetic dataset: B's episodes are twice as long (as mnist1d_cnn's are half)."""
+    with (
+        registered_task(A, targets=(0.3, 0.5)),
+        registered_task(B, train=("mlp_6x6x6",), heldout=("mlp_10",), total_iterations=40, decision_interval=20),
+    ):
+        yield
+
+
+def test_each_family_keeps_its_task_settings_unless_the_run_changed_them():
+    cfg = config_from({"task": "mnist1d_mlp", "also_task": ("mnist1d_cnn",), "train_targets": (0.01, 0.03, 0.1)})
+    configs = family_configs(cfg)
+    assert (configs["mnist1d_mlp"].total_iterations, configs["mnist1d_cnn"].total_iterations) == (1000, 500)
+    assert configs["mnist1d_cnn"].decision_interval == 50 and configs["mnist1d_cnn"].action_scale == "log"
+    given = {"task": "mnist1d_mlp", "also_task": ("mnist1d_cnn",), "total_iterations": 20, "decision_interval": 10}
+    short = family_configs(config_from(given))  # flags given: every family's
+    assert {(c.total_iterations, c.decision_interval) for c in short.values()} == {(20, 10)}
+    assert train_names(cfg, get_family("mnist1d_mlp")) == [
+        *get_task("mnist1d_mlp").train,
+        *get_task("mnist1d_cnn").train,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"also_task": ("mnist1d_cnn",)}, "also_task=.* is not allowed without --task"),
+        ({"task": "mnist1d_mlp", "also_task": ("mnist1d_mlp",)}, "expected other tasks, each once"),
+        ({"task": "mnist1d_mlp", "also_task": ("nope",)}, "also_task='nope' is not allowed"),
+        ({"task": "mnist1d_mlp", "train_targets": (0.1, 0.1)}, "expected distinct target densities"),
+        ({"task": "mnist1d_mlp", "train_targets": (0.0,)}, "train_targets=0.0 is not allowed"),
+        ({"task": "mnist1d_mlp", "also_task": ("digits",)}, "^dataset='digits' of family 'digits' is not allowed"),
+    ],
+)
+def test_bad_across_settings_flags_are_refused_in_one_line(given, message):
+    with pytest.raises(ValueError, match=message):
+        config_from(given)
+
+
+def test_a_run_at_one_setting_has_no_settings_and_no_ranges():
+    cfg = config_from({"task": "mnist1d_mlp"})
+    assert training_settings(cfg) is None and training_ranges(None) is None
+
+
+def tiny_model(ranges):
+    settings = expand_settings({"a": (("mlp_8x8",), SparsityEnv(**TINY).config)}, (0.1, 0.3))
+    env = SettingsEnv(settings)
+    config = env.config
+    schema = model_schema(env.feature_names[:-1], config, "cubic", None, ["mlp_8x8"], ranges=ranges)
+    kwargs = {
+        "hidden": (8,),
+        "feature_names": env.feature_names,
+        "prior": "cubic",
+        "density_range": (config.min_density, config.max_density),
+        "action_scale": config.action_scale,
+        "schema": schema,
+    }
+    return PPO(LayerwisePolicy, env, n_steps=4, batch_size=4, device="cpu", policy_kwargs=kwargs), env
+
+
+TINY = {"dataset": "synthetic", "total_iterations": 20, "decision_interval": 10, "batch_size": 16, "budget": "global"}
+
+
+def test_the_schema_records_the_ranges_and_a_policy_outside_them_warns():
+    model, env = tiny_model(None)
+    ranges = env.ranges()
+    assert ranges == {"targets": [0.1, 0.3], "families": ["a"], "networks": ["mlp_8x8"], "depths": [3, 3]}
+    model, _ = tiny_model(ranges)
+    agent = LayerwiseAgent(model)
+    assert agent.schema["ranges"] == ranges
+    inside = SparsityEnv(network="mlp", network_kwargs={"widths": (8, 8)}, **{**TINY, "target_density": 0.2})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        agent.bind(inside)  # 0.2 lies between the training targets: no warning (the recorded 0.1 alone would warn)
+    below = SparsityEnv(network="mlp", network_kwargs={"widths": (8, 8, 8)}, **{**TINY, "target_density": 0.05})
+    with pytest.warns(OutsideTrainingWarning) as record:
+        agent.bind(below)
+        agent.bind(below)  # once per difference
+    assert sorted(str(w.message) for w in record) == [
+        "policy 'ppo': target_density=0.05 here; it was trained across target densities 0.1 to 0.3 (0.1, 0.3)",
+        "policy 'ppo': this network has 4 layers; it was trained on networks of 3 to 3",
+    ]
+    assert outside_training(agent.schema, inside) == []
+
+
+def flags(run_dir, timesteps):
+    return [
+        *("--task", A, "--also-task", B, "--train-targets", "0.3", "0.5", "--run-dir", str(run_dir)),
+        *("--tune-cells", *TINY_CELLS, "--tune-seeds", "1", "--seed-pool", "1"),
+        *("--total-timesteps", str(timesteps), "--n-steps", "4", "--batch-size", "4", "--n-epochs", "1"),
+        *("--n-envs", "1", "--eval-every", "0", "--eval-seeds", "1", "--policies", "none", "--checkpoint-every", "4"),
+        *("--eval-targets", "0.3", "0.4", "--backend", "sequential", "--no-progress-bar"),
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_run_across_targets_and_two_families_trains_reports_and_resumes(two_tasks, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert main(flags(run_dir, 16)) == 0
+    state = json.loads((run_dir / "checkpoints/state.json").read_text())
+    assert state["num_timesteps"] == 16
+    with open(run_dir / "training_episodes.csv", newline="") as fh:
+        networks = {row["network"] for row in csv.DictReader(fh)}
+    assert networks & {"mlp_8x8", "mlp_8"} and "mlp_6x6x6" in networks  # both families' networks trained
+    schema = PPO.load(run_dir / "model.zip", device="cpu").policy.schema
+    assert schema["ranges"] == {
+        "targets": [0.3, 0.5],
+        "families": [A, B],
+        "networks": ["mlp_6x6x6", "mlp_8", "mlp_8x8"],
+        "depths": [2, 4],
+    }
+    assert schema["train_networks"] == ["mlp_8x8", "mlp_8", "mlp_6x6x6"]
+    with open(run_dir / "results.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {float(r["target_density"]) for r in rows if r["policy"] == "ppo"} == {0.3, 0.4}
+    assert f"across targets 0.3, 0.5 on families {A}, {B}" in (run_dir / "results.md").read_text()
+    capsys.readouterr()
+    assert main([*flags(run_dir, 24), "--resume"]) == 0
+    assert "at timestep 16" in capsys.readouterr().out
+    state = json.loads((run_dir / "checkpoints/state.json").read_text())
+    assert state["num_timesteps"] == 24
