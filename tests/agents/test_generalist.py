@@ -3,6 +3,7 @@ them, and a run across targets and two families from the command line, resumed a
 
 import csv
 import json
+import math
 import warnings
 
 import pytest
@@ -11,7 +12,9 @@ from task_helpers import TINY_CELLS, registered_task
 
 from agents.agent import LayerwiseAgent
 from agents.config import config_from
+from agents.costs import read_agent_cost
 from agents.generalist import family_configs, train_names, training_ranges, training_settings
+from agents.generalist_opponents import run_generalist_opponents
 from agents.policy import LayerwisePolicy
 from agents.schema import OutsideTrainingWarning, model_schema, outside_training
 from sparsity_gym.env.sparsity_env import SparsityEnv
@@ -115,6 +118,10 @@ def flags(run_dir, timesteps):
         *("--tune-cells", *TINY_CELLS, "--tune-seeds", "1", "--seed-pool", "1"),
         *("--total-timesteps", str(timesteps), "--n-steps", "4", "--batch-size", "4", "--n-epochs", "1"),
         *("--n-envs", "1", "--eval-every", "0", "--eval-seeds", "1", "--policies", "none", "--checkpoint-every", "4"),
+        *(
+            "--search-seeds",
+            "1",
+        ),
         *("--eval-targets", "0.3", "0.4", "--backend", "sequential", "--no-progress-bar"),
     ]
 
@@ -146,3 +153,30 @@ def test_a_run_across_targets_and_two_families_trains_reports_and_resumes(two_ta
     assert "at timestep 16" in capsys.readouterr().out
     state = json.loads((run_dir / "checkpoints/state.json").read_text())
     assert state["num_timesteps"] == 24
+    check_opponents(run_dir, state)
+
+
+def check_opponents(run_dir, state):
+    """(a), (b), (c) and the catch-up at a held-out target on the run's folder, their budgets counted here."""
+    summary = run_generalist_opponents(run_dir, [0.4], catch_up_budget=3, backend="sequential")
+    agent = read_agent_cost(run_dir)
+    assert summary["budget"] == agent.all_episodes == state["episodes"] + agent.reference_episodes
+    cells = {f"{A}@0.3": 2, f"{A}@0.5": 2, f"{B}@0.3": 1, f"{B}@0.5": 1}  # train networks x 1 search seed
+    assert set(summary["per_setting"]) == set(cells)
+    spent = sum(r["episodes"] for r in summary["per_setting"].values())
+    assert spent <= summary["budget"] and sum(r["budget"] for r in summary["per_setting"].values()) == summary["budget"]
+    assert summary["joint"]["episodes"] == summary["budget"] // 6 * 6  # a trial: every setting's networks
+    # (c): at 0.4, the point found at the nearer training target on a log scale (0.5: 1.25x, against 0.3: 1.33x)
+    assert summary["transfer"][f"{A}@0.4"] == {
+        "label": "search@0.5 at 0.4",
+        "source": 0.5,
+        "policy": summary["per_setting"][f"{A}@0.5"]["best"],
+    }
+    catch = summary["catch_up"]
+    assert catch["generalist_episodes"] == summary["budget"] and set(catch["zero_shot_val"]) == {f"{A}@0.4", f"{B}@0.4"}
+    for name, record in catch["settings"].items():
+        assert record["threshold"] == catch["zero_shot_val"][name] and record["spent"] <= 3
+    costs = [r["episodes"] for r in catch["settings"].values()]
+    assert catch["break_even"]["settings"] == math.floor(catch["generalist_episodes"] / (sum(costs) / len(costs))) + 1
+    assert (run_dir / "generalist" / "catch_up.png").exists()
+    assert json.loads((run_dir / "generalist" / "opponents.json").read_text()) == summary
