@@ -6,20 +6,25 @@ import json
 import math
 import warnings
 
+import numpy as np
 import pytest
 from stable_baselines3 import PPO
 from task_helpers import TINY_CELLS, registered_task
 
 from agents.agent import LayerwiseAgent
+from agents.comparison import baseline_factory
 from agents.config import config_from
 from agents.costs import read_agent_cost
 from agents.generalist import family_configs, train_names, training_ranges, training_settings
+from agents.generalist_eval import run_generalist_eval
 from agents.generalist_opponents import run_generalist_opponents
 from agents.policy import LayerwisePolicy
 from agents.schema import OutsideTrainingWarning, model_schema, outside_training
+from baselines import env_kwargs
 from sparsity_gym.env.sparsity_env import SparsityEnv
-from sparsity_gym.env.tasks import get_task
+from sparsity_gym.env.tasks import get_task, task_config
 from sparsity_gym.experiments.families import get_family
+from sparsity_gym.experiments.grid import GridJob, run_grid
 from sparsity_gym.experiments.settings_env import SettingsEnv, expand_settings
 from train_agent import main
 
@@ -180,3 +185,26 @@ def check_opponents(run_dir, state):
     assert catch["break_even"]["settings"] == math.floor(catch["generalist_episodes"] / (sum(costs) / len(costs))) + 1
     assert (run_dir / "generalist" / "catch_up.png").exists()
     assert json.loads((run_dir / "generalist" / "opponents.json").read_text()) == summary
+    check_cells(run_dir, summary)
+
+
+def check_cells(run_dir, summary):
+    """Every (family, target) cell on the held-out networks: the generalist and (a)/(c), (b) on the same seeds."""
+    rows = run_generalist_eval(run_dir, [0.3, 0.4], eval_seeds=2, backend="sequential")
+    cells = [f"{A}@0.3", f"{A}@0.4", f"{B}@0.3", f"{B}@0.4"]
+    assert [(r["cell"], r["policy"]) for r in rows] == [
+        (c, p) for c in cells for p in ("generalist", "per-setting search", "one search for all")
+    ]
+    point = {(r["cell"], r["policy"]): r["point"] for r in rows}
+    assert point[(f"{A}@0.3", "per-setting search")] == summary["per_setting"][f"{A}@0.3"]["best"]  # (a)
+    assert point[(f"{B}@0.4", "per-setting search")] == summary["transfer"][f"{B}@0.4"]["policy"]  # (c)
+    assert {r["episodes"] for r in rows} == {2}  # one held-out network per family x 2 seeds
+    # the joint point's accuracy in B@0.4, recomputed from a fresh env of that task
+    joint = summary["joint"]["best"]
+    config = task_config(B, network="mlp_10", target_density=0.4, **env_kwargs(joint))
+    start = json.loads((run_dir / "config.json").read_text())["eval_seed_start"]
+    seeds = (start, start + 1)
+    results = run_grid([GridJob("j", baseline_factory(joint), config, seeds, "heldout", "mlp_10")])
+    row = next(r for r in rows if r["cell"] == f"{B}@0.4" and r["policy"] == "one search for all")
+    assert row["test_accuracy"] == pytest.approx(np.mean([r.test_accuracy for r in results]))
+    assert "(held out)" in (run_dir / "generalist" / "results.md").read_text()
