@@ -144,3 +144,9 @@ def generalist_notes(cfg: TrainConfig) -> list[str]:
         f"uniformly, across targets {targets} on families {', '.join(ranges['families'])} "
         f"({', '.join(ranges['networks'])}); each family with its own task's training length."
     ]
+
+
+def training_entries(cfg: TrainConfig, family: Any) -> int:
+    """What the paired reward's seed pool counts per seed: the settings of a run across them, else train networks."""
+    settings = training_settings(cfg)
+    return len(family.train) if settings is None else len(settings)

@@ -20,6 +20,7 @@ from agents.generalist_eval import run_generalist_eval
 from agents.generalist_opponents import run_generalist_opponents
 from agents.policy import LayerwisePolicy
 from agents.schema import OutsideTrainingWarning, model_schema, outside_training
+from agents.workload import planned_work
 from baselines import env_kwargs
 from sparsity_gym.env.sparsity_env import SparsityEnv
 from sparsity_gym.env.tasks import get_task, task_config
@@ -74,6 +75,17 @@ def test_bad_across_settings_flags_are_refused_in_one_line(given, message):
 def test_a_run_at_one_setting_has_no_settings_and_no_ranges():
     cfg = config_from({"task": "mnist1d_mlp"})
     assert training_settings(cfg) is None and training_ranges(None) is None
+
+
+def test_the_plan_counts_the_reference_pool_per_setting():
+    family = get_family("mnist1d_mlp")
+
+    def pool(given):
+        work = {w.phase: w for w in planned_work(config_from({"task": "mnist1d_mlp", **given}), family)}
+        return work["reward reference"].episodes
+
+    assert pool({}) == 4 * 4  # 4 train networks x a pool of 4 seeds
+    assert pool({"also_task": ("mnist1d_cnn",), "train_targets": (0.01, 0.03, 0.1)}) == (4 + 3) * 3 * 4
 
 
 def tiny_model(ranges):
