@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 from stable_baselines3 import PPO
 from task_helpers import TINY_CELLS, registered_task
 
@@ -22,6 +23,7 @@ from agents.policy import LayerwisePolicy
 from agents.schema import OutsideTrainingWarning, model_schema, outside_training
 from agents.workload import planned_work
 from baselines import env_kwargs
+from baselines.schedules import SCHEDULES
 from sparsity_gym.env.sparsity_env import SparsityEnv
 from sparsity_gym.env.tasks import get_task, task_config
 from sparsity_gym.experiments.families import get_family
@@ -127,6 +129,22 @@ def test_the_schema_records_the_ranges_and_a_policy_outside_them_warns():
         "policy 'ppo': this network has 4 layers; it was trained on networks of 3 to 3",
     ]
     assert outside_training(agent.schema, inside) == []
+
+
+def test_the_prior_reads_each_episode_target_from_the_observation():
+    model, env = tiny_model(None)
+    policy, seen = model.policy, set()
+    for seed in range(6):
+        env.reset(seed=seed)
+        obs, *_ = env.step(np.zeros(env.action_space.shape, dtype=np.float32))  # progress 0.5: the schedule moves
+        features = torch.as_tensor(obs[None, :, :-1])
+        target = env.setting.target
+        progress = obs[0, env.feature_names.index("progress")]
+        expected = env.current.density_to_action(SCHEDULES["cubic"](float(progress), target))
+        rows = len(env.layer_names)
+        assert policy.prior_actions(features)[0, :rows].numpy() == pytest.approx(np.full(rows, expected), abs=1e-6)
+        seen.add(target)
+    assert seen == {0.1, 0.3}
 
 
 def flags(run_dir, timesteps):
