@@ -12,15 +12,17 @@ import torch
 from stable_baselines3 import PPO
 from task_helpers import TINY_CELLS, registered_task
 
+from agents import policies
 from agents.agent import LayerwiseAgent
 from agents.comparison import baseline_factory
 from agents.config import config_from
 from agents.costs import read_agent_cost
 from agents.generalist import family_configs, train_names, training_ranges, training_settings
 from agents.generalist_eval import run_generalist_eval
-from agents.generalist_opponents import run_generalist_opponents
+from agents.generalist_opponents import load_run_config, run_generalist_opponents
 from agents.policy import LayerwisePolicy
 from agents.schema import OutsideTrainingWarning, model_schema, outside_training
+from agents.tuned import tune_run
 from agents.workload import planned_work
 from baselines import env_kwargs
 from baselines.schedules import SCHEDULES
@@ -163,7 +165,7 @@ def flags(run_dir, timesteps):
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("one_torch_thread")
-def test_a_run_across_targets_and_two_families_trains_reports_and_resumes(two_tasks, tmp_path, capsys):
+def test_a_run_across_targets_and_two_families_trains_reports_and_resumes(two_tasks, tmp_path, capsys, monkeypatch):
     run_dir = tmp_path / "run"
     assert main(flags(run_dir, 16)) == 0
     state = json.loads((run_dir / "checkpoints/state.json").read_text())
@@ -189,6 +191,12 @@ def test_a_run_across_targets_and_two_families_trains_reports_and_resumes(two_ta
     state = json.loads((run_dir / "checkpoints/state.json").read_text())
     assert state["num_timesteps"] == 24
     check_opponents(run_dir, state)
+    # (e): the run's model shipped as a single-target policy of A at 0.3 (the card reads the task and target)
+    verdict = policies.Verdict("tuned cell", ("mlp_12x6",), 1, 0.0, -1.0, 1.0, "ties")
+    shipped = tmp_path / "shipped"
+    policies.package(run_dir / "model.zip", f"{A}@0.3", [verdict], TINY_CELLS[0], 1.0, 8, 0, "t", "e", folder=shipped)
+    monkeypatch.setattr(policies, "SHIPPED", shipped)
+    check_cells(run_dir, summary=json.loads((run_dir / "generalist" / "opponents.json").read_text()))
 
 
 def check_opponents(run_dir, state):
@@ -215,16 +223,24 @@ def check_opponents(run_dir, state):
     assert catch["break_even"]["settings"] == math.floor(catch["generalist_episodes"] / (sum(costs) / len(costs))) + 1
     assert (run_dir / "generalist" / "catch_up.png").exists()
     assert json.loads((run_dir / "generalist" / "opponents.json").read_text()) == summary
-    check_cells(run_dir, summary)
 
 
 def check_cells(run_dir, summary):
     """Every (family, target) cell on the held-out networks: the generalist and (a)/(c), (b) on the same seeds."""
-    rows = run_generalist_eval(run_dir, [0.3, 0.4], eval_seeds=2, backend="sequential")
+    rows = run_generalist_eval(run_dir, [0.3, 0.4], eval_seeds=2, with_tuned=True, backend="sequential")
     cells = [f"{A}@0.3", f"{A}@0.4", f"{B}@0.3", f"{B}@0.4"]
+    opponents = ("per-setting search", "one search for all", "tuned cell")
+    single = f"single-target {A}@0.3"
     assert [(r["cell"], r["policy"]) for r in rows] == [
-        (c, p) for c in cells for p in ("generalist", "per-setting search", "one search for all")
+        (c, p) for c in cells for p in ("generalist", *((single,) if c == f"{A}@0.3" else ()), *opponents)
     ]
+    by = {(r["cell"], r["policy"]): r for r in rows}
+    # (e) is the same model with the same settings and seeds: the same episodes, a difference of exactly 0
+    assert by[(f"{A}@0.3", single)]["test_accuracy"] == by[(f"{A}@0.3", "generalist")]["test_accuracy"]
+    assert by[(f"{A}@0.3", single)]["generalist_minus"].startswith("+0.00")
+    # (d) at the run's own task and target: the cell the run itself tuned
+    assert by[(f"{A}@0.3", "tuned cell")]["point"] == tune_run(load_run_config(run_dir), run_dir).best
+    assert {by[(c, "tuned cell")]["point"] for c in cells} <= set(TINY_CELLS)
     point = {(r["cell"], r["policy"]): r["point"] for r in rows}
     assert point[(f"{A}@0.3", "per-setting search")] == summary["per_setting"][f"{A}@0.3"]["best"]  # (a)
     assert point[(f"{B}@0.4", "per-setting search")] == summary["transfer"][f"{B}@0.4"]["policy"]  # (c)
