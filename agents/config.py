@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from agents.generalist import check_generalist
 from agents.policies import available as shipped_policies
 from agents.presets import PRESETS, task_settings
 from baselines import available_policies
@@ -79,6 +80,15 @@ class TrainConfig:
         choices=available_tasks,  # called when the parser is built: tasks registered later count
     )
     family: str = _opt("mlp", "network family: training samples its train split, reports use its held-out split")
+    # training across settings (agents.generalist)
+    train_targets: tuple[float, ...] = _opt(
+        (), "target densities training episodes draw from, one per episode (e.g. 0.01 0.03 0.1); default: the run's"
+    )
+    also_task: tuple[str, ...] = _opt(
+        (),
+        "more tasks whose families' train networks training episodes draw from, each with its own task settings "
+        "(e.g. --task mnist1d_mlp --also-task mnist1d_cnn; one dataset, observation and action map)",
+    )
     n_envs: int = _opt(2, "parallel training envs (subprocess vector envs when more than 1)")
     vec_env: str = _opt(
         "auto",
@@ -247,6 +257,7 @@ class TrainConfig:
             check_choice("reward_reference", self.reward_reference, ("prior", *available_policies("schedule")))
         self._check_tuning()
         self._check_opponents()
+        check_generalist(self)
         check_number("seed_pool", self.seed_pool, low=0, integer=True)
         check_number("prior_seeds", self.prior_seeds, low=1, integer=True)
         check_number("log_std_init", self.log_std_init, low=-5.0, high=1.0)

@@ -149,6 +149,8 @@ def network_splits(cfg: TrainConfig, family: Family, compared: Family) -> dict[s
         f"held-out split of family {cfg.family!r}": family.heldout,
         "--networks": tuple(parse_network(n) for n in cfg.networks),
     }
+    for name in cfg.also_task:  # a run across settings trains on these families too
+        groups[f"train split of family {name!r} (--also-task)"] = get_family(name).train
     if cfg.heldout == "population" and not cfg.networks:
         groups[f"held-out population of {cfg.family!r}"] = compared.heldout
     if (cfg.tune_cells or searching(cfg)) and cfg.task is not None:

@@ -76,14 +76,21 @@ def model_schema(
     prior: str = "none",
     task: str | None = None,
     train_networks: Sequence[str] = (),
+    ranges: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The schema of a model trained on envs of ``config`` (an ``EnvConfig``) whose rows have ``columns``."""
+    """The schema of a model trained on envs of ``config`` (an ``EnvConfig``) whose rows have ``columns``.
+
+    ``ranges``: what a run across settings saw (``targets``, ``families``, ``networks``, ``depths``;
+    :mod:`agents.generalist`), recorded as ``schema["ranges"]``; :func:`outside_training` then warns outside them.
+    """
     schema: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "columns": list(columns)}
     schema.update({name: getattr(config, name) for name in AGREEMENT})
     schema["prior"] = prior
     schema["env"] = {name: getattr(config, name) for name in ENV_FIELDS}
     schema["task"] = task
     schema["train_networks"] = list(train_networks)
+    if ranges is not None:
+        schema["ranges"] = dict(ranges)
     return _plain(schema)
 
 
@@ -216,8 +223,10 @@ def outside_training(schema: Mapping[str, Any], target: Any) -> list[str]:
     """
     recorded = schema.get("env") or {}
     _, config = env_side(target)
-    out = []
+    out = outside_ranges(schema.get("ranges"), config, target)
     for name in CONDITIONS:
+        if name == "target_density" and schema.get("ranges"):
+            continue  # a run across targets: outside_ranges compares the target with the range it trained on
         if name in recorded and config is not None and hasattr(config, name):
             have, want = _plain(getattr(config, name)), recorded[name]
             if have != want:
@@ -227,6 +236,32 @@ def outside_training(schema: Mapping[str, Any], target: Any) -> list[str]:
         new = ", ".join(sorted(kinds - known))
         out.append(f"this network has {new} layers; it was trained on {', '.join(schema['train_networks'])} only")
     return out
+
+
+def outside_ranges(ranges: Mapping[str, Any] | None, config: Any, target: Any) -> list[str]:
+    """A sentence per recorded range (:func:`model_schema`'s ``ranges``) that ``target`` falls outside of.
+
+    The target density outside [lowest, highest] training target, and a layer count outside the training depths.
+    """
+    if not ranges:
+        return []
+    out = []
+    targets, density = ranges.get("targets") or [], getattr(config, "target_density", None)
+    if targets and density is not None and not min(targets) <= density <= max(targets):
+        out.append(
+            f"target_density={density!r} here; it was trained across target densities {min(targets)!r} to "
+            f"{max(targets)!r} ({', '.join(map(repr, targets))})"
+        )
+    depths, layers = ranges.get("depths"), _layer_count(target)
+    if depths and layers is not None and not depths[0] <= layers <= depths[1]:
+        out.append(f"this network has {layers} layers; it was trained on networks of {depths[0]} to {depths[1]}")
+    return out
+
+
+def _layer_count(target: Any) -> int | None:
+    """The number of controlled layers of an env or a driver, or ``None`` if unknown."""
+    names = getattr(getattr(target, "unwrapped", target), "layer_names", None)
+    return None if names is None else len(names)
 
 
 class OutsideTrainingWarning(UserWarning):

@@ -49,6 +49,7 @@ from agents.distill import distilled_opponent, dynamics_note
 from agents.exploration import normalise_rewards
 from agents.hybrid import incumbent, recorded_prior, static_prior, uses_static_prior
 from agents.hybrid_run import attach_evaluation_log, exploration_callbacks, write_budget_curve
+from agents.generalist import generalist_notes, train_names, training_ranges, training_settings
 from agents.opponents import opponent_notes, run_opponents
 from agents.paired_reward import PairedReward, ReferenceCache
 from agents.policy import LayerwisePolicy
@@ -70,23 +71,29 @@ from sparsity_gym.experiments.plots import plot_learning_curve
 from sparsity_gym.experiments.populations import comparison_family
 from sparsity_gym.experiments.report import seed_text
 from sparsity_gym.experiments.seeds import seeds as seed_range
+from sparsity_gym.experiments.settings_env import Setting, SettingsEnv
 
 TB_NAME = "PPO"
 TRAINING_EPISODES = "training_episodes.csv"
 
 
 def _family_env(
-    specs: tuple[NetworkSpec, ...], config: EnvConfig, threads: int, paired: tuple | None = None
+    specs: tuple[NetworkSpec, ...],
+    config: EnvConfig,
+    threads: int,
+    paired: tuple | None = None,
+    settings: tuple[Setting, ...] | None = None,
 ) -> FamilyEnv | PairedReward:
     """One training env (runs inside a vector-env worker: ``threads`` torch threads for this process).
 
     ``paired``: ``(reference schedule, cache file, seeds per network)`` wraps it in :class:`PairedReward`.
+    ``settings``: a run across settings (:mod:`agents.generalist`) draws from them instead of ``specs``.
     """
     import torch
 
     if threads:
         torch.set_num_threads(threads)
-    env = FamilyEnv(specs, config)
+    env = FamilyEnv(specs, config) if settings is None else SettingsEnv(settings)
     if paired is None:
         return env
     reference, cache, per_network = paired
@@ -112,7 +119,8 @@ def make_train_env(cfg: TrainConfig, family: Family, paired: tuple | None = None
         threads = max(1, int(cfg.env_cpus))
         vec_cls = RayVecEnv
         vec_kwargs = {"num_cpus": cfg.env_cpus, "num_gpus": cfg.env_gpus, "address": cfg.ray_address or None}
-    factory = functools.partial(_family_env, tuple(family.train), cfg.env, threads, paired)
+    settings = training_settings(cfg)
+    factory = functools.partial(_family_env, tuple(family.train), cfg.env, threads, paired, settings)
     return make_vec_env(factory, n_envs=cfg.n_envs, seed=cfg.seed, vec_env_cls=vec_cls, vec_env_kwargs=vec_kwargs)
 
 
@@ -173,7 +181,12 @@ def train_ppo(
                     "log_std_init": cfg.log_std_init,
                     "pooling": cfg.policy_pooling,
                     "schema": model_schema(
-                        feature_names[:-1], cfg.env, prior, cfg.task, [s.name for s in family.train]
+                        feature_names[:-1],
+                        cfg.env,
+                        prior,
+                        cfg.task,
+                        train_names(cfg, family),
+                        ranges=training_ranges(training_settings(cfg)),
                     ),
                 },
             )
@@ -313,6 +326,7 @@ def run_train(cfg: TrainConfig) -> Path:
     ]
     if cfg.heldout == "population" and not cfg.networks:
         notes.append(f"Held-out population (`--heldout population`): {compared.description}.")
+    notes += generalist_notes(cfg)
     if table is not None:
         notes.insert(
             0,

@@ -32,6 +32,7 @@ import torch
 
 from agents.config import TrainConfig
 from agents.costs import ppo_run_dir
+from agents.generalist import training_entries
 from agents.opponents import SAMPLER_OF, search_budget, searching
 from agents.prior import RECORD_NAME as PRIOR_RECORD
 from agents.showcase import showcase_jobs, showcase_seeds
@@ -178,7 +179,7 @@ def _training_work(cfg: TrainConfig, family: Family, pooled: int, training: int)
     what = f"{steps} timesteps in rollouts of {rollout} / {decisions} decisions per episode"
     work.append(Work("training", episodes, training, what))
     if cfg.reward == "paired":
-        pool = len(family.train) * cfg.seed_pool
+        pool = training_entries(cfg, family) * cfg.seed_pool  # a run across settings: per setting
         reference = min(episodes, pool) if cfg.seed_pool else episodes
         what = f"at most one per training network and pool seed ({pool})" if cfg.seed_pool else "one per episode"
         work.append(Work("reward reference", reference, training, what))

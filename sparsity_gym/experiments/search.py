@@ -51,7 +51,7 @@ from sparsity_gym.env.config import EnvConfig
 from sparsity_gym.experiments.episode_log import config_hash
 from sparsity_gym.experiments.opponents import Opponent
 from sparsity_gym.experiments.statistics import best_of
-from sparsity_gym.experiments.tuning import Cell, score_policies
+from sparsity_gym.experiments.tuning import Cell, Scores, score_policies
 
 SAMPLERS = ("tpe", "random")
 INSTALL_HINT = "pip install -e '.[search]'"
@@ -223,6 +223,7 @@ def run_search(
     run_dir: str | Path,
     seed: int = 0,
     progress: bool = True,
+    objective: Callable[[Scores, str], float] | None = None,
     **grid: Any,
 ) -> SearchResult:
     """Search ``space`` with ``sampler`` for ``budget`` episodes on ``networks`` × ``seeds`` (resumable).
@@ -238,6 +239,9 @@ def run_search(
         run_dir: Folder of the study's SQLite file (:func:`study_path`).
         seed: The samplers' seed (trial ``n`` samples with ``seed + n``).
         progress: A tqdm bar over the budget's episodes.
+        objective: ``(scores, policy) -> value`` a trial maximizes; default the mean validation accuracy over
+            every network and seed (``Scores.mean_val``); :mod:`sparsity_gym.experiments.settings_search`
+            passes the mean over settings.
         **grid: :func:`~sparsity_gym.experiments.grid.run_grid`'s ``backend``, ``workers``...
 
     Raises:
@@ -277,7 +281,7 @@ def run_search(
                 run = {**grid, "progress": False, "on_result": lambda index, results: bar.update(len(results))}
                 scores = score_policies([to_cell(name)], networks, seeds, "train", None, **run)
                 trial.set_user_attr("seconds", time.perf_counter() - start)
-                study.tell(trial, scores.mean_val(name))
+                study.tell(trial, scores.mean_val(name) if objective is None else objective(scores, name))
         return _result(sampler, _complete(optuna, study), plan)
 
 
