@@ -47,9 +47,9 @@ from agents.costs import (
 )
 from agents.distill import distilled_opponent, dynamics_note
 from agents.exploration import normalise_rewards
+from agents.generalist import generalist_notes, train_names, training_ranges, training_settings
 from agents.hybrid import incumbent, recorded_prior, static_prior, uses_static_prior
 from agents.hybrid_run import attach_evaluation_log, exploration_callbacks, write_budget_curve
-from agents.generalist import generalist_notes, train_names, training_ranges, training_settings
 from agents.opponents import opponent_notes, run_opponents
 from agents.paired_reward import PairedReward, ReferenceCache
 from agents.policy import LayerwisePolicy
