@@ -12,11 +12,14 @@ episodes, as :func:`agents.costs.read_agent_cost` reads them from its run folder
 best point of each search joins the comparison under ``search (N episodes)`` / ``random (N episodes)``
 (:func:`run_opponents`), on the same networks and seeds as every other policy. ``opponents.json`` in the run
 folder records every opponent's cost (:class:`~sparsity_gym.experiments.opponents.Opponent`), the tuned cell's
-tuning included (``tuned``).
+tuning included (``tuned``). Each search is also cut at the PPO run's training seconds (:func:`at_learned_seconds`:
+its trials' recorded seconds summed in trial order, the best point within them), so the report compares at
+equal wall time as well as at equal episodes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from agents.config import TrainConfig
@@ -25,8 +28,8 @@ from agents.tuned import tuning_overrides
 from baselines import SEARCH_SPACE, policy_cell, searched_name
 from sparsity_gym.env.config import EnvConfig
 from sparsity_gym.env.tasks import get_task
-from sparsity_gym.experiments.opponents import read_opponents, write_opponents
-from sparsity_gym.experiments.search import SearchResult, run_search
+from sparsity_gym.experiments.opponents import AtSeconds, Opponent, best_within_seconds, read_opponents, write_opponents
+from sparsity_gym.experiments.search import import_optuna, run_search, study_path
 from sparsity_gym.experiments.seeds import seeds
 from sparsity_gym.experiments.tuning import train_configs
 
@@ -75,11 +78,12 @@ def run_opponents(cfg: TrainConfig, run_dir: Path) -> dict[str, str]:
     if not chosen:
         return {}
     budget = search_budget(cfg, ppo_run_dir(cfg))
+    learned = read_agent_cost(ppo_run_dir(cfg))
     configs = search_configs(cfg)
-    results: list[SearchResult] = []
-    for opponent in chosen:
+    results: list[Opponent] = []
+    for name in chosen:
         result = run_search(
-            SAMPLER_OF[opponent],
+            SAMPLER_OF[name],
             SEARCH_SPACE,
             searched_name,
             policy_cell,
@@ -93,9 +97,29 @@ def run_opponents(cfg: TrainConfig, run_dir: Path) -> dict[str, str]:
             workers=cfg.workers or None,
         )
         print(f"{result.label}: best point {result.best} (train-split validation accuracy {result.best_value:.4f})")
-        results.append(result)
-    write_opponents(run_dir, [r.opponent() for r in results])
-    return {r.label: r.best for r in results}
+        record = result.opponent()
+        if learned is not None and learned.seconds is not None:  # the same search at equal wall time
+            at = at_learned_seconds(run_dir, result.sampler, learned.seconds, result.budget.per_trial)
+            record = dataclasses.replace(record, at_seconds=at)
+        results.append(record)
+    write_opponents(run_dir, results)
+    return {r.label: str(r.best) for r in results}
+
+
+def at_learned_seconds(run_dir: str | Path, sampler: str, seconds: float, per_trial: int) -> AtSeconds:
+    """The search of ``sampler`` in ``run_dir`` cut at the learned policy's ``seconds`` (equal wall time).
+
+    Its trials' recorded seconds (``user_attrs["seconds"]``) are summed in trial order; the best point among
+    those within the cut (:func:`sparsity_gym.experiments.opponents.best_within_seconds`).
+    """
+    optuna = import_optuna()
+    study = optuna.load_study(study_name=f"search_{sampler}", storage=f"sqlite:///{study_path(run_dir, sampler)}")
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    trials = [
+        (str(t.user_attrs["policy"]), float(t.value), float(t.user_attrs.get("seconds", 0.0)))
+        for t in sorted(complete, key=lambda t: t.number)
+    ]
+    return best_within_seconds(trials, seconds, per_trial)
 
 
 def opponent_notes(run_dir: Path, labels: dict[str, str]) -> list[str]:
@@ -108,6 +132,7 @@ def opponent_notes(run_dir: Path, labels: dict[str, str]) -> list[str]:
         notes.append(
             f"`{label}`: the static schedule `{best}`, the best mean validation accuracy on the train split among "
             f"the points {how} tried over the static schedule's knobs, {cost.episodes} episodes of a budget of "
-            f"{cost.budget} ({cost.seconds} s; run_dir/search_{SAMPLER_OF[cost.name]}.db, opponents.json)."
+            f"{cost.budget} ({cost.seconds} s; run_dir/search_{SAMPLER_OF[cost.name]}.db, opponents.json)"
+            + (f"; at equal wall time, {cost.at_seconds.text(cost.best)}." if cost.at_seconds is not None else ".")
         )
     return notes
