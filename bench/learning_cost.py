@@ -98,6 +98,14 @@ class LockstepTimer(StepTimer):
             return obs, rewards, dones, infos
 
         venv.step_wait = step_wait
+        self.step_wall = 0.0
+
+    def step_wait(self) -> Any:
+        """Gather the step (see :class:`StepTimer`); add its wall time, the sending included."""
+        start = time.perf_counter()
+        out = super().step_wait()
+        self.step_wall += time.perf_counter() - start + self._async
+        return out
 
 
 class TimedPPO(PPO):
@@ -159,7 +167,7 @@ class PPOPhase:
 
     def run(self) -> tuple[float, float, dict[str, float], list[str]]:
         """One round: ``(seconds, episodes, parts, networks of the finished episodes)``."""
-        before = {**self.times, **self.venv.parts, "lockstep": self.venv.lockstep}
+        before = {**self.times, **self.venv.parts, **self._venv_counts()}
         seen = len(self.venv.episodes)
         start = time.perf_counter()
         self.model.learn(self.steps, reset_num_timesteps=False)
@@ -167,9 +175,14 @@ class PPOPhase:
         reference = sum(c.episodes for c in self.venv.get_attr("cache")) if self.paired else 0
         episodes = self.steps / self.decisions + reference - self.reference
         self.reference = reference
-        after = {**self.times, **self.venv.parts, "lockstep": self.venv.lockstep}
+        after = {**self.times, **self.venv.parts, **self._venv_counts()}
         parts = {k: v - before.get(k, 0.0) for k, v in after.items()}
         return seconds, episodes, parts, self.venv.episodes[seen:]
+
+    def _venv_counts(self) -> dict[str, float]:
+        v = self.venv
+        reference = sum(c.seconds for c in v.get_attr("cache")) if self.paired else 0.0
+        return {"lockstep": v.lockstep, "traffic": v.traffic, "step_wall": v.step_wall, "reference": reference}
 
     def close(self) -> None:
         """Close the envs."""
@@ -297,7 +310,7 @@ def main() -> None:
         rows["stats"].append(stats["all four"] / stats["none"])
         rows["eval/ppo"].append(eval_s / ppo_s)
         for k, v in parts.items():
-            parts_sum[k] += v / ppo_s
+            parts_sum[k] += v / ppo_s  # fractions of the round's wall time, summed over the rounds
         print(
             f"round {r}: PPO {ppo_eps:.1f} episodes {ppo_s:.1f} s, TPE {tpe_eps} episodes {tpe_s:.1f} s, "
             f"plain {len(networks)} episodes {plain_s:.1f} s, evaluation {eval_s:.1f} s",
@@ -314,18 +327,30 @@ def main() -> None:
     )
     for name in ("ppo", "tpe", "plain"):
         print(f"  {name:6s} {1 / statistics.median(rows[name]):6.3f} episodes/s")
-    print("PPO phase breakdown (fraction of its wall time; workers' times divided by the workers):")
-    w = args.workers
-    breakdown = {
-        "statistics (workers: gradient statistics, observation)": (parts_sum["statistics"] + parts_sum["observation"])
+    print("PPO phase breakdown, fraction of its wall time (the env workers' times divided by the workers):")
+    w, p = args.workers, {k: v / n for k, v in parts_sum.items()}
+    workers = {
+        "env: training steps (optimizer, masks, pruning driver)": (p["steps"] - p["statistics"]) / w,
+        "env: statistics (gradient statistics, observation)": (p["statistics"] + p["observation"]) / w,
+        "env: validation passes": p["validation"] / w,
+        "env: the rest (actions, reset, paired reward)": (p["total"] - p["steps"] - p["validation"] - p["observation"])
         / w,
-        "lockstep waiting (workers idle until the slowest env)": parts_sum["lockstep"] / w,
-        "policy inference (this process)": parts_sum["inference"],
-        "PPO updates (this process)": parts_sum["updates"],
     }
-    for k, v in breakdown.items():
-        print(f"  {k:58s} {v / n:5.3f}")
-    print(f"  {'one held-out evaluation per round / the round':58s} {statistics.median(rows['eval/ppo']):5.3f}")
+    here = {
+        "lockstep waiting (workers idle until the slowest env)": p["lockstep"] / w,
+        "inter-process traffic (step wall - slowest worker)": p["traffic"],
+        "policy inference (this process)": p["inference"],
+        "PPO updates (this process)": p["updates"],
+        "rest of this process (buffer, callbacks)": 1 - p["step_wall"] - p["inference"] - p["updates"],
+    }
+    for k, v in {**workers, **here}.items():
+        print(f"  {k:62s} {v:5.3f}")
+    print(f"  {'(sum)':62s} {sum(workers.values()) + sum(here.values()):5.3f}")
+    print(f"  {'of which the reference episodes (env workers)':62s} {p['reference'] / w:5.3f}")
+    print(
+        f"  {'the plain loop of the same episodes, same workers':62s} {1 / statistics.median(rows['ppo/plain']):5.3f}"
+    )
+    print(f"  {'one held-out evaluation per round / the round (apart)':62s} {statistics.median(rows['eval/ppo']):5.3f}")
     ppo_tpe = _ratio(rows["ppo"], rows["tpe"])
     print("targets (issue 30):")
     print(f"  PPO episode / TPE episode                      x{ppo_tpe:.2f}   (<= 1.05)")
