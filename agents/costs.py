@@ -199,11 +199,16 @@ def cumulative_train_seconds(run_dir: Path, resume: bool, seconds: float) -> flo
 
 
 def earlier_counts(earlier: AgentCost | None) -> dict[str, float]:
-    """The counts over sessions a resumed run's checkpoint continues (``agents.callbacks.COST_KEYS``)."""
+    """The counts over sessions a resumed run's checkpoint continues (``agents.callbacks.COST_KEYS``).
+
+    A record from before the parts were split holds only the whole ``train_seconds``: they count as the
+    training phase's (the tuning and evaluations in them cannot be told apart any more).
+    """
     if earlier is None:
         return {}
+    training = earlier.training_seconds if earlier.training_seconds is not None else earlier.run_seconds
     return {
-        "training_seconds": earlier.training_seconds or 0.0,
+        "training_seconds": training or 0.0,
         "evaluation_seconds": earlier.evaluation_seconds,
         "evaluation_episodes": earlier.evaluation_episodes,
         "evaluations": earlier.evaluations_run,

@@ -46,6 +46,11 @@ def test_each_part_is_read_with_its_own_episodes_and_seconds(tmp_path):
         "evaluation_episodes": 24,
         "evaluations": 4,
     }
+    # an older record, the whole train_seconds alone: a resumed run counts them as its training phase's
+    (tmp_path / "checkpoints" / "state.json").unlink()
+    (tmp_path / "timing.json").write_text(json.dumps({"train_seconds": 90.0, "episodes": 40}))
+    assert earlier_counts(read_agent_cost(tmp_path))["training_seconds"] == 90.0
+    assert earlier_counts(None) == {}
 
 
 def test_the_checkpoint_splits_its_seconds_into_training_and_evaluations(tmp_path):
