@@ -15,12 +15,15 @@ and ``--workers``, interleaved round by round (the machine is noisy; every confi
 * **statistics**: one episode of the task's first network with all four statistic families against none
   (``bench/stats_overhead.py``'s measure), in this process.
 
-It prints each one's episodes per second, the PPO phase's breakdown (the env workers' statistics, the policy's
-inference in this process, the PPO updates, the lockstep waiting: the time a worker sits idle while the vector
-step waits for its slowest env, and one held-out evaluation per round on the pool) as ratios, and the three
-target ratios of issue 30: PPO episode / TPE episode (adjusted as well for the two mixes of networks by the
-plain loop's seconds per network), PPO phase / plain loop of the same episodes at the same parallelism, and all
-four statistic families / none. Medians over the rounds after a warm-up round.
+It prints each one's episodes per second; the PPO phase's wall time part by part, as fractions that sum to
+about 1 (the env workers' own times, divided by the workers: training steps, statistics, validation passes,
+the rest of the env; the lockstep waiting, i.e. the time a worker sits idle while the vector step waits for
+its slowest env; the inter-process traffic; the policy's inference and the PPO updates in this process), the
+share of the paired reward's reference episodes in it, and one held-out evaluation per round on the pool
+(apart); then the three target ratios of issue 30: PPO episode / TPE episode (adjusted as well for the two
+mixes of networks by the plain loop's seconds per network), PPO phase / plain loop of the same episodes at
+the same parallelism, and all four statistic families / none. Medians over the rounds after a warm-up round.
+The default takes 2-4 minutes on 2 cores; ``--rounds 1 --iterations 200 --interval 20 --n-steps 10`` about one.
 
     python bench/learning_cost.py [--rounds 3] [--iterations 500] [--interval 50] [--workers 2] [--updates 1]
 """
