@@ -27,6 +27,10 @@ from sparsity_gym.core.io import atomic_write_text
 from sparsity_gym.env.config import EnvConfig
 from sparsity_gym.experiments.families import NetworkSpec
 
+COST_KEYS = ("training_seconds", "evaluation_seconds", "evaluation_episodes", "evaluations")
+"""What ``state.json`` counts over sessions besides the episodes and ``train_seconds`` (see
+:meth:`AtomicCheckpointCallback.state`)."""
+
 
 class EpisodeStatsCallback(BaseCallback):
     """Log each finished training episode through ``self.logger.record``.
@@ -197,19 +201,30 @@ class AtomicCheckpointCallback(BaseCallback):
     ``episodes`` counts the training episodes finished so far (start it from ``state.json`` when resuming);
     ``seconds`` the training seconds of earlier sessions, to which ``state.json``'s ``train_seconds`` adds this
     session's since training started, so a killed session's seconds up to its last checkpoint stay counted.
+    ``evaluation`` (the run's periodic evaluation) and ``earlier`` (the :data:`COST_KEYS` of earlier sessions)
+    split those seconds into the training phase's and the periodic evaluations' (:meth:`state`).
 
     A run killed at any moment leaves the previous complete checkpoint (never a truncated file); ``--resume``
     loads ``last.zip`` and continues the timestep count.
     """
 
     def __init__(
-        self, folder: str | Path, every: int, episodes: int = 0, seconds: float = 0.0, verbose: int = 0
+        self,
+        folder: str | Path,
+        every: int,
+        episodes: int = 0,
+        seconds: float = 0.0,
+        verbose: int = 0,
+        evaluation: PeriodicEvalCallback | None = None,
+        earlier: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__(verbose)
         self.folder = Path(folder)
         self.every = every
         self.episodes = episodes
         self.seconds = float(seconds)
+        self.evaluation = evaluation
+        self.earlier = {k: float((earlier or {}).get(k) or 0.0) for k in COST_KEYS}
         self._last_saved = 0
         self._started = time.perf_counter()
 
@@ -226,11 +241,36 @@ class AtomicCheckpointCallback(BaseCallback):
     def save(self) -> Path:
         """Write the checkpoint now; ``state.json``: the timestep count, the finished episodes, the training seconds."""
         path = save_model_atomic(self.model, self.folder / "last.zip")
-        seconds = round(self.seconds + time.perf_counter() - self._started, 1)
-        state = {"num_timesteps": int(self.num_timesteps), "episodes": int(self.episodes), "train_seconds": seconds}
-        atomic_write_text(self.folder / "state.json", json.dumps(state))
+        atomic_write_text(self.folder / "state.json", json.dumps(self.state()))
         self._last_saved = self.num_timesteps
         return path
+
+    def state(self) -> dict[str, Any]:
+        """``state.json``: the timestep count, the finished episodes, and the seconds, all counted over sessions.
+
+        ``train_seconds``: the earlier sessions' plus this one's since training started (the periodic
+        evaluations included); ``training_seconds``: the same without the periodic evaluations (the PPO
+        training phase alone; the paired reward's reference episodes ran inside it); ``evaluation_seconds``,
+        ``evaluation_episodes`` and ``evaluations``: the periodic evaluations' (of ``evaluation``).
+        """
+        wall = time.perf_counter() - self._started
+        ev = self.evaluation
+        now = {
+            "evaluation_seconds": ev.seconds if ev else 0.0,
+            "evaluation_episodes": ev.episodes if ev else 0,
+            "evaluations": ev.count if ev else 0,
+        }
+        total = {k: self.earlier[k] + now.get(k, 0.0) for k in COST_KEYS}
+        total["training_seconds"] = self.earlier["training_seconds"] + wall - now["evaluation_seconds"]
+        return {
+            "num_timesteps": int(self.num_timesteps),
+            "episodes": int(self.episodes),
+            "train_seconds": round(self.seconds + wall, 1),
+            "training_seconds": round(total["training_seconds"], 1),
+            "evaluation_seconds": round(total["evaluation_seconds"], 1),
+            "evaluation_episodes": int(total["evaluation_episodes"]),
+            "evaluations": int(total["evaluations"]),
+        }
 
 
 class BestModelKeeper(BaseCallback):
@@ -303,6 +343,9 @@ class PeriodicEvalCallback(EventCallback):
         self.last_evaluation: HeldoutEvaluation | None = None
         self._last = 0
         self._continue = True
+        self.seconds = 0.0  # wall seconds of this session's evaluations
+        self.episodes = 0  # their episodes
+        self.count = 0  # and their number
 
     def _init_callback(self) -> None:
         self._last = self.num_timesteps
@@ -326,7 +369,11 @@ class PeriodicEvalCallback(EventCallback):
     def evaluate_now(self) -> list[Any]:
         """Run the evaluation, log it, hand on a new best; return the episode results."""
         self._last = self.num_timesteps
+        start = time.perf_counter()
         evaluation = self.last_evaluation = self.evaluator(self.model)
+        self.seconds += time.perf_counter() - start
+        self.episodes += len(evaluation.results)
+        self.count += 1
         for log in self.logs:
             log(self.logger, evaluation, self.num_timesteps)
         score = evaluation.val_accuracy

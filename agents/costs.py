@@ -1,12 +1,16 @@
 """What a PPO run cost, read from its run folder: the search opponents' budget and the report's cost column.
 
-* The PPO run's records (:func:`read_agent_cost`, the one reader of them): training episodes
-  (``checkpoints/state.json``, the latest checkpoint, over ``timing.json``), the paired reward's reference
-  episodes (the entries of ``reference_cache.json``: every one of the run, resumed sessions included; else the
-  count ``timing.json`` holds) and the training's wall seconds (``train_seconds``, summed over resumed
-  sessions, the tuning before training included, a killed session's up to its last checkpoint; the reference's
-  episodes ran inside it). The
-  equal-budget search gets the training plus reference episodes (:mod:`agents.opponents`).
+* The PPO run's records (:func:`read_agent_cost`, the one reader of them), each part with its own episodes and
+  seconds, summed over resumed sessions (a killed session's up to its last checkpoint): the training episodes
+  (``checkpoints/state.json``, the latest checkpoint, over ``timing.json``) and the training phase's seconds
+  without the periodic evaluations (``training_seconds``); the paired reward's reference episodes (the entries
+  of ``reference_cache.json``: every one of the run, resumed sessions included; else the count ``timing.json``
+  holds) and their seconds (``reference_seconds``, summed over the env workers: they ran inside the training
+  phase); the tuning before training (``tuning_episodes``, ``tuning_seconds``: the grid and the prior's
+  choice); the periodic evaluations (``evaluation_episodes``, ``evaluation_seconds``, ``evaluations``). And
+  the whole ``train_seconds`` (all of these and the saving). The equal-budget search gets the training plus
+  reference episodes (:mod:`agents.opponents`); the cost column sums those episodes and the training phase's
+  seconds (:class:`~sparsity_gym.experiments.opponents.AgentCost`).
 * The opponents: the run folder's ``opponents.json``
   (:func:`sparsity_gym.experiments.opponents.read_opponents`).
 * The first win: the periodic evaluations' ``eval/val_accuracy`` scalars in the run's TensorBoard events (their
@@ -27,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from agents.callbacks import COST_KEYS
 from agents.config import TrainConfig
 from agents.policies import model_path
 from baselines import env_kwargs, make_policy
@@ -121,30 +126,44 @@ def read_agent_cost(training_dir: str | Path) -> AgentCost | None:
     """What the PPO run in ``training_dir`` recorded of its cost (see the module); ``None``: no training record.
 
     ``checkpoints/state.json`` (the latest checkpoint) wins over ``timing.json`` (written when the training
-    ended); the training seconds are the larger of the two (a killed session's checkpoint counts beyond the last
-    ``timing.json``; a finished session's ``timing.json`` also counts the tuning before training). The reference's
-    episodes are the entries of ``reference_cache.json`` when there is one. No first win is read here
-    (:func:`agent_cost` adds it).
+    ended) for the episodes; every count over sessions (the seconds, the periodic evaluations) is the larger of
+    the two (a killed session's checkpoint counts beyond the last ``timing.json``; a finished session's
+    ``timing.json`` also counts the tuning before training). The cost's parts: ``training_seconds`` (the
+    training phase without the periodic evaluations), ``evaluation_*``, ``tuning_*`` (``timing.json``) and the
+    reference's; ``seconds`` is the training phase's when recorded, else the whole ``train_seconds`` of an
+    older record. The reference's episodes are the entries of ``reference_cache.json`` when there is one. No
+    first win is read here (:func:`agent_cost` adds it).
     """
     folder = Path(training_dir)
     state: dict[str, Any] = {}
-    recorded_seconds = []
+    largest: dict[str, float] = {}
     for path in (folder / TIMING, folder / CHECKPOINT_STATE):
         if path.exists():
             record = json.loads(path.read_text(encoding="utf-8"))
             state.update(record)
-            recorded_seconds += [float(record["train_seconds"])] if record.get("train_seconds") is not None else []
+            for key in ("train_seconds", *COST_KEYS):
+                if record.get(key) is not None:
+                    largest[key] = max(float(record[key]), largest.get(key, 0.0))
     cache = folder / REFERENCE_CACHE
     if cache.exists():  # every reference episode of the run, resumed sessions included
         state["reference_episodes"] = len(json.loads(cache.read_text(encoding="utf-8")))
     if "episodes" not in state:
         return None
+    training = largest.get("training_seconds")
     return AgentCost(
         episodes=int(state["episodes"]),
-        seconds=max(recorded_seconds, default=None),
+        seconds=training if training is not None else largest.get("train_seconds"),
         reference_episodes=int(state.get("reference_episodes", 0)),
         reference_seconds=float(state.get("reference_seconds", 0.0)),
         search_episodes=prior_search_episodes(folder),
+        search_seconds=prior_search_seconds(folder),
+        training_seconds=training,
+        tuning_episodes=None if state.get("tuning_episodes") is None else int(state["tuning_episodes"]),
+        tuning_seconds=None if state.get("tuning_seconds") is None else float(state["tuning_seconds"]),
+        evaluation_episodes=int(largest.get("evaluation_episodes", 0)),
+        evaluation_seconds=float(largest.get("evaluation_seconds", 0.0)),
+        evaluations_run=int(largest.get("evaluations", 0)),
+        run_seconds=largest.get("train_seconds"),
     )
 
 
@@ -152,6 +171,12 @@ def prior_search_episodes(folder: Path) -> int:
     """Episodes of the search that chose the run's prior (``opponents.json``'s ``prior`` record; 0: none)."""
     record = read_opponents(folder).get("prior")
     return int(record.episodes or 0) if record is not None else 0
+
+
+def prior_search_seconds(folder: Path) -> float:
+    """Seconds of the search that chose the run's prior (``opponents.json``'s ``prior`` record; 0: none)."""
+    record = read_opponents(folder).get("prior")
+    return float(record.seconds or 0.0) if record is not None else 0.0
 
 
 def agent_cost(
@@ -180,11 +205,28 @@ def agent_cost(
 
 
 def cumulative_train_seconds(run_dir: Path, resume: bool, seconds: float) -> float:
-    """``seconds`` plus the training seconds the run folder already records when the run resumes."""
+    """``seconds`` plus the whole training run's seconds (``train_seconds``) the run folder records when it resumes."""
     earlier = read_agent_cost(run_dir) if resume else None
-    if earlier is None or earlier.seconds is None:
+    if earlier is None or earlier.run_seconds is None:
         return seconds
-    return earlier.seconds + seconds
+    return earlier.run_seconds + seconds
+
+
+def earlier_counts(earlier: AgentCost | None) -> dict[str, float]:
+    """The counts over sessions a resumed run's checkpoint continues (``agents.callbacks.COST_KEYS``).
+
+    A record from before the parts were split holds only the whole ``train_seconds``: they count as the
+    training phase's (the tuning and evaluations in them cannot be told apart any more).
+    """
+    if earlier is None:
+        return {}
+    training = earlier.training_seconds if earlier.training_seconds is not None else earlier.run_seconds
+    return {
+        "training_seconds": training or 0.0,
+        "evaluation_seconds": earlier.evaluation_seconds,
+        "evaluation_episodes": earlier.evaluation_episodes,
+        "evaluations": earlier.evaluations_run,
+    }
 
 
 def write_timing(run_dir: Path, timing: dict[str, Any]) -> Path:

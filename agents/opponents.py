@@ -12,7 +12,9 @@ episodes, as :func:`agents.costs.read_agent_cost` reads them from its run folder
 best point of each search joins the comparison under ``search (N episodes)`` / ``random (N episodes)``
 (:func:`run_opponents`), on the same networks and seeds as every other policy. ``opponents.json`` in the run
 folder records every opponent's cost (:class:`~sparsity_gym.experiments.opponents.Opponent`), the tuned cell's
-tuning included (``tuned``).
+tuning included (``tuned``). Each search is also cut at the PPO run's training seconds (:func:`at_learned_seconds`:
+its trials' recorded seconds summed in trial order, the best point within them), so the report compares at
+equal wall time as well as at equal episodes.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ from agents.tuned import tuning_overrides
 from baselines import SEARCH_SPACE, policy_cell, searched_name
 from sparsity_gym.env.config import EnvConfig
 from sparsity_gym.env.tasks import get_task
-from sparsity_gym.experiments.opponents import Opponent, read_opponents, write_opponents
-from sparsity_gym.experiments.search import run_search
+from sparsity_gym.experiments.opponents import AtSeconds, Opponent, best_within_seconds, read_opponents, write_opponents
+from sparsity_gym.experiments.search import import_optuna, run_search, study_path
 from sparsity_gym.experiments.seeds import seeds
 from sparsity_gym.experiments.tuning import train_configs
 
@@ -81,6 +83,7 @@ def run_opponents(cfg: TrainConfig, run_dir: Path) -> dict[str, str]:
     if not chosen:
         return labels
     budget = search_budget(cfg, ppo_run_dir(cfg))
+    learned = read_agent_cost(ppo_run_dir(cfg))
     configs = search_configs(cfg)
     records: list[Opponent] = []
     for index, seed in enumerate(sampler_seeds(cfg)):
@@ -102,6 +105,9 @@ def run_opponents(cfg: TrainConfig, run_dir: Path) -> dict[str, str]:
                 workers=cfg.workers or None,
             )
             record = seeded_opponent(result.opponent(), seed, index)
+            if learned is not None and learned.all_seconds is not None:  # the same search at equal wall time
+                at = at_learned_seconds(folder, result.sampler, learned.all_seconds, result.budget.per_trial)
+                record = dataclasses.replace(record, at_seconds=at)
             print(f"{record.label}: best point {result.best} (train-split validation accuracy {result.best_value:.4f})")
             records.append(record)
             labels[record.label] = result.best
@@ -120,6 +126,22 @@ def seeded_opponent(record: Opponent, seed: int, index: int) -> Opponent:
 def base_name(name: str) -> str:
     """The opponent a record plays without its seed: ``search_seed2`` -> ``search``."""
     return name.partition("_seed")[0]
+
+
+def at_learned_seconds(run_dir: str | Path, sampler: str, seconds: float, per_trial: int) -> AtSeconds:
+    """The search of ``sampler`` in ``run_dir`` cut at the learned policy's ``seconds`` (equal wall time).
+
+    Its trials' recorded seconds (``user_attrs["seconds"]``) are summed in trial order; the best point among
+    those within the cut (:func:`sparsity_gym.experiments.opponents.best_within_seconds`).
+    """
+    optuna = import_optuna()
+    study = optuna.load_study(study_name=f"search_{sampler}", storage=f"sqlite:///{study_path(run_dir, sampler)}")
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    trials = [
+        (str(t.user_attrs["policy"]), float(t.value), float(t.user_attrs.get("seconds", 0.0)))
+        for t in sorted(complete, key=lambda t: t.number)
+    ]
+    return best_within_seconds(trials, seconds, per_trial)
 
 
 def opponent_notes(run_dir: Path, labels: dict[str, str]) -> list[str]:
@@ -146,6 +168,7 @@ def opponent_notes(run_dir: Path, labels: dict[str, str]) -> list[str]:
             f"`{label}`: the static schedule `{best}`, the best mean validation accuracy on the train split among "
             f"the points {how} tried over the static schedule's knobs, {cost.episodes} episodes of a budget of "
             f"{cost.budget} ({cost.seconds} s; run_dir/{folder}search_{SAMPLER_OF[base_name(cost.name)]}.db, "
-            "opponents.json)."
+            "opponents.json)"
+            + (f"; at equal wall time, {cost.at_seconds.text(cost.best)}." if cost.at_seconds is not None else ".")
         )
     return notes

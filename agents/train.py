@@ -40,6 +40,7 @@ from agents.config import TrainConfig
 from agents.costs import (
     REFERENCE_CACHE,
     cumulative_train_seconds,
+    earlier_counts,
     ppo_run_dir,
     read_agent_cost,
     report_costs,
@@ -67,6 +68,7 @@ from sparsity_gym.core.threads import usable_cores
 from sparsity_gym.env.config import EnvConfig
 from sparsity_gym.experiments.families import Family, NetworkSpec, get_family, parse_network
 from sparsity_gym.experiments.family_env import FamilyEnv
+from sparsity_gym.experiments.opponents import read_opponents
 from sparsity_gym.experiments.plots import plot_learning_curve
 from sparsity_gym.experiments.populations import comparison_family
 from sparsity_gym.experiments.report import seed_text
@@ -149,12 +151,13 @@ def train_ppo(
         # whose spin-waiting took a whole core from the env workers (the default run went 10x slower).
         torch.set_num_threads(1)
     episodes, seconds = 0, 0.0  # finished training episodes and training seconds, counted across resumed sessions
+    earlier = None
     try:
         if cfg.resume and checkpoint.exists():
             model = PPO.load(checkpoint, env=vec_env, device="cpu", tensorboard_log=str(run_dir / "tb"))
             earlier = read_agent_cost(run_dir)
             episodes = earlier.episodes if earlier is not None else 0
-            seconds = (earlier.seconds or 0.0) if earlier is not None else 0.0
+            seconds = (earlier.run_seconds or 0.0) if earlier is not None else 0.0
             # A resumed run draws training episodes from a fresh stream, so it does not replay seen ones.
             vec_env.seed(cfg.seed + model.num_timesteps)
             print(f"resuming from {checkpoint} at timestep {model.num_timesteps}")
@@ -191,8 +194,16 @@ def train_ppo(
                 },
             )
         remaining = cfg.total_timesteps - model.num_timesteps
+        evaluation = HeldoutEvalCallback(
+            family.heldout if cfg.select_on == "heldout" else family.train,
+            cfg.env,
+            seed_range("selection", cfg.eval_episodes),
+            cfg.eval_every,
+            run_dir / "best_model.zip",
+            workers=eval_workers(cfg),
+        )
         checkpoints = AtomicCheckpointCallback(
-            checkpoint.parent, cfg.checkpoint_every, episodes=episodes, seconds=seconds
+            checkpoint.parent, cfg.checkpoint_every, episodes, seconds, 0, evaluation, earlier_counts(earlier)
         )
         if remaining > 0:
             callbacks = exploration_callbacks(cfg, checkpoint.parent)
@@ -200,14 +211,7 @@ def train_ppo(
                 HParamsCallback(json.loads(cfg.to_json())),
                 EpisodeStatsCallback(),
                 EpisodeLogCallback(run_dir / TRAINING_EPISODES),
-                HeldoutEvalCallback(
-                    family.heldout if cfg.select_on == "heldout" else family.train,
-                    cfg.env,
-                    seed_range("selection", cfg.eval_episodes),
-                    cfg.eval_every,
-                    run_dir / "best_model.zip",
-                    workers=eval_workers(cfg),
-                ),
+                evaluation,
                 checkpoints,
                 ActorRestartsCallback(),
             ]
@@ -220,7 +224,7 @@ def train_ppo(
                 progress_bar=cfg.progress_bar,
             )
             checkpoints.save()
-        state: dict[str, Any] = {"num_timesteps": int(model.num_timesteps), "episodes": int(checkpoints.episodes)}
+        state = {k: v for k, v in checkpoints.state().items() if k != "train_seconds"}  # each part's own count
         if paired is not None:  # the reference's cost: episodes run (cache misses) and their seconds
             caches = vec_env.get_attr("cache")
             state["reference_episodes"] = sum(c.episodes for c in caches)
@@ -230,6 +234,19 @@ def train_ppo(
         vec_env.close()
         torch.set_num_threads(threads)
     return model, state
+
+
+def tuning_record(cfg: TrainConfig, run_dir: Path, seconds: float) -> dict[str, Any]:
+    """``timing.json``'s tuning part: ``tuning_seconds`` and ``tuning_episodes`` (the ``tuned`` grid's, if any).
+
+    The seconds are this session's ``seconds`` before training (the grid and the prior's choice), plus a resumed
+    run's earlier ones.
+    """
+    earlier = read_agent_cost(run_dir) if cfg.resume else None
+    before = earlier.tuning_seconds if earlier is not None and earlier.tuning_seconds is not None else 0.0
+    tuned = read_opponents(run_dir).get("tuned") if cfg.tune_cells else None
+    episodes = tuned.episodes if tuned is not None else None
+    return {"tuning_seconds": round(before + seconds, 1), "tuning_episodes": episodes}
 
 
 def eval_workers(cfg: TrainConfig) -> int:
@@ -294,7 +311,9 @@ def run_train(cfg: TrainConfig) -> Path:
             progress=cfg.progress_bar,
         )
     print(f"prior schedule: {prior}" + (f" (env allocation {cfg.env.allocation}, tilted)" if prior_label else ""))
-    _, state = train_ppo(cfg, run_dir, family, prior, prior_label)
+    state = tuning_record(cfg, run_dir, time.perf_counter() - start)  # the grid and the prior's choice
+    _, trained = train_ppo(cfg, run_dir, family, prior, prior_label)
+    state.update(trained)
     train_time = cumulative_train_seconds(run_dir, cfg.resume, time.perf_counter() - start)
     write_timing(run_dir, {"train_seconds": train_time, **state})  # the run's records, before the search reads them
     best = run_dir / "best_model.zip"

@@ -38,6 +38,7 @@ from typing import Any
 
 from sparsity_gym.core.checks import check_number
 from sparsity_gym.core.io import atomic_write_text
+from sparsity_gym.experiments.agent_cost import AgentCost, AtSeconds, best_within_seconds
 from sparsity_gym.experiments.evaluation import EpisodeResult
 from sparsity_gym.experiments.report import headline_results, interval_text, mean_std_text, method_label
 from sparsity_gym.experiments.statistics import RESAMPLES, Comparison, compare, mean_interval, paired_differences
@@ -46,7 +47,9 @@ __all__ = [
     "OPPONENTS_FILE",
     "ORACLE_LABEL",
     "AgentCost",
+    "AtSeconds",
     "Opponent",
+    "best_within_seconds",
     "opponent_columns",
     "opponent_rows",
     "opponents_section",
@@ -77,6 +80,8 @@ class Opponent:
         policy: The name its episodes carry in the results (default: ``label``), or ``{network: name}`` (the
             oracle, whose cell differs by network).
         upper_bound: Chosen on the test results it is scored on (the oracle): no cost, not a rival.
+        at_seconds: A search cut at the learned policy's seconds (:class:`AtSeconds`: the equal-wall-time view
+            beside the equal-episode one); ``None``: not a search, or no learned seconds to cut at.
 
     Raises:
         ValueError: No name, or a negative or non-numeric cost (naming ``opponents[<name>].<field>``).
@@ -91,6 +96,7 @@ class Opponent:
     budget: int | None = None
     policy: str | Mapping[str, str] = ""
     upper_bound: bool = False
+    at_seconds: AtSeconds | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -108,11 +114,15 @@ class Opponent:
         if not isinstance(record, Mapping) or not record.get("name"):
             raise ValueError(f"opponents={record!r} is not allowed; expected a record with a name")
         fields = ("label", "episodes", "seconds", "best", "budget", "policy")
-        return cls(record["name"], **{k: record[k] for k in fields if record.get(k) is not None})
+        at = record.get("at_seconds")
+        at_seconds = None if at is None else AtSeconds.from_json(at, f"opponents[{record['name']!r}].at_seconds")
+        return cls(record["name"], **{k: record[k] for k in fields if record.get(k) is not None}, at_seconds=at_seconds)
 
     def to_json(self) -> dict[str, Any]:
-        """The record as ``opponents.json`` holds it (``policy`` only when it is not the label)."""
+        """The record as ``opponents.json`` holds it (``policy`` unless it is the label; ``at_seconds`` when set)."""
         record = {k: getattr(self, k) for k in ("name", "label", "episodes", "seconds", "best", "budget")}
+        if self.at_seconds is not None:
+            record["at_seconds"] = self.at_seconds.to_json()
         return record if self.policy == self.label else {**record, "policy": self.policy}
 
     @property
@@ -131,14 +141,18 @@ class Opponent:
         return None if network is None else self.policy.get(network)
 
     def cost_text(self) -> str:
-        """``1016 episodes, 1234 s``; the oracle's ``none (chosen on the test results)``; else ``n/a``."""
+        """``1016 episodes, 1234 s``; the oracle's ``none (chosen on the test results)``; else ``n/a``.
+
+        A search cut at the learned policy's seconds adds what it had then (:meth:`AtSeconds.text`).
+        """
         if self.upper_bound:
             return "none (chosen on the test results)"
         parts = [
             f"{self.episodes} episodes" if self.episodes is not None else "",
             f"{self.seconds:.0f} s" if self.seconds is not None else "",
         ]
-        return ", ".join(p for p in parts if p) or "n/a"
+        text = ", ".join(p for p in parts if p) or "n/a"
+        return text if self.at_seconds is None else f"{text}; {self.at_seconds.text(self.best)}"
 
 
 def read_opponents(run_dir: str | Path) -> dict[str, Opponent]:
@@ -175,51 +189,6 @@ def write_opponents(run_dir: str | Path, opponents: Iterable[Opponent]) -> Path:
     path = Path(run_dir) / OPPONENTS_FILE
     atomic_write_text(path, json.dumps([o.to_json() for o in merged.values()], indent=2))
     return path
-
-
-@dataclass(frozen=True)
-class AgentCost:
-    """What the learned policy cost, and when it first beat the reference during training.
-
-    Attributes:
-        episodes: Training episodes.
-        seconds: Wall seconds of training (``None``: unknown); the reference's episodes ran inside them.
-        reference_episodes: Episodes the paired reward's reference ran.
-        reference_seconds: Their wall seconds (part of ``seconds``).
-        first_win: ``(episodes, seconds)`` at the first periodic evaluation whose validation accuracy beat the
-            reference's on the same networks and seeds; ``None``: none did (or nothing to tell, see ``evaluations``).
-        evaluations: Periodic evaluations read (0: none ran, or no reference to beat: no first win can be told).
-        search_episodes: Episodes of the search that chose its prior (``--prior search``; 0: none).
-
-    """
-
-    episodes: int
-    seconds: float | None = None
-    reference_episodes: int = 0
-    reference_seconds: float = 0.0
-    first_win: tuple[int, float] | None = None
-    evaluations: int = 0
-    search_episodes: int = 0
-
-    @property
-    def all_episodes(self) -> int:
-        """Training, reference and prior-search episodes: the budget an equal-budget search opponent gets."""
-        return self.episodes + self.reference_episodes + self.search_episodes
-
-    def cost_text(self) -> str:
-        """Episodes and seconds, then the first win (``never`` when no evaluation beat the reference)."""
-        episodes = (
-            f"{self.episodes} training"
-            + (f" + {self.reference_episodes} reference" if self.reference_episodes else "")
-            + (f" + {self.search_episodes} prior-search" if self.search_episodes else "")
-        )
-        text = f"{episodes} episodes" + (f", {self.seconds:.0f} s" if self.seconds is not None else "")
-        if not self.evaluations:
-            return f"{text}; first win over the reference: n/a (no periodic evaluation against it)"
-        if self.first_win is None:
-            return f"{text}; its periodic evaluation beat the reference: never ({self.evaluations} evaluations)"
-        at, seconds_at = self.first_win
-        return f"{text}; its periodic evaluation first beat the reference after {at} episodes ({seconds_at:.0f} s)"
 
 
 def report_opponents(
@@ -360,7 +329,18 @@ def opponent_rows(
     rows: list[dict[str, Any]] = []
     comparisons = _comparisons(chosen, learned, opponents, setting, resamples, population)
     for o, c in zip(opponents, comparisons.values(), strict=True):
-        base = {"opponent": o.name, "label": o.title, "episodes": o.episodes, "seconds": o.seconds}
+        at = o.at_seconds
+        base = {
+            "opponent": o.name,
+            "label": o.title,
+            "episodes": o.episodes,
+            "seconds": o.seconds,
+            **(
+                {}
+                if at is None
+                else {"at_seconds": at.seconds, "at_seconds_trials": at.trials, "at_seconds_best": at.best}
+            ),
+        }
         if c.pooled is not None:
             rows.append(
                 {

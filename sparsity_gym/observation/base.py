@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,10 +31,36 @@ class Observer:
         self.masks: MaskedNetwork = masks
         self.handles: list[Any] = []
         self.measuring = False
+        self._hook_makers: list[Callable[[], Any]] = []
+        self._detached = False
+
+    def add_hook(self, make: Callable[[], Any]) -> None:
+        """Add a hook: ``make()`` registers it on the network and returns its handle.
+
+        The hooks are on the network only while they can see something (:meth:`hooks_on`, :meth:`hooks_off`):
+        by default while the observer measures. A hooked module takes PyTorch's slow call path on every step, so
+        hooks kept on through the unmeasured steps (most of them) cost time for nothing; the values are the same.
+        """
+        self._hook_makers.append(make)
+
+    def hooks_on(self) -> None:
+        """Register the hooks (once; never after :meth:`detach`)."""
+        if not self.handles and not self._detached:
+            self.handles = [make() for make in self._hook_makers]
+
+    def hooks_off(self) -> None:
+        """Remove the hooks (they come back with :meth:`hooks_on`)."""
+        for h in self.handles:
+            h.remove()
+        self.handles.clear()
 
     def set_measuring(self, on: bool) -> None:
-        """Collect on the following training steps (or stop)."""
+        """Collect on the following training steps (or stop): the hooks go on with it and off after it."""
         self.measuring = on
+        if on:
+            self.hooks_on()
+        else:
+            self.hooks_off()
 
     def after_backward(self) -> None:
         """Called after ``loss.backward()`` of a measured step, before the optimizer step."""
@@ -74,7 +101,6 @@ class Observer:
         return map_tensors(state, lambda t: t.to(device))
 
     def detach(self) -> None:
-        """Remove every hook."""
-        for h in self.handles:
-            h.remove()
-        self.handles.clear()
+        """Remove every hook, for good (the episode is over)."""
+        self._detached = True
+        self.hooks_off()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -29,7 +30,7 @@ class LayerInputObserver(Observer):
         self.recent: dict[str, list[torch.Tensor]] = {}
         self.max_rows = {m.info.name: max(min_rows, 2 * m.info.fan_out) for m in self.masks.layers}
         for layer in self.masks.layers:
-            self.handles.append(layer.info.module.register_forward_pre_hook(self._keeper(layer.info.name)))
+            self.add_hook(functools.partial(layer.info.module.register_forward_pre_hook, self._keeper(layer.info.name)))
 
     def _keeper(self, name: str) -> Callable[[nn.Module, tuple[Any, ...]], None]:
         def keep(module: nn.Module, args: tuple[Any, ...]) -> None:

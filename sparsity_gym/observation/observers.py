@@ -93,11 +93,16 @@ class SNRObserver(Observer):
     def __init__(self, masks: MaskedNetwork, settings: ObserverSettings | None = None) -> None:
         super().__init__(masks, settings)
         modules = [(m.info.name, m.info.module) for m in self.masks.layers]
-        self.collector = GradientMomentCollector(modules, total_iterations=self.settings.total_iterations).attach()
+        self.collector = GradientMomentCollector(modules, total_iterations=self.settings.total_iterations)
 
-    def set_measuring(self, on: bool) -> None:  # noqa: D102
+    def set_measuring(self, on: bool) -> None:
+        """Measure the following steps (or stop): the collector's hooks are on the network only while it does."""
         super().set_measuring(on)
         self.collector.active = on
+        if on and not self._detached:
+            self.collector.attach()
+        elif not on:
+            self.collector.detach()
 
     def after_backward(self) -> None:  # noqa: D102
         self.collector.update()
@@ -143,7 +148,7 @@ class RankObserver(Observer):
         super().__init__(masks, settings)
         self.buffers = [ActivationBuffer(m.info.fan_out) for m in self.masks.layers]
         for layer, buf in zip(self.masks.layers, self.buffers, strict=True):
-            self.handles.append(_post_activation_hook(self.masks, layer, self._pusher(buf)))
+            self.add_hook(functools.partial(_post_activation_hook, self.masks, layer, self._pusher(buf)))
 
     def _pusher(self, buf: ActivationBuffer) -> Callable[[torch.Tensor], None]:
         def push(x: torch.Tensor) -> None:
@@ -218,7 +223,9 @@ class ContributionObserver(Observer):
                 continue
             acc = ContributionAccumulator(layer.info.fan_out, track_max=lambda2 != 0)
             self.accumulators.append(acc)
-            self.handles.append(_post_activation_hook(self.masks, layer, self._updater(acc, succ.info.module)))
+            self.add_hook(
+                functools.partial(_post_activation_hook, self.masks, layer, self._updater(acc, succ.info.module))
+            )
 
     def _updater(self, acc: ContributionAccumulator, successor: nn.Module) -> Callable[[torch.Tensor], None]:
         def update(x: torch.Tensor) -> None:
@@ -292,7 +299,11 @@ class EquilibriumObserver(Observer):
         self.outputs: list[list[torch.Tensor]] = [[] for _ in self.masks.layers]
         self.capturing = False
         for i, layer in enumerate(self.masks.layers):
-            self.handles.append(layer.info.module.register_forward_hook(self._catcher(i)))
+            self.add_hook(functools.partial(layer.info.module.register_forward_hook, self._catcher(i)))
+
+    def set_measuring(self, on: bool) -> None:
+        """The flag alone: this observer reads the validation passes, not the training steps."""
+        self.measuring = on
 
     def _catcher(self, i: int) -> Callable[..., None]:
         def catch(module: nn.Module, args: tuple[Any, ...], out: torch.Tensor) -> None:
@@ -301,7 +312,9 @@ class EquilibriumObserver(Observer):
 
         return catch
 
-    def begin_evaluation(self) -> None:  # noqa: D102
+    def begin_evaluation(self) -> None:
+        """Catch the layers' outputs of the validation pass (the hooks are on the network only during it)."""
+        self.hooks_on()
         self.capturing = True
 
     def unit_scores(self) -> dict[str, torch.Tensor]:
@@ -313,8 +326,10 @@ class EquilibriumObserver(Observer):
             for layer, tracker in zip(self.masks.layers, self.trackers, strict=True)
         }
 
-    def end_evaluation(self) -> None:  # noqa: D102
+    def end_evaluation(self) -> None:
+        """Turn the validation pass's outputs into φ and v (each tracker's update); the hooks go off."""
         self.capturing = False
+        self.hooks_off()
         for tracker, outs in zip(self.trackers, self.outputs, strict=True):
             if outs:
                 tracker.update(torch.cat(outs))

@@ -39,6 +39,22 @@ def _neuron_vectors(outputs: Tensor) -> Tensor:
     return outputs.detach().transpose(0, 1).reshape(outputs.shape[1], -1)
 
 
+def _vectors64(outputs: Tensor, device: torch.device | None = None) -> Tensor:
+    """:func:`_neuron_vectors` in float64 (on ``device``; its layout too: a 2-D input's stays a transposed view)."""
+    return _neuron_vectors(outputs).to(device=device if device is not None else outputs.device, dtype=torch.float64)
+
+
+def _cosine(prev: Tensor, norm_prev: Tensor, cur: Tensor, norm_cur: Tensor) -> Tensor:
+    """The per-neuron cosine of :func:`neuron_similarity` from the float64 vectors and their norms."""
+    dot = (prev * cur).sum(1)
+    zero_prev = norm_prev == 0
+    zero_cur = norm_cur == 0
+    denom = torch.where(zero_prev | zero_cur, torch.ones_like(norm_prev), norm_prev * norm_cur)
+    cos = (dot / denom).clamp(-1.0, 1.0)
+    cos = torch.where(zero_prev ^ zero_cur, torch.zeros_like(cos), cos)
+    return torch.where(zero_prev & zero_cur, torch.ones_like(cos), cos)
+
+
 def neuron_similarity(previous: Tensor, current: Tensor) -> Tensor:
     """Cosine similarity per neuron between two evaluations' outputs, in float64.
 
@@ -55,17 +71,9 @@ def neuron_similarity(previous: Tensor, current: Tensor) -> Tensor:
     """
     if previous.shape != current.shape:
         raise ValueError(f"shape mismatch: {tuple(previous.shape)} vs {tuple(current.shape)}")
-    prev = _neuron_vectors(previous).to(torch.float64)
-    cur = _neuron_vectors(current).to(device=prev.device, dtype=torch.float64)
-    dot = (prev * cur).sum(1)
-    norm_prev = torch.linalg.vector_norm(prev, dim=1)
-    norm_cur = torch.linalg.vector_norm(cur, dim=1)
-    zero_prev = norm_prev == 0
-    zero_cur = norm_cur == 0
-    denom = torch.where(zero_prev | zero_cur, torch.ones_like(norm_prev), norm_prev * norm_cur)
-    cos = (dot / denom).clamp(-1.0, 1.0)
-    cos = torch.where(zero_prev ^ zero_cur, torch.zeros_like(cos), cos)
-    return torch.where(zero_prev & zero_cur, torch.ones_like(cos), cos)
+    prev = _vectors64(previous)
+    cur = _vectors64(current, prev.device)
+    return _cosine(prev, torch.linalg.vector_norm(prev, dim=1), cur, torch.linalg.vector_norm(cur, dim=1))
 
 
 class EquilibriumTracker:
@@ -103,6 +111,7 @@ class EquilibriumTracker:
         self._delta_phi: Tensor | None = None
         self._velocity = torch.zeros(self.num_neurons, dtype=torch.float64)
         self.num_updates = 0
+        self._vectors: tuple[Tensor, Tensor] | None = None  # the last outputs' float64 vectors and norms (a cache)
 
     def update(self, outputs: Tensor) -> None:
         """Record one evaluation's outputs on the fixed validation subset, ``(n, N)`` or ``(n, C, h, w)``."""
@@ -110,8 +119,15 @@ class EquilibriumTracker:
             shape = tuple(outputs.shape)
             raise ValueError(f"expected outputs with {self.num_neurons} units on dim 1; got {shape}")
         current = outputs.detach().to(torch.float32)
+        vectors = _vectors64(current)
+        vectors_norm = (vectors, torch.linalg.vector_norm(vectors, dim=1))
         if self._previous is not None:
-            phi = neuron_similarity(self._previous, current)
+            # neuron_similarity(previous, current), the previous outputs' vectors and norms kept from their update
+            previous = self._vectors
+            if previous is None:
+                prev = _vectors64(self._previous)
+                previous = (prev, torch.linalg.vector_norm(prev, dim=1))
+            phi = _cosine(*previous, *vectors_norm)
             if self._phi is not None:
                 delta = phi - self._phi.to(phi.device)
                 velocity = self._velocity.to(phi.device)
@@ -120,6 +136,7 @@ class EquilibriumTracker:
                 self._delta_phi = delta
             self._phi = phi
         self._previous = current
+        self._vectors = vectors_norm
         self.num_updates += 1
 
     def state_dict(self) -> dict[str, Any]:
@@ -158,6 +175,7 @@ class EquilibriumTracker:
         self._previous, self._phi, self._delta_phi = snapshot(previous), snapshot(phi), snapshot(delta)
         self._velocity = velocity.detach().clone()
         self.num_updates = num_updates
+        self._vectors = None
 
     @property
     def phi(self) -> Tensor | None:

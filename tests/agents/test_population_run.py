@@ -79,6 +79,14 @@ def test_a_task_run_with_both_searches_on_its_population_then_its_evaluation(tin
         assert opponents[title].split(" | ")[1].startswith(f"{record.episodes} episodes, ")
     assert opponents[ORACLE_LABEL].split(" | ")[1] == "none (chosen on the test results)"
     assert opponents["**learned** `ppo`"].split(" | ")[1].startswith(f"{training} training + 2 reference episodes, ")
+    # each search cut at the PPO run's training seconds (equal wall time): a prefix of its trials, counted
+    learned = json.loads((run_dir / "timing.json").read_text())
+    assert "of the training phase" in opponents["**learned** `ppo`"]
+    for name in ("search", "random"):
+        at = recorded[name].at_seconds
+        assert at.seconds == learned["training_seconds"] and 0 <= at.trials <= spent // 2
+        assert at.episodes == 2 * at.trials and at.spent <= at.seconds
+        assert "in the learned policy's" in opponents[recorded[name].title]
     # model selection and the first win's reference ran on the named held-out networks, never on the drawn ones
     assert json.loads((run_dir / "reference_selection.json").read_text())["networks"] == ["mlp_12x6", "mlp_16"]
 

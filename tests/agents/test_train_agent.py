@@ -79,6 +79,13 @@ def test_train_compare_resume_and_evaluate(tmp_path):
     assert state["num_timesteps"] == 16 and state["episodes"] == 8  # 2 envs x 8 steps, 2 decisions an episode
     first_session = json.loads((run / "timing.json").read_text())["train_seconds"]
     assert 0 < state["train_seconds"] <= first_session + 0.1  # the checkpoint's clock starts with the training
+    # each part with its own episodes and seconds, adding up: two evaluations (steps 0 and 16) of 3 networks x 1
+    assert (state["evaluations"], state["evaluation_episodes"]) == (2, 6)
+    assert state["training_seconds"] + state["evaluation_seconds"] == pytest.approx(state["train_seconds"], abs=0.2)
+    timing = json.loads((run / "timing.json").read_text())
+    assert timing["tuning_episodes"] is None  # no grid: only the prior's choice ran before training
+    parts = timing["tuning_seconds"] + timing["training_seconds"] + timing["evaluation_seconds"]
+    assert 0 < parts <= timing["train_seconds"] + 0.3
     assert "**8 training episodes**" in (run / "results.md").read_text()
     # the untrained policy was evaluated before the first update (step 0), then at the end of training
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -97,6 +104,8 @@ def test_train_compare_resume_and_evaluate(tmp_path):
     state = json.loads((run / "checkpoints/state.json").read_text())
     assert (state["num_timesteps"], state["episodes"]) == (32, 16)
     assert state["train_seconds"] > first_session  # the earlier session's seconds carried on
+    assert state["evaluations"] == 3  # the earlier two and the resumed session's at its end
+    assert state["training_seconds"] > timing["training_seconds"]
     assert [p.name for p in (run / "tb").iterdir()] == ["PPO_1"]
     # evaluate mode: the saved model and one baseline on networks of other depths, chosen seeds
     out_dir = tmp_path / "eval"

@@ -113,6 +113,8 @@ def test_resets_release_network_optimizer_and_hooks():
     def count_hooks(model):
         return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
 
+    assert count_hooks(env.model) == 0  # the observers hook the measured steps only
+    env.pruner.statistics.set_measuring(True)
     per_episode = count_hooks(env.model)
     assert per_episode > 0
     refs = [weakref.ref(env.model), weakref.ref(env.optimizer), weakref.ref(env.masks)]
@@ -121,6 +123,7 @@ def test_resets_release_network_optimizer_and_hooks():
         env.step(np.zeros(3, np.float32))
     gc.collect()
     assert all(r() is None for r in refs)
+    env.pruner.statistics.set_measuring(True)
     assert count_hooks(env.model) == per_episode  # one set of observer hooks, not 200
     assert len(env.optimizer._optimizer_step_post_hooks) == 1
 

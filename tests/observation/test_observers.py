@@ -186,12 +186,24 @@ def test_equilibrium_features_match_a_manual_neq_recursion(monkeypatch):
     assert obs[0, env.layout.columns["eq_log_velocity"]] == pytest.approx(min(max(expected_v, 0), 1), rel=1e-5)
 
 
-def test_observers_release_their_hooks_on_reset_and_close():
+def test_observers_hook_only_measured_steps_and_release_their_hooks_on_reset_and_close():
     env = SparsityEnv(**TINY)
     env.reset(seed=0)
     model = env.model
-    hooks = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
-    assert hooks > 0
+
+    def count():
+        return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+    statistics = env.pruner.statistics
+    assert not statistics.measuring and count() == 0  # an unmeasured step runs without hooks
+    statistics.set_measuring(True)
+    assert count() > 0
+    statistics.set_measuring(False)
+    assert count() == 0
+    with env.pruner.evaluating():  # the validation pass: the equilibrium family's hooks alone
+        assert count() == len(env.observers["equilibrium"].trackers)
+    assert count() == 0
+    statistics.set_measuring(True)
     env.reset(seed=1)
     assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()) == 0
     env.close()

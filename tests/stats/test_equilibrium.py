@@ -109,3 +109,39 @@ def test_validation():
         tracker.update(torch.zeros(2, 4))
     with pytest.raises(ValueError):
         neuron_similarity(torch.zeros(2, 3), torch.zeros(3, 3))
+
+
+def _cosine_as_written(previous: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
+    """φ as the convention writes it, computed afresh from both evaluations' float32 outputs every time."""
+    n = previous.shape[1]
+    prev = previous.transpose(0, 1).reshape(n, -1).to(torch.float64)
+    cur = current.transpose(0, 1).reshape(n, -1).to(torch.float64)
+    norms = torch.linalg.vector_norm(prev, dim=1) * torch.linalg.vector_norm(cur, dim=1)
+    return ((prev * cur).sum(1) / norms).clamp(-1.0, 1.0)
+
+
+@pytest.mark.parametrize("shape", [(50, 6), (7, 4, 3, 2)])
+def test_the_tracker_keeping_the_last_vectors_gives_bit_identical_phi_and_velocity(shape):
+    # the tracker keeps the last evaluation's float64 vectors and norms instead of recomputing them; a resumed
+    # tracker (load_state_dict: no kept vectors) recomputes them from the stored outputs: the same bits
+    gen = torch.Generator().manual_seed(3)
+    outputs = [torch.randn(shape, generator=gen) for _ in range(6)]
+    tracker, resumed = EquilibriumTracker(shape[1]), EquilibriumTracker(shape[1])
+    velocity = torch.zeros(shape[1], dtype=torch.float64)
+    phi_before = None
+    for t, out in enumerate(outputs):
+        tracker.update(out)
+        if t == 3:
+            resumed.load_state_dict(tracker.state_dict())
+        elif t > 3:
+            resumed.update(out)
+        if t == 0:
+            continue
+        phi = _cosine_as_written(outputs[t - 1], out)
+        assert torch.equal(tracker.phi, phi)
+        assert torch.equal(neuron_similarity(outputs[t - 1], out), phi)
+        if phi_before is not None:
+            velocity = (phi - phi_before) - 0.5 * velocity
+            assert torch.equal(tracker.velocity, velocity)
+        phi_before = phi
+    assert torch.equal(resumed.phi, tracker.phi) and torch.equal(resumed.velocity, tracker.velocity)
