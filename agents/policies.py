@@ -71,6 +71,43 @@ class Verdict:
 
 
 @dataclass(frozen=True)
+class MachineRun:
+    """One machine's measurement of the card's first verdict: what another user's run of it may read.
+
+    Training is bit-exact on one machine and drifts between CPUs (torch's float arithmetic differs), so the same
+    command gives other digits elsewhere; the verdict should not change.
+
+    Attributes:
+        machine: Which machine (``development machine, 2-core CPU``).
+        difference: Learned - opponent, in points, as that machine measured it.
+        low: Lower end of its 95% interval.
+        high: Upper end of its 95% interval.
+        verdict: ``wins``, ``ties`` or ``loses``.
+        runs: How many times it was measured there (all identical: one machine is bit-exact).
+
+    """
+
+    machine: str
+    difference: float
+    low: float
+    high: float
+    verdict: str
+    runs: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.low <= self.difference <= self.high:
+            raise ValueError(
+                f"across_machines[{self.machine!r}].difference={self.difference} is not allowed; expected it "
+                f"within its interval [{self.low}, {self.high}]"
+            )
+        if self.verdict not in ("wins", "ties", "loses"):
+            raise ValueError(
+                f"across_machines[{self.machine!r}].verdict={self.verdict!r} is not allowed; expected wins, ties "
+                "or loses"
+            )
+
+
+@dataclass(frozen=True)
 class Card:
     """What a shipped policy is and how well it did (see the module docstring)."""
 
@@ -87,6 +124,30 @@ class Card:
     verdicts: tuple[Verdict, ...] = ()
     sha256: str = ""
     notes: tuple[str, ...] = field(default=())
+    across_machines: tuple[MachineRun, ...] = ()
+    """The first verdict as measured on several machines (:class:`MachineRun`): the spread to expect."""
+
+    @property
+    def machine_spread(self) -> float:
+        """How far the first verdict's difference moved across the machines measured, in points (0 with one)."""
+        differences = [run.difference for run in self.across_machines]
+        return round(max(differences) - min(differences), 2) if differences else 0.0
+
+    def machines_text(self) -> str:
+        """One line: the first verdict on each machine and the spread a user should expect ('' when none)."""
+        if not self.across_machines:
+            return ""
+        runs = "; ".join(
+            f"{run.machine}: {run.difference:+.2f} [{run.low:+.2f}, {run.high:+.2f}], {run.verdict}"
+            + (f" ({run.runs} runs, identical)" if run.runs > 1 else "")
+            for run in self.across_machines
+        )
+        against = self.verdicts[0].against if self.verdicts else "its reference"
+        return (
+            f"Across machines (the default run's showcase, learned - {against}): {runs}. Training is bit-exact on "
+            f"one machine and drifts between CPUs: expect this difference to move by about {self.machine_spread:.2f} "
+            "points on another machine, and the verdict not to."
+        )
 
     def text(self) -> str:
         """The card as Markdown."""
@@ -100,6 +161,7 @@ class Card:
             "",
             *[f"- {v.text()}" for v in self.verdicts],
             *[f"- {note}" for note in self.notes],
+            *([f"- {self.machines_text()}"] if self.across_machines else []),
             "",
             f"Trained with: `{self.train_command}`",
             f"Re-measured with: `{self.remeasure_command}`",
@@ -115,6 +177,7 @@ class Card:
         """A card read back from :meth:`to_json`."""
         data = json.loads(text)
         data["verdicts"] = tuple(Verdict(**{**v, "networks": tuple(v["networks"])}) for v in data.get("verdicts", ()))
+        data["across_machines"] = tuple(MachineRun(**run) for run in data.get("across_machines", ()))
         for key in ("train_networks", "notes"):
             data[key] = tuple(data.get(key, ()))
         return cls(**data)

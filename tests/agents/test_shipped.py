@@ -193,3 +193,29 @@ def test_verdicts_are_read_from_a_comparisons_opponents_csv(tmp_path):
     assert (tuned.difference, tuned.low, tuned.high) == (1.64, 0.5, 2.8)
     assert (tuned.seeds, tuned.verdict, tuned.interval, len(tuned.networks)) == (5, "wins", "hierarchical", 10)
     assert (search.difference, search.low, search.high, search.verdict) == (-1.06, -2.25, 0.15, "ties")
+
+
+def test_the_card_states_the_spread_it_expects_across_machines():
+    """The shipped card's first verdict, as the development machine and another CPU measured it (README)."""
+    shipped = policies.card("mnist1d_mlp@0.01")
+    first = shipped.verdicts[0]
+    runs = {run.machine: run for run in shipped.across_machines}
+    dev = runs["development machine, 2-core CPU"]
+    assert (dev.difference, dev.low, dev.high, dev.verdict) == (first.difference, first.low, first.high, first.verdict)
+    other = runs["another 2-core CPU"]
+    assert (other.difference, other.low, other.high, other.verdict, other.runs) == (2.88, 1.64, 4.07, "wins", 2)
+    assert shipped.machine_spread == pytest.approx(2.88 - 2.38)
+    assert {run.verdict for run in shipped.across_machines} == {first.verdict}  # digits move, the verdict does not
+    text = shipped.text()
+    assert "another 2-core CPU: +2.88 [+1.64, +4.07], wins (2 runs, identical)" in text
+    assert "expect this difference to move by about 0.50 points" in text
+    assert policies.Card.from_json(shipped.to_json()) == shipped
+
+
+def test_a_card_without_machines_shows_no_spread_and_a_bad_run_is_refused():
+    card = policies.Card("tiny@0.2", "tiny", 0.2, ("mlp_8",), "cubic", 10, 1.0, 0, "t", "r", (verdict(),))
+    assert card.machine_spread == 0.0 and "Across machines" not in card.text()
+    with pytest.raises(ValueError, match=r"across_machines\['x'\]\.difference=5\.0 is not allowed"):
+        policies.MachineRun("x", 5.0, 0.5, 2.0, "wins")
+    with pytest.raises(ValueError, match=r"across_machines\['x'\]\.verdict='won' is not allowed"):
+        policies.MachineRun("x", 1.0, 0.5, 2.0, "won")
