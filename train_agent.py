@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, run, and turn a bad value into a one-line message and exit status 2."""
-    from agents.config import parse_args
-    from agents.train import run
+    from agents.run.train import run
+    from agents.settings.train_config import parse_args
 
     try:
         config = parse_args(argv)

@@ -1,1 +1,1 @@
-"""Agents that learn pruning schedules: PPO on the schedule env, its callbacks, training and evaluation."""
+"""Agents that learn pruning schedules: the PPO agent (ppo), a run's settings, its reports, the run itself."""

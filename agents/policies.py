@@ -1,7 +1,7 @@
 """Learned policies that ship with the package: found by name, each with a card.
 
 A shipped policy is a PPO model trained by ``train_agent.py`` that won its comparison, stored as
-``agents/shipped/<name>.zip`` (a model saved with its schema, :mod:`agents.schema`) beside ``<name>.json``, its
+``agents/shipped/<name>.zip`` (a model saved with its schema, :mod:`agents.ppo.schema`) beside ``<name>.json``, its
 **card**: the task and target it trained for, its train networks, training episodes and time, the verdict with
 its interval on the held-out networks, and the commands that train and re-measure it. A name is
 ``<task>@<target density>`` (``mnist1d_mlp@0.01``)::
@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.agent import LayerwiseAgent
+from agents.ppo.agent import LayerwiseAgent
 from sparsity_gym.core.io import atomic_write_text
 
 SHIPPED = Path(__file__).with_name("shipped")
@@ -222,7 +222,7 @@ def is_shipped(spec: str | Path) -> bool:
 
 
 def load(spec: str | Path, warn_outside: bool = True) -> LayerwiseAgent:
-    """The :class:`~agents.agent.LayerwiseAgent` of a shipped policy's name or a saved model's path.
+    """The :class:`~agents.ppo.agent.LayerwiseAgent` of a shipped policy's name or a saved model's path.
 
     A shipped policy is labelled with its name in reports and checked against its card's digest.
     """
@@ -272,7 +272,7 @@ def with_schema(model_file: Path, schema: Mapping[str, Any], out: Path) -> Path:
     """Save the model of ``model_file`` to ``out`` with ``schema`` recorded (for a model saved before schemas)."""
     from stable_baselines3 import PPO
 
-    from agents.schema import check_keywords, normalize_schema
+    from agents.ppo.schema import check_keywords, normalize_schema
 
     model = PPO.load(model_file, device="cpu")
     policy = model.policy

@@ -1,8 +1,8 @@
 """Handcrafted schedules and criterion-driven methods as fixed policies with SB3's ``predict`` signature."""
 
+from baselines.fixed_policies import SchedulePolicy
 from baselines.handcrafted import handcrafted_grid, parse_cell
-from baselines.policies import SchedulePolicy
-from baselines.registry import (
+from baselines.policy_registry import (
     Method,
     available_policies,
     env_kwargs,

@@ -2,7 +2,7 @@
 
 Each method is a policy plus the settings it needs (:func:`baselines.env_kwargs`); the *which* units (the
 selector's statistic) and *how* (prune or freeze) live in the env or the Pruner the policy is built on
-(:func:`baselines.policies.pruning_context`).
+(:func:`baselines.fixed_policies.pruning_context`).
 
 * ``neq`` — NEq (Bragagnolo et al., seed 004; CRITERIA §4): every decision, neurons whose velocity is below
   ε = 1e-3 are frozen (not pruned) and the others thawed. As a policy it is a constant threshold action:
@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from baselines.policies import FixedPolicy, density_map, pruning_context
+from baselines.fixed_policies import FixedPolicy, density_map, pruning_context
 from sparsity_gym.core.checks import check_number
 from sparsity_gym.criteria.contribution_pruning import prune_count
 from sparsity_gym.criteria.dyno import DEFAULT_DELTA, clamp_prune_count, prune_grow_counts

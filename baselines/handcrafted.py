@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from baselines.policies import SchedulePolicy, make_schedule_policy, pruning_context
+from baselines.fixed_policies import SchedulePolicy, make_schedule_policy, pruning_context
 from baselines.schedules import SCHEDULES
 from sparsity_gym.core.checks import check_choice, check_number
 from sparsity_gym.masks.allocation import available_allocations

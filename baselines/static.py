@@ -46,7 +46,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from baselines.policies import FixedPolicy, density_map, observed_target, pruning_context
+from baselines.fixed_policies import FixedPolicy, density_map, observed_target, pruning_context
 from baselines.schedules import DEFAULT_P_END, DEFAULT_P_START, polynomial
 from sparsity_gym.core.checks import check_choice
 from sparsity_gym.experiments.search import Knob

@@ -1,6 +1,6 @@
 """Wall time of the default comparison grid run sequentially (one thread) and in the persistent process pool.
 
-The grid: ``agents.comparison.comparison_jobs`` of the default ``TrainConfig`` (every baseline on every held-out
+The grid: ``agents.reports.comparison.comparison_jobs`` of the default ``TrainConfig`` (every baseline on every held-out
 network of the ``mlp`` family, at every comparison target and selector, ``--seeds`` seeds; the learned policy
 left out, as there is no model) with ``--iterations`` iterations per episode (10 decisions, as by default).
 The sequential run uses one torch thread in this process; the process backend ``--workers`` workers of one
@@ -21,9 +21,9 @@ import time
 
 import torch
 
-from agents.comparison import comparison_jobs
-from agents.config import TrainConfig
-from agents.train import split_labeller
+from agents.reports.comparison import comparison_jobs
+from agents.run.train import split_labeller
+from agents.settings.train_config import TrainConfig
 from sparsity_gym.experiments.families import get_family
 from sparsity_gym.experiments.grid import run_grid
 from sparsity_gym.experiments.pool import shutdown_shared_pool

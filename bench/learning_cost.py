@@ -3,7 +3,7 @@
 One process, one task (default ``mnist1d_mlp`` with a short training length), the same train networks, seeds
 and ``--workers``, interleaved round by round (the machine is noisy; every configuration meets the same noise):
 
-* **PPO**: the training phase of a task run (``agents.train.make_train_env``'s envs, here timed: subprocess
+* **PPO**: the training phase of a task run (``agents.run.train.make_train_env``'s envs, here timed: subprocess
   envs, the layer-aware policy with the task's first tuned cell as its prior, the paired reward against it with
   the task's seed pool): ``--updates`` PPO updates per round, continued on one model (the workers started once).
   Its episodes are the training episodes plus the paired reward's reference episodes (what the equal-budget
@@ -50,17 +50,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from env_overhead import env_episode
 from throughput import PARTS, StepTimer, TimedEnv, _timed, plain_episode
 
-from agents.comparison import baseline_factory
-from agents.config import TrainConfig, config_from
-from agents.heldout import HeldoutEvaluator
-from agents.opponents import search_configs
-from agents.paired_reward import PairedReward, ReferenceCache
-from agents.policy import LayerwisePolicy
-from agents.presets import TUNE_GRID
-from agents.schema import model_schema
-from agents.tuned import prior_from_cell
+from agents.ppo.layerwise_policy import LayerwisePolicy
+from agents.ppo.paired_reward import PairedReward, ReferenceCache
+from agents.ppo.schema import model_schema
+from agents.reports.comparison import baseline_factory
+from agents.reports.heldout import HeldoutEvaluator
+from agents.reports.opponent_runs import search_configs
+from agents.reports.tuned import prior_from_cell
+from agents.settings.presets import TUNE_GRID
+from agents.settings.train_config import TrainConfig, config_from
 from baselines import SEARCH_SPACE, policy_cell, searched_name
-from sparsity_gym.env.config import OBSERVATION_FAMILIES, EnvConfig
+from sparsity_gym.env.env_config import OBSERVATION_FAMILIES, EnvConfig
 from sparsity_gym.env.sparsity_env import SparsityEnv
 from sparsity_gym.experiments.families import get_family
 from sparsity_gym.experiments.family_env import FamilyEnv
@@ -70,7 +70,7 @@ from sparsity_gym.experiments.seeds import seeds as seed_range
 
 
 def timed_train_env(specs: tuple, config: EnvConfig, paired: tuple | None) -> Any:
-    """A task run's training env (``agents.train._family_env``), its parts timed; runs in the worker."""
+    """A task run's training env (``agents.run.train._family_env``), its parts timed; runs in the worker."""
     torch.set_num_threads(1)
     for owner, method, name in PARTS:
         if not hasattr(getattr(owner, method), "__wrapped__"):

@@ -26,15 +26,15 @@ from typing import Any
 import numpy as np
 
 import baselines
-from baselines.policies import make_schedule_policy
+from baselines.fixed_policies import make_schedule_policy
 from sparsity_gym.core.io import atomic_write_text
 from sparsity_gym.datasets import available_datasets
 from sparsity_gym.env.tasks import Task, available_tasks, get_task
 from sparsity_gym.experiments.evaluation import EpisodeResult
 from sparsity_gym.experiments.grid import GridJob, run_grid
+from sparsity_gym.experiments.paired_intervals import oracle
 from sparsity_gym.experiments.seeds import seed_start
 from sparsity_gym.experiments.seeds import seeds as seed_range
-from sparsity_gym.experiments.statistics import oracle
 from sparsity_gym.experiments.tuning import Cell, tune
 
 FAST = {"observations": ()}

@@ -20,7 +20,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from baselines.policies import make_schedule_policy
+from baselines.fixed_policies import make_schedule_policy
 from sparsity_gym.experiments.families import get_family, parse_network
 from sparsity_gym.experiments.grid import GridJob, run_grid
 from sparsity_gym.experiments.seeds import seeds as seed_range

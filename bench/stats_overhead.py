@@ -22,7 +22,7 @@ from env_overhead import env_episode as episode
 from stats_kernels import kernel_times
 from timing import interleaved_medians
 
-from sparsity_gym.env.config import OBSERVATION_FAMILIES
+from sparsity_gym.env.env_config import OBSERVATION_FAMILIES
 from sparsity_gym.env.sparsity_env import SparsityEnv
 
 

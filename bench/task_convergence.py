@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from baselines.policies import make_schedule_policy
+from baselines.fixed_policies import make_schedule_policy
 from sparsity_gym.datasets import available_datasets
 from sparsity_gym.env.tasks import available_tasks, get_task
 from sparsity_gym.experiments.grid import GridJob, run_grid

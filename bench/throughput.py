@@ -30,17 +30,17 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import SubprocVecEnv, VecEnvWrapper
 
-from agents.config import TrainConfig
-from agents.policy import LayerwisePolicy
+from agents.ppo.layerwise_policy import LayerwisePolicy
+from agents.settings.train_config import TrainConfig
 from sparsity_gym.datasets import load_dataset
-from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.env.env_config import EnvConfig
 from sparsity_gym.env.episode import Episode
 from sparsity_gym.env.training import TrainingLoop, make_optimizer
 from sparsity_gym.experiments.families import get_family
 from sparsity_gym.experiments.family_env import FamilyEnv
 from sparsity_gym.models import build_network
+from sparsity_gym.pruning.measurement import Statistics
 from sparsity_gym.pruning.pruner import Pruner
-from sparsity_gym.pruning.statistics import Statistics
 
 PARTS: tuple[tuple[type, str, str], ...] = (
     (Episode, "train", "steps"),

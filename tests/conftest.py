@@ -29,7 +29,7 @@ def untrained_residual_policy(env, prior: str):
 
     The density map (range and scale) is the env's own.
     """
-    from agents.policy import LayerwisePolicy
+    from agents.ppo.layerwise_policy import LayerwisePolicy
 
     config = env.current.config
     policy = LayerwisePolicy(

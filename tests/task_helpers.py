@@ -48,7 +48,7 @@ def tiny_run(task: str, run_dir, **fields):
     """A ``TrainConfig`` of a task run on ``task`` in a blink: two tuned cells (one seed), the tuned prior and the
     paired reward, 8 timesteps of 4-step rollouts, no periodic evaluation, 2 comparison seeds at the task's target,
     no other baseline, everything in this process; ``fields`` on top."""
-    from agents.config import TrainConfig
+    from agents.settings.train_config import TrainConfig
     from sparsity_gym.env.tasks import task_config
 
     base = {

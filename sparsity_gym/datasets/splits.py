@@ -3,9 +3,9 @@
 Each loader returns a :class:`DatasetSplits` with a seeded, stratified train / validation / test split: the
 validation part feeds rewards and observations, the test part is only used for reported results. Nothing is
 ever downloaded by default: ``digits`` ships inside scikit-learn's wheel, ``synthetic`` is generated, and
-``mnist``, ``fashion_mnist`` and ``cifar10`` (:mod:`sparsity_gym.datasets.vision`) are read from ``data_root``.
+``mnist``, ``fashion_mnist`` and ``cifar10`` (:mod:`sparsity_gym.datasets.vision_datasets`) are read from ``data_root``.
 The package's ``__init__`` registers the loaders of :mod:`~sparsity_gym.datasets.embedded` and
-:mod:`~sparsity_gym.datasets.vision`.
+:mod:`~sparsity_gym.datasets.vision_datasets`.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ def __getattr__(name: str) -> Any:
 
         return SparsityEnv
     if name == "EnvConfig":
-        from sparsity_gym.env.config import EnvConfig
+        from sparsity_gym.env.env_config import EnvConfig
 
         return EnvConfig
     if name == "to_action":

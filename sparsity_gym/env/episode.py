@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 from sparsity_gym.datasets import DatasetSplits
-from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.env.env_config import EnvConfig
 from sparsity_gym.env.training import TrainingLoop, make_optimizer
 from sparsity_gym.models import build_network
 from sparsity_gym.models.initial_state import load_initial_state

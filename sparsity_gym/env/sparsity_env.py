@@ -13,7 +13,7 @@ import torch.nn as nn
 from sparsity_gym.core.checks import check_fields
 from sparsity_gym.core.threads import limit_threads_if_forked
 from sparsity_gym.datasets import DatasetSplits, load_dataset
-from sparsity_gym.env.config import EnvConfig, field_names
+from sparsity_gym.env.env_config import EnvConfig, field_names
 from sparsity_gym.env.episode import Episode, seeded_network
 from sparsity_gym.env.interop import check_network_fits, copy_state, mid_episode_copy_error, render_densities
 from sparsity_gym.env.tasks import task_env_kwargs

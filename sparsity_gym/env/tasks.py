@@ -10,7 +10,7 @@ it, and each task's description records the numbers). Networks are sized names
 ``gym.make("SparsityGym/Schedule-v0", task="mnist1d_mlp")`` builds the env of a task: the task supplies the
 defaults (dataset, its first train network, budget, first target, selector, regrowth, iterations...) and
 explicit keywords override them (``network="mlp_512"`` takes a sized name too). :func:`task_config` does the
-same for an :class:`~sparsity_gym.env.config.EnvConfig`.
+same for an :class:`~sparsity_gym.env.env_config.EnvConfig`.
 
 Registered tasks (:data:`TASKS`):
 
@@ -33,9 +33,9 @@ from typing import Any
 
 from sparsity_gym.core.checks import check_choice, check_number
 from sparsity_gym.core.registry import Registry
-from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.env.env_config import EnvConfig
 from sparsity_gym.models.names import parse_network
-from sparsity_gym.pruning.config import BUDGETS
+from sparsity_gym.pruning.pruning_config import BUDGETS
 
 __all__ = ["BUDGETS", "TASKS", "Task", "available_tasks", "get_task", "register_task", "task_config", "task_env_kwargs"]
 
@@ -172,7 +172,7 @@ def task_env_kwargs(task: str | Task, overrides: Mapping[str, Any] | None = None
 
 
 def task_config(task: str | Task, **overrides: Any) -> EnvConfig:
-    """The :class:`~sparsity_gym.env.config.EnvConfig` of ``task`` with ``overrides`` (see :func:`task_env_kwargs`)."""
+    """The :class:`~sparsity_gym.env.env_config.EnvConfig` of ``task`` with ``overrides`` (:func:`task_env_kwargs`)."""
     return EnvConfig(**task_env_kwargs(task, overrides))
 
 

@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from sparsity_gym.datasets.splits import DatasetSplits
-from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.env.env_config import EnvConfig
 
 
 class TrainingLoop:

@@ -7,7 +7,7 @@ look like one environment (the second is :class:`sparsity_gym.experiments.family
 * :class:`PadLayers` pads the ``(L, F)`` observation to ``(max_layers, F + 1)``: the last column is the row's
   validity (1 for a real layer, 0 for padding; padded rows are all zeros), and only the first ``L`` entries of
   the ``(max_layers,)`` action reach the network. A policy must ignore padded rows (the row-wise policy in
-  ``agents.policy`` masks them out of its log-probabilities, entropy and value).
+  ``agents.ppo.layerwise_policy`` masks them out of its log-probabilities, entropy and value).
 * :class:`FamilyEnv` holds one padded :class:`SparsityEnv` per network of a split and, at every ``reset``,
   samples the network with its own ``np_random`` and resets that env with a seed drawn from the same
   generator, so an episode is reproducible from the seed of the family env alone. Envs are built once and

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sparsity_gym.core.checks import check_number
-from sparsity_gym.experiments.statistics import best_of
+from sparsity_gym.experiments.paired_intervals import best_of
 
 __all__ = ["AgentCost", "AtSeconds", "best_within_seconds"]
 

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.env.env_config import EnvConfig
 from sparsity_gym.env.sparsity_env import SparsityEnv
 
 
@@ -144,7 +144,7 @@ def evaluate(
     ``policy`` is an object with ``predict`` or a factory ``env -> policy`` (how fixed policies are built, as
     they read the env's layout). ``progress_bar`` (e.g. a ``tqdm``) is advanced once per episode.
 
-    A policy that can check an env (:class:`Bindable`: a ``bind(env)`` method, as ``agents.policy.LayerwiseAgent``
+    A policy that can check an env (:class:`Bindable`: a ``bind(env)`` method, as ``agents.ppo.agent.LayerwiseAgent``
     has) is bound to the episode's env before it acts, so a model whose observation columns or action map differ
     from the env's is refused (``ValueError``) before any episode runs; ``bind``'s result acts (``None``: the
     policy itself).

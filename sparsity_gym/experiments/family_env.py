@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 
 from sparsity_gym.datasets import load_dataset
-from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.env.env_config import EnvConfig
 from sparsity_gym.env.sparsity_env import SparsityEnv
 from sparsity_gym.env.wrappers import VALID_COLUMN, PadLayers
 from sparsity_gym.experiments.families import NetworkSpec, parse_network
@@ -22,7 +22,7 @@ class FamilyEnv(gym.Env[np.ndarray, np.ndarray]):
     episode's network and ``info["layer_names"]`` its layers. ``reset(seed=s)`` draws the network and the inner
     episode's seed from ``np_random``, so the same ``s`` gives the same network, initialisation and data order.
     ``config`` (the shared settings) and ``layout`` (the rows' columns, the same for every network) are what a
-    policy checks before acting (``agents.agent.LayerwiseAgent.bind``). Copies and pickles follow the inner
+    policy checks before acting (``agents.ppo.agent.LayerwiseAgent.bind``). Copies and pickles follow the inner
     envs': they work at any time, exact between episodes; a copy taken in the middle of an episode cannot
     continue it, and its ``step()`` before a ``reset()`` raises ``TypeError`` saying so and how to build a new
     one (``FamilyEnv(env.specs, env.config, env.max_layers)``).

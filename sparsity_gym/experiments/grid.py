@@ -32,7 +32,7 @@ from typing import Any
 
 from sparsity_gym.core.checks import check_choice, check_number
 from sparsity_gym.core.threads import usable_cores
-from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.env.env_config import EnvConfig
 from sparsity_gym.env.sparsity_env import SparsityEnv
 from sparsity_gym.experiments.evaluation import EpisodeResult, Policy, evaluate
 from sparsity_gym.experiments.pool import WorkerPool, set_threads, shared_pool

@@ -20,7 +20,7 @@ is not the label. A record needs only its ``name``; other keys are ignored.
 
 **The report.** Every difference is learned − opponent in test accuracy points, paired by network and seed. On a
 held-out *population* (networks drawn by a seeded generator) the pooled interval is the **hierarchical**
-bootstrap's (:func:`sparsity_gym.experiments.statistics.hierarchical_interval`: networks drawn, then seeds
+bootstrap's (:func:`sparsity_gym.experiments.paired_intervals.hierarchical_interval`: networks drawn, then seeds
 within each), so the verdict is about networks like these, not only these ones. On hand-named networks (two per
 task) it resamples the seeds within each network, the networks held fixed, as the headline does: two chosen
 networks are no sample to resample, and a bootstrap over them would call two positive numbers a win. The learned
@@ -39,9 +39,9 @@ from typing import Any
 from sparsity_gym.core.checks import check_number
 from sparsity_gym.core.io import atomic_write_text
 from sparsity_gym.experiments.agent_cost import AgentCost, AtSeconds, best_within_seconds
+from sparsity_gym.experiments.comparison_report import headline_results, interval_text, mean_std_text, method_label
 from sparsity_gym.experiments.evaluation import EpisodeResult
-from sparsity_gym.experiments.report import headline_results, interval_text, mean_std_text, method_label
-from sparsity_gym.experiments.statistics import RESAMPLES, Comparison, compare, mean_interval, paired_differences
+from sparsity_gym.experiments.paired_intervals import RESAMPLES, Comparison, compare, mean_interval, paired_differences
 
 __all__ = [
     "OPPONENTS_FILE",

@@ -1,7 +1,7 @@
 """Held-out populations: the networks a verdict about *unseen* networks is measured on, one population per task.
 
 A task names two or three held-out networks; a claim about networks nobody trained on needs more of them, and an
-interval over networks (:func:`sparsity_gym.experiments.statistics.hierarchical_interval`). A
+interval over networks (:func:`sparsity_gym.experiments.paired_intervals.hierarchical_interval`). A
 :class:`Population` is the task's named held-out networks plus networks drawn by a seeded generator: a depth
 uniform in ``depths`` (conv or hidden layers), then each layer's width (or channel count) uniform in
 ``sizes``, redrawn when the network

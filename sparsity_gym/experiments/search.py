@@ -23,7 +23,7 @@ TPE's model alone.
 **The budget** is in episodes. The search runs ``budget // (networks × seeds)`` trials and stops when the next
 trial would exceed it; the ``budget mod (networks × seeds)`` episodes left over are not spent (the search never
 exceeds its budget and never runs a partial trial). The best point is the best value, the first trial on a tie
-(:func:`sparsity_gym.experiments.statistics.best_of`), and its cost an
+(:func:`sparsity_gym.experiments.paired_intervals.best_of`), and its cost an
 :class:`~sparsity_gym.experiments.opponents.Opponent` record: the episodes of the trials that count and their
 wall seconds (the caller adds it to the run folder's ``opponents.json``).
 
@@ -47,10 +47,10 @@ from types import ModuleType
 from typing import Any
 
 from sparsity_gym.core.checks import check_choice, check_number
-from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.env.env_config import EnvConfig
 from sparsity_gym.experiments.episode_log import config_hash
 from sparsity_gym.experiments.opponents import Opponent
-from sparsity_gym.experiments.statistics import best_of
+from sparsity_gym.experiments.paired_intervals import best_of
 from sparsity_gym.experiments.tuning import Cell, Scores, score_policies
 
 SAMPLERS = ("tpe", "random")

@@ -4,9 +4,9 @@ A policy that reads the target and the network can serve many settings from one 
 pruning policy, CACP: Liu et al. 2020; one training for N deployment settings, Once-for-All: Cai et al. 2020).
 :class:`SettingsEnv` is the env of such a training: a :class:`~sparsity_gym.experiments.family_env.FamilyEnv`
 whose entries are *settings*, one :class:`Setting` per (family, train network, target), each with its own
-:class:`~sparsity_gym.env.config.EnvConfig`. Every ``reset`` draws one setting uniformly from the env's own
+:class:`~sparsity_gym.env.env_config.EnvConfig`. Every ``reset`` draws one setting uniformly from the env's own
 ``np_random`` (the same seed, the same setting, initialisation and data order; the draw is
-:class:`FamilyEnv`'s, so :func:`agents.paired_reward.family_draw` and the paired reward's seed pool hold), then
+:class:`FamilyEnv`'s, so :func:`agents.ppo.paired_reward.family_draw` and the paired reward's seed pool hold), then
 runs that setting's training. The target is in the observation (the ``target_density`` column of every row,
 read per episode from the setting's config), and the last decision is projected onto the setting's target.
 
@@ -31,7 +31,7 @@ import numpy as np
 
 from sparsity_gym.core.checks import check_number
 from sparsity_gym.datasets import load_dataset
-from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.env.env_config import EnvConfig
 from sparsity_gym.env.sparsity_env import SparsityEnv
 from sparsity_gym.env.wrappers import VALID_COLUMN, PadLayers
 from sparsity_gym.experiments.families import NetworkSpec, parse_network

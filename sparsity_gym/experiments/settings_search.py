@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from sparsity_gym.core.checks import check_number
-from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.env.env_config import EnvConfig
 from sparsity_gym.experiments.search import Knob, SearchResult, run_search
 from sparsity_gym.experiments.settings_env import Setting, setting_label
 from sparsity_gym.experiments.tuning import Cell, Scores

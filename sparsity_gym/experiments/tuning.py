@@ -4,7 +4,7 @@ One mechanism serves every pick of the project. :func:`score_policies` plays eve
 network of a split with the same seeds (through :func:`sparsity_gym.experiments.grid.run_grid`: a worker pool,
 a progress bar), tables the **validation** and test accuracies as :class:`Scores`, and caches the table in a
 JSON file of the run folder (a :class:`ScoreCache`); :attr:`Scores.best` is the one rule,
-:func:`sparsity_gym.experiments.statistics.best_of`: the best mean validation accuracy, the first in cell
+:func:`sparsity_gym.experiments.paired_intervals.best_of`: the best mean validation accuracy, the first in cell
 order on a tie. Its calls:
 
 * *tuned handcrafted* (:func:`tune`): the cells of the handcrafted grid (schedule shape × pruning-window end ×
@@ -12,10 +12,10 @@ order on a tie. Its calls:
   evaluation seed): the schedule a user would pick in advance, the fair opponent. Cached in ``tuning.json``
   (:class:`TuningCache`): one file per task, one entry per env configuration (target density, budget,
   iterations...), cell list and seed list; a matching entry is reused, a file of another task refused.
-* ``--prior auto`` (``agents.prior``): the registered schedules on a family's train networks, seeds
+* ``--prior auto`` (``agents.ppo.prior``): the registered schedules on a family's train networks, seeds
   ``seeds("prior", n)``, cached in ``prior.json``.
 * a search's trial (:mod:`sparsity_gym.experiments.search`): one static cell on the train networks.
-* the *oracle* (:func:`sparsity_gym.experiments.statistics.oracle`): the same rule on episodes already run, per
+* the *oracle* (:func:`sparsity_gym.experiments.paired_intervals.oracle`): the same rule on episodes already run, per
   held-out network on its own **test** results: an upper bound no fixed schedule chosen in advance can claim.
 
 This module imports no policy code (``experiments`` stands below ``baselines``): the caller passes each policy
@@ -37,12 +37,12 @@ from typing import Any, Protocol
 import numpy as np
 
 from sparsity_gym.core.io import atomic_write_text
-from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.env.env_config import EnvConfig
 from sparsity_gym.env.tasks import Task, get_task
 from sparsity_gym.experiments.evaluation import EpisodeResult
 from sparsity_gym.experiments.grid import GridJob, PolicyFactory, run_grid
+from sparsity_gym.experiments.paired_intervals import best_of
 from sparsity_gym.experiments.seeds import seeds as seed_range
-from sparsity_gym.experiments.statistics import best_of
 
 __all__ = [
     "CACHE_NAME",

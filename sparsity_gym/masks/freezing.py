@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sparsity_gym.core.state import check_keys, state_tensor
+from sparsity_gym.core.explicit_state import check_keys, state_tensor
 from sparsity_gym.masks.optimizer_state import zero_optimizer_state
 
 FREEZABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d)

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from sparsity_gym.core.state import check_keys, optional_tensor, snapshot, state_tensor
+from sparsity_gym.core.explicit_state import check_keys, optional_tensor, snapshot, state_tensor
 from sparsity_gym.models.layers import LayerInfo
 
 STATE_KEYS = ("unit_mask", "in_mask", "dense", "dense_bias")

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from sparsity_gym.core.checks import check_choice
-from sparsity_gym.core.state import check_keys, check_names, state_tensor
+from sparsity_gym.core.explicit_state import check_keys, check_names, state_tensor
 from sparsity_gym.masks.layer_mask import LayerMask, successor_columns
 from sparsity_gym.masks.optimizer_state import zero_optimizer_state
 from sparsity_gym.masks.regrowth import FEEDBACK, REGROWTH, Growth, available_regrowth

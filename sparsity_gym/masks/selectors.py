@@ -3,7 +3,7 @@
 A :class:`Selector` is registered once with everything about it: its scores (one per unit, flat; the lowest
 go first), how it is thresholded in ``action_mode="threshold"`` (a :class:`ThresholdScale`, a whole-network
 :data:`ThresholdRule`, or neither), the options it reads, its tie order, the statistics it needs collected and
-the granularities it supports. :class:`~sparsity_gym.env.config.EnvConfig` checks a configuration against the
+the granularities it supports. :class:`~sparsity_gym.env.env_config.EnvConfig` checks a configuration against the
 spec, so a combination the spec does not allow is refused when the env is built.
 """
 

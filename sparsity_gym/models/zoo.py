@@ -1,7 +1,7 @@
 """The network zoo: named network builders (growth room for any network: :mod:`sparsity_gym.models.widening`).
 
 A network is a zoo name or any callable returning an ``nn.Module`` (:func:`build_network`). The vision networks
-of the seeds (``simple_cnn``, ``resnet18``, ``vgg11``) live in :mod:`sparsity_gym.models.vision`; the package's
+of the seeds (``simple_cnn``, ``resnet18``, ``vgg11``) live in :mod:`sparsity_gym.models.vision_networks`; the package's
 ``__init__`` imports both, so every builder is registered whenever the zoo is.
 """
 

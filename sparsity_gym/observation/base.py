@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sparsity_gym.core.state import check_keys, map_tensors
+from sparsity_gym.core.explicit_state import check_keys, map_tensors
 from sparsity_gym.masks.masked_network import MaskedNetwork
 
 

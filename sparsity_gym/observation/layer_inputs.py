@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from sparsity_gym.core.state import check_keys, check_known_names, state_tensor
+from sparsity_gym.core.explicit_state import check_keys, check_known_names, state_tensor
 from sparsity_gym.masks.masked_network import MaskedNetwork
 from sparsity_gym.observation.base import Observer, ObserverSettings
 

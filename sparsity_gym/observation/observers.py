@@ -44,7 +44,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from sparsity_gym.core.state import check_keys, check_names, load_together
+from sparsity_gym.core.explicit_state import check_keys, check_names, load_together
 from sparsity_gym.masks.layer_mask import LayerMask
 from sparsity_gym.masks.masked_network import MaskedNetwork
 from sparsity_gym.observation.base import Observer, ObserverSettings

@@ -3,11 +3,11 @@
 :class:`~sparsity_gym.pruning.pruner.Pruner` attaches to a model and its optimizer and is stepped after every
 ``optimizer.step()``, in a user's own training loop or in the env's (the env's episode is a ``Pruner`` without
 a policy, stepped by :class:`~sparsity_gym.env.training.TrainingLoop`). Its parts: the run's
-:class:`~sparsity_gym.pruning.config.PruningConfig`, the action map (:mod:`~sparsity_gym.pruning.actions`), a
+:class:`~sparsity_gym.pruning.pruning_config.PruningConfig`, the action map (:mod:`~sparsity_gym.pruning.actions`), a
 decision (:class:`~sparsity_gym.pruning.decisions.Decisions`: action, allocation, budget projection, masks), the
 budgets and their projection (:mod:`~sparsity_gym.pruning.budget`, :mod:`~sparsity_gym.pruning.projection`),
 FLOPs (:mod:`~sparsity_gym.pruning.flops`) and the statistics a policy reads
-(:class:`~sparsity_gym.pruning.statistics.Statistics`).
+(:class:`~sparsity_gym.pruning.measurement.Statistics`).
 
 This package sits below :mod:`sparsity_gym.env` and imports masks, observation, models, criteria, stats and
 core only. Importing it is cheap: ``Pruner`` and ``PruningConfig`` load on first access.
@@ -27,7 +27,7 @@ def __getattr__(name: str) -> Any:
 
         return Pruner
     if name == "PruningConfig":
-        from sparsity_gym.pruning.config import PruningConfig
+        from sparsity_gym.pruning.pruning_config import PruningConfig
 
         return PruningConfig
     if name == "PruningSummary":

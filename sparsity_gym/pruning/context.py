@@ -1,7 +1,7 @@
 """What a fixed policy reads of the run it acts in: :class:`PruningContext`.
 
 Both :class:`sparsity_gym.pruning.Pruner` and :class:`sparsity_gym.env.SparsityEnv` (whose episode is a Pruner)
-offer it, so a policy built on either acts the same way (``baselines.policies.pruning_context``).
+offer it, so a policy built on either acts the same way (``baselines.fixed_policies.pruning_context``).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ class PruningContext(Protocol):
     """The read-only surface a policy binds to.
 
     ``config`` holds the pruning fields (``min_density``, ``max_density``, ``action_scale``, ``action_mode``,
-    ``allocation``, ``observations``, ...): a :class:`~sparsity_gym.pruning.config.PruningConfig` or the env's
-    :class:`~sparsity_gym.env.config.EnvConfig`, which has the same fields.
+    ``allocation``, ``observations``, ...): a :class:`~sparsity_gym.pruning.pruning_config.PruningConfig` or the env's
+    :class:`~sparsity_gym.env.env_config.EnvConfig`, which has the same fields.
     """
 
     @property

@@ -26,14 +26,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from sparsity_gym.core.state import check_keys, state_int, state_tensor
+from sparsity_gym.core.explicit_state import check_keys, state_int, state_tensor
 from sparsity_gym.criteria.snr_pruning import LossHold, burn_in_done
 from sparsity_gym.masks.freezing import RowFreezer
 from sparsity_gym.masks.masked_network import MaskedNetwork
 from sparsity_gym.masks.selectors import SelectionContext, threshold_range
 from sparsity_gym.pruning.actions import from_action, to_action
 from sparsity_gym.pruning.budget import budget_counts, reallocate
-from sparsity_gym.pruning.config import PruningConfig
+from sparsity_gym.pruning.pruning_config import PruningConfig
 
 RuleScores = Callable[[], Mapping[str, Any]]
 """What the selector and regrowth rules read now: per statistic name, its per-unit scores by layer name."""

@@ -14,17 +14,17 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from sparsity_gym.core.state import load_together
+from sparsity_gym.core.explicit_state import load_together
 from sparsity_gym.masks import compaction
 from sparsity_gym.masks.freezing import RowFreezer
 from sparsity_gym.models.layers import LayerCache
 from sparsity_gym.observation.features import ObservationLayout
 from sparsity_gym.observation.observers import Observer
 from sparsity_gym.observation.snapshot import TrainingSnapshot
-from sparsity_gym.pruning.config import PruningConfig
 from sparsity_gym.pruning.decisions import Decisions
 from sparsity_gym.pruning.flops import dense_inference_flops, inference_flops, step_costs
-from sparsity_gym.pruning.policies import (
+from sparsity_gym.pruning.measurement import IntervalLoss, Statistics
+from sparsity_gym.pruning.policy_binding import (
     bind,
     check_reads,
     declared_reads,
@@ -32,6 +32,8 @@ from sparsity_gym.pruning.policies import (
     resolve_policy,
     takes_state,
 )
+from sparsity_gym.pruning.pruner_state import check_loadable, check_step, fingerprint, from_state, to_state
+from sparsity_gym.pruning.pruning_config import PruningConfig
 from sparsity_gym.pruning.setup import (
     build_masks,
     check_optimizer,
@@ -44,8 +46,6 @@ from sparsity_gym.pruning.setup import (
     resolve_config,
     validation_result,
 )
-from sparsity_gym.pruning.state import check_loadable, check_step, fingerprint, from_state, to_state
-from sparsity_gym.pruning.statistics import IntervalLoss, Statistics
 from sparsity_gym.pruning.summary import PruningSummary
 
 ValFn = Callable[[], Any]
@@ -70,9 +70,9 @@ class Pruner:
         model: The network; its ``nn.Linear``, ``nn.Conv1d`` and ``nn.Conv2d`` layers are pruned.
         optimizer: Its optimizer (hooks are registered on it; :meth:`remove` takes them off).
         policy: ``None``, or an object with SB3's ``predict`` and optionally ``settings``, ``reads`` and
-            ``bind(context)`` (:mod:`sparsity_gym.pruning.policies`): a saved PPO model, a handcrafted cell or a
+            ``bind(context)`` (:mod:`sparsity_gym.pruning.policy_binding`): a saved PPO model, a handcrafted cell or a
             criterion (``baselines.method("cubic@0.9+erk")``), or a name (``"cubic@0.9+erk"``, resolved by
-            ``baselines`` once imported: :func:`~sparsity_gym.pruning.policies.resolve_policy`).
+            ``baselines`` once imported: :func:`~sparsity_gym.pruning.policy_binding.resolve_policy`).
         target_density: The budget the run ends on (``None``: the final density is the policy's).
         total_steps: Optimizer steps of the whole run (e.g. ``len(loader) * epochs``).
         decision_interval: Steps between decisions; a divisor of ``total_steps`` (default: the one giving about

@@ -17,9 +17,9 @@ from sparsity_gym.core.checks import check_fields, check_number
 from sparsity_gym.masks.masked_network import MaskedNetwork
 from sparsity_gym.models.graph import PRUNABLE
 from sparsity_gym.models.layers import LayerCache, LayerInfo, find_prunable_layers
-from sparsity_gym.pruning.config import PruningConfig, pruning_field_names
-from sparsity_gym.pruning.policies import declared_reads, default_interval, families_read, merge_settings
-from sparsity_gym.pruning.statistics import rule_statistics
+from sparsity_gym.pruning.measurement import rule_statistics
+from sparsity_gym.pruning.policy_binding import declared_reads, default_interval, families_read, merge_settings
+from sparsity_gym.pruning.pruning_config import PruningConfig, pruning_field_names
 
 
 def resolve_config(

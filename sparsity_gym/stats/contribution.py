@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from sparsity_gym.core.state import check_keys, optional_tensor, snapshot, state_int
+from sparsity_gym.core.explicit_state import check_keys, optional_tensor, snapshot, state_int
 from sparsity_gym.stats.inputs import as_float, check_positive_int
 
 __all__ = ["ContributionAccumulator", "contribution", "contribution_score"]

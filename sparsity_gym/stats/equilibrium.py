@@ -24,7 +24,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from sparsity_gym.core.state import check_keys, optional_tensor, snapshot, state_int, state_tensor
+from sparsity_gym.core.explicit_state import check_keys, optional_tensor, snapshot, state_int, state_tensor
 from sparsity_gym.stats.inputs import check_positive_int
 
 __all__ = ["EquilibriumTracker", "neuron_similarity"]

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from sparsity_gym.core.state import check_keys, state_int, state_tensor
+from sparsity_gym.core.explicit_state import check_keys, state_int, state_tensor
 from sparsity_gym.stats.inputs import check_positive_int, flatten_units
 
 __all__ = ["ActivationBuffer", "effective_dimension", "effective_dimension_count", "singular_values"]

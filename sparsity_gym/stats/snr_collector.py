@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sparsity_gym.core.state import check_keys, check_known_names, state_int, state_tensor
+from sparsity_gym.core.explicit_state import check_keys, check_known_names, state_int, state_tensor
 from sparsity_gym.stats.grad_moments import (
     DEFAULT_CHUNK_SIZE,
     conv1d_grad_moments,

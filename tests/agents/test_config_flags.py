@@ -2,7 +2,7 @@
 
 import pytest
 
-from agents.config import TrainConfig, parse_args
+from agents.settings.train_config import TrainConfig, parse_args
 
 
 def test_new_flags_parse_and_default():

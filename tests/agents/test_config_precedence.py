@@ -11,9 +11,9 @@ import typing
 
 import pytest
 
-from agents.config import ENV_FLAGS, MODES, TrainConfig, config_from, parse_args
-from agents.presets import PRESETS, TASK_PRESET, task_settings
-from sparsity_gym.env.config import EnvConfig
+from agents.settings.presets import PRESETS, TASK_PRESET, task_settings
+from agents.settings.train_config import ENV_FLAGS, MODES, TrainConfig, config_from, parse_args
+from sparsity_gym.env.env_config import EnvConfig
 from sparsity_gym.env.tasks import available_tasks, get_task
 
 

@@ -5,9 +5,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from agents.callbacks import AtomicCheckpointCallback
-from agents.costs import cumulative_train_seconds, earlier_counts, read_agent_cost
-from agents.opponents import at_learned_seconds
+from agents.reports.costs import cumulative_train_seconds, earlier_counts, read_agent_cost
+from agents.reports.opponent_runs import at_learned_seconds
+from agents.run.callbacks import AtomicCheckpointCallback
 from sparsity_gym.experiments.search import study_path
 
 TIMING = {

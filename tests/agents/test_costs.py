@@ -6,10 +6,9 @@ import pytest
 from conftest import TINY_ENV
 from opponent_helpers import GRID, RANDOM, SEARCH, results_for
 
-from agents import costs
-from agents.comparison import write_reports
-from agents.config import TrainConfig
-from agents.costs import (
+from agents.reports import costs
+from agents.reports.comparison import write_reports
+from agents.reports.costs import (
     agent_cost,
     cumulative_train_seconds,
     evaluation_curve,
@@ -18,8 +17,9 @@ from agents.costs import (
     reference_selection_accuracy,
     report_costs,
 )
+from agents.settings.train_config import TrainConfig
 from baselines import env_kwargs, make_policy
-from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.env.env_config import EnvConfig
 from sparsity_gym.experiments.evaluation import evaluate
 from sparsity_gym.experiments.families import Family, parse_network
 from sparsity_gym.experiments.opponents import Opponent

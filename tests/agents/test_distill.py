@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from agents.distill import distill, schedule_spread, spread_note
+from agents.reports.distill import distill, schedule_spread, spread_note
 from baselines.static import parse_static
 from sparsity_gym.experiments.evaluation import EpisodeResult
 

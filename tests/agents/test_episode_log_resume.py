@@ -3,7 +3,7 @@
 import csv
 from types import SimpleNamespace
 
-from agents.callbacks import EPISODE_LOG_COLUMNS, EpisodeLogCallback
+from agents.run.callbacks import EPISODE_LOG_COLUMNS, EpisodeLogCallback
 
 
 def _write(path, timesteps):

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from stable_baselines3.common.logger import Figure, KVWriter, Logger
 
-from agents.callbacks import (
+from agents.reports.heldout import HeldoutEvaluation, HeldoutEvaluator
+from agents.run.callbacks import (
     BestModelKeeper,
     EpisodeStatsCallback,
     HeldoutTensorBoard,
     HParamsCallback,
     PeriodicEvalCallback,
 )
-from agents.heldout import HeldoutEvaluation, HeldoutEvaluator
 from sparsity_gym.experiments.evaluation import EpisodeResult
 from sparsity_gym.experiments.plots import schedule_figure
 

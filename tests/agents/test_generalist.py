@@ -13,17 +13,17 @@ from stable_baselines3 import PPO
 from task_helpers import TINY_CELLS, registered_task
 
 from agents import policies
-from agents.agent import LayerwiseAgent
-from agents.comparison import baseline_factory
-from agents.config import config_from
-from agents.costs import read_agent_cost
-from agents.generalist import family_configs, train_names, training_ranges, training_settings
-from agents.generalist_eval import run_generalist_eval
-from agents.generalist_opponents import load_run_config, run_generalist_opponents
-from agents.policy import LayerwisePolicy
-from agents.schema import OutsideTrainingWarning, model_schema, outside_training
-from agents.tuned import tune_run
-from agents.workload import planned_work
+from agents.ppo.agent import LayerwiseAgent
+from agents.ppo.layerwise_policy import LayerwisePolicy
+from agents.ppo.schema import OutsideTrainingWarning, model_schema, outside_training
+from agents.reports.comparison import baseline_factory
+from agents.reports.costs import read_agent_cost
+from agents.reports.tuned import tune_run
+from agents.run.generalist_eval import run_generalist_eval
+from agents.run.generalist_opponents import load_run_config, run_generalist_opponents
+from agents.run.workload import planned_work
+from agents.settings.generalist import family_configs, train_names, training_ranges, training_settings
+from agents.settings.train_config import config_from
 from baselines import env_kwargs
 from baselines.schedules import SCHEDULES
 from sparsity_gym.env.sparsity_env import SparsityEnv

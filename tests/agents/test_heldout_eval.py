@@ -7,9 +7,9 @@ from conftest import TINY_ENV
 from stable_baselines3 import PPO
 from stable_baselines3.common.logger import KVWriter, Logger
 
-from agents.callbacks import BestModelKeeper, HeldoutEvalCallback, HeldoutTensorBoard
-from agents.heldout import HeldoutEvaluator
-from agents.policy import LayerwisePolicy
+from agents.ppo.layerwise_policy import LayerwisePolicy
+from agents.reports.heldout import HeldoutEvaluator
+from agents.run.callbacks import BestModelKeeper, HeldoutEvalCallback, HeldoutTensorBoard
 from sparsity_gym.experiments.families import parse_network
 from sparsity_gym.experiments.family_env import FamilyEnv
 from sparsity_gym.experiments.pool import shutdown_shared_pool

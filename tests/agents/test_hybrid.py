@@ -12,13 +12,13 @@ import pytest
 from stable_baselines3 import PPO
 from task_helpers import registered_task, tiny_run
 
-import agents.hybrid
-import agents.train
-from agents.config import parse_args
-from agents.costs import read_agent_cost
-from agents.exploration import LogStdSchedule, scheduled_log_std
-from agents.policy import LayerwisePolicy
-from agents.train import run
+import agents.reports.prior_search
+import agents.run.train
+from agents.ppo.exploration import LogStdSchedule, scheduled_log_std
+from agents.ppo.layerwise_policy import LayerwisePolicy
+from agents.reports.costs import read_agent_cost
+from agents.run.train import run
+from agents.settings.train_config import parse_args
 from baselines import policy_cell
 from sparsity_gym.experiments.budget_curve import best_so_far, evaluation_trace
 from sparsity_gym.experiments.family_env import FamilyEnv
@@ -98,11 +98,11 @@ def test_prior_search_runs_end_to_end_resumes_after_kills_and_counts_the_whole_b
         return policy_cell(name)
 
     with monkeypatch.context() as patch:  # killed during the prior's search
-        patch.setattr(agents.hybrid, "policy_cell", killed_in_the_second_trial)
+        patch.setattr(agents.reports.prior_search, "policy_cell", killed_in_the_second_trial)
         with pytest.raises(RuntimeError, match="killed"):
             run(cfg)
     with monkeypatch.context() as patch:  # killed after training, before the opponents
-        patch.setattr(agents.train, "run_opponents", lambda *a: (_ for _ in ()).throw(RuntimeError("killed")))
+        patch.setattr(agents.run.train, "run_opponents", lambda *a: (_ for _ in ()).throw(RuntimeError("killed")))
         with pytest.raises(RuntimeError, match="killed"):
             run(dataclasses.replace(cfg, resume=True))
     prior_trials = _trials(tmp_path / "prior_search" / "search_tpe.db")

@@ -7,11 +7,11 @@ import json
 import pytest
 from task_helpers import registered_task, tiny_run
 
-from agents.config import TrainConfig, parse_args
-from agents.costs import read_agent_cost
-from agents.opponents import search_budget
-from agents.train import run
-from agents.tuned import record_tuning
+from agents.reports.costs import read_agent_cost
+from agents.reports.opponent_runs import search_budget
+from agents.reports.tuned import record_tuning
+from agents.run.train import run
+from agents.settings.train_config import TrainConfig, parse_args
 from sparsity_gym.experiments.opponents import read_opponents
 from sparsity_gym.experiments.tuning import TuningTable
 

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from agents.paired_reward import PairedReward, ReferenceCache, family_draw, seed_pool
+from agents.ppo.paired_reward import PairedReward, ReferenceCache, family_draw, seed_pool
 from baselines import make_policy
 from sparsity_gym.experiments.evaluation import evaluate
 from sparsity_gym.experiments.family_env import FamilyEnv

@@ -13,8 +13,8 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 
-from agents.agent import LayerwiseAgent
-from agents.policy import LayerwisePolicy
+from agents.ppo.agent import LayerwiseAgent
+from agents.ppo.layerwise_policy import LayerwisePolicy
 from sparsity_gym.env.sparsity_env import SparsityEnv
 from sparsity_gym.env.wrappers import pad_observation
 from sparsity_gym.experiments.evaluation import evaluate
@@ -67,7 +67,7 @@ def test_bad_spaces_are_value_errors():
     flat = gym.spaces.Box(0.0, 1.0, shape=(12,), dtype=np.float32)
     with pytest.raises(ValueError, match="observation_space has shape"):
         LayerwisePolicy(flat, gym.spaces.Box(-1, 1, (3,), np.float32), lambda _: 1e-3)
-    with pytest.raises(ValueError, match=r"expected agents\.policy\.LayerwisePolicy"):
+    with pytest.raises(ValueError, match=r"expected agents\.ppo\.layerwise_policy\.LayerwisePolicy"):
         LayerwiseAgent(object())
 
 
@@ -97,7 +97,7 @@ def test_saved_policy_loads_with_ppo_load_alone(trained):
         "print(type(m.policy).__module__, type(m.policy).__name__)"
     )
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["agents.policy", "LayerwisePolicy"]
+    assert out.split() == ["agents.ppo.layerwise_policy", "LayerwisePolicy"]
 
 
 @pytest.mark.parametrize(

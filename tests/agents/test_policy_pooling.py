@@ -6,7 +6,7 @@ import pytest
 import torch
 from stable_baselines3 import PPO
 
-from agents.policy import LayerwisePolicy
+from agents.ppo.layerwise_policy import LayerwisePolicy
 
 FEATURES = 6
 NAMES = ("a", "b", "progress", "target_density", "c", "d", "valid")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from conftest import TINY_ENV
 
-from agents.comparison import LEARNED, prior_note
-from agents.prior import choose_prior
+from agents.ppo.prior import choose_prior
+from agents.reports.comparison import LEARNED, prior_note
 from baselines import available_policies, make_policy
 from sparsity_gym.experiments.evaluation import EpisodeResult, evaluate
 from sparsity_gym.experiments.families import parse_network

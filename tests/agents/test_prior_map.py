@@ -5,12 +5,12 @@ import pytest
 import torch
 from conftest import TINY_ENV, untrained_residual_policy
 
-from agents.agent import LayerwiseAgent
-from agents.prior_map import PriorMap, parse_prior, prior_env, residual_for_factor
+from agents.ppo.agent import LayerwiseAgent
+from agents.ppo.prior_map import PriorMap, parse_prior, prior_env, residual_for_factor
 from baselines import env_kwargs, make_policy
 from baselines.schedules import SCHEDULES, polynomial
 from baselines.static import parse_static
-from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.env.env_config import EnvConfig
 from sparsity_gym.env.wrappers import pad_observation
 from sparsity_gym.experiments.evaluation import evaluate
 from sparsity_gym.experiments.family_env import FamilyEnv

@@ -10,9 +10,9 @@ import pytest
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 
-from agents.config import TrainConfig
-from agents.train import make_train_env
-from sparsity_gym.env.config import EnvConfig
+from agents.run.train import make_train_env
+from agents.settings.train_config import TrainConfig
+from sparsity_gym.env.env_config import EnvConfig
 from sparsity_gym.experiments.families import get_family
 
 ray = pytest.importorskip("ray")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from stable_baselines3.common.vec_env.subproc_vec_env import _stack_obs
 
-from agents.ray_vec_env import gymnasium_env, stack_observations
+from agents.ppo.ray_vec_env import gymnasium_env, stack_observations
 
 
 def _assert_same(ours, theirs):

@@ -7,7 +7,7 @@ import pytest
 from cli_helpers import TINY_ARGS
 from cli_helpers import run as train_agent
 
-from agents.run_dir import check_fresh, config_path, leftovers
+from agents.settings.run_folder import check_fresh, config_path, leftovers
 
 
 @pytest.mark.parametrize("name", ["best_model.zip", "best_model.json", "prior.json", "model.zip", "checkpoints"])

@@ -10,9 +10,9 @@ from stable_baselines3 import PPO
 
 import sparsity_gym  # noqa: F401  (registers the ids)
 from agents import policies
-from agents.agent import LayerwiseAgent
-from agents.policy import LayerwisePolicy
-from agents.schema import OutsideTrainingWarning, model_schema, outside_training, required_settings
+from agents.ppo.agent import LayerwiseAgent
+from agents.ppo.layerwise_policy import LayerwisePolicy
+from agents.ppo.schema import OutsideTrainingWarning, model_schema, outside_training, required_settings
 from sparsity_gym.env.sparsity_env import SparsityEnv
 from sparsity_gym.env.tasks import get_task
 from sparsity_gym.experiments.family_env import FamilyEnv
@@ -150,8 +150,8 @@ def test_every_shipped_policy_has_a_card_its_schema_and_fits_its_task(name):
 def test_the_showcase_plays_a_shipped_policy_and_its_reference_on_its_own_task(name):
     from opponent_helpers import result
 
-    from agents.config import parse_args
-    from agents.showcase import showcase_jobs, showcase_lines, showcase_seeds
+    from agents.run.showcase import showcase_jobs, showcase_lines, showcase_seeds
+    from agents.settings.train_config import parse_args
 
     cfg = parse_args(["--showcase", name])
     card = policies.card(name)

@@ -7,8 +7,8 @@ import pytest
 from cli_helpers import TINY_ARGS
 from cli_helpers import run as train_agent
 
-from agents.config import TrainConfig, parse_args
-from agents.presets import PRESETS
+from agents.settings.presets import PRESETS
+from agents.settings.train_config import TrainConfig, parse_args
 from baselines import available_policies
 
 

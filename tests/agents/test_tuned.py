@@ -8,14 +8,14 @@ import pytest
 from conftest import TINY_ENV, untrained_residual_policy
 from task_helpers import TINY_CELLS, registered_task, tiny_run
 
-from agents.agent import LayerwiseAgent
-from agents.config import TrainConfig, parse_args
-from agents.policy import LayerwisePolicy
-from agents.presets import TASK_PRESET, TUNE_GRID
-from agents.train import run
-from agents.tuned import prior_from_cell, tuning_overrides
+from agents.ppo.agent import LayerwiseAgent
+from agents.ppo.layerwise_policy import LayerwisePolicy
+from agents.reports.tuned import prior_from_cell, tuning_overrides
+from agents.run.train import run
+from agents.settings.presets import TASK_PRESET, TUNE_GRID
+from agents.settings.train_config import TrainConfig, parse_args
 from baselines import env_kwargs, make_policy
-from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.env.env_config import EnvConfig
 from sparsity_gym.experiments.evaluation import evaluate
 from sparsity_gym.experiments.family_env import FamilyEnv
 

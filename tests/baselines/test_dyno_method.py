@@ -11,7 +11,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from baselines import available_policies, env_kwargs, make_policy
 from baselines.criteria import DynoPolicy
 from sparsity_gym.criteria.dyno import north_select_scores
-from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.env.env_config import EnvConfig
 from sparsity_gym.env.sparsity_env import SparsityEnv
 from sparsity_gym.masks.masked_network import MaskedNetwork
 from sparsity_gym.masks.selectors import SelectionContext

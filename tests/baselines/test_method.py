@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from baselines import env_kwargs, make_policy, method
-from baselines.policies import pruning_context
+from baselines.fixed_policies import pruning_context
 from sparsity_gym.env.sparsity_env import SparsityEnv
 from sparsity_gym.pruning.pruner import Pruner
 

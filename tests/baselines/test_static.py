@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from baselines import SEARCH_SPACE, StaticKnobs, env_kwargs, make_policy, parse_static, searched_name, static_name
-from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.env.env_config import EnvConfig
 from sparsity_gym.env.sparsity_env import SparsityEnv
 from sparsity_gym.experiments.evaluation import evaluate
 

@@ -6,10 +6,10 @@ from types import SimpleNamespace
 import pytest
 from cli_helpers import TINY_ARGS
 
-import agents.train as train
-from agents.comparison import comparison_jobs
-from agents.config import parse_args
-from agents.tuned import card_reference
+import agents.run.train as train
+from agents.reports.comparison import comparison_jobs
+from agents.reports.tuned import card_reference
+from agents.settings.train_config import parse_args
 from sparsity_gym.experiments.families import get_family
 from train_agent import main
 

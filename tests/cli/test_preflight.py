@@ -13,10 +13,10 @@ import torch
 from cli_helpers import TINY_ARGS
 from stable_baselines3 import PPO
 
-from agents.policy import LayerwisePolicy
-from agents.schema import model_schema
+from agents.ppo.layerwise_policy import LayerwisePolicy
+from agents.ppo.schema import model_schema
 from baselines import available_policies
-from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.env.env_config import EnvConfig
 from sparsity_gym.env.tasks import get_task
 from sparsity_gym.experiments.families import get_family
 from sparsity_gym.experiments.family_env import FamilyEnv
@@ -69,7 +69,7 @@ def run_as_nobody(args: list[str]) -> tuple[int, str]:
     The refusal comes before any torch work, so the fork does not meet torch's thread pools; everything ``main``
     imports is imported here first (``nobody`` cannot read this interpreter's standard library).
     """
-    import agents.train  # noqa: F401
+    import agents.run.train  # noqa: F401
 
     read, write = os.pipe()
     pid = os.fork()

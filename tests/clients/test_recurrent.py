@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 from sb3_contrib import RecurrentPPO
 
-from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.env.env_config import EnvConfig
 from sparsity_gym.env.sparsity_env import SparsityEnv
 from sparsity_gym.experiments.evaluation import evaluate
 

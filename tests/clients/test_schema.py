@@ -1,4 +1,4 @@
-"""A saved policy and an env agree or refuse, on every path the project provides (agents.schema)."""
+"""A saved policy and an env agree or refuse, on every path the project provides (agents.ppo.schema)."""
 
 import copy
 import json
@@ -12,9 +12,9 @@ import pytest
 from stable_baselines3 import PPO
 
 import sparsity_gym  # noqa: F401  (registers the ids)
-from agents.agent import LayerwiseAgent, load_agent
-from agents.policy import LayerwisePolicy
-from agents.schema import ENV_FIELDS, UncheckedPolicyWarning, model_schema, pad_for_model
+from agents.ppo.agent import LayerwiseAgent, load_agent
+from agents.ppo.layerwise_policy import LayerwisePolicy
+from agents.ppo.schema import ENV_FIELDS, UncheckedPolicyWarning, model_schema, pad_for_model
 from sparsity_gym.env.sparsity_env import SparsityEnv
 from sparsity_gym.env.wrappers import pad_observation
 from sparsity_gym.experiments.evaluation import evaluate

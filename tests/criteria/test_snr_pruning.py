@@ -184,7 +184,7 @@ def test_loss_hold_smoothed() -> None:
 
 def test_snr_settings_live_in_the_env_config() -> None:
     # what the removed SNRPruningSchedule held is the env's config, checked by the snr selector's one spec
-    from sparsity_gym.env.config import EnvConfig
+    from sparsity_gym.env.env_config import EnvConfig
     from sparsity_gym.masks.selectors import SELECTORS
 
     assert SELECTORS.get("snr").options == {"combine": ("or", "and"), "magnitude_scope": ("global", "layer")}

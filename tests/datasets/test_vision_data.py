@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from sparsity_gym.datasets.splits import available_datasets, load_dataset
-from sparsity_gym.datasets.vision import SPECS, VAL_FRACTION, load_cifar10, main
-from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.datasets.vision_datasets import SPECS, VAL_FRACTION, load_cifar10, main
+from sparsity_gym.env.env_config import EnvConfig
 from sparsity_gym.env.sparsity_env import SparsityEnv
 
 N_TRAIN, N_TEST = 100, 20  # 10 training images per class: one per class goes to validation
@@ -130,7 +130,7 @@ def test_seed_moves_the_validation_split_only(tmp_path):
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10"])
 def test_missing_root_names_the_field_the_files_and_the_download_command(name, tmp_path):
     folder = SPECS[name].folder
-    command = f"python -m sparsity_gym.datasets.vision download {name} --data-root DIR"
+    command = f"python -m sparsity_gym.datasets.vision_datasets download {name} --data-root DIR"
     with pytest.raises(ValueError, match=r"data_root=None") as err:
         load_dataset(name, seed=0, root=None)
     assert folder in str(err.value) and SPECS[name].files[0] in str(err.value) and command in str(err.value)

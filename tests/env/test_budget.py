@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch.nn as nn
 
-from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.env.env_config import EnvConfig
 from sparsity_gym.env.sparsity_env import SparsityEnv
 from sparsity_gym.masks.allocation import ALLOCATIONS
 from sparsity_gym.pruning.budget import budget_model, tilted

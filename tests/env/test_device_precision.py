@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.env.env_config import EnvConfig
 from sparsity_gym.env.sparsity_env import SparsityEnv
 
 KW = {"dataset": "synthetic", "total_iterations": 30, "decision_interval": 10, "batch_size": 32, "network": "cnn"}

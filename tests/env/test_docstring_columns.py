@@ -2,7 +2,7 @@
 
 import re
 
-from sparsity_gym.env.config import OBSERVATION_FAMILIES
+from sparsity_gym.env.env_config import OBSERVATION_FAMILIES
 from sparsity_gym.env.sparsity_env import SparsityEnv
 from sparsity_gym.observation.features import GLOBAL, STATE, STATIC, ObservationLayout, registered_column_groups
 

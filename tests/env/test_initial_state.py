@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.env.env_config import EnvConfig
 from sparsity_gym.env.sparsity_env import SparsityEnv
 from sparsity_gym.experiments.pretrain import pretrain, restrict_classes
 

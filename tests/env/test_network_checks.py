@@ -5,7 +5,7 @@ import pytest
 import torch.nn as nn
 
 import sparsity_gym  # noqa: F401  (registers the ids)
-from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.env.env_config import EnvConfig
 from sparsity_gym.env.sparsity_env import SparsityEnv
 
 

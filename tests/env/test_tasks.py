@@ -4,7 +4,7 @@ import gymnasium as gym
 import pytest
 
 import sparsity_gym  # noqa: F401 (registers the env ids)
-from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.env.env_config import EnvConfig
 from sparsity_gym.env.sparsity_env import SparsityEnv
 from sparsity_gym.env.tasks import TASKS, Task, available_tasks, get_task, register_task, task_config
 from sparsity_gym.experiments.families import get_family
@@ -88,7 +88,7 @@ def test_gym_make_builds_a_global_budget_task():
 
 
 def test_cli_task_sets_defaults_and_explicit_flags_win():
-    from agents.config import parse_args
+    from agents.settings.train_config import parse_args
 
     cfg = parse_args(["--task", "mnist1d_mlp", "--total-iterations", "40", "--decision-interval", "20"])
     task = get_task("mnist1d_mlp")

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from cli_helpers import ROOT
 
-from agents.comparison import COMPARISON_LOG
-from agents.config import TrainConfig, parse_args
-from agents.train import run
-from sparsity_gym.env.config import EnvConfig
+from agents.reports.comparison import COMPARISON_LOG
+from agents.run.train import run
+from agents.settings.train_config import TrainConfig, parse_args
+from sparsity_gym.env.env_config import EnvConfig
 from sparsity_gym.experiments.episode_log import EpisodeLog, episode_key
 from sparsity_gym.experiments.evaluation import EpisodeResult
 
@@ -32,8 +32,8 @@ SCRIPT = """
 import dataclasses, sys
 import torch
 torch.set_num_threads(1)
-from agents.config import parse_args
-from agents.train import run
+from agents.settings.train_config import parse_args
+from agents.run.train import run
 cfg = parse_args(sys.argv[1:])
 run(dataclasses.replace(cfg, env=cfg.env.replace(observations=())))
 """

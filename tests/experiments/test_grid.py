@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import baselines
-from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.env.env_config import EnvConfig
 from sparsity_gym.experiments.evaluation import evaluate
 from sparsity_gym.experiments.grid import GridJob, import_ray, make_grid, run_grid
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from opponent_helpers import BASE, GRID, NETWORKS, RANDOM, RECORDS, SEARCH, SEEDS, results_for
 
+from sparsity_gym.experiments.comparison_report import summarize
 from sparsity_gym.experiments.opponents import (
     ORACLE_LABEL,
     AgentCost,
@@ -17,8 +18,7 @@ from sparsity_gym.experiments.opponents import (
     report_opponents,
     write_opponents,
 )
-from sparsity_gym.experiments.report import summarize
-from sparsity_gym.experiments.statistics import hierarchical_improvement, hierarchical_interval, mean_interval
+from sparsity_gym.experiments.paired_intervals import hierarchical_improvement, hierarchical_interval, mean_interval
 
 
 def _diffs(opponent):

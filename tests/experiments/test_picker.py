@@ -1,6 +1,6 @@
 """One picker: the prior, the tuned cell and the oracle choose as the code before it did, and write the same files.
 
-``picker_before.json`` holds what the earlier code (``agents.prior.score_schedules`` / ``choose_prior``,
+``picker_before.json`` holds what the earlier code (``agents.ppo.prior.score_schedules`` / ``choose_prior``,
 ``experiments.tuning.tune`` and the two ``oracle`` functions) wrote and chose on the tiny task below: the
 ``prior.json`` and ``tuning.json`` files as text, and held-out episodes with its oracle's choices.
 """
@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents.prior import choose_prior
+from agents.ppo.prior import choose_prior
 from baselines import policy_cell
 from sparsity_gym.experiments.evaluation import EpisodeResult
 from sparsity_gym.experiments.families import parse_network
-from sparsity_gym.experiments.statistics import best_by_mean, oracle
+from sparsity_gym.experiments.paired_intervals import best_by_mean, oracle
 from sparsity_gym.experiments.tuning import tune
 
 BEFORE = json.loads((Path(__file__).parent / "picker_before.json").read_text())

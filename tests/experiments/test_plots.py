@@ -7,6 +7,7 @@ import pytest
 from opponent_helpers import GRID, RANDOM, SEARCH, result, results_for
 
 from sparsity_gym.experiments import plots
+from sparsity_gym.experiments.comparison_report import summarize
 from sparsity_gym.experiments.plots import (
     OTHER_COLOUR,
     ROLE_COLOURS,
@@ -14,7 +15,6 @@ from sparsity_gym.experiments.plots import (
     plot_schedules,
     role_colours,
 )
-from sparsity_gym.experiments.report import summarize
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt

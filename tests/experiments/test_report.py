@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from baselines import make_policy
-from sparsity_gym.experiments.evaluation import EpisodeResult, evaluate
-from sparsity_gym.experiments.report import (
+from sparsity_gym.experiments.comparison_report import (
     headline,
     markdown,
     plot_accuracy_vs_cost,
@@ -13,6 +12,7 @@ from sparsity_gym.experiments.report import (
     summarize,
     write_csv,
 )
+from sparsity_gym.experiments.evaluation import EpisodeResult, evaluate
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,7 @@ import matplotlib
 import numpy as np
 import pytest
 
-from sparsity_gym.experiments.evaluation import EpisodeResult, config_hash, env_settings
-from sparsity_gym.experiments.plots import pareto_front, robust_limits
-from sparsity_gym.experiments.report import (
+from sparsity_gym.experiments.comparison_report import (
     add_paired_columns,
     episode_table,
     markdown,
@@ -17,6 +15,8 @@ from sparsity_gym.experiments.report import (
     plot_schedules,
     summarize,
 )
+from sparsity_gym.experiments.evaluation import EpisodeResult, config_hash, env_settings
+from sparsity_gym.experiments.plots import pareto_front, robust_limits
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -113,7 +113,7 @@ def test_episode_table_carries_the_settings_and_their_hash():
 
 
 def test_env_settings_name_a_user_factory():
-    from sparsity_gym.env.config import EnvConfig
+    from sparsity_gym.env.env_config import EnvConfig
 
     def my_net(input_shape, num_classes):
         raise AssertionError
@@ -171,7 +171,7 @@ def test_accuracy_plot_is_a_png_with_distinct_colours(tmp_path):
 
 
 def test_seed_ranges_read_as_one_seed_or_a_range():
-    from sparsity_gym.experiments.report import seed_text
+    from sparsity_gym.experiments.comparison_report import seed_text
 
     assert seed_text(1000, 1) == "seed 1000"
     assert seed_text(1000, 5) == "seeds 1000-1004"

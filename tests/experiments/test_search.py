@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from baselines import SEARCH_SPACE, policy_cell, searched_name
-from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.env.env_config import EnvConfig
 from sparsity_gym.experiments.evaluation import evaluate
 from sparsity_gym.experiments.families import parse_network
 from sparsity_gym.experiments.search import Budget, run_search, study_path

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from agents.paired_reward import family_draw
-from sparsity_gym.env.config import EnvConfig
+from agents.ppo.paired_reward import family_draw
+from sparsity_gym.env.env_config import EnvConfig
 from sparsity_gym.experiments.settings_env import SettingsEnv, check_shared, expand_settings, setting_label
 
 TINY = {"dataset": "synthetic", "batch_size": 16, "budget": "global", "action_scale": "log", "min_density": 0.001}

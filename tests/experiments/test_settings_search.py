@@ -6,7 +6,7 @@ import math
 import pytest
 
 from baselines import SEARCH_SPACE, policy_cell, searched_name
-from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.env.env_config import EnvConfig
 from sparsity_gym.experiments.catch_up import break_even, catch_up, incumbent_curve, plot_catch_up, study_values
 from sparsity_gym.experiments.search import study_path
 from sparsity_gym.experiments.seeds import seeds

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from sparsity_gym.experiments.statistics import (
+from sparsity_gym.experiments.paired_intervals import (
     Interval,
     best_by_mean,
     compare,

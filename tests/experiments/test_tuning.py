@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from baselines.policies import make_schedule_policy
+from baselines.fixed_policies import make_schedule_policy
 from sparsity_gym.experiments import tuning
 from sparsity_gym.experiments.tuning import CACHE_NAME, Cell, tune
 

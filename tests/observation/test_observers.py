@@ -11,7 +11,7 @@ from conftest import TINY_ENV
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-from sparsity_gym.env.config import OBSERVATION_FAMILIES
+from sparsity_gym.env.env_config import OBSERVATION_FAMILIES
 from sparsity_gym.env.sparsity_env import SparsityEnv
 from sparsity_gym.stats import gradient_snr
 from sparsity_gym.stats.rank import effective_dimension_count, positive_inertia

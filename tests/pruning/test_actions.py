@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from conftest import TINY_ENV
 
-from sparsity_gym.env.config import EnvConfig
+from sparsity_gym.env.env_config import EnvConfig
 from sparsity_gym.env.sparsity_env import SparsityEnv
 from sparsity_gym.pruning.actions import from_action, to_action
 

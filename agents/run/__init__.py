@@ -1,0 +1,1 @@
+"""A training run's orchestration: preflight and workload, training and its callbacks, the showcase."""
