@@ -13,7 +13,7 @@ from collections.abc import Sequence
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, run, and turn a bad value into a one-line message and exit status 2."""
     from agents.run.train import run
-    from agents.settings.train_config import parse_args
+    from agents.settings.command_line import parse_args
 
     try:
         config = parse_args(argv)

@@ -4,6 +4,7 @@ Kept so that users' code that imports ``TrainConfig``, ``config_from`` or ``pars
 """
 
 # Kept at this path on purpose: users' code imports it. Nothing in the project imports it.
-from agents.settings.train_config import TrainConfig, config_from, parse_args
+from agents.settings.command_line import parse_args
+from agents.settings.train_config import TrainConfig, config_from
 
 __all__ = ["TrainConfig", "config_from", "parse_args"]

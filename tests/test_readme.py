@@ -90,7 +90,7 @@ def test_a_runnable_block_runs(code, tmp_path):
 
 
 def test_every_flag_of_train_agent_has_a_row_on_the_training_page():
-    from agents.settings.train_config import build_parser
+    from agents.settings.command_line import build_parser
 
     page = (DOCS / "training.md").read_text(encoding="utf-8")
     flags = [flag for action in build_parser()._actions for flag in action.option_strings if flag.startswith("--")]

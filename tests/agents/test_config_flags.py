@@ -2,7 +2,8 @@
 
 import pytest
 
-from agents.settings.train_config import TrainConfig, parse_args
+from agents.settings.command_line import parse_args
+from agents.settings.train_config import TrainConfig
 
 
 def test_new_flags_parse_and_default():

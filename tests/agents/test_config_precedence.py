@@ -11,8 +11,9 @@ import typing
 
 import pytest
 
+from agents.settings.command_line import parse_args
 from agents.settings.presets import PRESETS, TASK_PRESET, task_settings
-from agents.settings.train_config import ENV_FLAGS, MODES, TrainConfig, config_from, parse_args
+from agents.settings.train_config import ENV_FLAGS, MODES, TrainConfig, config_from
 from sparsity_gym.env.env_config import EnvConfig
 from sparsity_gym.env.tasks import available_tasks, get_task
 

@@ -18,7 +18,7 @@ from agents.ppo.exploration import LogStdSchedule, scheduled_log_std
 from agents.ppo.layerwise_policy import LayerwisePolicy
 from agents.reports.costs import read_agent_cost
 from agents.run.train import run
-from agents.settings.train_config import parse_args
+from agents.settings.command_line import parse_args
 from baselines import policy_cell
 from sparsity_gym.experiments.budget_curve import best_so_far, evaluation_trace
 from sparsity_gym.experiments.family_env import FamilyEnv

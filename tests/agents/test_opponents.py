@@ -11,7 +11,8 @@ from agents.reports.costs import read_agent_cost
 from agents.reports.opponent_runs import search_budget
 from agents.reports.tuned import record_tuning
 from agents.run.train import run
-from agents.settings.train_config import TrainConfig, parse_args
+from agents.settings.command_line import parse_args
+from agents.settings.train_config import TrainConfig
 from sparsity_gym.experiments.opponents import read_opponents
 from sparsity_gym.experiments.tuning import TuningTable
 

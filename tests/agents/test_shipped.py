@@ -151,7 +151,7 @@ def test_the_showcase_plays_a_shipped_policy_and_its_reference_on_its_own_task(n
     from opponent_helpers import result
 
     from agents.run.showcase import showcase_jobs, showcase_lines, showcase_seeds
-    from agents.settings.train_config import parse_args
+    from agents.settings.command_line import parse_args
 
     cfg = parse_args(["--showcase", name])
     card = policies.card(name)

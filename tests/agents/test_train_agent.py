@@ -7,8 +7,9 @@ import pytest
 from cli_helpers import TINY_ARGS
 from cli_helpers import run as train_agent
 
+from agents.settings.command_line import parse_args
 from agents.settings.presets import PRESETS
-from agents.settings.train_config import TrainConfig, parse_args
+from agents.settings.train_config import TrainConfig
 from baselines import available_policies
 
 

@@ -12,8 +12,9 @@ from agents.ppo.agent import LayerwiseAgent
 from agents.ppo.layerwise_policy import LayerwisePolicy
 from agents.reports.tuned import prior_from_cell, tuning_overrides
 from agents.run.train import run
+from agents.settings.command_line import parse_args
 from agents.settings.presets import TASK_PRESET, TUNE_GRID
-from agents.settings.train_config import TrainConfig, parse_args
+from agents.settings.train_config import TrainConfig
 from baselines import env_kwargs, make_policy
 from sparsity_gym.env.env_config import EnvConfig
 from sparsity_gym.experiments.evaluation import evaluate

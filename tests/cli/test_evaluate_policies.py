@@ -9,7 +9,7 @@ from cli_helpers import TINY_ARGS
 import agents.run.train as train
 from agents.reports.comparison import comparison_jobs
 from agents.reports.tuned import card_reference
-from agents.settings.train_config import parse_args
+from agents.settings.command_line import parse_args
 from sparsity_gym.experiments.families import get_family
 from train_agent import main
 

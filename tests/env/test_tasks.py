@@ -88,7 +88,7 @@ def test_gym_make_builds_a_global_budget_task():
 
 
 def test_cli_task_sets_defaults_and_explicit_flags_win():
-    from agents.settings.train_config import parse_args
+    from agents.settings.command_line import parse_args
 
     cfg = parse_args(["--task", "mnist1d_mlp", "--total-iterations", "40", "--decision-interval", "20"])
     task = get_task("mnist1d_mlp")

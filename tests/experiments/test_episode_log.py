@@ -16,7 +16,8 @@ from cli_helpers import ROOT
 
 from agents.reports.comparison import COMPARISON_LOG
 from agents.run.train import run
-from agents.settings.train_config import TrainConfig, parse_args
+from agents.settings.command_line import parse_args
+from agents.settings.train_config import TrainConfig
 from sparsity_gym.env.env_config import EnvConfig
 from sparsity_gym.experiments.episode_log import EpisodeLog, episode_key
 from sparsity_gym.experiments.evaluation import EpisodeResult
@@ -32,7 +33,7 @@ SCRIPT = """
 import dataclasses, sys
 import torch
 torch.set_num_threads(1)
-from agents.settings.train_config import parse_args
+from agents.settings.command_line import parse_args
 from agents.run.train import run
 cfg = parse_args(sys.argv[1:])
 run(dataclasses.replace(cfg, env=cfg.env.replace(observations=())))

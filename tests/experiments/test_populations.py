@@ -101,7 +101,8 @@ def test_comparison_family_holds_the_population_out_and_keeps_the_train_split():
 
 
 def test_command_line_names_the_population_and_refuses_a_family_without_one():
-    from agents.settings.train_config import TrainConfig, parse_args
+    from agents.settings.command_line import parse_args
+    from agents.settings.train_config import TrainConfig
 
     cfg = parse_args(["--task", "mnist1d_cnn", "--heldout", "population"])
     assert (cfg.heldout, cfg.family) == ("population", "mnist1d_cnn")
