@@ -33,6 +33,7 @@ import torch
 from agents.ppo.prior import RECORD_NAME as PRIOR_RECORD
 from agents.reports.costs import ppo_run_dir
 from agents.reports.opponent_runs import SAMPLER_OF, search_budget, searching
+from agents.reports.prior_search import sampler_seeds
 from agents.run.showcase import showcase_jobs, showcase_seeds
 from agents.settings.generalist import training_entries
 from agents.settings.train_config import TrainConfig
@@ -202,9 +203,20 @@ def planned_work(cfg: TrainConfig, family: Family) -> list[Work]:
         cached = f"; fewer if run_dir/{CACHE_NAME} holds it" if (run_dir / CACHE_NAME).exists() else ""
         what = f"{len(cfg.tune_cells)} cells x {len(train)} train networks x {cfg.tune_seeds} seeds{cached}"
         work.append(Work("tuning", len(cfg.tune_cells) * len(train) * cfg.tune_seeds, pooled, what))
+    if cfg.mode == "train" and cfg.prior == "search" and cfg.task is not None:
+        work.append(prior_search_work(cfg, pooled))
     if cfg.mode == "train":
         work += _training_work(cfg, family, pooled, training)
     return work
+
+
+def prior_search_work(cfg: TrainConfig, pooled: int) -> Work:
+    """``--prior search``: the TPE study that picks the prior, its trials' episodes (search, then learn)."""
+    assert cfg.task is not None  # TrainConfig refuses --prior search without a task
+    budget = Budget(cfg.prior_search_budget, len(get_task(cfg.task).train) * cfg.search_seeds)
+    held = "; fewer if run_dir/prior_search holds its study" if (Path(cfg.run_dir) / "prior_search").exists() else ""
+    what = f"{budget.trials} trials x {budget.per_trial} episodes of --prior-search-budget {budget.episodes}{held}"
+    return Work("prior search (Optuna TPE)", budget.trials * budget.per_trial, min(pooled, budget.per_trial), what)
 
 
 def search_plan(cfg: TrainConfig, work: Sequence[Work]) -> Budget | None:
@@ -220,7 +232,8 @@ def search_plan(cfg: TrainConfig, work: Sequence[Work]) -> Budget | None:
     assert cfg.task is not None  # TrainConfig refuses a search without a task
     per_trial = len(get_task(cfg.task).train) * cfg.search_seeds
     if cfg.mode == "train" and not cfg.search_budget:
-        return Budget(sum(w.episodes for w in work if w.phase in ("training", "reward reference")), per_trial)
+        counted = ("training", "reward reference", "prior search (Optuna TPE)")  # the learned policy's whole cost
+        return Budget(sum(w.episodes for w in work if w.phase in counted), per_trial)
     return Budget(search_budget(cfg, ppo_run_dir(cfg)), per_trial)
 
 
@@ -239,17 +252,26 @@ def search_work(cfg: TrainConfig, budget: Budget | None) -> list[Work]:
         return []
     pooled, _ = _parallel(cfg)
     given = "--search-budget" if cfg.search_budget else "the PPO run's training + reference episodes"
+    if not cfg.search_budget and cfg.prior == "search":
+        given += " + its prior search's"
     networks, seeds = budget.per_trial // cfg.search_seeds, cfg.search_seeds
     work = []
-    for opponent in searching(cfg):
-        sampler = SAMPLER_OF[opponent]
-        held = "; fewer if run_dir holds its study" if study_path(cfg.run_dir, sampler).exists() else ""
-        what = (
-            f"{budget.trials} trials x {networks} train networks x {seeds} seeds of a budget of {budget.episodes} "
-            f"({given}){held}"
-        )
-        phase = "search (Optuna TPE)" if sampler == "tpe" else "random search"
-        work.append(Work(phase, budget.trials * budget.per_trial, min(pooled, budget.per_trial), what))
+    for index, seed in enumerate(sampler_seeds(cfg)):
+        for opponent in searching(cfg):
+            sampler = SAMPLER_OF[opponent]
+            held = "; fewer if run_dir holds its study" if study_path(cfg.run_dir, sampler).exists() else ""
+            episodes = budget.trials * budget.per_trial
+            if index == 0 and sampler == "tpe" and cfg.prior == "search":  # the prior's trials are already spent
+                held = "; it continues the prior's study"
+                episodes -= prior_search_work(cfg, pooled).episodes
+            what = (
+                f"{budget.trials} trials x {networks} train networks x {seeds} seeds of a budget of "
+                f"{budget.episodes} ({given}){held}"
+            )
+            phase = ("search (Optuna TPE)" if sampler == "tpe" else "random search") + (
+                f", sampler seed {seed}" if index else ""
+            )
+            work.append(Work(phase, max(episodes, 0), min(pooled, budget.per_trial), what))
     return work
 
 
