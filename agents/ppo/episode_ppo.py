@@ -79,12 +79,12 @@ class EpisodeCollector(VecEnv):
         self.reference_episodes, self.reference_seconds = 0, 0.0
         self.episode_seconds = 0.0  # the workers' own seconds on the episodes (a bench's breakdown)
         pool = shared_pool(self.workers, self.threads)
-        observation_space, action_space = pool.submit(_attr, env_fn, "observation_space").result(), None
+        observation_space = pool.submit(_attr, env_fn, "observation_space").result()
         action_space = pool.submit(_attr, env_fn, "action_space").result()
         super().__init__(n_envs, observation_space, action_space)
 
     # --- the episodes ---------------------------------------------------------------------------------------
-    def seed(self, seed: int | None = None) -> Sequence[None | int]:
+    def seed(self, seed: int | None = None) -> Sequence[int | None]:
         """Start the episodes' seed stream again at ``seed`` (episode ``k``: ``SeedSequence([seed, k])``)."""
         self.base_seed, self.next_episode = int(seed or 0), 0
         return [None] * self.num_envs
@@ -122,7 +122,8 @@ class EpisodeCollector(VecEnv):
     # --- what SB3 asks of a VecEnv ----------------------------------------------------------------------------
     def reset(self) -> np.ndarray:
         """Placeholder observations (zeros): every rollout starts fresh episodes in the workers."""
-        return np.zeros((self.num_envs, *self.observation_space.shape), dtype=self.observation_space.dtype)
+        shape = tuple(self.observation_space.shape or ())
+        return np.zeros((self.num_envs, *shape), dtype=self.observation_space.dtype)
 
     def step_async(self, actions: np.ndarray) -> None:
         """Not available: the episodes run whole in the workers."""
@@ -155,6 +156,18 @@ class EpisodeCollector(VecEnv):
 
     def close(self) -> None:
         """Nothing to close: the pool is shared (and shut down at exit)."""
+
+
+def reference_cost(vec_env: VecEnv) -> tuple[int, float]:
+    """The paired reward's reference episodes run so far and their seconds, summed over the envs.
+
+    An :class:`EpisodeCollector`'s come with its trajectories; a vector env's from each env's ``cache``.
+    """
+    collector = vec_env.unwrapped
+    if isinstance(collector, EpisodeCollector):
+        return collector.reference_episodes, collector.reference_seconds
+    caches = vec_env.get_attr("cache")
+    return sum(c.episodes for c in caches), sum(c.seconds for c in caches)
 
 
 class EpisodePPO(PPO):

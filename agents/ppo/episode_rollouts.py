@@ -87,7 +87,7 @@ _CACHE: dict[str, Any] = {}
 
 
 def _worker_state(job: EpisodeJob) -> tuple[gym.Env, Any]:
-    """This worker's env and policy for ``job.key`` (built on the key's first job; one key kept)."""
+    """The worker's env and policy for ``job.key`` (built on the key's first job; one key kept)."""
     if _CACHE.get("key") != job.key:
         _CACHE.clear()
         _CACHE.update(key=job.key, env=Monitor(job.env_fn()), version=None)
@@ -100,7 +100,10 @@ def _worker_state(job: EpisodeJob) -> tuple[gym.Env, Any]:
 
 
 def _reference(env: gym.Env) -> tuple[int, float]:
-    cache = getattr(env.unwrapped, "cache", None) or getattr(env, "cache", None)
+    try:
+        cache = env.get_wrapper_attr("cache")  # the paired reward's reference cache
+    except AttributeError:
+        return 0, 0.0
     return (int(cache.episodes), float(cache.seconds)) if cache is not None else (0, 0.0)
 
 

@@ -114,3 +114,29 @@ def test_too_few_trajectories_are_refused():
     buffer = RolloutBuffer(7, env.observation_space, env.action_space, "cpu", gae_lambda=LAMBDA, gamma=GAMMA, n_envs=2)
     with pytest.raises(ValueError, match="trajectories fill"):
         pack(trajectories, buffer)
+
+
+def test_a_task_run_trains_with_episodes_keeps_the_paired_reward_and_resumes(tmp_path):
+    import dataclasses
+    import json
+
+    from task_helpers import registered_task, tiny_run
+
+    from agents.run.train import train_ppo
+    from sparsity_gym.experiments.families import get_family
+
+    task = "tiny_episode_collection"
+    with registered_task(task):
+        cfg = tiny_run(task, tmp_path, collect="episodes", n_envs=2, prior="none", reward_reference="linear")
+        (tmp_path / "checkpoints").mkdir()
+        _, state = train_ppo(cfg, tmp_path, get_family(task), "none")
+        assert state["num_timesteps"] == 8 and state["episodes"] == 4  # 2 columns x 4 rows, 2 decisions an episode
+        assert state["reference_episodes"] > 0  # the paired reward's reference ran in the workers
+        assert list((tmp_path / "tb").rglob("events.out.tfevents*"))
+        assert (tmp_path / "checkpoints" / "last.zip").exists()
+        resumed = dataclasses.replace(cfg, total_timesteps=16, resume=True)
+        _, state = train_ppo(resumed, tmp_path, get_family(task), "none")
+        assert (state["num_timesteps"], state["episodes"]) == (16, 8)
+        assert json.loads((tmp_path / "checkpoints" / "state.json").read_text())["num_timesteps"] == 16
+    with pytest.raises(ValueError, match="collect='episodes' is not allowed with norm_reward=True"):
+        tiny_run("mnist1d_mlp", tmp_path, collect="episodes", norm_reward=True)
