@@ -78,6 +78,7 @@ class EpisodeCollector(VecEnv):
         self.base_seed, self.next_episode = int(seed), 0
         self.reference_episodes, self.reference_seconds = 0, 0.0
         self.episode_seconds = 0.0  # the workers' own seconds on the episodes (a bench's breakdown)
+        self.episodes_run = 0  # whole episodes run (a cut one's dropped steps included)
         pool = shared_pool(self.workers, self.threads)
         observation_space = pool.submit(_attr, env_fn, "observation_space").result()
         action_space = pool.submit(_attr, env_fn, "action_space").result()
@@ -113,6 +114,7 @@ class EpisodeCollector(VecEnv):
             if columns_filled([len(t) for t in trajectories], n_steps, self.num_envs):
                 break
             count = self.num_envs
+        self.episodes_run += len(trajectories)
         for t in trajectories:
             self.reference_episodes += t.reference[0]
             self.reference_seconds += t.reference[1]
