@@ -266,7 +266,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="PPO's subprocess envs = the pool's workers")
     parser.add_argument("--updates", type=int, default=1, help="PPO updates per round")
     parser.add_argument("--n-steps", type=int, default=20, help="PPO rollout length per env")
-    parser.add_argument("--reward", default="paired", choices=("paired", "final_accuracy"))
+    parser.add_argument("--reward", default="paired", choices=("paired", "env"))
     parser.add_argument("--cell", default="", help="the tuned cell (default: the task grid's first)")
     parser.add_argument(
         "--collect", default="both", choices=("steps", "both"),
