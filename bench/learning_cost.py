@@ -8,6 +8,9 @@ and ``--workers``, interleaved round by round (the machine is noisy; every confi
   the task's seed pool): ``--updates`` PPO updates per round, continued on one model (the workers started once).
   Its episodes are the training episodes plus the paired reward's reference episodes (what the equal-budget
   search is given).
+* **PPO on whole episodes** (``--collect both``, the default): the same phase with ``--collect episodes``
+  (``agents.ppo.episode_ppo``; ``bench/episode_phase.py``): whole episodes on the shared pool, no lockstep, with
+  its own reference cache; its rate, the workers' busy share, and the same targets, beside the lockstep phase's.
 * **TPE**: the equal-budget search's trials (``sparsity_gym.experiments.search.run_search``, Optuna's TPE, one
   study continued round by round) on the same networks and workers (the process pool).
 * **plain**: the plain training loop (``sparsity_gym.env.training.TrainingLoop``: no env, masks or statistics)
@@ -26,6 +29,7 @@ the same parallelism, and all four statistic families / none. Medians over the r
 The default takes 2-4 minutes on 2 cores; ``--rounds 1 --iterations 200 --interval 20 --n-steps 10`` about one.
 
     python bench/learning_cost.py [--rounds 3] [--iterations 500] [--interval 50] [--workers 2] [--updates 1]
+                                  [--collect both|steps] [--reward paired|env]
 """
 
 from __future__ import annotations
