@@ -8,6 +8,9 @@ and ``--workers``, interleaved round by round (the machine is noisy; every confi
   the task's seed pool): ``--updates`` PPO updates per round, continued on one model (the workers started once).
   Its episodes are the training episodes plus the paired reward's reference episodes (what the equal-budget
   search is given).
+* **PPO on whole episodes** (``--collect both``, the default): the same phase with ``--collect episodes``
+  (``agents.ppo.episode_ppo``; ``bench/episode_phase.py``): whole episodes on the shared pool, no lockstep, with
+  its own reference cache; its rate, the workers' busy share, and the same targets, beside the lockstep phase's.
 * **TPE**: the equal-budget search's trials (``sparsity_gym.experiments.search.run_search``, Optuna's TPE, one
   study continued round by round) on the same networks and workers (the process pool).
 * **plain**: the plain training loop (``sparsity_gym.env.training.TrainingLoop``: no env, masks or statistics)
@@ -26,6 +29,7 @@ the same parallelism, and all four statistic families / none. Medians over the r
 The default takes 2-4 minutes on 2 cores; ``--rounds 1 --iterations 200 --interval 20 --n-steps 10`` about one.
 
     python bench/learning_cost.py [--rounds 3] [--iterations 500] [--interval 50] [--workers 2] [--updates 1]
+                                  [--collect both|steps] [--reward paired|env]
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from stable_baselines3.common.vec_env import SubprocVecEnv
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from env_overhead import env_episode
+from episode_phase import EpisodePhase
 from throughput import PARTS, StepTimer, TimedEnv, _timed, plain_episode
 
 from agents.ppo.layerwise_policy import LayerwisePolicy
@@ -265,8 +270,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="PPO's subprocess envs = the pool's workers")
     parser.add_argument("--updates", type=int, default=1, help="PPO updates per round")
     parser.add_argument("--n-steps", type=int, default=20, help="PPO rollout length per env")
-    parser.add_argument("--reward", default="paired", choices=("paired", "final_accuracy"))
+    parser.add_argument("--reward", default="paired", choices=("paired", "env"))
     parser.add_argument("--cell", default="", help="the tuned cell (default: the task grid's first)")
+    parser.add_argument(
+        "--collect", default="both", choices=("steps", "both"),
+        help="steps: the PPO phase as a task run collects (vector env, lockstep); both: and whole episodes on the "
+        "pool (--collect episodes, bench/episode_phase.py), interleaved",
+    )  # fmt: skip
     parser.add_argument("--eval-episodes", type=int, default=1, help="held-out evaluation seeds per round (0: none)")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -274,6 +284,7 @@ def main() -> None:
     family = get_family(cfg.family)
     folder = Path(tempfile.mkdtemp(prefix="learning_cost_"))
     ppo = PPOPhase(cfg, prior, cell, folder, args.updates)
+    whole = EpisodePhase(cfg, prior, cell, folder, args.updates, timed_train_env) if args.collect != "steps" else None
     per_trial = len(family.train) * cfg.search_seeds
     evaluator = None
     if args.eval_episodes:
@@ -287,14 +298,19 @@ def main() -> None:
     }
     rows: dict[str, list[float]] = defaultdict(list)
     parts_sum: dict[str, float] = defaultdict(float)
+    whole_sum: dict[str, float] = defaultdict(float)
+    seen_whole: list[str] = []
     per_network: dict[str, list[float]] = defaultdict(list)
     budget = 0
     for r in range(args.rounds + 1):
+        whole_round = whole.run() if whole is not None else (0.0, 0.0, {}, [])
         ppo_s, ppo_eps, parts, networks = ppo.run()
         trials = max(1, round(ppo_eps / per_trial))
         budget += trials * per_trial
         tpe_s, tpe_eps = search_round(cfg, folder, budget, args.workers)
         plain_s, plain_per = plain_round(cfg, networks or [family.train[0].name], args.workers, 100 * r)
+        if whole is not None:
+            whole_plain_s, _ = plain_round(cfg, whole_round[3] or [family.train[0].name], args.workers, 100 * r + 50)
         eval_s = 0.0
         if evaluator is not None:
             start = time.perf_counter()
@@ -306,6 +322,8 @@ def main() -> None:
         for n, s in plain_per.items():
             per_network[n].append(s)
         plain_ppo = plain_s * ppo_eps / max(1, len(networks))
+        if whole is not None:
+            record_whole(rows, whole_sum, seen_whole, whole_round, whole_plain_s)
         rows["ppo"].append(ppo_s / ppo_eps)
         rows["tpe"].append(tpe_s / tpe_eps)
         rows["plain"].append(plain_ppo / ppo_eps)
@@ -360,6 +378,50 @@ def main() -> None:
     print(f"    the same, adjusted for the networks' mixes   x{ppo_tpe * mix_tpe / mix_ppo:.2f}")
     print(f"  PPO phase / plain loop, same episodes, workers x{statistics.median(rows['ppo/plain']):.2f}   (<= 1.3)")
     print(f"  all four statistic families / none             x{statistics.median(rows['stats']):.2f}   (<= 1.10)")
+
+    if whole is not None:
+        print_whole(rows, whole_sum, n, mix_tpe, plain_net, seen_whole)
+
+
+def record_whole(
+    rows: dict[str, list[float]],
+    parts: dict[str, float],
+    networks: list[str],
+    result: tuple[float, float, dict[str, float], list[str]],
+    plain_s: float,
+) -> None:
+    """Add a whole-episode round (``EpisodePhase.run``'s result; ``plain_s``: the plain loop of its episodes)."""
+    seconds, episodes, round_parts, round_networks = result
+    plain = plain_s * episodes / max(1, len(round_networks))
+    rows["whole"].append(seconds / episodes)
+    rows["whole/plain"].append(seconds / plain)
+    for k, v in round_parts.items():
+        parts[k] += v
+    networks += round_networks
+    print(f"  PPO on whole episodes: {episodes:.1f} episodes {seconds:.1f} s", flush=True)
+
+
+def print_whole(
+    rows: dict[str, list[float]],
+    parts: dict[str, float],
+    rounds: int,
+    mix_tpe: float,
+    plain_net: dict[str, float],
+    networks: list[str],
+) -> None:
+    """The whole-episode phase's rate, breakdown and targets, beside the lockstep phase's."""
+    mix = statistics.mean(plain_net[n] for n in networks if n in plain_net) if networks else 1.0
+    whole_tpe = _ratio(rows["whole"], rows["tpe"])
+    print("PPO phase on whole episodes (--collect episodes), the same rounds:")
+    print(f"  whole  {1 / statistics.median(rows['whole']):6.3f} episodes/s")
+    for k, v in parts.items():
+        print(f"  {k:62s} {v / rounds:5.3f}")
+    rest = 1 - sum(parts.values()) / rounds
+    print(f"  {'the rest (workers idle at rollout ends, shipping, packing)':62s} {rest:5.3f}")
+    print(f"  PPO episode (whole) / PPO episode (steps)      x{_ratio(rows['whole'], rows['ppo']):.2f}")
+    print(f"  PPO episode / TPE episode                      x{whole_tpe:.2f}   (<= 1.05)")
+    print(f"    the same, adjusted for the networks' mixes   x{whole_tpe * mix_tpe / mix:.2f}")
+    print(f"  PPO phase / plain loop, same episodes, workers x{statistics.median(rows['whole/plain']):.2f}   (<= 1.3)")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
+from agents.ppo.episode_ppo import EpisodeCollector, EpisodePPO, reference_cost
 from agents.ppo.exploration import normalise_rewards
 from agents.ppo.layerwise_policy import LayerwisePolicy
 from agents.ppo.paired_reward import PairedReward, ReferenceCache
@@ -122,6 +123,9 @@ def make_train_env(cfg: TrainConfig, family: Family, paired: tuple | None = None
         vec_cls = RayVecEnv
         vec_kwargs = {"num_cpus": cfg.env_cpus, "num_gpus": cfg.env_gpus, "address": cfg.ray_address or None}
     settings = training_settings(cfg)
+    if cfg.collect == "episodes":  # whole episodes on the process pool (agents.ppo.episode_ppo)
+        factory = functools.partial(_family_env, tuple(family.train), cfg.env, 0, paired, settings)
+        return EpisodeCollector(factory, cfg.n_envs, 0, max(1, cores // cfg.n_envs), cfg.env.num_decisions, cfg.seed)
     factory = functools.partial(_family_env, tuple(family.train), cfg.env, threads, paired, settings)
     return make_vec_env(factory, n_envs=cfg.n_envs, seed=cfg.seed, vec_env_cls=vec_cls, vec_env_kwargs=vec_kwargs)
 
@@ -146,7 +150,7 @@ def train_ppo(
     if cfg.norm_reward:
         vec_env = normalise_rewards(vec_env, cfg.gamma, checkpoint.parent, cfg.resume)
     threads = torch.get_num_threads()
-    if cfg.n_envs > 1 or cfg.vec_env == "ray":
+    if cfg.n_envs > 1 or cfg.vec_env == "ray" or cfg.collect == "episodes":
         # The envs train in their own processes; PPO's tiny updates here gain nothing from intra-op threads,
         # whose spin-waiting took a whole core from the env workers (the default run went 10x slower).
         torch.set_num_threads(1)
@@ -154,7 +158,9 @@ def train_ppo(
     earlier = None
     try:
         if cfg.resume and checkpoint.exists():
-            model = PPO.load(checkpoint, env=vec_env, device="cpu", tensorboard_log=str(run_dir / "tb"))
+            model = (EpisodePPO if cfg.collect == "episodes" else PPO).load(
+                checkpoint, env=vec_env, device="cpu", tensorboard_log=str(run_dir / "tb")
+            )
             earlier = read_agent_cost(run_dir)
             episodes = earlier.episodes if earlier is not None else 0
             seconds = (earlier.run_seconds or 0.0) if earlier is not None else 0.0
@@ -163,7 +169,7 @@ def train_ppo(
             print(f"resuming from {checkpoint} at timestep {model.num_timesteps}")
         else:
             feature_names = vec_env.get_attr("feature_names")[0]
-            model = PPO(
+            model = (EpisodePPO if cfg.collect == "episodes" else PPO)(
                 LayerwisePolicy,
                 vec_env,
                 n_steps=cfg.n_steps,
@@ -226,9 +232,8 @@ def train_ppo(
             checkpoints.save()
         state = {k: v for k, v in checkpoints.state().items() if k != "train_seconds"}  # each part's own count
         if paired is not None:  # the reference's cost: episodes run (cache misses) and their seconds
-            caches = vec_env.get_attr("cache")
-            state["reference_episodes"] = sum(c.episodes for c in caches)
-            state["reference_seconds"] = round(sum(c.seconds for c in caches), 1)
+            state["reference_episodes"], reference_s = reference_cost(vec_env)
+            state["reference_seconds"] = round(reference_s, 1)
         save_model_atomic(model, run_dir / "model.zip")
     finally:
         vec_env.close()

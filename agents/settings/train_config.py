@@ -92,6 +92,11 @@ class TrainConfig:
         "how the training envs run: auto (subproc when n_envs > 1, else dummy), dummy (in this process), subproc "
         "(one process each) or ray (Ray actors, agents.ppo.ray_vec_env; pip install -e '.[ray]')",
     )
+    collect: str = _opt(
+        "steps",
+        "how rollouts are gathered: steps (the vector env, all envs in lockstep) or episodes (whole episodes on the "
+        "process pool, each worker with a copy of the policy, no lockstep; agents.ppo.episode_ppo)",
+    )
     ray_address: str = _opt("", "--vec-env ray: address of a running Ray cluster (default: start a local Ray)")
     env_cpus: float = _opt(1.0, "--vec-env ray: CPUs each env actor declares (its torch threads)")
     env_gpus: float = _opt(0.0, "--vec-env ray: GPUs each env actor declares (fractional allowed, e.g. 0.25)")
@@ -238,6 +243,12 @@ class TrainConfig:
         check_number("seed", self.seed, low=0, integer=True)
         check_number("n_envs", self.n_envs, low=1, integer=True)
         check_choice("vec_env", self.vec_env, VEC_ENVS)
+        check_choice("collect", self.collect, COLLECTS)
+        if self.collect == "episodes" and (self.norm_reward or self.vec_env == "ray"):
+            raise ValueError(
+                f"collect='episodes' is not allowed with norm_reward={self.norm_reward} or vec_env={self.vec_env!r}; "
+                "expected norm_reward False and vec_env auto, dummy or subproc (the episodes run on the process pool)"
+            )
         check_number("env_cpus", self.env_cpus, low=0.0)
         check_number("env_gpus", self.env_gpus, low=0.0)
         check_number("n_steps", self.n_steps, low=2, integer=True)
@@ -376,6 +387,7 @@ ENV_FLAGS: dict[str, str] = {
 
 MODES = ("train", "evaluate")
 VEC_ENVS = ("auto", "dummy", "subproc", "ray")
+COLLECTS = ("steps", "episodes")
 PRIOR_CHOICES = ("auto", "none", "tuned", "search")
 POLICY_GROUPS = ("all", "schedules", "criteria", "none")
 OPPONENTS = ("none", "search", "random")
