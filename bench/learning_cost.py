@@ -60,7 +60,7 @@ from agents.ppo.paired_reward import PairedReward, ReferenceCache
 from agents.ppo.schema import model_schema
 from agents.reports.comparison import baseline_factory
 from agents.reports.heldout import HeldoutEvaluator
-from agents.reports.opponent_runs import search_configs
+from agents.reports.prior_search import search_configs
 from agents.reports.tuned import prior_from_cell
 from agents.settings.presets import TUNE_GRID
 from agents.settings.train_config import TrainConfig, config_from

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 from agents.policies import model_path
-from agents.run.callbacks import COST_KEYS
 from agents.settings.train_config import TrainConfig
 from baselines import env_kwargs, make_policy
 from sparsity_gym.core.io import atomic_write_text
@@ -47,6 +46,10 @@ TIMING = "timing.json"
 CHECKPOINT_STATE = "checkpoints/state.json"
 REFERENCE_CACHE = "reference_cache.json"
 EVAL_TAG = "eval/val_accuracy"
+
+COST_KEYS = ("training_seconds", "evaluation_seconds", "evaluation_episodes", "evaluations")
+"""What ``checkpoints/state.json`` counts over sessions besides the episodes and ``train_seconds`` (written by
+:meth:`agents.run.callbacks.AtomicCheckpointCallback.state`, read here)."""
 
 
 def evaluation_curve(run_dir: Path) -> list[tuple[int, float, float]]:
@@ -213,7 +216,7 @@ def cumulative_train_seconds(run_dir: Path, resume: bool, seconds: float) -> flo
 
 
 def earlier_counts(earlier: AgentCost | None) -> dict[str, float]:
-    """The counts over sessions a resumed run's checkpoint continues (``agents.run.callbacks.COST_KEYS``).
+    """The counts over sessions a resumed run's checkpoint continues (``COST_KEYS``).
 
     A record from before the parts were split holds only the whole ``train_seconds``: they count as the
     training phase's (the tuning and evaluations in them cannot be told apart any more).
@@ -264,3 +267,16 @@ def periodic_evaluation(cfg: TrainConfig, training_dir: Path) -> TrainConfig:
     recorded = json.loads(path.read_text(encoding="utf-8"))
     fields = {k: recorded[k] for k in ("select_on", "eval_episodes") if k in recorded}
     return dataclasses.replace(cfg, **fields)
+
+
+def tuning_record(cfg: TrainConfig, run_dir: Path, seconds: float) -> dict[str, Any]:
+    """``timing.json``'s tuning part: ``tuning_seconds`` and ``tuning_episodes`` (the ``tuned`` grid's, if any).
+
+    The seconds are this session's ``seconds`` before training (the grid and the prior's choice), plus a resumed
+    run's earlier ones.
+    """
+    earlier = read_agent_cost(run_dir) if cfg.resume else None
+    before = earlier.tuning_seconds if earlier is not None and earlier.tuning_seconds is not None else 0.0
+    tuned = read_opponents(run_dir).get("tuned") if cfg.tune_cells else None
+    episodes = tuned.episodes if tuned is not None else None
+    return {"tuning_seconds": round(before + seconds, 1), "tuning_episodes": episodes}

@@ -23,16 +23,12 @@ import dataclasses
 from pathlib import Path
 
 from agents.reports.costs import ppo_run_dir, read_agent_cost
-from agents.reports.prior_search import continue_prior_study, incumbent, sampler_seeds
-from agents.reports.tuned import tuning_overrides
+from agents.reports.prior_search import continue_prior_study, incumbent, sampler_seeds, search_configs
 from agents.settings.train_config import TrainConfig
 from baselines import SEARCH_SPACE, policy_cell, searched_name
-from sparsity_gym.env.env_config import EnvConfig
-from sparsity_gym.env.tasks import get_task
 from sparsity_gym.experiments.opponents import AtSeconds, Opponent, best_within_seconds, read_opponents, write_opponents
 from sparsity_gym.experiments.search import import_optuna, run_search, study_path
 from sparsity_gym.experiments.seeds import seeds
-from sparsity_gym.experiments.tuning import train_configs
 
 SAMPLER_OF = {"search": "tpe", "random": "random"}
 """The Optuna sampler of each ``--opponent``."""
@@ -57,12 +53,6 @@ def search_budget(cfg: TrainConfig, records: str | Path) -> int:
             "(no PPO run trained there); expected a PPO run folder, or pass --search-budget N (episodes)"
         )
     return cost.all_episodes
-
-
-def search_configs(cfg: TrainConfig) -> dict[str, EnvConfig]:
-    """``{network: EnvConfig}`` the search plays: the task's train split with the tuned grid's settings."""
-    assert cfg.task is not None and cfg.env.target_density is not None  # a task run always has both
-    return train_configs(get_task(cfg.task), cfg.env.target_density, tuning_overrides(cfg.env))
 
 
 def searching(cfg: TrainConfig) -> tuple[str, ...]:

@@ -25,16 +25,25 @@ import shutil
 from pathlib import Path
 
 from agents.ppo.prior_map import prior_env
+from agents.reports.tuned import tuning_overrides
 from agents.settings.train_config import TrainConfig
 from baselines import SEARCH_SPACE, policy_cell, searched_name
 from sparsity_gym.env.env_config import EnvConfig
+from sparsity_gym.env.tasks import get_task
 from sparsity_gym.experiments.opponents import Opponent, read_opponents, write_opponents
 from sparsity_gym.experiments.search import SearchResult, run_search, study_path
 from sparsity_gym.experiments.seeds import seeds
+from sparsity_gym.experiments.tuning import train_configs
 
 PRIOR_SEARCH_DIR = "prior_search"
 PRIOR = "prior"
 """The incumbent's record in ``opponents.json``: its name."""
+
+
+def search_configs(cfg: TrainConfig) -> dict[str, EnvConfig]:
+    """``{network: EnvConfig}`` the search plays: the task's train split with the tuned grid's settings."""
+    assert cfg.task is not None and cfg.env.target_density is not None  # a task run always has both
+    return train_configs(get_task(cfg.task), cfg.env.target_density, tuning_overrides(cfg.env))
 
 
 def sampler_seeds(cfg: TrainConfig) -> tuple[int, ...]:
@@ -44,8 +53,6 @@ def sampler_seeds(cfg: TrainConfig) -> tuple[int, ...]:
 
 def search_prior(cfg: TrainConfig, run_dir: Path) -> SearchResult:
     """Run (or reopen) the prior's TPE search and record it as the ``prior`` opponent; its result."""
-    from agents.reports.opponent_runs import search_configs  # agents.reports.opponent_runs imports this module
-
     result = run_search(
         "tpe",
         SEARCH_SPACE,

@@ -20,16 +20,13 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback, EventCallback
 from stable_baselines3.common.logger import Figure, HParam, Logger
 
+from agents.reports.costs import COST_KEYS
 from agents.reports.heldout import NOT_TEXT, HeldoutEvaluation, HeldoutEvaluator, HeldoutTensorBoard
 from agents.settings.run_folder import save_model_atomic
 from baselines import SCHEDULES
 from sparsity_gym.core.io import atomic_write_text
 from sparsity_gym.env.env_config import EnvConfig
 from sparsity_gym.experiments.families import NetworkSpec
-
-COST_KEYS = ("training_seconds", "evaluation_seconds", "evaluation_episodes", "evaluations")
-"""What ``state.json`` counts over sessions besides the episodes and ``train_seconds`` (see
-:meth:`AtomicCheckpointCallback.state`)."""
 
 
 class EpisodeStatsCallback(BaseCallback):

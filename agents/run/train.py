@@ -44,6 +44,7 @@ from agents.reports.costs import (
     ppo_run_dir,
     read_agent_cost,
     report_costs,
+    tuning_record,
     write_timing,
 )
 from agents.reports.distill import distilled_opponent, dynamics_note
@@ -70,7 +71,6 @@ from sparsity_gym.env.env_config import EnvConfig
 from sparsity_gym.experiments.comparison_report import seed_text
 from sparsity_gym.experiments.families import Family, NetworkSpec, get_family, parse_network
 from sparsity_gym.experiments.family_env import FamilyEnv
-from sparsity_gym.experiments.opponents import read_opponents
 from sparsity_gym.experiments.plots import plot_learning_curve
 from sparsity_gym.experiments.populations import comparison_family
 from sparsity_gym.experiments.seeds import seeds as seed_range
@@ -239,19 +239,6 @@ def train_ppo(
         vec_env.close()
         torch.set_num_threads(threads)
     return model, state
-
-
-def tuning_record(cfg: TrainConfig, run_dir: Path, seconds: float) -> dict[str, Any]:
-    """``timing.json``'s tuning part: ``tuning_seconds`` and ``tuning_episodes`` (the ``tuned`` grid's, if any).
-
-    The seconds are this session's ``seconds`` before training (the grid and the prior's choice), plus a resumed
-    run's earlier ones.
-    """
-    earlier = read_agent_cost(run_dir) if cfg.resume else None
-    before = earlier.tuning_seconds if earlier is not None and earlier.tuning_seconds is not None else 0.0
-    tuned = read_opponents(run_dir).get("tuned") if cfg.tune_cells else None
-    episodes = tuned.episodes if tuned is not None else None
-    return {"tuning_seconds": round(before + seconds, 1), "tuning_episodes": episodes}
 
 
 def eval_workers(cfg: TrainConfig) -> int:

@@ -16,7 +16,7 @@ ranges training saw (targets, families, networks, depths: :func:`training_ranges
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sparsity_gym.core.checks import check_choice, check_number
 from sparsity_gym.env.env_config import EnvConfig
@@ -31,18 +31,34 @@ from sparsity_gym.experiments.settings_env import (
     settings_ranges,
 )
 
-if TYPE_CHECKING:
-    from agents.settings.train_config import TrainConfig
+
+class RunSettings(Protocol):
+    """The fields of :class:`agents.settings.train_config.TrainConfig` a run across settings reads.
+
+    A protocol, not the class: ``train_config`` checks its flags with this module, which so imports nothing of it.
+    """
+
+    @property
+    def env(self) -> EnvConfig: ...
+    @property
+    def task(self) -> str | None: ...
+    @property
+    def family(self) -> str: ...
+    @property
+    def train_targets(self) -> tuple[float, ...]: ...
+    @property
+    def also_task(self) -> tuple[str, ...]: ...
+
 
 __all__ = ["SHARED_FIELDS", "check_generalist", "family_configs", "is_generalist", "train_targets"]
 
 
-def is_generalist(cfg: TrainConfig) -> bool:
+def is_generalist(cfg: RunSettings) -> bool:
     """Whether ``cfg`` trains across settings (``--train-targets`` or ``--also-task`` given)."""
     return bool(cfg.train_targets or cfg.also_task)
 
 
-def train_targets(cfg: TrainConfig) -> tuple[float, ...]:
+def train_targets(cfg: RunSettings) -> tuple[float, ...]:
     """The targets training draws from: ``--train-targets``, else the run's ``--target-density``."""
     if cfg.train_targets:
         return tuple(float(t) for t in cfg.train_targets)
@@ -50,7 +66,7 @@ def train_targets(cfg: TrainConfig) -> tuple[float, ...]:
     return (float(cfg.env.target_density),)
 
 
-def check_generalist(cfg: TrainConfig) -> None:
+def check_generalist(cfg: RunSettings) -> None:
     """Check the across-settings flags (``ValueError`` naming the field and both values).
 
     Targets in (0, 1] and distinct; ``--also-task`` known, distinct, with ``--task``, and families that share
@@ -77,7 +93,7 @@ def check_generalist(cfg: TrainConfig) -> None:
     family_configs(cfg)  # refuses families that cannot share one env
 
 
-def family_configs(cfg: TrainConfig) -> dict[str, EnvConfig]:
+def family_configs(cfg: RunSettings) -> dict[str, EnvConfig]:
     """``{family: env config}`` of the run's families: ``cfg.family`` with ``cfg.env``, then each ``--also-task``.
 
     An ``--also-task``'s config is ``cfg.env`` with its own task settings wherever ``cfg.env`` kept ``--task``'s
@@ -100,7 +116,7 @@ def family_configs(cfg: TrainConfig) -> dict[str, EnvConfig]:
     return configs
 
 
-def training_settings(cfg: TrainConfig) -> tuple[Setting, ...] | None:
+def training_settings(cfg: RunSettings) -> tuple[Setting, ...] | None:
     """The settings a generalist's episodes draw from (``None`` for a run at one target on one family)."""
     if not is_generalist(cfg):
         return None
@@ -124,7 +140,7 @@ def training_ranges(settings: tuple[Setting, ...] | None) -> dict[str, Any] | No
     return settings_ranges(settings, list(depths.values()))
 
 
-def train_names(cfg: TrainConfig, family: Any) -> list[str]:
+def train_names(cfg: RunSettings, family: Any) -> list[str]:
     """The training networks the schema records: the family's train split, and every ``--also-task``'s."""
     names = [s.name for s in family.train]
     for name in cfg.also_task:
@@ -132,7 +148,7 @@ def train_names(cfg: TrainConfig, family: Any) -> list[str]:
     return names
 
 
-def generalist_notes(cfg: TrainConfig) -> list[str]:
+def generalist_notes(cfg: RunSettings) -> list[str]:
     """The report's line on a run across settings (none for a run at one setting)."""
     settings = training_settings(cfg)
     if settings is None:
@@ -146,7 +162,7 @@ def generalist_notes(cfg: TrainConfig) -> list[str]:
     ]
 
 
-def training_entries(cfg: TrainConfig, family: Any) -> int:
+def training_entries(cfg: RunSettings, family: Any) -> int:
     """What the paired reward's seed pool counts per seed: the settings of a run across them, else train networks."""
     settings = training_settings(cfg)
     return len(family.train) if settings is None else len(settings)
