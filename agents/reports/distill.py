@@ -123,27 +123,34 @@ def _reach(progress: Sequence[float], schedule: Sequence[Sequence[float]]) -> fl
 
 
 def schedule_spread(results: Sequence[EpisodeResult], policy: str) -> dict[str, dict[str, float]]:
-    """``{measure: {"between_networks": std, "between_seeds": std}}`` of ``policy``'s episodes (module doc)."""
-    per_network: dict[str, list[np.ndarray]] = {}
+    """``{measure: {"between_networks": std, "between_seeds": std}}`` of ``policy``'s episodes (module doc).
+
+    Measured within each setting (target density, selector), then averaged over the settings: a comparison at
+    two targets would otherwise count the targets' difference as the seeds' (or the networks').
+    """
+    groups: dict[tuple[float | None, str], dict[str, list[np.ndarray]]] = {}
     for r in results:
         if r.policy != policy or not r.schedule:
             continue
         final = np.log10(np.maximum(np.asarray(r.schedule[-1], dtype=np.float64), 1e-9))
         middle = final[1:-1].mean() if len(final) > 2 else final.mean()
         row = np.array([final[0], final[-1], middle, _reach(r.progress, r.schedule)])
-        per_network.setdefault(r.network, []).append(row)
+        groups.setdefault((r.target_density, r.selector), {}).setdefault(r.network, []).append(row)
     names = ("log10_final_first", "log10_final_last", "log10_final_middle", "reach_progress")
-    if not per_network:
+    if not groups:
         return {}
-    means = np.array([np.mean(rows, axis=0) for rows in per_network.values()])
-    seeds = np.array([np.std(rows, axis=0) for rows in per_network.values()])
+    networks, seeds = [], []
+    for per_network in groups.values():
+        networks.append(np.array([np.mean(rows, axis=0) for rows in per_network.values()]).std(axis=0))
+        seeds.append(np.array([np.std(rows, axis=0) for rows in per_network.values()]).mean(axis=0))
+    between_networks, between_seeds = np.mean(networks, axis=0), np.mean(seeds, axis=0)
     return {
-        name: {"between_networks": float(means[:, i].std()), "between_seeds": float(seeds[:, i].mean())}
+        name: {"between_networks": float(between_networks[i]), "between_seeds": float(between_seeds[i])}
         for i, name in enumerate(names)
     }
 
 
-def spread_note(spread: Mapping[str, Mapping[str, float]], networks: int) -> str:
+def spread_note(spread: Mapping[str, Mapping[str, float]], networks: int, distilled: bool = True) -> str:
     """One line for ``results.md``: the spreads, and whether the networks differ more than the seeds."""
     if not spread:
         return "Dynamics: no learned episodes to measure."
@@ -152,13 +159,22 @@ def spread_note(spread: Mapping[str, Mapping[str, float]], networks: int) -> str
     return (
         f"Dynamics of the learned schedules on {networks} networks (std between networks / between seeds of one "
         f"network; run_dir/dynamics.json): {'; '.join(parts)}. The networks differ more than the seeds on {wider} of "
-        f"{len(spread)} measures. `distilled` is the static point fitted to the learned schedules on the train split: "
-        "a tie with it says the learned policy acts open-loop, as a static schedule would."
+        f"{len(spread)} measures."
+        + (
+            " `distilled` is the static point fitted to the learned schedules on the train split: a tie with it says "
+            "the learned policy acts open-loop, as a static schedule would."
+            if distilled
+            else ""
+        )
     )
 
 
-def dynamics_note(run_dir: Path, results: Sequence[EpisodeResult], policy: str) -> str:
-    """Measure ``policy``'s spread on the comparison's episodes, write ``run_dir/dynamics.json``; the note."""
+def dynamics_note(run_dir: Path, results: Sequence[EpisodeResult], policy: str, distilled: bool = True) -> str:
+    """Measure ``policy``'s spread on the comparison's episodes, write ``run_dir/dynamics.json``; the note.
+
+    ``distilled``: whether the comparison holds the ``distilled`` opponent (a run with a static prior), which the
+    note then names.
+    """
     spread = schedule_spread(results, policy)
     atomic_write_text(Path(run_dir) / "dynamics.json", json.dumps(spread, indent=2))
-    return spread_note(spread, len({r.network for r in results if r.policy == policy}))
+    return spread_note(spread, len({r.network for r in results if r.policy == policy}), distilled)

@@ -333,7 +333,7 @@ def run_train(cfg: TrainConfig) -> Path:
         prior_note(
             next(iter(incumbent(run_dir)), prior_label or prior), results, (cfg.env.selector, cfg.env.target_density)
         ),
-        dynamics_note(run_dir, results, LEARNED),
+        dynamics_note(run_dir, results, LEARNED, distilled=uses_static_prior(cfg)),
     ]
     if cfg.heldout == "population" and not cfg.networks:
         notes.append(f"Held-out population (`--heldout population`): {compared.description}.")

@@ -41,8 +41,8 @@ def test_distilled_moves_the_window_power_and_multipliers_towards_the_learned_sc
         distill({"prior": {"episodes": []}, "best": {"episodes": learned}}, prior)
 
 
-def _result(network, seed, final):
-    return EpisodeResult("ppo", network, "heldout", seed, "magnitude", "weight", 0.1, 0.5, 0.5, 0.1, 1, 1, 1, 0.0,
+def _result(network, seed, final, target=0.1):
+    return EpisodeResult("ppo", network, "heldout", seed, "magnitude", "weight", target, 0.5, 0.5, 0.1, 1, 1, 1, 0.0,
                          False, 0, progress=[0.5, 1.0], schedule=[[1.0, 1.0, 1.0], final])  # fmt: skip
 
 
@@ -55,3 +55,22 @@ def test_spread_between_networks_and_between_seeds():
     assert spread["log10_final_last"]["between_seeds"] == pytest.approx(np.std(last_b) / 2)
     assert spread["reach_progress"]["between_networks"] == 0.0  # every layer reaches its final at the last decision
     assert "differ more than the seeds on" in spread_note(spread, 2) and schedule_spread(results, "none") == {}
+
+
+def test_spread_is_measured_within_a_setting_then_averaged():
+    # the same schedules at a second target ten times lower: the targets' difference is neither the seeds' nor the
+    # networks'
+    low = [0.01, 0.02, 0.04]
+    results = [_result(n, s, [0.1, 0.2, 0.4]) for n in ("a", "b") for s in (1, 2)]
+    results += [_result(n, s, low, target=0.01) for n in ("a", "b") for s in (1, 2)]
+    spread = schedule_spread(results, "ppo")
+    assert all(v == {"between_networks": 0.0, "between_seeds": 0.0} for v in spread.values())
+    mixed = [_result("a", 1, [0.1, 0.2, 0.4]), _result("b", 1, [0.01, 0.2, 0.4])]
+    mixed += [_result("a", 1, [0.01, 0.2, 0.4], target=0.01), _result("b", 1, [0.01, 0.2, 0.4], target=0.01)]
+    first = schedule_spread(mixed, "ppo")["log10_final_first"]
+    assert first == {"between_networks": pytest.approx((0.5 + 0.0) / 2), "between_seeds": 0.0}  # per setting, averaged
+
+
+def test_the_note_names_distilled_only_when_the_comparison_holds_it():
+    spread = schedule_spread([_result("a", 1, [0.1, 0.2, 0.4]), _result("b", 1, [0.01, 0.2, 0.4])], "ppo")
+    assert "`distilled`" in spread_note(spread, 2) and "`distilled`" not in spread_note(spread, 2, distilled=False)
