@@ -27,10 +27,10 @@ from baselines.schedules import DEFAULT_P_END, DEFAULT_P_START, SCHEDULES
 from baselines.static import is_static, parse_static
 from sparsity_gym.env.env_config import EnvConfig
 from sparsity_gym.pruning.actions import to_action
+from sparsity_gym.pruning.projection import bisect_levels
 
 NO_PRIOR = "none"
 _POWERS = {"linear": 1.0, "quadratic": 2.0, "cubic": 3.0}
-_STEPS = 200  # bisect_level's cap
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,8 @@ def water_fill(shared: np.ndarray, factors: np.ndarray, weights: np.ndarray, low
     """Batched :func:`sparsity_gym.pruning.budget.tilted` with one floor: ``clip(c * shared * m, low, 1)``.
 
     ``shared``, ``factors`` and ``weights`` are ``(n, rows)`` (padding: weight 0); each row's level ``c`` keeps
-    the weighted mean of ``shared``, found by ``bisect_level``'s bisection on every row at once. Rows whose
+    the weighted mean of ``shared``, found by :func:`~sparsity_gym.pruning.projection.bisect_levels` (the
+    package's one bisection, every row at once). Rows whose
     factors are all equal keep ``shared`` as it is (as ``tilted`` does).
     """
     valid = weights > 0.0
@@ -136,17 +137,7 @@ def water_fill(shared: np.ndarray, factors: np.ndarray, weights: np.ndarray, low
         return (weights * np.clip(level[:, None] * base, low_, 1.0)).sum(-1)
 
     inverse = np.where(valid, 1.0 / np.where(valid, base, 1.0), -np.inf)
-    hi = inverse.max(-1)
-    lo = np.zeros_like(hi)
-    active = cost(hi) > budget
-    for _ in range(_STEPS):
-        mid = (lo + hi) / 2.0
-        active &= (mid != lo) & (mid != hi)
-        if not active.any():
-            break
-        below = cost(mid) < budget
-        lo = np.where(active & below, mid, lo)
-        hi = np.where(active & ~below, mid, hi)
+    hi = bisect_levels(cost, budget, inverse.max(-1))
     out = np.clip(hi[:, None] * base, low_, 1.0)
     first = np.take_along_axis(factors, np.zeros((len(factors), 1), dtype=np.int64), -1)
     uniform = np.all(np.where(valid, factors == first, True), -1)

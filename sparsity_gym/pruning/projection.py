@@ -115,6 +115,25 @@ def bisect_level(cost: Callable[[float], float], budget: float, high: float) -> 
     return hi
 
 
+def bisect_levels(cost: Callable[[np.ndarray], np.ndarray], budget: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """:func:`bisect_level` on a batch of rows at once: ``cost`` maps levels ``(n,)`` to costs ``(n,)``.
+
+    Each row follows the scalar solver's steps exactly (the same midpoints, the same stop when a midpoint equals
+    an end, ``high`` where ``cost(high) <= budget``); rows that have stopped keep their ``hi``.
+    """
+    lo, hi = np.zeros_like(high), high
+    active = cost(hi) > budget
+    for _ in range(_BISECTION_STEPS):
+        mid = (lo + hi) / 2.0
+        active &= (mid != lo) & (mid != hi)
+        if not active.any():
+            break
+        below = cost(mid) < budget
+        lo = np.where(active & below, mid, lo)
+        hi = np.where(active & ~below, mid, hi)
+    return hi
+
+
 def water_level(densities: np.ndarray, model: BudgetModel, budget: float, upper: np.ndarray | None = None) -> float:
     """The scale ``s`` at which the fractional counts cost ``budget`` (:func:`bisect_level`; clipped to the range)."""
     d = np.maximum(np.asarray(densities, dtype=np.float64), 1e-12)
