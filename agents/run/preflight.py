@@ -38,6 +38,7 @@ from agents.policies import model_path as shipped_model_path
 from agents.ppo.schema import AGREEMENT, check_agreement, describe
 from agents.reports.comparison import LEARNED, comparison_jobs
 from agents.reports.opponent_runs import searching
+from agents.reports.prior_search import uses_static_prior
 from agents.reports.tuned import card_reference, prior_from_cell
 from agents.run.workload import (
     Plan,
@@ -263,8 +264,7 @@ def check_model(cfg: TrainConfig, path: Path, env: Any, known_allocation: bool =
             f"model={str(path)!r} is not allowed: it cannot be loaded ({type(err).__name__}: {one_line(err)}); "
             "expected a model.zip saved by train_agent.py"
         ) from err
-    static = cfg.prior == "search" or cfg.prior.startswith("poly[")
-    tuned = (cfg.prior == "tuned" and bool(cfg.tune_cells) and not known_allocation) or static
+    tuned = (cfg.prior == "tuned" and bool(cfg.tune_cells) and not known_allocation) or uses_static_prior(cfg)
     fields = tuple(f for f in AGREEMENT if not (tuned and f.startswith("allocation")))
     check_agreement(agent.schema, env, fields)
     return f"model: {path} ({describe(agent.schema)}) agrees with the env"
