@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Logger
 
@@ -79,11 +80,37 @@ class EvaluationRecorder:
 
 
 def episodes_of(evaluation: HeldoutEvaluation) -> list[dict[str, Any]]:
-    """Each episode's network, seed, decision progress and per-layer densities (plain lists)."""
+    """Each episode's network, seed, target, decision progress, per-layer densities and layer weight shares."""
+    shares = layer_shares(evaluation)
     return [
-        {"network": r.network, "seed": r.seed, "progress": list(r.progress), "schedule": [list(d) for d in r.schedule]}
+        {
+            "network": r.network,
+            "seed": r.seed,
+            "target": r.target_density,
+            "progress": list(r.progress),
+            "schedule": [list(d) for d in r.schedule],
+            **({"weights": shares[r.network]} if r.network in shares else {}),
+        }
         for r in evaluation.results
     ]
+
+
+def layer_shares(evaluation: HeldoutEvaluation) -> dict[str, list[float]]:
+    """``{network: each layer's share of the prunable weights}``, the ``param_share`` column of its first observation.
+
+    The observations are the episodes' in the results' order, one per decision; a network whose observation
+    does not have one row per layer is left out.
+    """
+    column = evaluation.columns.get("param_share")
+    shares: dict[str, list[float]] = {}
+    offset = 0
+    for r in evaluation.results:
+        if column is not None and r.network not in shares and offset < len(evaluation.observations):
+            rows = np.asarray(evaluation.observations[offset])
+            if rows.ndim == 2 and len(rows) == len(evaluation.layers.get(r.network, ())):
+                shares[r.network] = [float(v) for v in rows[:, column]]
+        offset += len(r.progress)
+    return shares
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:

@@ -47,7 +47,7 @@ from agents.reports.costs import (
     tuning_record,
     write_timing,
 )
-from agents.reports.distill import distilled_opponent, dynamics_note
+from agents.reports.distill import distilled_opponent, dynamics_note, imitation_note
 from agents.reports.opponent_runs import opponent_notes, run_opponents
 from agents.reports.prior_search import incumbent, recorded_prior, static_prior, uses_static_prior
 from agents.reports.tuned import card_reference, prior_from_cell, tune_run
@@ -321,20 +321,21 @@ def run_train(cfg: TrainConfig) -> Path:
             chosen += "; **no trained model beat the untrained policy**, so the learned policy is its prior"
     opponents = run_opponents(cfg, run_dir)  # the equal-budget searches, after training (its episodes set the budget)
     if uses_static_prior(cfg):  # search, then learn: is the learned policy more than a static point?
-        opponents |= distilled_opponent(run_dir, prior, cfg.env.allocation)
+        target = cfg.env.target_density or 0.0
+        opponents |= distilled_opponent(run_dir, prior, cfg.env.allocation, target, cfg.env.min_density)
     compared = comparison_family(cfg.family, cfg.heldout)  # the population stays unseen until here
     specs = _networks(cfg, compared)
     results = compare(cfg, specs, split_labeller(compared), model_path, run_dir, opponents)
+    prior_shown = next(iter(incumbent(run_dir)), prior_label or prior)  # its name in the results
     notes = [
         f"Trained on the `{cfg.family}` family's train split ({', '.join(s.name for s in family.train)}) for "
         f"{state['num_timesteps']} timesteps = **{state['episodes']} training episodes**; compared on "
         f"{', '.join(s.name for s in specs)}, {seed_text(cfg.eval_seed_start, cfg.eval_seeds)}.",
         f"Learned policy (`{LEARNED}`): {chosen}.",
-        prior_note(
-            next(iter(incumbent(run_dir)), prior_label or prior), results, (cfg.env.selector, cfg.env.target_density)
-        ),
+        prior_note(prior_shown, results, (cfg.env.selector, cfg.env.target_density)),
         dynamics_note(run_dir, results, LEARNED, distilled=uses_static_prior(cfg)),
     ]
+    notes += [note for note in [imitation_note(results, LEARNED, prior_shown)] if note]
     if cfg.heldout == "population" and not cfg.networks:
         notes.append(f"Held-out population (`--heldout population`): {compared.description}.")
     notes += generalist_notes(cfg)

@@ -145,8 +145,13 @@ def test_prior_search_runs_end_to_end_resumes_after_kills_and_counts_the_whole_b
     assert tpe == sorted(tpe) and len(tpe) == total // 2
     schedules = json.loads((tmp_path / "evaluated_schedules.json").read_text())
     assert schedules["prior"]["timestep"] == 0 and np.asarray(schedules["best"]["episodes"][0]["schedule"]).ndim == 2
+    for episode in schedules["best"]["episodes"]:  # each layer's share of the weights, for the distilled fit
+        assert len(episode["weights"]) == len(episode["schedule"][0]) and sum(episode["weights"]) == pytest.approx(1)
     assert not plt.get_fignums()  # every figure closed, the last evaluation's TensorBoard figures too
     # is it dynamic? the spread is measured and the distilled point plays in the comparison
     distilled = opponents["distilled"]
     assert distilled.best.startswith("poly[") and distilled.label in policies and "distilled" in md
+    fit = json.loads((tmp_path / "distilled_fit.json").read_text())
+    assert fit["point"] == distilled.best and 0 <= fit["gap"] <= fit["prior_gap"]
+    assert "Imitation gap (root mean square log10 density difference" in md
     assert set(json.loads((tmp_path / "dynamics.json").read_text())) >= {"log10_final_first", "reach_progress"}
