@@ -61,11 +61,15 @@ class Verdict:
     high: float
     verdict: str
     interval: str = "hierarchical"
+    setting: str = ""
+    """The (family, target) cell it was measured in (``mnist1d_cnn@0.02``) for a policy trained across settings;
+    empty: the card's own task and target."""
 
     def text(self) -> str:
         """One line: the difference with its interval and verdict."""
         return (
-            f"learned - {self.against}: {self.difference:+.2f} [{self.low:+.2f}, {self.high:+.2f}] points, "
+            (f"{self.setting}: " if self.setting else "")
+            + f"learned - {self.against}: {self.difference:+.2f} [{self.low:+.2f}, {self.high:+.2f}] points, "
             f"**{self.verdict}** ({len(self.networks)} networks x {self.seeds} seeds, {self.interval} 95% interval)"
         )
 
@@ -126,6 +130,9 @@ class Card:
     notes: tuple[str, ...] = field(default=())
     across_machines: tuple[MachineRun, ...] = ()
     """The first verdict as measured on several machines (:class:`MachineRun`): the spread to expect."""
+    ranges: Mapping[str, Any] = field(default_factory=dict)
+    """What a policy trained across settings saw (the schema's ``ranges``: ``targets``, ``families``, ``networks``,
+    ``depths``); empty for a policy of one task and target."""
 
     @property
     def machine_spread(self) -> float:
@@ -156,8 +163,9 @@ class Card:
             "",
             f"Task `{self.task}` at global density {self.target_density:g}; trained on "
             f"{', '.join(self.train_networks)} for {self.episodes} episodes ({self.train_seconds:.0f} s, PPO seed "
-            f"{self.ppo_seed}); its actor is a residual on the tuned handcrafted cell `{self.reference}`. "
-            "Test accuracy differences on held-out networks, paired by network and seed:",
+            f"{self.ppo_seed}); its actor is a residual on `{self.reference}`. "
+            + self.ranges_text()
+            + "Test accuracy differences on held-out networks, paired by network and seed:",
             "",
             *[f"- {v.text()}" for v in self.verdicts],
             *[f"- {note}" for note in self.notes],
@@ -167,6 +175,17 @@ class Card:
             f"Re-measured with: `{self.remeasure_command}`",
         ]
         return "\n".join(lines) + "\n"
+
+    def ranges_text(self) -> str:
+        """A sentence on the settings a policy trained across saw ('' for one task and target)."""
+        if not self.ranges:
+            return ""
+        targets = ", ".join(f"{t:g}" for t in self.ranges.get("targets", ()))
+        families = ", ".join(self.ranges.get("families", ()))
+        return (
+            f"Trained across target densities {targets} and the families {families}: one policy for every such "
+            "setting (the target is in its observation); used outside them it warns. "
+        )
 
     def to_json(self) -> str:
         """The card as JSON (what ``<name>.json`` holds)."""
@@ -180,6 +199,7 @@ class Card:
         data["across_machines"] = tuple(MachineRun(**run) for run in data.get("across_machines", ()))
         for key in ("train_networks", "notes"):
             data[key] = tuple(data.get(key, ()))
+        data["ranges"] = dict(data.get("ranges", {}))
         return cls(**data)
 
 
@@ -326,6 +346,7 @@ def package(
         verdicts=tuple(verdicts),
         sha256=digest(target),
         notes=tuple(notes),
+        ranges=dict(schema.get("ranges") or {}),
     )
     atomic_write_text(target.with_suffix(".json"), made.to_json())
     return made

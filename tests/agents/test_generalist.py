@@ -2,6 +2,7 @@
 them, and a run across targets and two families from the command line, resumed after a stop."""
 
 import csv
+import dataclasses
 import json
 import math
 import warnings
@@ -194,7 +195,15 @@ def test_a_run_across_targets_and_two_families_trains_reports_and_resumes(two_ta
     # (e): the run's model shipped as a single-target policy of A at 0.3 (the card reads the task and target)
     verdict = policies.Verdict("tuned cell", ("mlp_12x6",), 1, 0.0, -1.0, 1.0, "ties")
     shipped = tmp_path / "shipped"
-    policies.package(run_dir / "model.zip", f"{A}@0.3", [verdict], TINY_CELLS[0], 1.0, 8, 0, "t", "e", folder=shipped)
+    made = policies.package(
+        run_dir / "model.zip", f"{A}@0.3", [verdict], TINY_CELLS[0], 1.0, 8, 0, "t", "e", folder=shipped
+    )
+    assert (
+        made.ranges == schema["ranges"] and "Trained across target densities 0.3, 0.5 and the families" in made.text()
+    )
+    assert policies.Card.from_json(made.to_json()) == made
+    cell = dataclasses.replace(verdict, setting=f"{B}@0.4")
+    assert cell.text().startswith(f"{B}@0.4: learned - tuned cell: +0.00")
     monkeypatch.setattr(policies, "SHIPPED", shipped)
     check_cells(run_dir, summary=json.loads((run_dir / "generalist" / "opponents.json").read_text()))
 
