@@ -41,9 +41,9 @@ def untrained_residual_policy(env, prior: str):
         prior=prior,
         density_range=(config.min_density, config.max_density),
         action_scale=config.action_scale,
+        residual_init="zero",
     )
-    torch.nn.init.zeros_(policy.actor[-1].weight)
-    torch.nn.init.zeros_(policy.actor[-1].bias)
+    assert not policy.actor[-1].weight.any() and not policy.actor[-1].bias.any()
     return policy
 
 

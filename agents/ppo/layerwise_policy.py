@@ -19,8 +19,10 @@ thing for every network (``sparsity_gym.observation.features``; global features 
   With a ``prior`` (a handcrafted schedule's name, ``baselines.schedules``, or any static point of
   ``baselines.static``, its first/last multipliers included: :mod:`agents.ppo.prior_map`), the MLP's output is a
   *residual* added to the prior's action at the row's ``progress`` and ``target_density`` (residual policy learning,
-  Silver et al. 2018; Johannink et al. 2019): the last layer starts near zero (gain 0.01), so the untrained
-  policy follows the prior schedule and PPO searches around it instead of around a constant density.
+  Silver et al. 2018; Johannink et al. 2019): the last layer starts near zero (``residual_init="small"``:
+  SB3's orthogonal gain 0.01, a residual that depends on the seed) or at zero (``"zero"``, as residual policy
+  learning initialises it, §4 of Silver et al.), so the untrained policy follows the prior schedule (exactly, with
+  ``"zero"``) and PPO searches around it instead of around a constant density.
 * **critic**: embeds every row with a second MLP, pools the valid rows (mean and max, concatenated) and maps
   the pooled vector to the value.
 * **masking**: padded rows add nothing to the log-probability, the entropy or the value (they are masked out),
@@ -72,6 +74,7 @@ from sparsity_gym.core.checks import check_choice, check_number
 from sparsity_gym.pruning.actions import ACTION_SCALES
 
 POOLINGS = ("none", "deepsets")
+RESIDUAL_INITS = ("small", "zero")
 
 
 class MaskedDiagGaussianDistribution(DiagGaussianDistribution):
@@ -126,6 +129,8 @@ class LayerwisePolicy(ActorCriticPolicy):
         action_scale: The env's ``action_scale`` (``linear`` or ``log``), the other half of that map.
         pooling: ``none`` (each layer's mean from its own row) or ``deepsets`` (from its row and the mean- and
             max-pooled embeddings of every valid row; see the module doc).
+        residual_init: ``small`` (the last layer's orthogonal gain 0.01) or ``zero`` (its weights and bias 0: the
+            untrained actor's mean is the prior's action exactly).
         schema: What the model expects of an env (:func:`agents.ppo.schema.model_schema`); ``None``: the legacy
             schema of ``feature_names`` and ``action_scale`` (:func:`agents.ppo.schema.legacy_schema`). It must agree
             with ``feature_names``, ``density_range`` and ``action_scale`` when they are given.
@@ -147,6 +152,7 @@ class LayerwisePolicy(ActorCriticPolicy):
         pooling: str = "none",
         action_scale: str = "linear",
         schema: Mapping[str, Any] | None = None,
+        residual_init: str = "small",
         **kwargs: Any,
     ) -> None:
         if len(observation_space.shape) != 2:
@@ -164,6 +170,8 @@ class LayerwisePolicy(ActorCriticPolicy):
         self.prior = prior
         check_choice("pooling", pooling, POOLINGS)
         self.pooling = pooling
+        check_choice("residual_init", residual_init, RESIDUAL_INITS)
+        self.residual_init = residual_init
         self.density_range = (low, high)
         check_choice("action_scale", action_scale, ACTION_SCALES)
         self.action_scale = action_scale
@@ -213,6 +221,9 @@ class LayerwisePolicy(ActorCriticPolicy):
             for module, gain in modules:
                 module.apply(lambda m, g=gain: self.init_weights(m, gain=g))
             self.init_weights(self.actor[-1], gain=0.01)
+        if self.residual_init == "zero":
+            nn.init.zeros_(self.actor[-1].weight)
+            nn.init.zeros_(self.actor[-1].bias)
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
@@ -223,6 +234,7 @@ class LayerwisePolicy(ActorCriticPolicy):
             prior=self.prior,
             density_range=self.density_range,
             pooling=self.pooling,
+            residual_init=self.residual_init,
             action_scale=self.action_scale,
             schema=self.recorded_schema,
         )

@@ -189,6 +189,7 @@ def train_ppo(
                     "action_scale": cfg.env.action_scale,
                     "log_std_init": cfg.log_std_init,
                     "pooling": cfg.policy_pooling,
+                    "residual_init": cfg.residual_init,
                     "schema": model_schema(
                         feature_names[:-1],
                         cfg.env,

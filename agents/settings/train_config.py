@@ -121,6 +121,12 @@ class TrainConfig:
         "actor of a new model: deepsets (each layer's action sees the pooled rows of every layer) or none (its own "
         "row only; models saved without the option load as none)",
     )
+    residual_init: str = _opt(
+        "small",
+        "the actor's last layer in a new model: small (SB3's orthogonal gain 0.01: the untrained policy is its prior "
+        "plus a small seed-dependent residual) or zero (residual policy learning, Silver et al. 2018: it is its "
+        "prior exactly)",
+    )
     tune_cells: tuple[str, ...] = _opt(
         (),
         "handcrafted cells (shape@window+allocation, e.g. cubic@0.9+erk) tuned on the task's train split before "
@@ -261,6 +267,7 @@ class TrainConfig:
             check_number("policy_hidden", width, low=1, integer=True)
         self._check_prior()
         check_choice("policy_pooling", self.policy_pooling, ("none", "deepsets"))
+        check_choice("residual_init", self.residual_init, ("small", "zero"))
         check_choice("reward", self.reward, ("env", "paired"))
         if not is_cell(self.reward_reference):
             check_choice("reward_reference", self.reward_reference, ("prior", *available_policies("schedule")))

@@ -152,6 +152,26 @@ def test_untrained_residual_policy_is_its_prior_schedule(prior):
     assert policy.actor[-1].bias.grad is not None
 
 
+def test_residual_init_zero_starts_at_the_prior_for_any_seed_and_is_saved(tmp_path):
+    """``residual_init="zero"`` (Silver et al. 2018): the untrained mean is the prior's action whatever the seed."""
+    env = FamilyEnv(TRAIN, TINY)
+    kwargs = {"hidden": (8,), "feature_names": env.feature_names, "prior": "cubic", "density_range": (0.05, 0.9)}
+    obs = torch.as_tensor(pad_observation(env.reset(seed=0)[0][:, :-1], env.max_layers))[None]
+    means = {}
+    for init, seed in [("small", 1), ("small", 2), ("zero", 1), ("zero", 2)]:
+        model = PPO(LayerwisePolicy, env, n_steps=4, batch_size=4, device="cpu", seed=seed,
+                    policy_kwargs={**kwargs, "residual_init": init})  # fmt: skip
+        with torch.no_grad():
+            means[init, seed] = model.policy.get_distribution(obs).distribution.mean
+        prior = model.policy.prior_actions(*model.policy._split(obs))
+    assert torch.equal(means["zero", 1], prior) and torch.equal(means["zero", 2], prior)
+    assert not torch.equal(means["small", 1], means["small", 2])  # the small residual depends on the seed
+    model.save(tmp_path / "m.zip")
+    assert PPO.load(tmp_path / "m.zip", device="cpu").policy.residual_init == "zero"
+    with pytest.raises(ValueError, match=r"^residual_init="):
+        LayerwisePolicy(env.observation_space, env.action_space, lambda _: 1e-3, residual_init="none")
+
+
 def test_prior_is_saved_with_the_model_and_validated(tmp_path):
     env = FamilyEnv(TRAIN, TINY)
     kwargs = {"hidden": (8,), "feature_names": env.feature_names, "prior": "cubic", "density_range": (0.05, 0.9)}
