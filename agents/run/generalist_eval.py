@@ -140,7 +140,7 @@ def single_target_policies(family: str, target: float) -> dict[str, tuple[Path, 
     out: dict[str, tuple[Path, Mapping[str, Any]]] = {}
     for name in policies.available():
         card = policies.card(name)
-        if card.task == family and np.isclose(card.target_density, target):
+        if card.task == family and np.isclose(card.target_density, target) and not card.ranges:  # one setting
             out[f"single-target {name}"] = (policies.model_path(name), policies.load(name, warn_outside=False).settings)
     return out
 

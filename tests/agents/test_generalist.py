@@ -20,7 +20,7 @@ from agents.ppo.schema import OutsideTrainingWarning, model_schema, outside_trai
 from agents.reports.comparison import baseline_factory
 from agents.reports.costs import read_agent_cost
 from agents.reports.tuned import tune_run
-from agents.run.generalist_eval import run_generalist_eval
+from agents.run.generalist_eval import run_generalist_eval, single_target_policies
 from agents.run.generalist_opponents import load_run_config, run_generalist_opponents
 from agents.run.workload import planned_work
 from agents.settings.generalist import family_configs, train_names, training_ranges, training_settings
@@ -205,6 +205,8 @@ def test_a_run_across_targets_and_two_families_trains_reports_and_resumes(two_ta
     cell = dataclasses.replace(verdict, setting=f"{B}@0.4")
     assert cell.text().startswith(f"{B}@0.4: learned - tuned cell: +0.00")
     monkeypatch.setattr(policies, "SHIPPED", shipped)
+    assert single_target_policies(A, 0.3) == {}  # a card with ranges is no single-target policy
+    (shipped / f"{A}@0.3.json").write_text(dataclasses.replace(made, ranges={}).to_json())  # posing as one
     check_cells(run_dir, summary=json.loads((run_dir / "generalist" / "opponents.json").read_text()))
 
 

@@ -139,11 +139,18 @@ def test_every_shipped_policy_has_a_card_its_schema_and_fits_its_task(name):
     schema = agent.schema
     assert schema["schema_version"] >= 1 and schema["task"] == card.task
     task = get_task(card.task)
-    assert tuple(schema["train_networks"]) == task.train == card.train_networks
-    env = SparsityEnv(task=card.task, target_density=card.target_density, **agent.settings)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        agent.bind(env)  # its own task and target: checked, no warning
+    families = card.ranges.get("families") or [card.task]  # a policy trained across settings: every family's split
+    assert tuple(schema["train_networks"]) == card.train_networks
+    assert set(card.train_networks) == {name for family in families for name in get_task(family).train}
+    assert dict(schema.get("ranges") or {}) == dict(card.ranges)
+    targets = card.ranges.get("targets") or [card.target_density]
+    assert card.target_density in targets and task.name in families
+    for family in families:
+        for target in targets:
+            env = SparsityEnv(task=family, target_density=target, **agent.settings)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                agent.bind(env)  # each task and target it trained on: checked, no warning
 
 
 @pytest.mark.parametrize("name", policies.available())
