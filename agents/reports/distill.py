@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.ppo.prior_map import PriorSpec, global_density, parse_prior, water_fill
+from agents.ppo.prior_map import PriorSpec, global_density, multipliers, parse_prior, water_fill
 from baselines.static import RANGES, searched_name
 from sparsity_gym.core.io import atomic_write_text
 from sparsity_gym.experiments.evaluation import EpisodeResult
@@ -84,17 +84,14 @@ class Episodes:
         return self.weights > 0.0
 
 
-def paired_episodes(schedules: Mapping[str, Any], target: float) -> Episodes:
-    """The prior's and the best model's episodes of ``evaluated_schedules.json``, paired by network and seed.
-
-    ``target``: the run's target density, for episodes recorded without their own.
-    """
+def paired_episodes(schedules: Mapping[str, Any]) -> Episodes:
+    """The prior's and the best model's episodes of ``evaluated_schedules.json``, paired by network and seed."""
     before = {(e["network"], int(e["seed"])): e for e in schedules["prior"]["episodes"]}
     pairs = [(before[k], e) for e in schedules["best"]["episodes"] if (k := (e["network"], int(e["seed"]))) in before]
     pairs = [(p, b) for p, b in pairs if len(p["schedule"]) == len(b["schedule"])]
     if not pairs:
         raise ValueError("schedules are not allowed without episodes of one network and seed in both prior and best")
-    if any("weights" not in b for _, b in pairs):
+    if any("weights" not in b or "target" not in b for _, b in pairs):
         raise ValueError(
             "schedules without the layers' weights are not allowed (evaluated_schedules.json written before they "
             "were recorded); re-run the training's periodic evaluation to fit distilled"
@@ -109,24 +106,20 @@ def paired_episodes(schedules: Mapping[str, Any], target: float) -> Episodes:
         learned[i, :, :width] = np.asarray(b["schedule"], dtype=np.float64)
         weights[i, :width] = np.asarray(b["weights"], dtype=np.float64)
         progress[i] = np.asarray(b["progress"], dtype=np.float64)
-    targets = np.array([float(b.get("target", target)) for _, b in pairs])
+    targets = np.array([float(b["target"]) for _, b in pairs])
     return Episodes(prior, learned, weights, progress, targets)
 
 
-def _multipliers(first: float, last: float, valid: np.ndarray) -> np.ndarray:
-    """``(n, L)``: ``first`` on layer 0, ``last`` on each episode's last layer, 1 elsewhere (padding: 1)."""
-    m = np.ones(valid.shape)
-    m[:, 0] *= first
-    m[np.arange(len(valid)), np.maximum(valid.sum(-1) - 1, 0)] *= last
-    return m
+def _multipliers(spec: PriorSpec, valid: np.ndarray) -> np.ndarray:
+    """``(n, 1, L)``: the prior map's multipliers of ``spec`` (:func:`agents.ppo.prior_map.multipliers`), padding 1."""
+    return np.where(valid, multipliers(spec, valid), 1.0)[:, None, :]
 
 
 def predicted_schedules(spec: PriorSpec, prior: PriorSpec, episodes: Episodes, low: float) -> np.ndarray:
     """``(n, K, L)``: the densities the static point ``spec`` would play, predicted from the prior's (module doc)."""
     n, decisions, layers = episodes.prior.shape
     valid = episodes.valid
-    allocation = episodes.prior / _multipliers(prior.first, prior.last, valid)[:, None, :]
-    factors = allocation * _multipliers(spec.first, spec.last, valid)[:, None, :]
+    factors = episodes.prior / _multipliers(prior, valid) * _multipliers(spec, valid)  # the rule's, re-multiplied
     density = global_density(spec, episodes.progress, np.repeat(episodes.target[:, None], decisions, 1))
     shared = np.repeat(density[..., None], layers, -1).reshape(-1, layers)
     weights = np.repeat(episodes.weights[:, None, :], decisions, 1).reshape(-1, layers)
@@ -134,9 +127,14 @@ def predicted_schedules(spec: PriorSpec, prior: PriorSpec, episodes: Episodes, l
     return np.where(valid[:, None, :], out.reshape(n, decisions, layers), 1.0)
 
 
+def _log10(densities: Any) -> np.ndarray:
+    """``log10`` of densities (float64), floored at ``1e-9`` (a pruned-away layer)."""
+    return np.log10(np.maximum(np.asarray(densities, dtype=np.float64), _TINY))
+
+
 def _log_gaps(a: np.ndarray, b: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """The ``log10`` differences of two ``(n, K, L)`` schedules on the valid layers, flattened."""
-    diff = np.log10(np.maximum(a, _TINY)) - np.log10(np.maximum(b, _TINY))
+    diff = _log10(a) - _log10(b)
     return diff[np.broadcast_to(valid[:, None, :], diff.shape)]
 
 
@@ -160,25 +158,23 @@ def _spec(x: np.ndarray, base: PriorSpec, multiplied: bool) -> PriorSpec:
     return PriorSpec("poly", start, max(end, start + 0.01), float(np.exp(log_p)), first, last, base.allocation)
 
 
-def distill(schedules: Mapping[str, Any], prior: str, allocation: str | None = None, *, target: float = 0.0,
-            low: float = 0.0) -> DistilledFit:  # fmt: skip
+def distill(schedules: Mapping[str, Any], prior: str, allocation: str | None = None) -> DistilledFit:
     """The static point closest to the best model's schedules (see the module doc), and the two gaps.
 
     ``schedules``: ``evaluated_schedules.json`` (``prior`` and ``best``, each with its ``episodes``: network,
     seed, progress, schedule, the layers' weight shares and the target). ``prior``: the prior's name (a static
-    point or a handcrafted schedule; its rule, else ``allocation``, is the point's). ``target``: the target of
-    episodes recorded without one; ``low``: the density floor of the prediction (default 0: the env's tilt
-    floors a layer at one unit, far below the action's ``min_density``, which floors only the request).
+    point or a handcrafted schedule; its rule, else ``allocation``, is the point's). The prediction has no density
+    floor: the env's tilt floors a layer at one unit, far below the action's ``min_density``, which floors only
+    the request.
     """
     from scipy.optimize import least_squares
 
-    episodes = paired_episodes(schedules, target)
+    episodes = paired_episodes(schedules)
     base = parse_prior(prior)
     rule = base.allocation or allocation
     multiplied = rule is not None and rule != "policy"
     base = PriorSpec(base.shape, base.start, base.end, base.exponent, base.first, base.last, rule)
     valid = episodes.valid
-    prior_gap = schedule_gap(episodes.prior, episodes.learned, valid)
     lows = [RANGES["start"][0], RANGES["end"][0], np.log(max(RANGES["exponent"][0], 0.05))]
     highs = [0.95, RANGES["end"][1], np.log(RANGES["exponent"][1])]
     if multiplied:
@@ -187,17 +183,22 @@ def distill(schedules: Mapping[str, Any], prior: str, allocation: str | None = N
 
     def residuals(x: np.ndarray) -> np.ndarray:
         spec = _spec(x, base, multiplied)
-        return _log_gaps(predicted_schedules(spec, base, episodes, low), episodes.learned, valid)
+        return _log_gaps(predicted_schedules(spec, base, episodes, 0.0), episodes.learned, valid)
 
     tail = [np.log(base.first), np.log(base.last)] if multiplied else []
     at_prior = np.array([base.start, base.end, np.log(base.exponent), *tail])
-    prior_gap = float(np.sqrt(np.mean(residuals(at_prior) ** 2))) if base.shape == "poly" else prior_gap
+    poly = base.shape == "poly"  # a cosine or constant prior is no static point: its recorded gap, never kept
+    prior_gap = (
+        float(np.sqrt(np.mean(residuals(at_prior) ** 2)))
+        if poly
+        else schedule_gap(episodes.prior, episodes.learned, valid)
+    )
     grid = [np.array([s, e, np.log(p), *tail]) for s, e, p in itertools.product(*_GRID.values()) if e > s]
     starts = [np.clip(x, lows, highs) for x in [at_prior, *grid]]
     seed = min(starts, key=lambda x: float(np.sum(residuals(x) ** 2)))
     fit = least_squares(residuals, seed, bounds=(lows, highs), x_scale="jac")
     gap = float(np.sqrt(np.mean(fit.fun**2)))
-    if gap >= prior_gap and base.shape == "poly":  # no fit comes closer: the prior's own knobs
+    if gap >= prior_gap and poly:  # no fit comes closer: the prior's own knobs
         gap, fit.x = prior_gap, at_prior
     spec = _spec(fit.x, base, multiplied)
     knobs: dict[str, Any] = {"start": spec.start, "end": min(spec.end, 1.0), "exponent": spec.exponent}
@@ -206,7 +207,7 @@ def distill(schedules: Mapping[str, Any], prior: str, allocation: str | None = N
     return DistilledFit(searched_name(knobs), gap, prior_gap)
 
 
-def distilled_opponent(run_dir: Path, prior: str, allocation: str | None, target: float) -> dict[str, str]:
+def distilled_opponent(run_dir: Path, prior: str, allocation: str | None) -> dict[str, str]:
     """Fit ``distilled`` from ``run_dir/evaluated_schedules.json`` and record it; ``{label: point}`` (``{}``: none).
 
     Nothing is fitted without the prior's and a best evaluation (no periodic evaluation, or no prior), nor from a
@@ -220,7 +221,7 @@ def distilled_opponent(run_dir: Path, prior: str, allocation: str | None, target
     if "prior" not in schedules or "best" not in schedules:
         return {}
     try:
-        fit = distill(schedules, prior, allocation, target=target)
+        fit = distill(schedules, prior, allocation)
     except ValueError as exc:
         print(f"distilled: not fitted ({exc})")
         return {}
@@ -235,7 +236,7 @@ def imitation_gaps(results: Sequence[EpisodeResult], policy: str, others: Sequen
     gaps: dict[str, float] = {}
     for other in others:
         squares = [
-            (np.log10(np.maximum(np.asarray(r.schedule), _TINY)) - np.log10(np.maximum(np.asarray(mine), _TINY))) ** 2
+            (_log10(r.schedule) - _log10(mine)) ** 2
             for r in results
             if r.policy == other
             and (mine := own.get((r.network, r.seed, r.target_density, r.selector)))
@@ -283,7 +284,7 @@ def schedule_spread(results: Sequence[EpisodeResult], policy: str) -> dict[str, 
     for r in results:
         if r.policy != policy or not r.schedule:
             continue
-        final = np.log10(np.maximum(np.asarray(r.schedule[-1], dtype=np.float64), 1e-9))
+        final = _log10(r.schedule[-1])
         middle = final[1:-1].mean() if len(final) > 2 else final.mean()
         row = np.array([final[0], final[-1], middle, _reach(r.progress, r.schedule)])
         groups.setdefault((r.target_density, r.selector), {}).setdefault(r.network, []).append(row)

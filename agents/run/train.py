@@ -322,8 +322,7 @@ def run_train(cfg: TrainConfig) -> Path:
             chosen += "; **no trained model beat the untrained policy**, so the learned policy is its prior"
     opponents = run_opponents(cfg, run_dir)  # the equal-budget searches, after training (its episodes set the budget)
     if uses_static_prior(cfg):  # search, then learn: is the learned policy more than a static point?
-        target = cfg.env.target_density or 0.0
-        opponents |= distilled_opponent(run_dir, prior, cfg.env.allocation, target)
+        opponents |= distilled_opponent(run_dir, prior, cfg.env.allocation)
     compared = comparison_family(cfg.family, cfg.heldout)  # the population stays unseen until here
     specs = _networks(cfg, compared)
     results = compare(cfg, specs, split_labeller(compared), model_path, run_dir, opponents)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.policies import available as shipped_policies
+from agents.ppo.layerwise_policy import POOLINGS, RESIDUAL_INITS
 from agents.settings.generalist import check_generalist
 from agents.settings.presets import PRESETS, task_settings
 from baselines import available_policies
@@ -266,8 +267,8 @@ class TrainConfig:
         for width in self.policy_hidden:
             check_number("policy_hidden", width, low=1, integer=True)
         self._check_prior()
-        check_choice("policy_pooling", self.policy_pooling, ("none", "deepsets"))
-        check_choice("residual_init", self.residual_init, ("small", "zero"))
+        check_choice("policy_pooling", self.policy_pooling, POOLINGS)
+        check_choice("residual_init", self.residual_init, RESIDUAL_INITS)
         check_choice("reward", self.reward, ("env", "paired"))
         if not is_cell(self.reward_reference):
             check_choice("reward_reference", self.reward_reference, ("prior", *available_policies("schedule")))
