@@ -60,6 +60,11 @@ def searching(cfg: TrainConfig) -> tuple[str, ...]:
     return tuple(o for o in cfg.opponent if o != "none")
 
 
+def seed_folder(run_dir: str | Path, index: int, seed: int) -> Path:
+    """Where the ``index``-th sampler seed's studies sit: the run folder for the first, ``sampler_seed_<s>/`` after."""
+    return Path(run_dir) if index == 0 else Path(run_dir) / f"sampler_seed_{seed}"
+
+
 def run_opponents(cfg: TrainConfig, run_dir: Path) -> dict[str, str]:
     """Run (or resume) every ``cfg.opponent`` search per sampler seed; ``{label in the results: best point's name}``.
 
@@ -79,7 +84,7 @@ def run_opponents(cfg: TrainConfig, run_dir: Path) -> dict[str, str]:
     configs = search_configs(cfg)
     records: list[Opponent] = []
     for index, seed in enumerate(sampler_seeds(cfg)):
-        folder = run_dir if index == 0 else run_dir / f"sampler_seed_{seed}"
+        folder = seed_folder(run_dir, index, seed)
         for opponent in chosen:
             continue_prior_study(run_dir, SAMPLER_OF[opponent], seed, cfg)
             result = run_search(

@@ -32,7 +32,7 @@ import torch
 
 from agents.ppo.prior import RECORD_NAME as PRIOR_RECORD
 from agents.reports.costs import ppo_run_dir
-from agents.reports.opponent_runs import SAMPLER_OF, search_budget, searching
+from agents.reports.opponent_runs import SAMPLER_OF, search_budget, searching, seed_folder
 from agents.reports.prior_search import sampler_seeds
 from agents.run.showcase import showcase_jobs, showcase_seeds
 from agents.settings.generalist import training_entries
@@ -259,7 +259,8 @@ def search_work(cfg: TrainConfig, budget: Budget | None) -> list[Work]:
     for index, seed in enumerate(sampler_seeds(cfg)):
         for opponent in searching(cfg):
             sampler = SAMPLER_OF[opponent]
-            held = "; fewer if run_dir holds its study" if study_path(cfg.run_dir, sampler).exists() else ""
+            folder = seed_folder(cfg.run_dir, index, seed)
+            held = "; fewer if run_dir holds its study" if study_path(folder, sampler).exists() else ""
             episodes = budget.trials * budget.per_trial
             if index == 0 and sampler == "tpe" and cfg.prior == "search":  # the prior's trials are already spent
                 held = "; it continues the prior's study"

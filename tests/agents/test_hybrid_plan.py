@@ -40,3 +40,11 @@ def test_the_plan_counts_the_prior_search_in_the_budget_and_each_sampler_seed(tm
         "search (Optuna TPE), sampler seed 2": spent,
         "random search, sampler seed 2": spent,
     }
+    # the "fewer if" hint looks in each sampler seed's own folder: the first seed's study says nothing of the second's
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "search_random.db").touch()
+    hints = {w.phase: "fewer if run_dir holds its study" in w.what for w in search_work(cfg, budget)}
+    assert hints["random search"] and not hints["random search, sampler seed 2"]
+    (tmp_path / "run" / "sampler_seed_2").mkdir()
+    (tmp_path / "run" / "sampler_seed_2" / "search_random.db").touch()
+    assert all("fewer if" in w.what for w in search_work(cfg, budget) if w.phase.startswith("random"))
