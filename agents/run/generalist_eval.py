@@ -1,8 +1,9 @@
 """A generalist against its opponents in every (family, target) cell, at training and held-out targets.
 
 ``python -m agents.run.generalist_eval --run-dir runs/generalist --targets 0.01 0.02 0.03 0.05 0.1`` plays, on every
-family's **held-out** networks at every target, with the same comparison seeds (``--eval-seeds`` from
-``--eval-seed-start``, the run's own unless given) for every policy:
+family's **held-out** networks at every target (``--heldout population``: each family's held-out population,
+:func:`sparsity_gym.experiments.populations.comparison_family`), with the same comparison seeds (``--eval-seeds``
+from ``--eval-seed-start``, the run's own unless given) for every policy:
 
 * ``generalist``: the run's model (``best_model.zip``, else ``model.zip``) with the env settings its schema
   requires (its action map and allocation: :func:`agents.ppo.schema.required_settings`), zero-shot at a target it
@@ -16,9 +17,11 @@ family's **held-out** networks at every target, with the same comparison seeds (
 
 The opponents' points come from ``<run-dir>/generalist/opponents.json`` (:mod:`agents.run.generalist_opponents`,
 run first); without it the generalist plays alone. Episodes are logged (``generalist/comparison/
-episodes.jsonl``: a killed evaluation resumes), and ``generalist/results.md`` / ``results.csv`` hold, per cell,
-each policy's mean test accuracy and the generalist's paired difference with each opponent (percentage points,
-95% bootstrap interval over seeds within networks, and its verdict: wins, ties or loses).
+episodes.jsonl``: a killed evaluation resumes, and a population reuses its named networks' episodes), and
+``generalist/results.md`` / ``results.csv`` (``results_population.*`` for the population) hold, per cell, each
+policy's mean test accuracy and the generalist's paired difference with each opponent (percentage points, 95%
+bootstrap interval over seeds within networks, or on a population hierarchical: networks drawn, then seeds; and
+its verdict: wins, ties or loses).
 """
 
 from __future__ import annotations
@@ -49,9 +52,9 @@ from sparsity_gym.env.env_config import EnvConfig
 from sparsity_gym.experiments.comparison_report import write_csv
 from sparsity_gym.experiments.episode_log import EpisodeLog, file_digest, run_logged
 from sparsity_gym.experiments.evaluation import EpisodeResult, seeds_from
-from sparsity_gym.experiments.families import get_family
 from sparsity_gym.experiments.grid import GridJob
 from sparsity_gym.experiments.paired_intervals import compare
+from sparsity_gym.experiments.populations import HELDOUT, comparison_family
 from sparsity_gym.experiments.seeds import seeds as seed_range
 from sparsity_gym.experiments.settings_env import setting_label
 from sparsity_gym.experiments.tuning import tune
@@ -100,15 +103,20 @@ def cell_jobs(
     return jobs
 
 
-def cell_rows(results: Sequence[EpisodeResult], cell: str, points: Mapping[str, str]) -> list[dict[str, Any]]:
-    """One row per policy of a cell: its mean test accuracy, and the generalist minus it (points, interval)."""
+def cell_rows(
+    results: Sequence[EpisodeResult], cell: str, points: Mapping[str, str], hierarchical: bool = False
+) -> list[dict[str, Any]]:
+    """One row per policy of a cell: its mean test accuracy, and the generalist minus it (points, interval).
+
+    ``hierarchical``: the interval resamples the networks too (a verdict about the population they came from).
+    """
     rows = []
     for label in dict.fromkeys(r.policy for r in results):
         mine = [r.test_accuracy for r in results if r.policy == label]
         row: dict[str, Any] = {"cell": cell, "policy": label, "point": points.get(label, ""), "episodes": len(mine)}
         row["test_accuracy"] = float(np.mean(mine)) if mine else float("nan")
         if label != GENERALIST:
-            pooled = compare(results, GENERALIST, label).pooled
+            pooled = compare(results, GENERALIST, label, hierarchical=hierarchical).pooled
             row["generalist_minus"] = "" if pooled is None else pooled.scaled(100).text()
             row["verdict"] = "" if pooled is None else pooled.verdict
         rows.append(row)
@@ -151,14 +159,18 @@ def run_generalist_eval(
     eval_seeds: int = 0,
     eval_seed_start: int | None = None,
     with_tuned: bool = False,
+    heldout: str = "named",
     **grid: Any,
 ) -> list[dict[str, Any]]:
     """Play every cell (module doc), write ``generalist/results.md`` and ``results.csv``; the rows.
 
-    ``with_tuned``: (d) tune the run's grid (``--tune-cells``) on each cell's train split first.
+    ``with_tuned``: (d) tune the run's grid (``--tune-cells``) on each cell's train split first. ``heldout``:
+    ``named`` (each family's held-out split) or ``population`` (its held-out population, checked for every family
+    before any episode; the results in ``results_population.md`` / ``.csv``).
     """
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
+    networks = {family: comparison_family(family, heldout).heldout for family in family_configs(cfg)}
     model = model_path(cfg)
     if model is None:
         raise ValueError(f"run_dir={str(run_dir)!r} is not allowed: no best_model.zip or model.zip to evaluate")
@@ -174,7 +186,7 @@ def run_generalist_eval(
             cell = setting_label(family, target)
             points = {**opponent_points(summary, family, target), **tuned.get(cell, {})}
             models = {**generalist, **single_target_policies(family, target)}
-            jobs = cell_jobs(config, get_family(family).heldout, target, models, points, seeds)
+            jobs = cell_jobs(config, networks[family], target, models, points, seeds)
             cells[cell] = (jobs, points, models)
     versions = {GENERALIST: file_digest(model)}
     versions.update({label: file_digest(m[0]) for _, _, ms in cells.values() for label, m in ms.items()})
@@ -183,24 +195,43 @@ def run_generalist_eval(
     log = EpisodeLog(run_dir / FOLDER / LOG, fresh=False)
     jobs = [job for cell_jobs_, _, _ in cells.values() for job in cell_jobs_]
     results = run_logged(jobs, log, versions, progress=cfg.progress_bar, **grid)
-    rows, done = [], 0
+    rows, done, population = [], 0, heldout == "population"
     for cell, (cell_jobs_, points, _) in cells.items():
         count = sum(len(j.seeds) for j in cell_jobs_)
-        rows += cell_rows(results[done : done + count], cell, points)
+        rows += cell_rows(results[done : done + count], cell, points, hierarchical=population)
         done += count
-    write_csv(run_dir / FOLDER / "results.csv", rows)
-    atomic_write_text(run_dir / FOLDER / "results.md", results_markdown(rows, train_targets(cfg), seeds))
+    stem = "results_population" if population else "results"
+    write_csv(run_dir / FOLDER / f"{stem}.csv", rows)
+    text = results_markdown(rows, train_targets(cfg), seeds, networks if population else None)
+    atomic_write_text(run_dir / FOLDER / f"{stem}.md", text)
     return rows
 
 
-def results_markdown(rows: Sequence[dict[str, Any]], trained: Sequence[float], seeds: Sequence[int]) -> str:
-    """The cells' table: training targets marked, held-out ones zero-shot."""
+def results_markdown(
+    rows: Sequence[dict[str, Any]],
+    trained: Sequence[float],
+    seeds: Sequence[int],
+    population: Mapping[str, Sequence[Any]] | None = None,
+) -> str:
+    """The cells' table: training targets marked, held-out ones zero-shot.
+
+    ``population``: ``{family: its held-out population}`` when the cells were played on populations (named in the
+    text, with the hierarchical interval's words).
+    """
+    where, interval = "Held-out networks of each family", "95% bootstrap interval over seeds within networks"
+    if population is not None:
+        named = [
+            f"{family}: {len(specs)} networks ({', '.join(s.name for s in specs)})"
+            for family, specs in population.items()
+        ]
+        where = "Held-out populations: " + "; ".join(named)
+        interval = "95% hierarchical bootstrap interval (networks drawn, then seeds within each)"
     lines = [
         "# A generalist against its opponents, every (family, target) cell",
         "",
-        f"Held-out networks of each family, seeds {', '.join(map(str, seeds))}; training targets "
+        f"{where}; seeds {', '.join(map(str, seeds))}; training targets "
         f"{', '.join(f'{t:g}' for t in trained)} (other targets: zero-shot). Test accuracy; the generalist minus "
-        "each opponent in points, 95% bootstrap interval over seeds within networks.",
+        f"each opponent in points, {interval}.",
         "",
         "| Cell | Policy | Point | Test accuracy (%) | Generalist minus it | Verdict |",
         "|---|---|---|---|---|---|",
@@ -223,6 +254,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--eval-seeds", type=int, default=0, help="seeds per network (0: the run's --eval-seeds)")
     parser.add_argument("--eval-seed-start", type=int, default=None, help="first seed (default: the run's)")
     parser.add_argument("--tuned", action="store_true", help="(d) tune the run's grid on every cell first")
+    parser.add_argument(
+        "--heldout",
+        choices=HELDOUT,
+        default="named",
+        help="each family's held-out split (named) or its held-out population (population)",
+    )
     parser.add_argument("--backend", default="process", help="sequential, process or ray")
     parser.add_argument("--workers", type=int, default=0, help="parallel workers (0: one per usable core)")
     args = parser.parse_args(argv)
@@ -233,13 +270,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.eval_seeds,
             args.eval_seed_start,
             args.tuned,
+            args.heldout,
             backend=args.backend,
             workers=args.workers or None,
         )
     except ValueError as exc:
         print(f"generalist_eval: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
-    print(f"{len(rows)} rows: {Path(args.run_dir) / FOLDER / 'results.md'}")
+    stem = "results_population" if args.heldout == "population" else "results"
+    print(f"{len(rows)} rows: {Path(args.run_dir) / FOLDER / stem}.md")
     return 0
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from stable_baselines3 import PPO
-from task_helpers import TINY_CELLS, registered_task
+from task_helpers import TINY_CELLS, TINY_POPULATION, registered_task
 
 from agents import policies
 from agents.ppo.agent import LayerwiseAgent
@@ -31,6 +31,7 @@ from sparsity_gym.env.sparsity_env import SparsityEnv
 from sparsity_gym.env.tasks import get_task, task_config
 from sparsity_gym.experiments.families import get_family
 from sparsity_gym.experiments.grid import GridJob, run_grid
+from sparsity_gym.experiments.populations import POPULATIONS, get_population
 from sparsity_gym.experiments.settings_env import SettingsEnv, expand_settings
 from train_agent import main
 
@@ -39,10 +40,19 @@ A, B = "tiny_generalist_a", "tiny_generalist_b"
 
 @pytest.fixture
 def two_tasks():
-    """Two tiny tasks on one synthetic dataset: B's episodes are twice as long (as mnist1d_cnn's are half)."""
+    """Two tiny tasks on one synthetic dataset: B's episodes are twice as long (as mnist1d_cnn's are half); each
+    has a held-out population of 8 tiny MLPs, its named network among them."""
+    population = TINY_POPULATION
     with (
-        registered_task(A, targets=(0.3, 0.5)),
-        registered_task(B, train=("mlp_6x6x6",), heldout=("mlp_10",), total_iterations=40, decision_interval=20),
+        registered_task(A, targets=(0.3, 0.5), population=population),
+        registered_task(
+            B,
+            train=("mlp_6x6x6",),
+            heldout=("mlp_10",),
+            total_iterations=40,
+            decision_interval=20,
+            population=population,
+        ),
     ):
         yield
 
@@ -208,6 +218,7 @@ def test_a_run_across_targets_and_two_families_trains_reports_and_resumes(two_ta
     assert single_target_policies(A, 0.3) == {}  # a card with ranges is no single-target policy
     (shipped / f"{A}@0.3.json").write_text(dataclasses.replace(made, ranges={}).to_json())  # posing as one
     check_cells(run_dir, summary=json.loads((run_dir / "generalist" / "opponents.json").read_text()))
+    check_population(run_dir)
 
 
 def check_opponents(run_dir, state):
@@ -265,3 +276,22 @@ def check_cells(run_dir, summary):
     row = next(r for r in rows if r["cell"] == f"{B}@0.4" and r["policy"] == "one search for all")
     assert row["test_accuracy"] == pytest.approx(np.mean([r.test_accuracy for r in results]))
     assert "(held out)" in (run_dir / "generalist" / "results.md").read_text()
+
+
+def check_population(run_dir):
+    """The cells on each family's held-out population: the named network's episodes read back from the log, the
+    drawn one's played, hierarchical intervals, its own results files; a family without a population refused."""
+    log = run_dir / "generalist" / "comparison" / "episodes.jsonl"
+    before = log.read_text().count("\n")
+    rows = run_generalist_eval(run_dir, [0.3], eval_seeds=2, heldout="population", backend="sequential")
+    drawn = [s.name for family in (A, B) for s in get_population(family).members()[1:]]
+    assert {r["episodes"] for r in rows} == {16}  # 8 networks x 2 seeds
+    assert log.read_text().count("\n") - before == len(rows) * 7 * 2  # only the drawn networks' episodes are new
+    named = {(r["cell"], r["policy"]): r for r in run_generalist_eval(run_dir, [0.3], eval_seeds=2)}
+    assert all(named[(r["cell"], r["policy"])]["episodes"] == 2 for r in rows)  # the named results stay as they were
+    text = (run_dir / "generalist" / "results_population.md").read_text()
+    assert "hierarchical" in text and all(name in text for name in drawn)
+    assert (run_dir / "generalist" / "results_population.csv").exists()
+    POPULATIONS._items.pop(B)
+    with pytest.raises(ValueError, match=f"heldout='population' is not allowed for family='{B}'"):
+        run_generalist_eval(run_dir, [0.3], eval_seeds=2, heldout="population", backend="sequential")
