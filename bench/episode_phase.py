@@ -16,8 +16,7 @@ from typing import Any
 from stable_baselines3.common.callbacks import BaseCallback
 
 from agents.ppo.episode_ppo import EpisodeCollector, EpisodePPO
-from agents.ppo.layerwise_policy import LayerwisePolicy
-from agents.ppo.schema import model_schema
+from agents.run.model import new_model
 from agents.settings.train_config import TrainConfig
 from sparsity_gym.experiments.families import get_family
 
@@ -46,21 +45,6 @@ class Networks(BaseCallback):
         return True
 
 
-def policy_kwargs(cfg: TrainConfig, names: list[str], prior: str) -> dict[str, Any]:
-    """The task run's policy settings (``agents.run.train.train_ppo``'s)."""
-    family = get_family(cfg.family)
-    return {
-        "hidden": cfg.policy_hidden,
-        "feature_names": names,
-        "prior": prior,
-        "density_range": (cfg.env.min_density, cfg.env.max_density),
-        "action_scale": cfg.env.action_scale,
-        "log_std_init": cfg.log_std_init,
-        "pooling": cfg.policy_pooling,
-        "schema": model_schema(names[:-1], cfg.env, prior, cfg.task, [s.name for s in family.train]),
-    }
-
-
 class EpisodePhase:
     """The PPO training phase on whole episodes, continued round by round (see the module docstring)."""
 
@@ -70,11 +54,7 @@ class EpisodePhase:
         paired = (prior_cell, cache, cfg.seed_pool) if cfg.reward == "paired" else None
         factory = functools.partial(env_fn, tuple(family.train), cfg.env, paired)
         self.collector = EpisodeCollector(factory, cfg.n_envs, episode_length=cfg.env.num_decisions, seed=cfg.seed)
-        names = self.collector.get_attr("feature_names")[0]
-        self.model = TimedEpisodePPO(
-            LayerwisePolicy, self.collector, n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
-            seed=cfg.seed, device="cpu", policy_kwargs=policy_kwargs(cfg, names, prior),
-        )  # fmt: skip
+        self.model = new_model(cfg, self.collector, prior, family, cls=TimedEpisodePPO)  # type: ignore[arg-type]
         self.steps = updates * cfg.n_steps * cfg.n_envs
         self.networks = Networks()
 

@@ -55,13 +55,12 @@ from env_overhead import env_episode
 from episode_phase import EpisodePhase
 from throughput import PARTS, StepTimer, TimedEnv, _timed, plain_episode
 
-from agents.ppo.layerwise_policy import LayerwisePolicy
 from agents.ppo.paired_reward import PairedReward, ReferenceCache
-from agents.ppo.schema import model_schema
 from agents.reports.comparison import baseline_factory
 from agents.reports.heldout import HeldoutEvaluator
 from agents.reports.prior_search import search_configs
 from agents.reports.tuned import prior_from_cell
+from agents.run.model import new_model
 from agents.settings.presets import TUNE_GRID
 from agents.settings.train_config import TrainConfig, config_from
 from baselines import SEARCH_SPACE, policy_cell, searched_name
@@ -146,27 +145,8 @@ class PPOPhase:
         paired = (prior_cell, str(folder / "reference_cache.json"), cfg.seed_pool) if cfg.reward == "paired" else None
         factory = functools.partial(timed_train_env, tuple(family.train), cfg.env, paired)
         self.venv = LockstepTimer(make_vec_env(factory, n_envs=cfg.n_envs, seed=cfg.seed, vec_env_cls=SubprocVecEnv))
-        names = self.venv.get_attr("feature_names")[0]
         torch.set_num_threads(1)
-        self.model = TimedPPO(
-            LayerwisePolicy,
-            self.venv,
-            n_steps=cfg.n_steps,
-            batch_size=cfg.batch_size,
-            n_epochs=cfg.n_epochs,
-            seed=cfg.seed,
-            device="cpu",
-            policy_kwargs={
-                "hidden": cfg.policy_hidden,
-                "feature_names": names,
-                "prior": prior,
-                "density_range": (cfg.env.min_density, cfg.env.max_density),
-                "action_scale": cfg.env.action_scale,
-                "log_std_init": cfg.log_std_init,
-                "pooling": cfg.policy_pooling,
-                "schema": model_schema(names[:-1], cfg.env, prior, cfg.task, [s.name for s in family.train]),
-            },
-        )
+        self.model = new_model(cfg, self.venv, prior, family, cls=TimedPPO)
         self.times = self.model.times
         self.steps = updates * cfg.n_steps * cfg.n_envs
         self.decisions = cfg.env.num_decisions

@@ -26,11 +26,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import SubprocVecEnv, VecEnvWrapper
 
-from agents.ppo.layerwise_policy import LayerwisePolicy
+from agents.run.model import new_model
 from agents.settings.train_config import TrainConfig
 from sparsity_gym.datasets import load_dataset
 from sparsity_gym.env.env_config import EnvConfig
@@ -155,17 +154,7 @@ def main() -> None:
     factory = functools.partial(timed_family_env, tuple(family.train), cfg.env)
     venv = StepTimer(make_vec_env(factory, n_envs=cfg.n_envs, seed=cfg.seed, vec_env_cls=SubprocVecEnv))
     torch.set_num_threads(1)
-    names = venv.get_attr("feature_names")[0]
-    model = PPO(
-        LayerwisePolicy,
-        venv,
-        n_steps=cfg.n_steps,
-        batch_size=cfg.batch_size,
-        n_epochs=cfg.n_epochs,
-        seed=cfg.seed,
-        device="cpu",
-        policy_kwargs={"hidden": cfg.policy_hidden, "feature_names": names, "prior": "none"},
-    )
+    model = new_model(cfg, venv, "none", family)
     update_time = [0.0]
     train = model.train
 

@@ -28,14 +28,12 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
-from agents.ppo.episode_ppo import EpisodeCollector, EpisodePPO, reference_cost
+from agents.ppo.episode_ppo import EpisodeCollector, reference_cost
 from agents.ppo.exploration import normalise_rewards
-from agents.ppo.layerwise_policy import LayerwisePolicy
 from agents.ppo.paired_reward import PairedReward, ReferenceCache
 from agents.ppo.prior import RECORD_NAME as PRIOR_RECORD
 from agents.ppo.prior import choose_prior
 from agents.ppo.ray_vec_env import ActorRestartsCallback
-from agents.ppo.schema import model_schema
 from agents.reports.comparison import LEARNED, baseline_factory, compare, prior_note, write_reports
 from agents.reports.costs import (
     REFERENCE_CACHE,
@@ -59,10 +57,11 @@ from agents.run.callbacks import (
     HParamsCallback,
 )
 from agents.run.hybrid_run import attach_evaluation_log, exploration_callbacks, write_budget_curve
+from agents.run.model import model_class, new_model
 from agents.run.preflight import check_learned_env, preflight
 from agents.run.preflight import model_path as preflight_model_path
 from agents.run.showcase import run_showcase, showcase_lines
-from agents.settings.generalist import generalist_notes, train_names, training_ranges, training_settings
+from agents.settings.generalist import generalist_notes, training_settings
 from agents.settings.run_folder import check_fresh, config_path, save_model_atomic
 from agents.settings.train_config import TrainConfig
 from sparsity_gym.core.io import atomic_write_text
@@ -158,9 +157,7 @@ def train_ppo(
     earlier = None
     try:
         if cfg.resume and checkpoint.exists():
-            model = (EpisodePPO if cfg.collect == "episodes" else PPO).load(
-                checkpoint, env=vec_env, device="cpu", tensorboard_log=str(run_dir / "tb")
-            )
+            model = model_class(cfg).load(checkpoint, env=vec_env, device="cpu", tensorboard_log=str(run_dir / "tb"))
             earlier = read_agent_cost(run_dir)
             episodes = earlier.episodes if earlier is not None else 0
             seconds = (earlier.run_seconds or 0.0) if earlier is not None else 0.0
@@ -168,38 +165,7 @@ def train_ppo(
             vec_env.seed(cfg.seed + model.num_timesteps)
             print(f"resuming from {checkpoint} at timestep {model.num_timesteps}")
         else:
-            feature_names = vec_env.get_attr("feature_names")[0]
-            model = (EpisodePPO if cfg.collect == "episodes" else PPO)(
-                LayerwisePolicy,
-                vec_env,
-                n_steps=cfg.n_steps,
-                batch_size=cfg.batch_size,
-                n_epochs=cfg.n_epochs,
-                learning_rate=cfg.learning_rate,
-                gamma=cfg.gamma,
-                ent_coef=cfg.ent_coef,
-                seed=cfg.seed,
-                device="cpu",
-                tensorboard_log=str(run_dir / "tb"),
-                policy_kwargs={
-                    "hidden": cfg.policy_hidden,
-                    "feature_names": feature_names,
-                    "prior": prior,
-                    "density_range": (cfg.env.min_density, cfg.env.max_density),
-                    "action_scale": cfg.env.action_scale,
-                    "log_std_init": cfg.log_std_init,
-                    "pooling": cfg.policy_pooling,
-                    "residual_init": cfg.residual_init,
-                    "schema": model_schema(
-                        feature_names[:-1],
-                        cfg.env,
-                        prior,
-                        cfg.task,
-                        train_names(cfg, family),
-                        ranges=training_ranges(training_settings(cfg)),
-                    ),
-                },
-            )
+            model = new_model(cfg, vec_env, prior, family, tensorboard_log=str(run_dir / "tb"))
         remaining = cfg.total_timesteps - model.num_timesteps
         evaluation = HeldoutEvalCallback(
             family.heldout if cfg.select_on == "heldout" else family.train,
