@@ -26,7 +26,6 @@ its verdict: wins, ties or loses).
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import sys
@@ -42,7 +41,7 @@ from agents.ppo.agent import load_agent
 from agents.ppo.schema import required_settings
 from agents.reports.comparison import baseline_factory
 from agents.reports.tuned import tuning_overrides
-from agents.run.generalist_opponents import FOLDER, GENERALIST, load_run_config
+from agents.run.generalist_opponents import FOLDER, GENERALIST, cli_parser, load_run_config, run_cli
 from agents.run.preflight import model_path
 from agents.settings.generalist import family_configs, train_targets
 from agents.settings.train_config import TrainConfig
@@ -248,8 +247,7 @@ def results_markdown(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line (module doc); a bad value is one line and exit status 2."""
-    parser = argparse.ArgumentParser(prog="python -m agents.run.generalist_eval", description=__doc__.split("\n")[0])
-    parser.add_argument("--run-dir", required=True, help="the folder of a run across settings (train_agent.py)")
+    parser = cli_parser("agents.run.generalist_eval", __doc__.split("\n")[0])
     parser.add_argument("--targets", nargs="+", type=float, required=True, help="targets of the cells")
     parser.add_argument("--eval-seeds", type=int, default=0, help="seeds per network (0: the run's --eval-seeds)")
     parser.add_argument("--eval-seed-start", type=int, default=None, help="first seed (default: the run's)")
@@ -260,26 +258,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="named",
         help="each family's held-out split (named) or its held-out population (population)",
     )
-    parser.add_argument("--backend", default="process", help="sequential, process or ray")
-    parser.add_argument("--workers", type=int, default=0, help="parallel workers (0: one per usable core)")
     args = parser.parse_args(argv)
-    try:
+
+    def call(grid: dict[str, Any]) -> str:
         rows = run_generalist_eval(
-            args.run_dir,
-            args.targets,
-            args.eval_seeds,
-            args.eval_seed_start,
-            args.tuned,
-            args.heldout,
-            backend=args.backend,
-            workers=args.workers or None,
+            args.run_dir, args.targets, args.eval_seeds, args.eval_seed_start, args.tuned, args.heldout, **grid
         )
-    except ValueError as exc:
-        print(f"generalist_eval: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
-    stem = "results_population" if args.heldout == "population" else "results"
-    print(f"{len(rows)} rows: {Path(args.run_dir) / FOLDER / stem}.md")
-    return 0
+        stem = "results_population" if args.heldout == "population" else "results"
+        return f"{len(rows)} rows: {Path(args.run_dir) / FOLDER / stem}.md"
+
+    return run_cli("generalist_eval", call, args)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import dataclasses
 import functools
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -177,32 +177,44 @@ def _result(result: Any) -> dict[str, Any]:
     }
 
 
+def cli_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The generalist commands' shared flags: ``--run-dir``, the grid's ``--backend`` and ``--workers``."""
+    parser = argparse.ArgumentParser(prog=f"python -m {prog}", description=description)
+    parser.add_argument("--run-dir", required=True, help="the folder of a run across settings (train_agent.py)")
+    parser.add_argument("--backend", default="process", help="sequential, process or ray")
+    parser.add_argument("--workers", type=int, default=0, help="parallel workers (0: one per usable core)")
+    return parser
+
+
+def run_cli(name: str, call: Callable[[dict[str, Any]], str], args: argparse.Namespace) -> int:
+    """``call(grid)`` with the grid's backend and workers from ``args``, its text printed (exit status 0).
+
+    A ``ValueError`` is one line on stderr and exit status 2.
+    """
+    try:
+        text = call({"backend": args.backend, "workers": args.workers or None})
+    except ValueError as exc:
+        print(f"{name}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    print(text)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line (module doc); a bad value is one line and exit status 2."""
-    parser = argparse.ArgumentParser(
-        prog="python -m agents.run.generalist_opponents", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--run-dir", required=True, help="the folder of a run across settings (train_agent.py)")
+    parser = cli_parser("agents.run.generalist_opponents", __doc__.split("\n")[0])
     parser.add_argument("--heldout-targets", nargs="*", type=float, default=[], help="targets never trained at")
     parser.add_argument("--catch-up-budget", type=int, default=0, help="episodes of each fresh study (0: the run's)")
     parser.add_argument("--sampler", default="tpe", choices=("tpe", "random"), help="the searches' sampler")
-    parser.add_argument("--backend", default="process", help="sequential, process or ray")
-    parser.add_argument("--workers", type=int, default=0, help="parallel workers (0: one per usable core)")
     args = parser.parse_args(argv)
-    try:
+
+    def call(grid: dict[str, Any]) -> str:
         summary = run_generalist_opponents(
-            args.run_dir,
-            args.heldout_targets,
-            args.catch_up_budget,
-            args.sampler,
-            backend=args.backend,
-            workers=args.workers or None,
+            args.run_dir, args.heldout_targets, args.catch_up_budget, args.sampler, **grid
         )
-    except ValueError as exc:
-        print(f"generalist_opponents: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary.get("catch_up", {}).get("break_even", {}), indent=1))
-    return 0
+        return json.dumps(summary.get("catch_up", {}).get("break_even", {}), indent=1)
+
+    return run_cli("generalist_opponents", call, args)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from agents.ppo.schema import OutsideTrainingWarning, model_schema, outside_trai
 from agents.reports.comparison import baseline_factory
 from agents.reports.costs import read_agent_cost
 from agents.reports.tuned import tune_run
+from agents.run import generalist_eval, generalist_opponents
 from agents.run.generalist_eval import run_generalist_eval, single_target_policies
 from agents.run.generalist_opponents import load_run_config, run_generalist_opponents
 from agents.run.workload import planned_work
@@ -295,3 +296,15 @@ def check_population(run_dir):
     POPULATIONS._items.pop(B)
     with pytest.raises(ValueError, match=f"heldout='population' is not allowed for family='{B}'"):
         run_generalist_eval(run_dir, [0.3], eval_seeds=2, heldout="population", backend="sequential")
+
+
+@pytest.mark.parametrize("module", [generalist_eval, generalist_opponents])
+def test_the_generalist_commands_refuse_a_folder_without_a_run_in_one_line(module, tmp_path, capsys):
+    name = module.__name__.rsplit(".", 1)[1]
+    extra = ["--targets", "0.1", "--heldout", "population"] if module is generalist_eval else []
+    assert module.main(["--run-dir", str(tmp_path / "nothing"), *extra, "--backend", "sequential"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{name}: error: run_dir=") and "no config.json" in err and err.count("\n") == 1
+    bad = ["--targets", "low"] if module is generalist_eval else ["--workers", "x"]
+    with pytest.raises(SystemExit):  # argparse: a value that is no number, before any work
+        module.main(["--run-dir", str(tmp_path), *bad])
