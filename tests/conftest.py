@@ -8,6 +8,16 @@ TINY_ENV = {"dataset": "synthetic", "total_iterations": 20, "decision_interval":
 """The shared tiny env: synthetic data, 2 decisions of 10 steps, for tests that run many episodes."""
 
 
+@pytest.fixture(autouse=True, scope="session")
+def sb3_logs_in_a_temporary_folder(tmp_path_factory):
+    """stable-baselines3's ``learn`` without a TensorBoard folder makes an empty ``SB3-<time>`` folder in the system's
+    temporary directory each call; the tests' go under pytest's own temporary folder (``SB3_LOGDIR``)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SB3_LOGDIR", str(tmp_path_factory.mktemp("sb3_logs")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture
 def fast_env_kwargs() -> dict:
     """A tiny env: synthetic data, 4 decisions of 10 steps."""

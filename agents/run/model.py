@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from stable_baselines3 import PPO
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import VecEnv
 
 from agents.ppo.episode_ppo import EpisodePPO
@@ -55,9 +56,13 @@ def new_model(
     cls: type[PPO] | None = None,
     tensorboard_log: str | None = None,
 ) -> PPO:
-    """A fresh model of the run on ``vec_env`` (``cls``: a subclass of :func:`model_class`'s, e.g. a timed one)."""
+    """A fresh model of the run on ``vec_env`` (``cls``: a subclass of :func:`model_class`'s, e.g. a timed one).
+
+    Without ``tensorboard_log`` the model logs nowhere (stable-baselines3 would make an empty ``SB3-<time>`` folder
+    in the system's temporary directory at each ``learn``).
+    """
     feature_names = vec_env.get_attr("feature_names")[0]
-    return (cls or model_class(cfg))(
+    model = (cls or model_class(cfg))(
         LayerwisePolicy,
         vec_env,
         n_steps=cfg.n_steps,
@@ -71,3 +76,6 @@ def new_model(
         tensorboard_log=tensorboard_log,
         policy_kwargs=policy_kwargs(cfg, feature_names, prior, family),
     )
+    if tensorboard_log is None:
+        model.set_logger(Logger(None, []))
+    return model
