@@ -115,15 +115,19 @@ def _multipliers(spec: PriorSpec, valid: np.ndarray) -> np.ndarray:
     return np.where(valid, multipliers(spec, valid), 1.0)[:, None, :]
 
 
-def predicted_schedules(spec: PriorSpec, prior: PriorSpec, episodes: Episodes, low: float) -> np.ndarray:
-    """``(n, K, L)``: the densities the static point ``spec`` would play, predicted from the prior's (module doc)."""
+def predicted_schedules(spec: PriorSpec, prior: PriorSpec, episodes: Episodes) -> np.ndarray:
+    """``(n, K, L)``: the densities the static point ``spec`` would play, predicted from the prior's (module doc).
+
+    Water-filled with no density floor: the env's tilt floors a layer at one unit, far below the action's
+    ``min_density``, which floors only the request.
+    """
     n, decisions, layers = episodes.prior.shape
     valid = episodes.valid
     factors = episodes.prior / _multipliers(prior, valid) * _multipliers(spec, valid)  # the rule's, re-multiplied
     density = global_density(spec, episodes.progress, np.repeat(episodes.target[:, None], decisions, 1))
     shared = np.repeat(density[..., None], layers, -1).reshape(-1, layers)
     weights = np.repeat(episodes.weights[:, None, :], decisions, 1).reshape(-1, layers)
-    out = water_fill(shared, factors.reshape(-1, layers), weights, low)
+    out = water_fill(shared, factors.reshape(-1, layers), weights, 0.0)
     return np.where(valid[:, None, :], out.reshape(n, decisions, layers), 1.0)
 
 
@@ -163,9 +167,7 @@ def distill(schedules: Mapping[str, Any], prior: str, allocation: str | None = N
 
     ``schedules``: ``evaluated_schedules.json`` (``prior`` and ``best``, each with its ``episodes``: network,
     seed, progress, schedule, the layers' weight shares and the target). ``prior``: the prior's name (a static
-    point or a handcrafted schedule; its rule, else ``allocation``, is the point's). The prediction has no density
-    floor: the env's tilt floors a layer at one unit, far below the action's ``min_density``, which floors only
-    the request.
+    point or a handcrafted schedule; its rule, else ``allocation``, is the point's).
     """
     from scipy.optimize import least_squares
 
@@ -183,7 +185,7 @@ def distill(schedules: Mapping[str, Any], prior: str, allocation: str | None = N
 
     def residuals(x: np.ndarray) -> np.ndarray:
         spec = _spec(x, base, multiplied)
-        return _log_gaps(predicted_schedules(spec, base, episodes, 0.0), episodes.learned, valid)
+        return _log_gaps(predicted_schedules(spec, base, episodes), episodes.learned, valid)
 
     tail = [np.log(base.first), np.log(base.last)] if multiplied else []
     at_prior = np.array([base.start, base.end, np.log(base.exponent), *tail])

@@ -59,7 +59,7 @@ def test_the_prediction_of_a_static_point_from_its_prior_is_its_own_schedule():
     other = parse_prior("poly[s=0.3,e=0.95,p=2]+uniform[first=8,last=0.5]")
     pairs = {"prior": {"episodes": _episodes(0.2, 0.8, 3, 4, 2)}, "best": {"episodes": _episodes(0.3, 0.95, 2, 8, 0.5)}}
     episodes = paired_episodes(pairs)
-    predicted = predicted_schedules(other, prior, episodes, 0.0)
+    predicted = predicted_schedules(other, prior, episodes)
     assert predicted[episodes.valid[:, None, :].repeat(10, 1)] == pytest.approx(
         episodes.learned[episodes.valid[:, None, :].repeat(10, 1)], rel=1e-6
     )
