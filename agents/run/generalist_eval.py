@@ -75,6 +75,12 @@ def opponent_points(summary: Mapping[str, Any], family: str, target: float) -> d
     return points
 
 
+def results_path(run_dir: str | Path, heldout: str, suffix: str = ".md") -> Path:
+    """``generalist/results.md`` (named held-out networks) or ``results_population.md``, or the ``.csv`` beside it."""
+    stem = "results_population" if heldout == "population" else "results"
+    return Path(run_dir) / FOLDER / f"{stem}{suffix}"
+
+
 def cell_jobs(
     config: EnvConfig,
     networks: Sequence[Any],
@@ -199,10 +205,9 @@ def run_generalist_eval(
         count = sum(len(j.seeds) for j in cell_jobs_)
         rows += cell_rows(results[done : done + count], cell, points, hierarchical=population)
         done += count
-    stem = "results_population" if population else "results"
-    write_csv(run_dir / FOLDER / f"{stem}.csv", rows)
+    write_csv(results_path(run_dir, heldout, ".csv"), rows)
     text = results_markdown(rows, train_targets(cfg), seeds, networks if population else None)
-    atomic_write_text(run_dir / FOLDER / f"{stem}.md", text)
+    atomic_write_text(results_path(run_dir, heldout), text)
     return rows
 
 
@@ -264,8 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = run_generalist_eval(
             args.run_dir, args.targets, args.eval_seeds, args.eval_seed_start, args.tuned, args.heldout, **grid
         )
-        stem = "results_population" if args.heldout == "population" else "results"
-        return f"{len(rows)} rows: {Path(args.run_dir) / FOLDER / stem}.md"
+        return f"{len(rows)} rows: {results_path(args.run_dir, args.heldout)}"
 
     return run_cli("generalist_eval", call, args)
 
