@@ -16,9 +16,10 @@ on every network of the split with every seed: its value is the mean **validatio
 ``networks × seeds`` episodes. The samplers: ``tpe`` (Optuna's ``TPESampler`` with its defaults: 10 random
 trials, then the tree-structured Parzen estimator of Bergstra, Bardenet, Bengio & Kégl 2011, "Algorithms for
 Hyper-Parameter Optimization", §4) and ``random`` (``RandomSampler``), trial
-``n`` sampling with ``seed + n``, so a search is reproducible from its seed and its history. With the same
-seed, TPE's random startup trials are the points random search draws first: the two searches differ by
-TPE's model alone.
+``n`` sampling with the seed :func:`trial_seed` derives from ``(seed, n)``, so a search is reproducible from its
+seed and its history, and two sampler seeds draw unrelated sequences (a seed ``seed + n`` would make seed 2's
+trials seed 1's shifted by one: two random searches sharing all points but one). With the same seed, TPE's
+random startup trials are the points random search draws first: the two searches differ by TPE's model alone.
 
 **The budget** is in episodes. The search runs ``budget // (networks × seeds)`` trials and stops when the next
 trial would exceed it; the ``budget mod (networks × seeds)`` episodes left over are not spent (the search never
@@ -45,6 +46,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+import numpy as np
 
 from sparsity_gym.core.checks import check_choice, check_number
 from sparsity_gym.env.env_config import EnvConfig
@@ -146,6 +149,14 @@ def import_optuna() -> ModuleType:
     return optuna
 
 
+def trial_seed(seed: int, trial: int) -> int:
+    """The sampler's seed for trial number ``trial`` of a search seeded ``seed``.
+
+    A 32-bit word of NumPy's ``SeedSequence([seed, trial])``: the sequences of different seeds share no structure.
+    """
+    return int(np.random.SeedSequence([int(seed), int(trial)]).generate_state(1)[0])
+
+
 def _sampler(optuna: ModuleType, kind: str, seed: int) -> Any:
     if kind == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
@@ -237,7 +248,7 @@ def run_search(
         seeds: The seeds every trial plays on every network.
         budget: Episodes (see the module docstring for the trials it buys and the leftover).
         run_dir: Folder of the study's SQLite file (:func:`study_path`).
-        seed: The samplers' seed (trial ``n`` samples with ``seed + n``).
+        seed: The samplers' seed (trial ``n`` samples with ``trial_seed(seed, n)``).
         progress: A tqdm bar over the budget's episodes.
         objective: ``(scores, policy) -> value`` a trial maximizes; default the mean validation accuracy over
             every network and seed (``Scores.mean_val``); :mod:`sparsity_gym.experiments.settings_search`
@@ -273,7 +284,7 @@ def run_search(
         with tqdm(total=total, initial=initial, desc=f"{opponent_name(sampler)} ({sampler})", unit="episode",
                   disable=not progress) as bar:  # fmt: skip
             for _ in range(plan.trials - done):
-                study.sampler = _sampler(optuna, sampler, seed + len(study.trials))
+                study.sampler = _sampler(optuna, sampler, trial_seed(seed, len(study.trials)))
                 trial = study.ask(distributions)
                 name = to_name(trial.params)
                 trial.set_user_attr("policy", name)

@@ -7,7 +7,7 @@ from baselines import SEARCH_SPACE, policy_cell, searched_name
 from sparsity_gym.env.env_config import EnvConfig
 from sparsity_gym.experiments.evaluation import evaluate
 from sparsity_gym.experiments.families import parse_network
-from sparsity_gym.experiments.search import Budget, run_search, study_path
+from sparsity_gym.experiments.search import Budget, run_search, study_path, trial_seed
 from sparsity_gym.experiments.seeds import seeds
 
 optuna = pytest.importorskip("optuna")  # the [search] extra (in [dev])
@@ -113,3 +113,19 @@ def test_random_search_runs_and_a_study_of_another_search_is_refused(tmp_path):
         _search(tmp_path, 3, sampler="random")
     with pytest.raises(ValueError, match="sampler='grid'"):
         _search(tmp_path, 5, sampler="grid")
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_sampler_seeds_draw_unrelated_points_and_a_seed_repeats_its_own(tmp_path):
+    """Seed 2's trials are not seed 1's shifted by one (as a per-trial seed ``seed + n`` made them)."""
+
+    def points(folder, seed):
+        run_search("random", SEARCH_SPACE, searched_name, policy_cell, NETWORKS, SEEDS, 8, folder, seed=seed,
+                   progress=False)  # fmt: skip
+        return [t.user_attrs["policy"] for t in _trials(folder, "random")]
+
+    first, second, again = points(tmp_path / "a", 1), points(tmp_path / "b", 2), points(tmp_path / "c", 1)
+    assert len(first) == len(second) == 4
+    assert first == again
+    assert not set(first) & set(second)
+    assert trial_seed(1, 1) != trial_seed(2, 0)
