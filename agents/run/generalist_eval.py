@@ -17,7 +17,8 @@ from ``--eval-seed-start``, the run's own unless given) for every policy:
 
 The opponents' points come from ``<run-dir>/generalist/opponents.json`` (:mod:`agents.run.generalist_opponents`,
 run first); without it the generalist plays alone. Episodes are logged (``generalist/comparison/
-episodes.jsonl``: a killed evaluation resumes, and a population reuses its named networks' episodes), and
+episodes.jsonl``, keyed by each cell's own points and model files: a killed evaluation resumes, a population
+reuses its named networks' episodes, and a cell whose point changed plays again), and
 ``generalist/results.md`` / ``results.csv`` (``results_population.*`` for the population) hold, per cell, each
 policy's mean test accuracy and the generalist's paired difference with each opponent (percentage points, 95%
 bootstrap interval over seeds within networks, or on a population hierarchical: networks drawn, then seeds; and
@@ -193,18 +194,14 @@ def run_generalist_eval(
             models = {**generalist, **single_target_policies(family, target)}
             jobs = cell_jobs(config, networks[family], target, models, points, seeds)
             cells[cell] = (jobs, points, models)
-    versions = {GENERALIST: file_digest(model)}
-    versions.update({label: file_digest(m[0]) for _, _, ms in cells.values() for label, m in ms.items()})
-    for _, points, _ in cells.values():
-        versions.update(points)  # another point under the same label: new episodes
     log = EpisodeLog(run_dir / FOLDER / LOG, fresh=False)
-    jobs = [job for cell_jobs_, _, _ in cells.values() for job in cell_jobs_]
-    results = run_logged(jobs, log, versions, progress=cfg.progress_bar, **grid)
-    rows, done, population = [], 0, heldout == "population"
-    for cell, (cell_jobs_, points, _) in cells.items():
-        count = sum(len(j.seeds) for j in cell_jobs_)
-        rows += cell_rows(results[done : done + count], cell, points, hierarchical=population)
-        done += count
+    rows, population = [], heldout == "population"
+    for cell, (cell_jobs_, points, models) in cells.items():
+        # versioned per cell: one label ("per-setting search") plays another point in each cell, and a cell's
+        # episodes are reused only while its own point (and each model file) is unchanged
+        versions = {**{label: file_digest(m[0]) for label, m in models.items()}, **points}
+        results = run_logged(cell_jobs_, log, versions, progress=cfg.progress_bar, **grid)
+        rows += cell_rows(results, cell, points, hierarchical=population)
     write_csv(results_path(run_dir, heldout, ".csv"), rows)
     text = results_markdown(rows, train_targets(cfg), seeds, networks if population else None)
     atomic_write_text(results_path(run_dir, heldout), text)

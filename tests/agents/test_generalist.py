@@ -293,6 +293,18 @@ def check_population(run_dir):
     text = (run_dir / "generalist" / "results_population.md").read_text()
     assert "hierarchical" in text and all(name in text for name in drawn)
     assert (run_dir / "generalist" / "results_population.csv").exists()
+    # another point in one cell: that cell's row plays again, every other row (same label elsewhere) is reused
+    record = run_dir / "generalist" / "opponents.json"
+    summary = json.loads(record.read_text())
+    summary["per_setting"][f"{A}@0.3"]["best"] = "linear@0.75+uniform"
+    record.write_text(json.dumps(summary))
+    before = log.read_text().count("\n")
+    rerun = run_generalist_eval(run_dir, [0.3], eval_seeds=2, heldout="population", backend="sequential")
+    again = {(r["cell"], r["policy"]): r for r in rerun}
+    assert log.read_text().count("\n") - before == 16  # the changed point's 8 networks x 2 seeds only
+    changed = (f"{A}@0.3", "per-setting search")
+    assert again[changed]["point"] == "linear@0.75+uniform"
+    assert all(again[(r["cell"], r["policy"])] == r for r in rows if (r["cell"], r["policy"]) != changed)
     POPULATIONS._items.pop(B)
     with pytest.raises(ValueError, match=f"heldout='population' is not allowed for family='{B}'"):
         run_generalist_eval(run_dir, [0.3], eval_seeds=2, heldout="population", backend="sequential")
