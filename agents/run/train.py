@@ -67,6 +67,7 @@ from agents.settings.train_config import TrainConfig
 from sparsity_gym.core.io import atomic_write_text
 from sparsity_gym.core.threads import usable_cores
 from sparsity_gym.env.env_config import EnvConfig
+from sparsity_gym.experiments.agent_cost import AgentCost
 from sparsity_gym.experiments.comparison_report import seed_text
 from sparsity_gym.experiments.families import Family, NetworkSpec, get_family, parse_network
 from sparsity_gym.experiments.family_env import FamilyEnv
@@ -198,14 +199,27 @@ def train_ppo(
             )
             checkpoints.save()
         state = {k: v for k, v in checkpoints.state().items() if k != "train_seconds"}  # each part's own count
-        if paired is not None:  # the reference's cost: episodes run (cache misses) and their seconds
-            state["reference_episodes"], reference_s = reference_cost(vec_env)
-            state["reference_seconds"] = round(reference_s, 1)
+        state["num_timesteps"] = int(model.num_timesteps)  # a resume with nothing left to train runs no callback
+        if paired is not None:
+            state.update(reference_record(vec_env, earlier))
         save_model_atomic(model, run_dir / "model.zip")
     finally:
         vec_env.close()
         torch.set_num_threads(threads)
     return model, state
+
+
+def reference_record(vec_env: VecEnv, earlier: AgentCost | None) -> dict[str, Any]:
+    """The paired reward's reference cost over the run's sessions, for ``timing.json``.
+
+    This session's episodes (the reference cache's misses) and seconds, plus the earlier sessions' (``earlier``,
+    read before this one: the cache's entries and the last ``timing.json``'s seconds; a killed session's
+    episodes are in the cache, its seconds are not recorded).
+    """
+    episodes, seconds = reference_cost(vec_env)
+    if earlier is not None:
+        episodes, seconds = episodes + earlier.reference_episodes, seconds + earlier.reference_seconds
+    return {"reference_episodes": episodes, "reference_seconds": round(seconds, 1)}
 
 
 def eval_workers(cfg: TrainConfig) -> int:

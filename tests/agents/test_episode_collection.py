@@ -138,5 +138,9 @@ def test_a_task_run_trains_with_episodes_keeps_the_paired_reward_and_resumes(tmp
         _, state = train_ppo(resumed, tmp_path, get_family(task), "none")
         assert (state["num_timesteps"], state["episodes"]) == (16, 8)
         assert json.loads((tmp_path / "checkpoints" / "state.json").read_text())["num_timesteps"] == 16
+        cached = len(json.loads((tmp_path / "reference_cache.json").read_text()))
+        assert state["reference_episodes"] == cached  # both sessions' (the first's are the cache's hits here)
+        _, again = train_ppo(resumed, tmp_path, get_family(task), "none")  # nothing left: the run's totals stand
+        assert (again["num_timesteps"], again["reference_episodes"]) == (16, cached)
     with pytest.raises(ValueError, match="collect='episodes' is not allowed with norm_reward=True"):
         tiny_run("mnist1d_mlp", tmp_path, collect="episodes", norm_reward=True)

@@ -108,6 +108,10 @@ def test_train_compare_resume_and_evaluate(tmp_path):
     assert state["evaluations"] == 3  # the earlier two and the resumed session's at its end
     assert state["training_seconds"] > timing["training_seconds"]
     assert [p.name for p in (run / "tb").iterdir()] == ["PPO_1"]
+    # resumed with nothing left to train (e.g. to add an opponent): the records still tell the run's whole training
+    train_agent(*resume, "--networks", "mlp_8")
+    after = json.loads((run / "timing.json").read_text())
+    assert after["num_timesteps"] == 32 and "for 32 timesteps" in (run / "results.md").read_text()
     # evaluate mode: the saved model and one baseline on networks of other depths, chosen seeds
     out_dir = tmp_path / "eval"
     train_agent(
